@@ -1,0 +1,45 @@
+//! ATP's domain model, with no I/O.
+//!
+//! ATP (Asynchronous Task Processing) runs long background tasks that must
+//! never be lost. This crate holds what every layer agrees on: validated
+//! names, task types, tasks, the status state machine, payload encoding and
+//! the [`Store`](store::Store) trait that storage engines implement.
+//!
+//! # Layout
+//! - [`status`]: `Status` and the table of legal transitions.
+//! - [`id`]: validated names (`TypeName`, `TaskIdentifier`, `Handler`) and ids.
+//! - [`task_type`]: `TaskType` and its limits.
+//! - [`task`]: `Task`, its log, attempts (fencing tokens) and list filters.
+//! - [`payload`]: responses and the "compress unless text" rule.
+//! - [`store`]: the `Store` trait and its parameters.
+//! - [`error`]: the `Error` enum every store returns.
+//!
+//! # Example
+//! ```
+//! use atp_core::status::{Status, Transition};
+//!
+//! assert_eq!(Transition::Claim.check(Status::Accepted), Ok(Status::Scheduled));
+//! assert!(Transition::Start.check(Status::Finished).is_err());
+//! assert_eq!("running".parse::<Status>(), Ok(Status::Running));
+//! ```
+
+pub mod error;
+pub mod id;
+pub mod messages;
+pub mod payload;
+pub mod status;
+pub mod store;
+pub mod task;
+pub mod task_type;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use id::{DaemonId, Handler, TaskId, TaskIdentifier, TypeName};
+pub use payload::Response;
+pub use status::{Status, Transition};
+pub use store::{ClaimParams, Store, StoreExt, StoreOptions};
+pub use task::{
+    Attempt, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired, StartedTask,
+    StatusChange, Task, TaskCounts, TaskCursor, TaskFilter, TaskPage, TaskRef,
+};
+pub use task_type::TaskType;

@@ -1,0 +1,35 @@
+//! Log messages that stores write on their own, in one place so that every
+//! engine writes the same words (the contract suite compares them).
+
+use crate::id::DaemonId;
+
+/// First log line of an enqueued task when the producer gave none.
+pub const ENQUEUED: &str = "Enqueued";
+
+/// Log line of an operator's re-enqueue when none was given.
+pub const REENQUEUED: &str = "Re-enqueued by an operator";
+
+/// The RUNNING record written by a start.
+pub fn started(holder: DaemonId, start: u32, max_starts: u32) -> String {
+    format!("Started by {holder} (start {start} of {max_starts})")
+}
+
+/// The ACCEPTED record written when an abandoned task is re-enqueued.
+pub fn abandoned_requeued(timeout_secs: f64, starts: u32, max_starts: u32) -> String {
+    format!(
+        "Abandoned: no update within the {timeout_secs} s timeout; re-enqueued ({starts} of {max_starts} starts used)"
+    )
+}
+
+/// The FAILED record written when an abandoned task has no starts left.
+pub fn abandoned_failed(timeout_secs: f64, max_starts: u32) -> String {
+    format!(
+        "Abandoned: no update within the {timeout_secs} s timeout and all {max_starts} starts used up (max starts reached); not retried"
+    )
+}
+
+/// The FAILED record written when a holder hands back a task that has no
+/// starts left.
+pub fn released_failed(reason: &str, max_starts: u32) -> String {
+    format!("{reason}; all {max_starts} starts used up (max starts reached), not retried")
+}

@@ -1,0 +1,251 @@
+//! The one storage seam. Every byte ATP keeps goes through [`Store`]; each
+//! engine implements it and passes the same contract suite
+//! (`atp-store`'s `conformance` module).
+//!
+//! Methods are entity-first (`task_type_*`, `task_*`, `queue_*`) so they sort
+//! into groups. Every method that changes a status writes the log record in
+//! the same transaction and checks the move against
+//! [`crate::status::Transition`] with a compare-and-set.
+
+use std::future::Future;
+
+use crate::error::Result;
+use crate::id::{DaemonId, TaskId, TypeName};
+use crate::payload::Response;
+use crate::task::{
+    Attempt, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired, StartedTask,
+    StatusChange, Task, TaskCounts, TaskFilter, TaskPage, TaskRef,
+};
+use crate::task_type::TaskType;
+
+/// Limits a store handle enforces on producers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Enqueue fails with `QueueFull` once this many tasks are ACCEPTED;
+    /// 0 means no limit. Re-enqueues by operators and the clean-up are
+    /// never refused, so that no task is lost to the limit.
+    pub max_queue_size: u64,
+    /// Largest serialized JSON input accepted, in bytes.
+    pub max_input_bytes: usize,
+}
+
+impl StoreOptions {
+    /// Default queue limit: large enough not to get in the way of normal
+    /// bursts, small enough to stop a runaway producer.
+    pub const DEFAULT_MAX_QUEUE_SIZE: u64 = 100_000;
+    /// Default input limit: 1 MiB.
+    pub const DEFAULT_MAX_INPUT_BYTES: usize = 1024 * 1024;
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_queue_size: Self::DEFAULT_MAX_QUEUE_SIZE,
+            max_input_bytes: Self::DEFAULT_MAX_INPUT_BYTES,
+        }
+    }
+}
+
+/// Parameters of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimParams {
+    /// Who claims.
+    pub holder: DaemonId,
+    /// At most this many tasks.
+    pub limit: u32,
+    /// Only tasks of these types; `None` for any type.
+    pub types: Option<Vec<TypeName>>,
+    /// The log message of the SCHEDULED record.
+    pub message: String,
+}
+
+impl ClaimParams {
+    /// Claim up to `limit` tasks of any type.
+    pub fn new(holder: DaemonId, limit: u32) -> Self {
+        ClaimParams {
+            holder,
+            limit,
+            types: None,
+            message: format!("Scheduled by {holder}"),
+        }
+    }
+
+    /// Restrict to `types`.
+    pub fn with_types(mut self, types: Vec<TypeName>) -> Self {
+        self.types = Some(types);
+        self
+    }
+}
+
+/// Storage for task types, tasks, their queue, log, inputs and responses.
+///
+/// Implementations are cheap to clone handles onto a pool; all methods may be
+/// called from many tasks and many processes at once. "Database is locked"
+/// and serialization failures are retried inside and never returned.
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn engine(&self) -> &'static str;
+
+    /// The limits this handle enforces.
+    fn options(&self) -> StoreOptions;
+
+    /// The schema version the database is at.
+    fn schema_version(&self) -> impl Future<Output = Result<u32>> + Send;
+
+    // --- task types -------------------------------------------------------
+
+    /// Inserts the type, or updates it when the name exists.
+    fn task_type_upsert(&self, task_type: &TaskType) -> impl Future<Output = Result<()>> + Send;
+
+    /// The type with this name, or `TypeNotFound`.
+    fn task_type_get(&self, name: &TypeName) -> impl Future<Output = Result<TaskType>> + Send;
+
+    /// All types, by name.
+    fn task_type_list(&self) -> impl Future<Output = Result<Vec<TaskType>>> + Send;
+
+    /// Removes a type. Refused with `TypeHasTasks` while it has tasks, unless
+    /// `force`, which deletes them (with everything they own) first. Returns
+    /// how many tasks were deleted.
+    fn task_type_delete(
+        &self,
+        name: &TypeName,
+        force: bool,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    // --- producers --------------------------------------------------------
+
+    /// Creates one task as ACCEPTED, logs it and queues it.
+    fn task_enqueue(&self, task: NewTask) -> impl Future<Output = Result<Task>> + Send;
+
+    /// Enqueues all or none. Ids come back in input order.
+    fn task_enqueue_many(
+        &self,
+        tasks: Vec<NewTask>,
+    ) -> impl Future<Output = Result<Vec<TaskId>>> + Send;
+
+    // --- daemons ----------------------------------------------------------
+
+    /// Claims up to `limit` of the oldest ACCEPTED tasks (FIFO by enqueue
+    /// time, then id), marks them SCHEDULED for `holder` and logs it. Every
+    /// task returned is claimed by this call alone.
+    fn task_claim(
+        &self,
+        params: &ClaimParams,
+    ) -> impl Future<Output = Result<Vec<ClaimedTask>>> + Send;
+
+    /// Starts claimed tasks: SCHEDULED → RUNNING, counts the start, returns
+    /// what the handler needs. One result per attempt, in order; a stale one
+    /// fails alone.
+    fn task_start_many(
+        &self,
+        attempts: &[Attempt],
+    ) -> impl Future<Output = Result<Vec<Result<StartedTask>>>> + Send;
+
+    /// Applies status changes from holders. One result per change, in order;
+    /// a stale or illegal one fails alone and changes nothing.
+    fn task_set_status_many(
+        &self,
+        changes: &[StatusChange],
+    ) -> impl Future<Output = Result<Vec<Result<()>>>> + Send;
+
+    /// Refreshes the update time of held tasks without a log record, so a
+    /// long attempt is not taken for abandoned. One result per attempt.
+    fn task_heartbeat_many(
+        &self,
+        attempts: &[Attempt],
+    ) -> impl Future<Output = Result<Vec<Result<()>>>> + Send;
+
+    /// Records progress (and heartbeats) for a held task.
+    fn task_progress(
+        &self,
+        attempt: Attempt,
+        progress: &Progress,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores (or replaces) the response of a held task.
+    fn task_response_put(
+        &self,
+        attempt: Attempt,
+        response: &Response,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    // --- operators --------------------------------------------------------
+
+    /// The task, or `TaskNotFound`.
+    fn task_get(&self, task: &TaskRef) -> impl Future<Output = Result<Task>> + Send;
+
+    /// The task's input (`null` when it had none).
+    fn task_input(&self, task: &TaskRef)
+    -> impl Future<Output = Result<serde_json::Value>> + Send;
+
+    /// The task's log, oldest first.
+    fn task_log(&self, task: &TaskRef) -> impl Future<Output = Result<Vec<LogRecord>>> + Send;
+
+    /// The stored response, if any.
+    fn task_response_get(
+        &self,
+        task: &TaskRef,
+    ) -> impl Future<Output = Result<Option<Response>>> + Send;
+
+    /// One page of tasks, newest update first.
+    fn task_list(&self, filter: &TaskFilter) -> impl Future<Output = Result<TaskPage>> + Send;
+
+    /// Counts by status and by type.
+    fn task_counts(&self) -> impl Future<Output = Result<TaskCounts>> + Send;
+
+    /// How many tasks are ACCEPTED.
+    fn queue_size(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes a task with its log, input and response.
+    fn task_delete(&self, task: &TaskRef) -> impl Future<Output = Result<()>> + Send;
+
+    /// Puts a task back in the queue from any status but ACCEPTED, whoever
+    /// holds it. The start count is reset: an operator's re-enqueue gives the
+    /// task its full number of starts again. Any holder's later change is
+    /// stale.
+    fn task_reenqueue(
+        &self,
+        task: &TaskRef,
+        message: &str,
+    ) -> impl Future<Output = Result<Task>> + Send;
+
+    // --- clean-ups --------------------------------------------------------
+
+    /// Re-enqueues tasks SCHEDULED, RUNNING or PAUSED and not updated within
+    /// their type's timeout, or FAILs them when their starts are used up.
+    fn task_requeue_abandoned(&self) -> impl Future<Output = Result<Vec<Rescued>>> + Send;
+
+    /// Deletes up to `limit` FINISHED or FAILED tasks older than their type's
+    /// retention (types with retention > 0 only).
+    fn task_delete_retired(&self, limit: u32)
+    -> impl Future<Output = Result<Vec<Retired>>> + Send;
+}
+
+/// Conveniences over the batch methods, for every store.
+pub trait StoreExt: Store {
+    /// Starts one claimed task.
+    fn task_start(&self, attempt: Attempt) -> impl Future<Output = Result<StartedTask>> + Send {
+        async move { single(self.task_start_many(&[attempt]).await?) }
+    }
+
+    /// Applies one status change.
+    fn task_set_status(&self, change: StatusChange) -> impl Future<Output = Result<()>> + Send {
+        async move { single(self.task_set_status_many(std::slice::from_ref(&change)).await?) }
+    }
+
+    /// Heartbeats one held task.
+    fn task_heartbeat(&self, attempt: Attempt) -> impl Future<Output = Result<()>> + Send {
+        async move { single(self.task_heartbeat_many(&[attempt]).await?) }
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+fn single<T>(mut results: Vec<Result<T>>) -> Result<T> {
+    match results.pop() {
+        Some(result) if results.is_empty() => result,
+        _ => Err(crate::error::Error::Corrupt(
+            "store returned the wrong number of results".into(),
+        )),
+    }
+}

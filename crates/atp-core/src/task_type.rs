@@ -1,0 +1,130 @@
+//! Task types: what runs a task and the time limits that apply to it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::{Handler, TypeName};
+
+/// A kind of task: its handler and its limits.
+///
+/// Registered by producers or operators; read by daemons (handler, timeout,
+/// max starts) and by the clean-ups (timeout, retention).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskType {
+    /// Unique name.
+    pub name: TypeName,
+    /// What runs its tasks.
+    pub handler: Handler,
+    /// Seconds an unfinished task may go without a status change or heartbeat
+    /// before it counts as abandoned. Also the bound of one attempt.
+    pub timeout_secs: f64,
+    /// Seconds a FINISHED or FAILED task is kept; zero or less keeps it
+    /// forever.
+    pub retention_secs: f64,
+    /// How many starts (first run plus restarts) a task gets before it is
+    /// FAILED instead of re-enqueued.
+    pub max_starts: u32,
+}
+
+impl TaskType {
+    /// The original's default timeout: one hour.
+    pub const DEFAULT_TIMEOUT_SECS: f64 = 3600.0;
+    /// The original's default retention: forever.
+    pub const DEFAULT_RETENTION_SECS: f64 = -1.0;
+    /// The original's default number of starts.
+    pub const DEFAULT_MAX_STARTS: u32 = 3;
+
+    /// A type with the original's defaults.
+    pub fn new(name: TypeName, handler: Handler) -> Self {
+        TaskType {
+            name,
+            handler,
+            timeout_secs: Self::DEFAULT_TIMEOUT_SECS,
+            retention_secs: Self::DEFAULT_RETENTION_SECS,
+            max_starts: Self::DEFAULT_MAX_STARTS,
+        }
+    }
+
+    /// Sets the timeout (validated by [`TaskType::validate`]).
+    pub fn with_timeout_secs(mut self, secs: f64) -> Self {
+        self.timeout_secs = secs;
+        self
+    }
+
+    /// Sets the retention.
+    pub fn with_retention_secs(mut self, secs: f64) -> Self {
+        self.retention_secs = secs;
+        self
+    }
+
+    /// Sets the max starts.
+    pub fn with_max_starts(mut self, max_starts: u32) -> Self {
+        self.max_starts = max_starts;
+        self
+    }
+
+    /// Whether finished tasks of this type are ever deleted.
+    pub fn retains_forever(&self) -> bool {
+        self.retention_secs <= 0.0
+    }
+
+    /// Checks the numeric limits. Names are valid by construction.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "timeout must be a positive number of seconds, got {}",
+                self.timeout_secs
+            )));
+        }
+        if !self.retention_secs.is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "retention must be a finite number of seconds, got {}",
+                self.retention_secs
+            )));
+        }
+        // Bounded so that `now - retention` stays representable everywhere.
+        const MAX_SECS: f64 = 1.0e11;
+        if self.timeout_secs > MAX_SECS || self.retention_secs > MAX_SECS {
+            return Err(Error::InvalidArgument(format!(
+                "timeout and retention must be at most {MAX_SECS} seconds"
+            )));
+        }
+        if self.max_starts < 1 || self.max_starts > i32::MAX as u32 {
+            return Err(Error::InvalidArgument(format!(
+                "max starts must be at least 1, got {}",
+                self.max_starts
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TaskType {
+        TaskType::new(TypeName::new("t").unwrap(), Handler::new("builtin:sum").unwrap())
+    }
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let t = sample();
+        assert_eq!(t.timeout_secs, 3600.0);
+        assert_eq!(t.retention_secs, -1.0);
+        assert_eq!(t.max_starts, 3);
+        assert!(t.retains_forever());
+        assert!(t.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_limits_are_refused() {
+        assert!(sample().with_timeout_secs(0.0).validate().is_err());
+        assert!(sample().with_timeout_secs(-1.0).validate().is_err());
+        assert!(sample().with_timeout_secs(f64::NAN).validate().is_err());
+        assert!(sample().with_retention_secs(f64::INFINITY).validate().is_err());
+        assert!(sample().with_max_starts(0).validate().is_err());
+        assert!(sample().with_retention_secs(0.0).retains_forever());
+        assert!(!sample().with_retention_secs(1.0).retains_forever());
+    }
+}
