@@ -35,7 +35,9 @@ pub enum Error {
         identifier: String,
     },
     /// Unregistering a type that still has tasks, without `force`.
-    #[error("task type {task_type:?} still has {tasks} task(s); delete them or unregister with force")]
+    #[error(
+        "task type {task_type:?} still has {tasks} task(s); delete them or unregister with force"
+    )]
     TypeHasTasks {
         /// The type.
         task_type: String,
@@ -67,14 +69,14 @@ pub enum Error {
     },
     /// The attempt named by a daemon no longer holds the task: it was
     /// rescued, re-enqueued or restarted elsewhere. Nothing was changed.
-    #[error("stale attempt on task {task}: it is no longer held by {holder} at start {start}")]
+    #[error("stale attempt on task {task}: it is no longer held by {holder} under lease {lease}")]
     StaleAttempt {
         /// The task.
         task: TaskId,
         /// The holder named by the late caller.
         holder: crate::id::DaemonId,
-        /// The start number named by the late caller.
-        start: u32,
+        /// The lease named by the late caller.
+        lease: u64,
     },
     /// Stored data could not be read back (bad encoding, bad JSON).
     #[error("stored data is corrupt: {0}")]

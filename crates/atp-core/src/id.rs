@@ -181,7 +181,9 @@ impl<'de> Deserialize<'de> for DaemonId {
         let hex = raw
             .strip_prefix("0x")
             .or_else(|| raw.strip_prefix("0X"))
-            .ok_or_else(|| serde::de::Error::custom("daemon id must look like 0x0123456789ABCDEF"))?;
+            .ok_or_else(|| {
+                serde::de::Error::custom("daemon id must look like 0x0123456789ABCDEF")
+            })?;
         u64::from_str_radix(hex, 16)
             .map(DaemonId)
             .map_err(serde::de::Error::custom)
@@ -194,7 +196,14 @@ mod tests {
 
     #[test]
     fn identifiers_keep_slashes_quotes_spaces_and_unicode() {
-        for raw in ["a/b", "it's \"quoted\"", "inner space", "ünï€ødé", "日本語", "%2F"] {
+        for raw in [
+            "a/b",
+            "it's \"quoted\"",
+            "inner space",
+            "ünï€ødé",
+            "日本語",
+            "%2F",
+        ] {
             assert_eq!(TaskIdentifier::new(raw).unwrap().as_str(), raw);
         }
     }
@@ -210,7 +219,15 @@ mod tests {
 
     #[test]
     fn empty_control_and_padded_names_are_refused() {
-        for bad in ["", " lead", "trail ", "tab\there", "nl\n", "\u{7f}", "\u{0}"] {
+        for bad in [
+            "",
+            " lead",
+            "trail ",
+            "tab\there",
+            "nl\n",
+            "\u{7f}",
+            "\u{0}",
+        ] {
             assert!(TypeName::new(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -12,6 +12,8 @@
 //! - [`task`]: `Task`, its log, attempts (fencing tokens) and list filters.
 //! - [`payload`]: responses and the "compress unless text" rule.
 //! - [`store`]: the `Store` trait and its parameters.
+//! - [`daemon`]: daemon records (liveness).
+//! - [`messages`]: log lines the stores write themselves.
 //! - [`error`]: the `Error` enum every store returns.
 //!
 //! # Example
@@ -23,6 +25,7 @@
 //! assert_eq!("running".parse::<Status>(), Ok(Status::Running));
 //! ```
 
+pub mod daemon;
 pub mod error;
 pub mod id;
 pub mod messages;
@@ -33,6 +36,7 @@ pub mod task;
 pub mod task_type;
 pub mod time;
 
+pub use daemon::{DaemonInfo, ReapedDaemon};
 pub use error::{Error, Result};
 pub use id::{DaemonId, Handler, TaskId, TaskIdentifier, TypeName};
 pub use payload::Response;

@@ -33,3 +33,18 @@ pub fn abandoned_failed(timeout_secs: f64, max_starts: u32) -> String {
 pub fn released_failed(reason: &str, max_starts: u32) -> String {
     format!("{reason}; all {max_starts} starts used up (max starts reached), not retried")
 }
+
+/// The ACCEPTED record of a task rescued from a daemon that stopped
+/// heartbeating.
+pub fn rescued(holder: DaemonId, silent_secs: f64) -> String {
+    format!(
+        "Rescued: holder {holder} stopped heartbeating (silent for more than {silent_secs} s); re-enqueued"
+    )
+}
+
+/// The FAILED record of a task rescued from a dead daemon with no starts left.
+pub fn rescued_failed(holder: DaemonId, silent_secs: f64, max_starts: u32) -> String {
+    format!(
+        "Rescued: holder {holder} stopped heartbeating (silent for more than {silent_secs} s) and all {max_starts} starts used up (max starts reached); not retried"
+    )
+}

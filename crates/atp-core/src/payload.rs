@@ -105,7 +105,8 @@ pub fn encode(mime_type: &str, body: &[u8]) -> (Encoding, Vec<u8>) {
     if is_text_mime(mime_type) {
         return (Encoding::Identity, body.to_vec());
     }
-    let mut encoder = ZlibEncoder::new(Vec::with_capacity(body.len() / 2 + 16), Compression::fast());
+    let mut encoder =
+        ZlibEncoder::new(Vec::with_capacity(body.len() / 2 + 16), Compression::fast());
     encoder
         .write_all(body)
         .and_then(|()| encoder.finish())
@@ -144,7 +145,12 @@ mod tests {
         ] {
             assert!(is_text_mime(t), "{t}");
         }
-        for t in ["application/octet-stream", "image/png", "application/zip", "garbage"] {
+        for t in [
+            "application/octet-stream",
+            "image/png",
+            "application/zip",
+            "garbage",
+        ] {
             assert!(!is_text_mime(t), "{t}");
         }
     }

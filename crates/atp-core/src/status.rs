@@ -61,7 +61,10 @@ impl Status {
 
     /// The status with this code.
     pub fn from_code(code: i64) -> Option<Status> {
-        Status::ALL.iter().copied().find(|s| i64::from(s.code()) == code)
+        Status::ALL
+            .iter()
+            .copied()
+            .find(|s| i64::from(s.code()) == code)
     }
 
     /// The upper-case name, e.g. `"RUNNING"`.
@@ -104,6 +107,17 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// Where a task goes when it leaves its holder without ending (abandoned,
+/// rescued from a dead daemon, handed back at shutdown): back to the queue,
+/// or FAILED once it has used all its starts, so that nothing loops forever.
+pub fn after_release(starts: u32, max_starts: u32) -> Status {
+    if starts >= max_starts {
+        Status::Failed
+    } else {
+        Status::Accepted
     }
 }
 
@@ -288,7 +302,9 @@ mod tests {
         let colours: Vec<_> = Status::ALL.iter().map(|s| s.color()).collect();
         assert_eq!(
             colours,
-            ["magenta", "brown", "darkcyan", "green", "maroon", "blue", "red"]
+            [
+                "magenta", "brown", "darkcyan", "green", "maroon", "blue", "red"
+            ]
         );
     }
 
@@ -326,9 +342,22 @@ mod tests {
     fn terminal_statuses_are_left_only_by_reenqueue() {
         for from in Status::TERMINAL {
             for t in Transition::ALL {
-                assert_eq!(t.allows(from), t == Transition::Reenqueue, "{t} from {from}");
+                assert_eq!(
+                    t.allows(from),
+                    t == Transition::Reenqueue,
+                    "{t} from {from}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn released_tasks_fail_once_their_starts_are_used_up() {
+        assert_eq!(after_release(0, 3), Status::Accepted);
+        assert_eq!(after_release(2, 3), Status::Accepted);
+        assert_eq!(after_release(3, 3), Status::Failed);
+        assert_eq!(after_release(4, 3), Status::Failed);
+        assert_eq!(after_release(1, 1), Status::Failed);
     }
 
     #[test]

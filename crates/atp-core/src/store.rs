@@ -9,6 +9,7 @@
 
 use std::future::Future;
 
+use crate::daemon::{DaemonInfo, ReapedDaemon};
 use crate::error::Result;
 use crate::id::{DaemonId, TaskId, TypeName};
 use crate::payload::Response;
@@ -175,8 +176,7 @@ pub trait Store: Send + Sync + 'static {
     fn task_get(&self, task: &TaskRef) -> impl Future<Output = Result<Task>> + Send;
 
     /// The task's input (`null` when it had none).
-    fn task_input(&self, task: &TaskRef)
-    -> impl Future<Output = Result<serde_json::Value>> + Send;
+    fn task_input(&self, task: &TaskRef) -> impl Future<Output = Result<serde_json::Value>> + Send;
 
     /// The task's log, oldest first.
     fn task_log(&self, task: &TaskRef) -> impl Future<Output = Result<Vec<LogRecord>>> + Send;
@@ -217,8 +217,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` FINISHED or FAILED tasks older than their type's
     /// retention (types with retention > 0 only).
-    fn task_delete_retired(&self, limit: u32)
-    -> impl Future<Output = Result<Vec<Retired>>> + Send;
+    fn task_delete_retired(&self, limit: u32) -> impl Future<Output = Result<Vec<Retired>>> + Send;
+
+    // --- daemons' own records ---------------------------------------------
+
+    /// Records a daemon (insert or replace); the store sets the heartbeat.
+    fn daemon_register(&self, daemon: &DaemonInfo) -> impl Future<Output = Result<()>> + Send;
+
+    /// Refreshes a daemon's heartbeat. `false` when its record is gone: it
+    /// was declared dead and its tasks were rescued, so it must stop every
+    /// attempt it runs and register again.
+    fn daemon_heartbeat(&self, id: DaemonId) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Removes a daemon's record (clean shutdown).
+    fn daemon_deregister(&self, id: DaemonId) -> impl Future<Output = Result<()>> + Send;
+
+    /// Live daemon records, oldest first.
+    fn daemon_list(&self) -> impl Future<Output = Result<Vec<DaemonInfo>>> + Send;
+
+    /// Removes daemons whose heartbeat is older than `silent_secs` and
+    /// rescues the tasks they held (ACCEPTED, or FAILED with starts used up).
+    /// Tasks held by a holder with no record at all are rescued the same way.
+    fn daemon_reap_dead(
+        &self,
+        silent_secs: f64,
+    ) -> impl Future<Output = Result<Vec<ReapedDaemon>>> + Send;
 }
 
 /// Conveniences over the batch methods, for every store.
@@ -230,7 +253,12 @@ pub trait StoreExt: Store {
 
     /// Applies one status change.
     fn task_set_status(&self, change: StatusChange) -> impl Future<Output = Result<()>> + Send {
-        async move { single(self.task_set_status_many(std::slice::from_ref(&change)).await?) }
+        async move {
+            single(
+                self.task_set_status_many(std::slice::from_ref(&change))
+                    .await?,
+            )
+        }
     }
 
     /// Heartbeats one held task.

@@ -35,8 +35,11 @@ pub struct Task {
     pub enqueued_at: OffsetDateTime,
     /// How many times a handler was started on it.
     pub starts: u32,
-    /// The daemon that holds or last held it.
+    /// The daemon that holds it (SCHEDULED, RUNNING, PAUSED) or ran it to
+    /// its end (FINISHED, FAILED); `None` while queued.
     pub holder: Option<DaemonId>,
+    /// How many times it was claimed; the fencing counter of [`Attempt`].
+    pub lease: u64,
     /// The latest progress a handler reported in the current attempt.
     pub progress: Option<Progress>,
 }
@@ -135,18 +138,21 @@ impl NewTask {
 
 /// One hold of one daemon on one task: the fencing token.
 ///
-/// `start` is the task's start count this attempt knows: the count at claim
-/// time until the attempt starts, the new count afterwards. Every change a
-/// daemon makes names its attempt; a store applies it only while the task
-/// still has this holder and this start count.
+/// `lease` counts the claims of the task and grows by one at every claim, so
+/// (holder, lease) names exactly one attempt, even when the same daemon
+/// claims the same task again after a rescue. (It is stronger than (holder,
+/// start number), which a claim that is rescued before it starts would not
+/// change.) Every change a daemon makes names its attempt; a store applies
+/// it only while the task is still held under this token, and otherwise
+/// returns `StaleAttempt` and changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Attempt {
     /// The task.
     pub task: TaskId,
     /// The daemon holding it.
     pub holder: DaemonId,
-    /// The start count held.
-    pub start: u32,
+    /// The task's claim count when this attempt claimed it.
+    pub lease: u64,
 }
 
 /// A task a daemon has just claimed (SCHEDULED, not started).
@@ -163,8 +169,10 @@ pub struct ClaimedTask {
 /// A task whose handler may now run (RUNNING).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedTask {
-    /// The hold, with the new start count.
+    /// The hold (unchanged by the start).
     pub attempt: Attempt,
+    /// Which start this is (1 for the first run).
+    pub start: u32,
     /// The task's type, with its handler and limits.
     pub task_type: TaskType,
     /// The task's identifier.

@@ -104,7 +104,10 @@ mod tests {
     use super::*;
 
     fn sample() -> TaskType {
-        TaskType::new(TypeName::new("t").unwrap(), Handler::new("builtin:sum").unwrap())
+        TaskType::new(
+            TypeName::new("t").unwrap(),
+            Handler::new("builtin:sum").unwrap(),
+        )
     }
 
     #[test]
@@ -122,7 +125,12 @@ mod tests {
         assert!(sample().with_timeout_secs(0.0).validate().is_err());
         assert!(sample().with_timeout_secs(-1.0).validate().is_err());
         assert!(sample().with_timeout_secs(f64::NAN).validate().is_err());
-        assert!(sample().with_retention_secs(f64::INFINITY).validate().is_err());
+        assert!(
+            sample()
+                .with_retention_secs(f64::INFINITY)
+                .validate()
+                .is_err()
+        );
         assert!(sample().with_max_starts(0).validate().is_err());
         assert!(sample().with_retention_secs(0.0).retains_forever());
         assert!(!sample().with_retention_secs(1.0).retains_forever());

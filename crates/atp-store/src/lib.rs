@@ -1,0 +1,43 @@
+//! ATP's storage engines behind [`atp_core::Store`].
+//!
+//! - [`sqlite`]: one file in WAL mode, the zero-set-up default; or memory.
+//! - [`postgres`]: a connection URL, for daemons on many hosts.
+//!
+//! [`open`] picks the engine from the URL (`sqlite://PATH`, `sqlite::memory:`,
+//! `postgres://…`) and applies the embedded migrations.
+//!
+//! # Layout
+//! Both engines mirror each other file for file: `task_type.rs`, `task.rs`
+//! (enqueue, look-ups, delete), `queue.rs` (claim, start, status changes
+//! from holders), `reap.rs` (clean-ups, daemon records), `migrate.rs`.
+//! `conformance/` (feature `conformance`) holds the contract suite both run;
+//! `testing` gives each test a fresh database.
+//!
+//! # Example
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use atp_core::{Handler, NewTask, Store, TaskIdentifier, TaskType, TypeName};
+//!
+//! let store = atp_store::open("sqlite::memory:", Default::default()).await?;
+//! let sum = TypeName::new("sum")?;
+//! store.task_type_upsert(&TaskType::new(sum.clone(), Handler::new("builtin:sum")?)).await?;
+//! let task = store
+//!     .task_enqueue(NewTask::new(sum, TaskIdentifier::new("job-1")?).with_input(serde_json::json!([1, 2])))
+//!     .await?;
+//! assert_eq!(task.status, atp_core::Status::Accepted);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod any;
+mod shared;
+pub mod sqlite;
+mod url;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use any::AnyStore;
+pub use url::{DatabaseUrl, open};

@@ -1,0 +1,125 @@
+//! Engine-independent checks and shaping, so both engines validate and
+//! word things the same way.
+
+use atp_core::store::StoreOptions;
+use atp_core::{
+    Error, Progress, Result, Status, StatusChange, TaskIdentifier, TypeName, messages, payload,
+};
+
+/// A task validated and serialized for insertion.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub task_type: TypeName,
+    pub identifier: TaskIdentifier,
+    /// The input as JSON text.
+    pub input: String,
+    /// The first log line.
+    pub message: String,
+}
+
+/// Validates and serializes tasks before any transaction starts, so a bad
+/// batch costs the database nothing.
+pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Result<Vec<Prepared>> {
+    tasks
+        .into_iter()
+        .map(|t| {
+            let input = serde_json::to_string(&t.input)
+                .map_err(|e| Error::InvalidArgument(format!("input is not serializable: {e}")))?;
+            if input.len() > options.max_input_bytes {
+                return Err(Error::InputTooLarge {
+                    size: input.len(),
+                    limit: options.max_input_bytes,
+                });
+            }
+            let message = match t.message {
+                Some(m) if !m.is_empty() => {
+                    check_message(&m)?;
+                    m
+                }
+                _ => messages::ENQUEUED.to_owned(),
+            };
+            Ok(Prepared {
+                task_type: t.task_type,
+                identifier: t.identifier,
+                input,
+                message,
+            })
+        })
+        .collect()
+}
+
+use atp_core::NewTask;
+
+/// Longest log message accepted, in bytes.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Refuses over-long log messages.
+pub(crate) fn check_message(message: &str) -> Result<()> {
+    if message.len() > MAX_MESSAGE_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "log message is {} bytes, the limit is {MAX_MESSAGE_BYTES}",
+            message.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks what a holder may ask for before touching the database.
+pub(crate) fn validate_change(change: &StatusChange) -> Result<()> {
+    match change.status {
+        Status::Running | Status::Paused | Status::Finished | Status::Failed | Status::Accepted => {}
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "a holder cannot set a task {other}; use claim or start"
+            )));
+        }
+    }
+    check_message(&change.message)?;
+    if let Some(r) = &change.response {
+        payload::validate_mime(&r.mime_type)?;
+    }
+    Ok(())
+}
+
+/// Longest progress message accepted, in characters.
+pub(crate) const MAX_PROGRESS_CHARS: usize = 1024;
+
+/// Percent in 0–100, message of bounded length.
+pub(crate) fn validate_progress(progress: &Progress) -> Result<()> {
+    if let Some(p) = progress.percent
+        && !(p.is_finite() && (0.0..=100.0).contains(&p))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "progress must be between 0 and 100 percent, got {p}"
+        )));
+    }
+    if progress.message.chars().count() > MAX_PROGRESS_CHARS {
+        return Err(Error::InvalidArgument(format!(
+            "progress message is longer than {MAX_PROGRESS_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Totals per status from per-(type, status) counts.
+pub(crate) fn sum_by_status(by_type: &[(TypeName, Status, u64)]) -> Vec<(Status, u64)> {
+    Status::ALL
+        .iter()
+        .filter_map(|s| {
+            let n: u64 = by_type.iter().filter(|(_, st, _)| st == s).map(|(_, _, n)| n).sum();
+            (n > 0).then_some((*s, n))
+        })
+        .collect()
+}
+
+/// Collects one item's outcome of a batch call. Domain refusals stay with
+/// their item; an engine error or corrupt data aborts (and so rolls back) the whole batch.
+pub(crate) fn keep_item<T>(outcome: Result<T>, results: &mut Vec<Result<T>>) -> Result<()> {
+    match outcome {
+        Err(e @ (Error::Database { .. } | Error::Unavailable { .. } | Error::Corrupt(_))) => Err(e),
+        other => {
+            results.push(other);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The SQLite engine: one file in WAL mode (or memory), the default.
+//!
+//! # Concurrency
+//! All writes of one handle go through one connection behind a mutex, each
+//! in a `BEGIN IMMEDIATE` transaction, so writers of one process queue in
+//! memory instead of fighting over SQLite's file lock. Writers of other
+//! processes wait on `busy_timeout`, and a transaction that still meets
+//! `SQLITE_BUSY` is retried from the start, so "database is locked" never
+//! reaches a caller. Reads use a small pool of their own connections, which
+//! WAL lets run beside the writer.
+//!
+//! # Durability
+//! `journal_mode=WAL` with `synchronous=NORMAL` (the default): a committed
+//! transaction survives a crash of the process, since it is in the WAL file
+//! before commit returns; a power loss may lose the last transactions before
+//! the next checkpoint. `?synchronous=full` in the URL syncs the WAL at
+//! every commit and also survives power loss, at several times the cost per
+//! transaction.
+
+mod migrate;
+mod queue;
+mod reap;
+mod row;
+mod task;
+mod task_type;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atp_core::store::ClaimParams;
+use atp_core::{
+    Attempt, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
+    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
+    StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskPage, TaskRef, TaskType, TypeName,
+};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+
+pub use migrate::LATEST_VERSION;
+
+/// How long one statement waits for another process's lock before SQLite
+/// reports busy (after which the whole transaction is retried).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a transaction keeps being retried while the database is busy.
+const BUSY_GIVE_UP: Duration = Duration::from_secs(300);
+/// Read connections kept open per handle.
+const MAX_IDLE_READERS: usize = 8;
+
+/// A handle on a SQLite database. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The one connection that writes. Held only inside `spawn_blocking`.
+    writer: Mutex<Connection>,
+    /// Idle read connections; empty and unused for in-memory databases,
+    /// whose data only the writer connection can see.
+    readers: Mutex<Vec<Connection>>,
+    /// The file, or `None` in memory.
+    path: Option<PathBuf>,
+    synchronous_full: bool,
+    options: StoreOptions,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up
+    /// to date. Safe when several processes open a fresh file at once.
+    pub async fn open_file(path: &Path, synchronous_full: bool, options: StoreOptions) -> Result<Self> {
+        Self::open_file_at_version(path, synchronous_full, options, LATEST_VERSION).await
+    }
+
+    /// Like [`SqliteStore::open_file`], migrating only up to `version`: lets
+    /// tests make a database as an older ATP left it.
+    pub async fn open_file_at_version(
+        path: &Path,
+        synchronous_full: bool,
+        options: StoreOptions,
+        version: u32,
+    ) -> Result<Self> {
+        let path = path.to_path_buf();
+        let writer = blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Database {
+                    context: format!("creating the folder {}", dir.display()),
+                    source: Box::new(e),
+                })?;
+            }
+            let mut conn = open_connection(&path, synchronous_full)?;
+            migrate::migrate(&mut conn, version)?;
+            Ok((conn, path))
+        })
+        .await?;
+        let (conn, path) = writer;
+        Ok(Self::from_writer(conn, Some(path), synchronous_full, options))
+    }
+
+    /// A fresh private in-memory database, for tests and demos.
+    pub async fn open_memory(options: StoreOptions) -> Result<Self> {
+        let conn = blocking(|| {
+            let mut conn = Connection::open_in_memory().map_err(db("opening an in-memory database"))?;
+            configure(&conn, false)?;
+            migrate::migrate(&mut conn, LATEST_VERSION)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(Self::from_writer(conn, None, false, options))
+    }
+
+    fn from_writer(conn: Connection, path: Option<PathBuf>, synchronous_full: bool, options: StoreOptions) -> Self {
+        SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+                path,
+                synchronous_full,
+                options,
+            }),
+        }
+    }
+
+    /// The database file, or `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer,
+    /// retrying the whole of it while the database is busy.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let mut work = work;
+        blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            retry_busy(|| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(db("beginning a transaction"))?;
+                let out = work(&tx)?;
+                tx.commit().map_err(db("committing"))?;
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    /// Runs `work` on a read connection (the writer for in-memory databases).
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let mut work = work;
+        blocking(move || {
+            let Some(path) = inner.path.as_deref() else {
+                let conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+                return retry_busy(|| work(&conn));
+            };
+            let idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => open_connection(path, inner.synchronous_full)?,
+            };
+            let out = retry_busy(|| work(&conn));
+            let mut readers = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if readers.len() < MAX_IDLE_READERS {
+                readers.push(conn);
+            }
+            out
+        })
+        .await
+    }
+}
+
+/// Runs blocking SQLite work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Database {
+        context: "running a SQLite call".into(),
+        source: Box::new(e),
+    })?
+}
+
+fn open_connection(path: &Path, synchronous_full: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(db(&format!("opening {}", path.display())))?;
+    configure(&conn, true)?;
+    if synchronous_full {
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db("setting synchronous=FULL"))?;
+    }
+    Ok(conn)
+}
+
+/// Per-connection settings. WAL is a property of the file; setting it needs a
+/// moment of exclusive access, so it is retried like any busy write.
+fn configure(conn: &Connection, wal: bool) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db("setting busy_timeout"))?;
+    if wal {
+        retry_busy(|| {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .map_err(db("enabling WAL"))?;
+            if mode.eq_ignore_ascii_case("wal") {
+                Ok(())
+            } else {
+                Err(Error::Database {
+                    context: "enabling WAL".into(),
+                    source: format!("journal_mode stayed {mode}").into(),
+                })
+            }
+        })?;
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000;",
+    )
+    .map_err(db("configuring the connection"))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Retries `work` while it fails with SQLITE_BUSY / SQLITE_LOCKED.
+fn retry_busy<T>(mut work: impl FnMut() -> Result<T>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match work() {
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_GIVE_UP => {
+                tracing::debug!(error = %e, "SQLite busy, retrying the transaction");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &Error) -> bool {
+    let Error::Database { source, .. } = e else {
+        return false;
+    };
+    matches!(
+        source.downcast_ref::<rusqlite::Error>(),
+        Some(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Maps a rusqlite error to `Error::Database` with what was being done.
+pub(crate) fn db(context: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::Database {
+        context: context.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+/// Microseconds since the epoch, now.
+fn now_micros() -> i64 {
+    atp_core::time::to_micros(time::OffsetDateTime::now_utc())
+}
+
+impl Store for SqliteStore {
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn options(&self) -> StoreOptions {
+        self.inner.options
+    }
+
+    async fn schema_version(&self) -> Result<u32> {
+        self.read(|conn| migrate::current_version(conn)).await
+    }
+
+    async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {
+        task_type.validate()?;
+        let task_type = task_type.clone();
+        self.write(move |tx| task_type::upsert(tx, &task_type, now_micros())).await
+    }
+
+    async fn task_type_get(&self, name: &TypeName) -> Result<TaskType> {
+        let name = name.clone();
+        self.read(move |conn| task_type::get(conn, &name)).await
+    }
+
+    async fn task_type_list(&self) -> Result<Vec<TaskType>> {
+        self.read(|conn| task_type::list(conn)).await
+    }
+
+    async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
+        let name = name.clone();
+        self.write(move |tx| task_type::delete(tx, &name, force)).await
+    }
+
+    async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
+        let prepared = task::prepare(vec![new], &self.inner.options)?;
+        let options = self.inner.options;
+        self.write(move |tx| task::enqueue_one(tx, &prepared, &options, now_micros()))
+            .await
+    }
+
+    async fn task_enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = task::prepare(tasks, &self.inner.options)?;
+        let options = self.inner.options;
+        self.write(move |tx| task::enqueue_many(tx, &prepared, &options, now_micros()))
+            .await
+    }
+
+    async fn task_claim(&self, params: &ClaimParams) -> Result<Vec<ClaimedTask>> {
+        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let params = params.clone();
+        self.write(move |tx| queue::claim(tx, &params, now_micros())).await
+    }
+
+    async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {
+        let attempts = attempts.to_vec();
+        self.write(move |tx| queue::start_many(tx, &attempts, now_micros())).await
+    }
+
+    async fn task_set_status_many(&self, changes: &[StatusChange]) -> Result<Vec<Result<()>>> {
+        for change in changes {
+            crate::shared::validate_change(change)?;
+        }
+        let changes = changes.to_vec();
+        self.write(move |tx| queue::set_status_many(tx, &changes, now_micros())).await
+    }
+
+    async fn task_heartbeat_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<()>>> {
+        let attempts = attempts.to_vec();
+        self.write(move |tx| queue::heartbeat_many(tx, &attempts, now_micros())).await
+    }
+
+    async fn task_progress(&self, attempt: Attempt, progress: &Progress) -> Result<()> {
+        crate::shared::validate_progress(progress)?;
+        let progress = progress.clone();
+        self.write(move |tx| queue::progress(tx, attempt, &progress, now_micros())).await
+    }
+
+    async fn task_response_put(&self, attempt: Attempt, response: &Response) -> Result<()> {
+        atp_core::payload::validate_mime(&response.mime_type)?;
+        let response = response.clone();
+        self.write(move |tx| queue::response_put(tx, attempt, &response, now_micros())).await
+    }
+
+    async fn task_get(&self, task: &TaskRef) -> Result<Task> {
+        let task = task.clone();
+        self.read(move |conn| task::get(conn, &task)).await
+    }
+
+    async fn task_input(&self, task: &TaskRef) -> Result<serde_json::Value> {
+        let task = task.clone();
+        self.read(move |conn| task::input(conn, &task)).await
+    }
+
+    async fn task_log(&self, task: &TaskRef) -> Result<Vec<LogRecord>> {
+        let task = task.clone();
+        self.read(move |conn| task::log(conn, &task)).await
+    }
+
+    async fn task_response_get(&self, task: &TaskRef) -> Result<Option<Response>> {
+        let task = task.clone();
+        self.read(move |conn| task::response_get(conn, &task)).await
+    }
+
+    async fn task_list(&self, filter: &TaskFilter) -> Result<TaskPage> {
+        let filter = filter.clone();
+        self.read(move |conn| task::list(conn, &filter)).await
+    }
+
+    async fn task_counts(&self) -> Result<TaskCounts> {
+        self.read(|conn| task::counts(conn)).await
+    }
+
+    async fn queue_size(&self) -> Result<u64> {
+        self.read(|conn| task::queue_size(conn)).await
+    }
+
+    async fn task_delete(&self, task: &TaskRef) -> Result<()> {
+        let task = task.clone();
+        self.write(move |tx| task::delete(tx, &task)).await
+    }
+
+    async fn task_reenqueue(&self, task: &TaskRef, message: &str) -> Result<Task> {
+        let task = task.clone();
+        let message = message.to_owned();
+        self.write(move |tx| task::reenqueue(tx, &task, &message, now_micros())).await
+    }
+
+    async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {
+        self.write(|tx| reap::requeue_abandoned(tx, now_micros())).await
+    }
+
+    async fn task_delete_retired(&self, limit: u32) -> Result<Vec<Retired>> {
+        self.write(move |tx| reap::delete_retired(tx, limit, now_micros())).await
+    }
+
+    async fn daemon_register(&self, daemon: &DaemonInfo) -> Result<()> {
+        let daemon = daemon.clone();
+        self.write(move |tx| reap::daemon_register(tx, &daemon, now_micros())).await
+    }
+
+    async fn daemon_heartbeat(&self, id: DaemonId) -> Result<bool> {
+        self.write(move |tx| reap::daemon_heartbeat(tx, id, now_micros())).await
+    }
+
+    async fn daemon_deregister(&self, id: DaemonId) -> Result<()> {
+        self.write(move |tx| reap::daemon_deregister(tx, id)).await
+    }
+
+    async fn daemon_list(&self) -> Result<Vec<DaemonInfo>> {
+        self.read(|conn| reap::daemon_list(conn)).await
+    }
+
+    async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
+        if !(silent_secs.is_finite() && silent_secs > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "silence threshold must be a positive number of seconds, got {silent_secs}"
+            )));
+        }
+        self.write(move |tx| reap::daemon_reap_dead(tx, silent_secs, now_micros())).await
+    }
+}

@@ -1,0 +1,261 @@
+//! Clean-ups (abandoned and retired tasks) and daemon records.
+//!
+//! Each runs in one write transaction, so several daemons running the same
+//! clean-up at once simply take turns; the second finds nothing left to do.
+
+use atp_core::time::{from_micros, secs_to_micros};
+use atp_core::{
+    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId, messages,
+    status,
+};
+use rusqlite::{Connection, Transaction, params};
+
+use super::task::{count_queue_entries, write_log};
+use super::{db, row};
+
+/// A held task selected for rescue.
+struct Candidate {
+    id: i64,
+    status: Status,
+    lease: i64,
+    starts: u32,
+    max_starts: u32,
+    timeout_secs: f64,
+    type_name: String,
+    identifier: String,
+    holder: Option<i64>,
+}
+
+fn candidates(tx: &Transaction<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<Candidate>> {
+    let sql = format!(
+        "SELECT t.id, t.status, t.lease, t.starts, y.max_starts, y.timeout_secs, y.name, t.identifier, t.holder
+         FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
+         WHERE t.status IN (2, 3, 4) AND {condition} ORDER BY t.id"
+    );
+    let mut stmt = tx.prepare_cached(&sql).map_err(db("finding tasks to rescue"))?;
+    let rows = stmt
+        .query_map(args, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, f64>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+            ))
+        })
+        .map_err(db("finding tasks to rescue"))?;
+    rows.map(|r| {
+        let (id, status, lease, starts, max_starts, timeout_secs, type_name, identifier, holder) =
+            r.map_err(db("finding tasks to rescue"))?;
+        Ok(Candidate {
+            id,
+            status: row::status_of(status)?,
+            lease,
+            starts: starts as u32,
+            max_starts: max_starts as u32,
+            timeout_secs,
+            type_name,
+            identifier,
+            holder,
+        })
+    })
+    .collect()
+}
+
+/// Moves one held task back to the queue, or to FAILED when its starts are
+/// used up, with a compare-and-set on the status and lease it was seen with.
+fn rescue(tx: &Transaction<'_>, c: Candidate, requeued: &str, failed: &str, now: i64) -> Result<Option<Rescued>> {
+    let outcome = status::after_release(c.starts, c.max_starts);
+    let changed = tx
+        .prepare_cached(
+            "UPDATE atp_task SET status = ?4, updated_at = ?5,
+                 holder = CASE WHEN ?4 = 1 THEN NULL ELSE holder END,
+                 enqueued_at = CASE WHEN ?4 = 1 THEN ?5 ELSE enqueued_at END
+             WHERE id = ?1 AND status = ?2 AND lease = ?3",
+        )
+        .and_then(|mut s| s.execute(params![c.id, c.status.code(), c.lease, outcome.code(), now]))
+        .map_err(db("rescuing a task"))?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    let message = if outcome == Status::Failed { failed } else { requeued };
+    write_log(tx, c.id, outcome, message, now)?;
+    if outcome == Status::Accepted {
+        count_queue_entries(tx, 1)?;
+    }
+    Ok(Some(Rescued {
+        id: TaskId(c.id),
+        task_type: row::type_name(c.type_name)?,
+        identifier: row::identifier_of(c.identifier)?,
+        outcome,
+        starts: c.starts,
+    }))
+}
+
+pub(super) fn requeue_abandoned(tx: &Transaction<'_>, now: i64) -> Result<Vec<Rescued>> {
+    // Scans only held tasks (the status index), never finished ones.
+    let found = candidates(
+        tx,
+        "t.updated_at < ?1 - CAST(y.timeout_secs * 1000000 AS INTEGER)",
+        [now],
+    )?;
+    let mut rescued = Vec::new();
+    for c in found {
+        let requeued = messages::abandoned_requeued(c.timeout_secs, c.starts, c.max_starts);
+        let failed = messages::abandoned_failed(c.timeout_secs, c.max_starts);
+        rescued.extend(rescue(tx, c, &requeued, &failed, now)?);
+    }
+    Ok(rescued)
+}
+
+pub(super) fn delete_retired(tx: &Transaction<'_>, limit: u32, now: i64) -> Result<Vec<Retired>> {
+    // One range scan of (type_id, status, updated_at) per type with a
+    // retention, so the cost follows what is deleted, not the table size.
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT t.id, y.name, t.identifier, t.status
+             FROM atp_task_type y JOIN atp_task t ON t.type_id = y.id
+             WHERE y.retention_secs > 0 AND t.status IN (5, 6)
+               AND t.updated_at < ?1 - CAST(y.retention_secs * 1000000 AS INTEGER)
+             LIMIT ?2",
+        )
+        .map_err(db("finding retired tasks"))?;
+    let rows = stmt
+        .query_map(params![now, limit], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+        })
+        .map_err(db("finding retired tasks"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("finding retired tasks"))?;
+    drop(stmt);
+    let mut delete = tx
+        .prepare_cached("DELETE FROM atp_task WHERE id = ?1 AND status IN (5, 6)")
+        .map_err(db("deleting retired tasks"))?;
+    let mut retired = Vec::with_capacity(rows.len());
+    for (id, name, identifier, status) in rows {
+        if delete.execute([id]).map_err(db("deleting retired tasks"))? == 1 {
+            retired.push(Retired {
+                id: TaskId(id),
+                task_type: row::type_name(name)?,
+                identifier: row::identifier_of(identifier)?,
+                status: row::status_of(status)?,
+            });
+        }
+    }
+    Ok(retired)
+}
+
+pub(super) fn daemon_register(tx: &Transaction<'_>, d: &DaemonInfo, now: i64) -> Result<()> {
+    let handlers = serde_json::to_string(&d.handlers).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    tx.prepare_cached(
+        "INSERT INTO atp_daemon (id, host, pid, started_at, heartbeat_at, handlers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+             handlers = excluded.handlers",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            d.id.to_db(),
+            d.host,
+            i64::from(d.pid),
+            atp_core::time::to_micros(d.started_at),
+            now,
+            handlers
+        ])
+    })
+    .map_err(db("registering a daemon"))?;
+    Ok(())
+}
+
+pub(super) fn daemon_heartbeat(tx: &Transaction<'_>, id: DaemonId, now: i64) -> Result<bool> {
+    let changed = tx
+        .prepare_cached("UPDATE atp_daemon SET heartbeat_at = ?2 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![id.to_db(), now]))
+        .map_err(db("heartbeating a daemon"))?;
+    Ok(changed == 1)
+}
+
+pub(super) fn daemon_deregister(tx: &Transaction<'_>, id: DaemonId) -> Result<()> {
+    tx.prepare_cached("DELETE FROM atp_daemon WHERE id = ?1")
+        .and_then(|mut s| s.execute([id.to_db()]))
+        .map_err(db("deregistering a daemon"))?;
+    Ok(())
+}
+
+pub(super) fn daemon_list(conn: &Connection) -> Result<Vec<DaemonInfo>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, host, pid, started_at, heartbeat_at, handlers FROM atp_daemon ORDER BY started_at, id",
+        )
+        .map_err(db("listing daemons"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(db("listing daemons"))?;
+    rows.map(|r| {
+        let (id, host, pid, started, heartbeat, handlers) = r.map_err(db("listing daemons"))?;
+        Ok(DaemonInfo {
+            id: DaemonId::from_db(id),
+            host,
+            pid: pid as u32,
+            started_at: from_micros(started),
+            heartbeat_at: from_micros(heartbeat),
+            handlers: serde_json::from_str(&handlers)
+                .map_err(|e| Error::Corrupt(format!("daemon handlers are not a JSON list: {e}")))?,
+        })
+    })
+    .collect()
+}
+
+pub(super) fn daemon_reap_dead(tx: &Transaction<'_>, silent_secs: f64, now: i64) -> Result<Vec<ReapedDaemon>> {
+    let cutoff = now - secs_to_micros(silent_secs);
+    let dead: Vec<i64> = tx
+        .prepare_cached("SELECT id FROM atp_daemon WHERE heartbeat_at < ?1 ORDER BY id")
+        .and_then(|mut s| s.query_map([cutoff], |r| r.get(0))?.collect())
+        .map_err(db("finding dead daemons"))?;
+    tx.prepare_cached("DELETE FROM atp_daemon WHERE heartbeat_at < ?1")
+        .and_then(|mut s| s.execute([cutoff]))
+        .map_err(db("removing dead daemons"))?;
+    // Tasks whose holder has no record (dead and removed, or never
+    // registered) and that have been quiet as long as a dead daemon.
+    let orphans = candidates(
+        tx,
+        "t.holder NOT IN (SELECT id FROM atp_daemon) AND t.updated_at < ?1",
+        [cutoff],
+    )?;
+    let mut reaped: Vec<ReapedDaemon> = dead
+        .into_iter()
+        .map(|id| ReapedDaemon {
+            id: DaemonId::from_db(id),
+            rescued: Vec::new(),
+        })
+        .collect();
+    for c in orphans {
+        let holder = DaemonId::from_db(c.holder.unwrap_or_default());
+        let requeued = messages::rescued(holder, silent_secs);
+        let failed = messages::rescued_failed(holder, silent_secs, c.max_starts);
+        if let Some(r) = rescue(tx, c, &requeued, &failed, now)? {
+            match reaped.iter_mut().find(|d| d.id == holder) {
+                Some(d) => d.rescued.push(r),
+                None => reaped.push(ReapedDaemon {
+                    id: holder,
+                    rescued: vec![r],
+                }),
+            }
+        }
+    }
+    Ok(reaped)
+}

@@ -1,0 +1,311 @@
+//! Tasks: enqueue, look-ups, listing, delete and the operator's re-enqueue.
+
+use std::collections::HashMap;
+
+use atp_core::store::StoreOptions;
+use atp_core::time::from_micros;
+use atp_core::{
+    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter,
+    TaskId, TaskPage, TaskRef, Transition, messages, payload,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+
+use super::{db, row, task_type};
+use crate::shared::Prepared;
+
+pub(super) use crate::shared::prepare_tasks as prepare;
+
+/// Enqueues one prepared task and returns it as stored.
+pub(super) fn enqueue_one(
+    tx: &Transaction<'_>,
+    prepared: &[Prepared],
+    options: &StoreOptions,
+    now: i64,
+) -> Result<Task> {
+    let ids = enqueue_many(tx, prepared, options, now)?;
+    let p = &prepared[0];
+    let at = from_micros(now);
+    Ok(Task {
+        id: ids[0],
+        task_type: p.task_type.clone(),
+        identifier: p.identifier.clone(),
+        status: Status::Accepted,
+        inserted_at: at,
+        updated_at: at,
+        enqueued_at: at,
+        starts: 0,
+        lease: 0,
+        holder: None,
+        progress: None,
+    })
+}
+
+/// Enqueues all prepared tasks or none.
+pub(super) fn enqueue_many(
+    tx: &Transaction<'_>,
+    prepared: &[Prepared],
+    options: &StoreOptions,
+    now: i64,
+) -> Result<Vec<TaskId>> {
+    if options.max_queue_size > 0 {
+        let queued = queue_size(tx)?;
+        if queued + prepared.len() as u64 > options.max_queue_size {
+            return Err(Error::QueueFull {
+                limit: options.max_queue_size,
+            });
+        }
+    }
+    let mut type_ids: HashMap<&str, i64> = HashMap::new();
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)
+             VALUES (?1, ?2, 1, ?3, ?3, ?3, ?4)
+             ON CONFLICT (type_id, identifier) DO NOTHING RETURNING id",
+        )
+        .map_err(db("enqueueing"))?;
+    let mut log = tx
+        .prepare_cached(
+            "INSERT INTO atp_task_log (task_id, time, status, message) VALUES (?1, ?2, 1, ?3)",
+        )
+        .map_err(db("logging an enqueue"))?;
+    let mut ids = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        let type_id = match type_ids.get(p.task_type.as_str()) {
+            Some(id) => *id,
+            None => {
+                let id = task_type::id_of(tx, &p.task_type)?;
+                type_ids.insert(p.task_type.as_str(), id);
+                id
+            }
+        };
+        let id: Option<i64> = insert
+            .query_row(params![type_id, p.identifier.as_str(), now, p.input], |r| r.get(0))
+            .optional()
+            .map_err(db("enqueueing"))?;
+        let Some(id) = id else {
+            return Err(Error::DuplicateTask {
+                task_type: p.task_type.to_string(),
+                identifier: p.identifier.to_string(),
+            });
+        };
+        log.execute(params![id, now, p.message])
+            .map_err(db("logging an enqueue"))?;
+        ids.push(TaskId(id));
+    }
+    count_queue_entries(tx, prepared.len() as i64)?;
+    Ok(ids)
+}
+
+/// Adds `n` entries into ACCEPTED to the queue counter.
+pub(super) fn count_queue_entries(tx: &Transaction<'_>, n: i64) -> Result<()> {
+    bump_counter(tx, "in", n)
+}
+
+/// Adds `n` exits from ACCEPTED to the queue counter.
+pub(super) fn count_queue_exits(tx: &Transaction<'_>, n: i64) -> Result<()> {
+    bump_counter(tx, "out", n)
+}
+
+fn bump_counter(tx: &Transaction<'_>, name: &str, n: i64) -> Result<()> {
+    if n != 0 {
+        tx.prepare_cached("UPDATE atp_queue_counter SET value = value + ?2 WHERE name = ?1")
+            .and_then(|mut s| s.execute(params![name, n]))
+            .map_err(db("counting the queue"))?;
+    }
+    Ok(())
+}
+
+/// ACCEPTED tasks, from the two counters (no row scan).
+pub(super) fn queue_size(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT (SELECT value FROM atp_queue_counter WHERE name = 'in')
+                  - (SELECT value FROM atp_queue_counter WHERE name = 'out')",
+        )
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db("reading the queue size"))?;
+    Ok(n.max(0) as u64)
+}
+
+/// The id and status of a task, or `TaskNotFound`.
+pub(super) fn locate(conn: &Connection, task: &TaskRef) -> Result<(i64, Status)> {
+    let found: Option<(i64, i64)> = match task {
+        TaskRef::Id(id) => conn
+            .prepare_cached("SELECT id, status FROM atp_task WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?))).optional()),
+        TaskRef::Key(t, i) => conn
+            .prepare_cached(
+                "SELECT t.id, t.status FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
+                 WHERE y.name = ?1 AND t.identifier = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row([t.as_str(), i.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            }),
+    }
+    .map_err(db("looking up a task"))?;
+    let (id, status) = found.ok_or_else(|| Error::TaskNotFound(task.to_string()))?;
+    Ok((id, row::status_of(status)?))
+}
+
+pub(super) fn get(conn: &Connection, task: &TaskRef) -> Result<Task> {
+    let (id, _) = locate(conn, task)?;
+    get_by_id(conn, id)
+}
+
+pub(super) fn get_by_id(conn: &Connection, id: i64) -> Result<Task> {
+    let sql = format!("SELECT {} FROM {} WHERE t.id = ?1", row::TASK_COLUMNS, row::TASK_FROM);
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([id], row::task).optional())
+        .map_err(db("reading a task"))?
+        .ok_or_else(|| Error::TaskNotFound(TaskRef::Id(TaskId(id)).to_string()))?
+}
+
+pub(super) fn input(conn: &Connection, task: &TaskRef) -> Result<serde_json::Value> {
+    let (id, _) = locate(conn, task)?;
+    let raw: String = conn
+        .prepare_cached("SELECT input FROM atp_task WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+        .map_err(db("reading a task's input"))?;
+    serde_json::from_str(&raw).map_err(|e| Error::Corrupt(format!("stored input is not JSON: {e}")))
+}
+
+pub(super) fn log(conn: &Connection, task: &TaskRef) -> Result<Vec<LogRecord>> {
+    let (id, _) = locate(conn, task)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT time, status, message FROM atp_task_log WHERE task_id = ?1 ORDER BY id")
+        .map_err(db("reading a task's log"))?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+        })
+        .map_err(db("reading a task's log"))?;
+    rows.map(|r| {
+        let (time, status, message) = r.map_err(db("reading a task's log"))?;
+        Ok(LogRecord {
+            time: from_micros(time),
+            status: row::status_of(status)?,
+            message,
+        })
+    })
+    .collect()
+}
+
+pub(super) fn response_get(conn: &Connection, task: &TaskRef) -> Result<Option<Response>> {
+    let (id, _) = locate(conn, task)?;
+    let stored: Option<(String, i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT mime_type, encoding, body FROM atp_task_response WHERE task_id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+        .map_err(db("reading a response"))?;
+    stored
+        .map(|(mime_type, encoding, body)| {
+            Ok(Response {
+                body: payload::decode(payload::Encoding::from_code(encoding)?, body)?,
+                mime_type,
+            })
+        })
+        .transpose()
+}
+
+pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<TaskPage> {
+    let mut sql = format!("SELECT {} FROM {} WHERE 1 = 1", row::TASK_COLUMNS, row::TASK_FROM);
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(status) = filter.status {
+        sql.push_str(" AND t.status = ?");
+        args.push(Value::Integer(status.code().into()));
+    }
+    if let Some(name) = &filter.task_type {
+        sql.push_str(" AND t.type_id = ?");
+        args.push(Value::Integer(task_type::id_of(conn, name)?));
+    }
+    if let Some(after) = filter.after {
+        sql.push_str(" AND (t.updated_at, t.id) < (?, ?)");
+        args.push(Value::Integer(after.updated_at_micros));
+        args.push(Value::Integer(after.id.0));
+    }
+    let limit = filter.effective_limit();
+    sql.push_str(" ORDER BY t.updated_at DESC, t.id DESC LIMIT ?");
+    args.push(Value::Integer(i64::from(limit) + 1));
+    let mut stmt = conn.prepare_cached(&sql).map_err(db("listing tasks"))?;
+    let rows = stmt
+        .query_map(params_from_iter(args), row::task)
+        .map_err(db("listing tasks"))?;
+    let mut tasks = rows
+        .map(|r| r.map_err(db("listing tasks"))?)
+        .collect::<Result<Vec<Task>>>()?;
+    let next = if tasks.len() > limit as usize {
+        tasks.truncate(limit as usize);
+        tasks.last().map(TaskCursor::after)
+    } else {
+        None
+    };
+    Ok(TaskPage { tasks, next })
+}
+
+pub(super) fn counts(conn: &Connection) -> Result<TaskCounts> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT y.name, t.status, count(*) FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
+             GROUP BY y.name, t.status ORDER BY y.name, t.status",
+        )
+        .map_err(db("counting tasks"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .map_err(db("counting tasks"))?;
+    let mut counts = TaskCounts::default();
+    for r in rows {
+        let (name, status, n) = r.map_err(db("counting tasks"))?;
+        counts
+            .by_type
+            .push((row::type_name(name)?, row::status_of(status)?, n as u64));
+    }
+    counts.by_status = crate::shared::sum_by_status(&counts.by_type);
+    Ok(counts)
+}
+
+pub(super) fn delete(tx: &Transaction<'_>, task: &TaskRef) -> Result<()> {
+    let (id, status) = locate(tx, task)?;
+    tx.prepare_cached("DELETE FROM atp_task WHERE id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .map_err(db("deleting a task"))?;
+    if status == Status::Accepted {
+        count_queue_exits(tx, 1)?;
+    }
+    Ok(())
+}
+
+pub(super) fn reenqueue(tx: &Transaction<'_>, task: &TaskRef, message: &str, now: i64) -> Result<Task> {
+    let (id, status) = locate(tx, task)?;
+    Transition::Reenqueue
+        .check(status)
+        .map_err(|source| Error::InvalidTransition {
+            task: TaskId(id),
+            source,
+        })?;
+    tx.prepare_cached(
+        "UPDATE atp_task SET status = 1, holder = NULL, starts = 0, progress_percent = NULL,
+             progress_message = NULL, updated_at = ?2, enqueued_at = ?2
+         WHERE id = ?1 AND status = ?3",
+    )
+    .and_then(|mut s| s.execute(params![id, now, status.code()]))
+    .map_err(db("re-enqueueing a task"))?;
+    let message = if message.is_empty() {
+        messages::REENQUEUED
+    } else {
+        message
+    };
+    write_log(tx, id, Status::Accepted, message, now)?;
+    count_queue_entries(tx, 1)?;
+    get_by_id(tx, id)
+}
+
+/// Appends one log record.
+pub(super) fn write_log(tx: &Transaction<'_>, task: i64, status: Status, message: &str, now: i64) -> Result<()> {
+    tx.prepare_cached("INSERT INTO atp_task_log (task_id, time, status, message) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![task, now, status.code(), message]))
+        .map_err(db("writing the task log"))?;
+    Ok(())
+}
