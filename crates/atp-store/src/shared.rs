@@ -67,7 +67,8 @@ pub(crate) fn check_message(message: &str) -> Result<()> {
 /// Checks what a holder may ask for before touching the database.
 pub(crate) fn validate_change(change: &StatusChange) -> Result<()> {
     match change.status {
-        Status::Running | Status::Paused | Status::Finished | Status::Failed | Status::Accepted => {}
+        Status::Running | Status::Paused | Status::Finished | Status::Failed | Status::Accepted => {
+        }
         other => {
             return Err(Error::InvalidArgument(format!(
                 "a holder cannot set a task {other}; use claim or start"
@@ -106,7 +107,11 @@ pub(crate) fn sum_by_status(by_type: &[(TypeName, Status, u64)]) -> Vec<(Status,
     Status::ALL
         .iter()
         .filter_map(|s| {
-            let n: u64 = by_type.iter().filter(|(_, st, _)| st == s).map(|(_, _, n)| n).sum();
+            let n: u64 = by_type
+                .iter()
+                .filter(|(_, st, _)| st == s)
+                .map(|(_, _, n)| n)
+                .sum();
             (n > 0).then_some((*s, n))
         })
         .collect()

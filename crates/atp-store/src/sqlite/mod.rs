@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
-    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
-    StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskPage, TaskRef, TaskType, TypeName,
+    Attempt, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress, ReapedDaemon,
+    Rescued, Response, Result, Retired, StartedTask, StatusChange, Store, StoreOptions, Task,
+    TaskCounts, TaskFilter, TaskId, TaskPage, TaskRef, TaskType, TypeName,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
@@ -75,7 +75,11 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up
     /// to date. Safe when several processes open a fresh file at once.
-    pub async fn open_file(path: &Path, synchronous_full: bool, options: StoreOptions) -> Result<Self> {
+    pub async fn open_file(
+        path: &Path,
+        synchronous_full: bool,
+        options: StoreOptions,
+    ) -> Result<Self> {
         Self::open_file_at_version(path, synchronous_full, options, LATEST_VERSION).await
     }
 
@@ -101,13 +105,19 @@ impl SqliteStore {
         })
         .await?;
         let (conn, path) = writer;
-        Ok(Self::from_writer(conn, Some(path), synchronous_full, options))
+        Ok(Self::from_writer(
+            conn,
+            Some(path),
+            synchronous_full,
+            options,
+        ))
     }
 
     /// A fresh private in-memory database, for tests and demos.
     pub async fn open_memory(options: StoreOptions) -> Result<Self> {
         let conn = blocking(|| {
-            let mut conn = Connection::open_in_memory().map_err(db("opening an in-memory database"))?;
+            let mut conn =
+                Connection::open_in_memory().map_err(db("opening an in-memory database"))?;
             configure(&conn, false)?;
             migrate::migrate(&mut conn, LATEST_VERSION)?;
             Ok(conn)
@@ -116,7 +126,12 @@ impl SqliteStore {
         Ok(Self::from_writer(conn, None, false, options))
     }
 
-    fn from_writer(conn: Connection, path: Option<PathBuf>, synchronous_full: bool, options: StoreOptions) -> Self {
+    fn from_writer(
+        conn: Connection,
+        path: Option<PathBuf>,
+        synchronous_full: bool,
+        options: StoreOptions,
+    ) -> Self {
         SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(conn),
@@ -169,7 +184,11 @@ impl SqliteStore {
                 let conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
                 return retry_busy(|| work(&conn));
             };
-            let idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let idle = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
             let conn = match idle {
                 Some(conn) => conn,
                 None => open_connection(path, inner.synchronous_full)?,
@@ -186,11 +205,15 @@ impl SqliteStore {
 }
 
 /// Runs blocking SQLite work off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Database {
-        context: "running a SQLite call".into(),
-        source: Box::new(e),
-    })?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Database {
+            context: "running a SQLite call".into(),
+            source: Box::new(e),
+        })?
 }
 
 fn open_connection(path: &Path, synchronous_full: bool) -> Result<Connection> {
@@ -211,7 +234,8 @@ fn open_connection(path: &Path, synchronous_full: bool) -> Result<Connection> {
 /// Per-connection settings. WAL is a property of the file; setting it needs a
 /// moment of exclusive access, so it is retried like any busy write.
 fn configure(conn: &Connection, wal: bool) -> Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(db("setting busy_timeout"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("setting busy_timeout"))?;
     if wal {
         retry_busy(|| {
             let mode: String = conn
@@ -291,7 +315,8 @@ impl Store for SqliteStore {
     async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {
         task_type.validate()?;
         let task_type = task_type.clone();
-        self.write(move |tx| task_type::upsert(tx, &task_type, now_micros())).await
+        self.write(move |tx| task_type::upsert(tx, &task_type, now_micros()))
+            .await
     }
 
     async fn task_type_get(&self, name: &TypeName) -> Result<TaskType> {
@@ -305,7 +330,8 @@ impl Store for SqliteStore {
 
     async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
         let name = name.clone();
-        self.write(move |tx| task_type::delete(tx, &name, force)).await
+        self.write(move |tx| task_type::delete(tx, &name, force))
+            .await
     }
 
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
@@ -330,12 +356,14 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let params = params.clone();
-        self.write(move |tx| queue::claim(tx, &params, now_micros())).await
+        self.write(move |tx| queue::claim(tx, &params, now_micros()))
+            .await
     }
 
     async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {
         let attempts = attempts.to_vec();
-        self.write(move |tx| queue::start_many(tx, &attempts, now_micros())).await
+        self.write(move |tx| queue::start_many(tx, &attempts, now_micros()))
+            .await
     }
 
     async fn task_set_status_many(&self, changes: &[StatusChange]) -> Result<Vec<Result<()>>> {
@@ -343,24 +371,28 @@ impl Store for SqliteStore {
             crate::shared::validate_change(change)?;
         }
         let changes = changes.to_vec();
-        self.write(move |tx| queue::set_status_many(tx, &changes, now_micros())).await
+        self.write(move |tx| queue::set_status_many(tx, &changes, now_micros()))
+            .await
     }
 
     async fn task_heartbeat_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<()>>> {
         let attempts = attempts.to_vec();
-        self.write(move |tx| queue::heartbeat_many(tx, &attempts, now_micros())).await
+        self.write(move |tx| queue::heartbeat_many(tx, &attempts, now_micros()))
+            .await
     }
 
     async fn task_progress(&self, attempt: Attempt, progress: &Progress) -> Result<()> {
         crate::shared::validate_progress(progress)?;
         let progress = progress.clone();
-        self.write(move |tx| queue::progress(tx, attempt, &progress, now_micros())).await
+        self.write(move |tx| queue::progress(tx, attempt, &progress, now_micros()))
+            .await
     }
 
     async fn task_response_put(&self, attempt: Attempt, response: &Response) -> Result<()> {
         atp_core::payload::validate_mime(&response.mime_type)?;
         let response = response.clone();
-        self.write(move |tx| queue::response_put(tx, attempt, &response, now_micros())).await
+        self.write(move |tx| queue::response_put(tx, attempt, &response, now_micros()))
+            .await
     }
 
     async fn task_get(&self, task: &TaskRef) -> Result<Task> {
@@ -404,24 +436,29 @@ impl Store for SqliteStore {
     async fn task_reenqueue(&self, task: &TaskRef, message: &str) -> Result<Task> {
         let task = task.clone();
         let message = message.to_owned();
-        self.write(move |tx| task::reenqueue(tx, &task, &message, now_micros())).await
+        self.write(move |tx| task::reenqueue(tx, &task, &message, now_micros()))
+            .await
     }
 
     async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {
-        self.write(|tx| reap::requeue_abandoned(tx, now_micros())).await
+        self.write(|tx| reap::requeue_abandoned(tx, now_micros()))
+            .await
     }
 
     async fn task_delete_retired(&self, limit: u32) -> Result<Vec<Retired>> {
-        self.write(move |tx| reap::delete_retired(tx, limit, now_micros())).await
+        self.write(move |tx| reap::delete_retired(tx, limit, now_micros()))
+            .await
     }
 
     async fn daemon_register(&self, daemon: &DaemonInfo) -> Result<()> {
         let daemon = daemon.clone();
-        self.write(move |tx| reap::daemon_register(tx, &daemon, now_micros())).await
+        self.write(move |tx| reap::daemon_register(tx, &daemon, now_micros()))
+            .await
     }
 
     async fn daemon_heartbeat(&self, id: DaemonId) -> Result<bool> {
-        self.write(move |tx| reap::daemon_heartbeat(tx, id, now_micros())).await
+        self.write(move |tx| reap::daemon_heartbeat(tx, id, now_micros()))
+            .await
     }
 
     async fn daemon_deregister(&self, id: DaemonId) -> Result<()> {
@@ -438,6 +475,7 @@ impl Store for SqliteStore {
                 "silence threshold must be a positive number of seconds, got {silent_secs}"
             )));
         }
-        self.write(move |tx| reap::daemon_reap_dead(tx, silent_secs, now_micros())).await
+        self.write(move |tx| reap::daemon_reap_dead(tx, silent_secs, now_micros()))
+            .await
     }
 }

@@ -15,10 +15,9 @@ use super::{db, row};
 use crate::shared::keep_item;
 
 pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<Vec<ClaimedTask>> {
-    let types_json = p
-        .types
-        .as_ref()
-        .map(|names| serde_json::Value::from(names.iter().map(|n| n.as_str()).collect::<Vec<_>>()).to_string());
+    let types_json = p.types.as_ref().map(|names| {
+        serde_json::Value::from(names.iter().map(|n| n.as_str()).collect::<Vec<_>>()).to_string()
+    });
     // The inner SELECT walks the partial queue index in FIFO order; the
     // writer lock makes select-then-update atomic against other claimers.
     let sql = if types_json.is_some() {
@@ -86,7 +85,11 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
     Ok(claimed)
 }
 
-pub(super) fn start_many(tx: &Transaction<'_>, attempts: &[Attempt], now: i64) -> Result<Vec<Result<StartedTask>>> {
+pub(super) fn start_many(
+    tx: &Transaction<'_>,
+    attempts: &[Attempt],
+    now: i64,
+) -> Result<Vec<Result<StartedTask>>> {
     let mut types: HashMap<i64, TaskType> = HashMap::new();
     let mut results = Vec::with_capacity(attempts.len());
     for attempt in attempts {
@@ -96,7 +99,12 @@ pub(super) fn start_many(tx: &Transaction<'_>, attempts: &[Attempt], now: i64) -
     Ok(results)
 }
 
-fn start_one(tx: &Transaction<'_>, a: &Attempt, now: i64, types: &mut HashMap<i64, TaskType>) -> Result<StartedTask> {
+fn start_one(
+    tx: &Transaction<'_>,
+    a: &Attempt,
+    now: i64,
+    types: &mut HashMap<i64, TaskType>,
+) -> Result<StartedTask> {
     let started: Option<(i64, String, i64, String)> = tx
         .prepare_cached(
             "UPDATE atp_task SET status = 3, starts = starts + 1, updated_at = ?4,
@@ -105,9 +113,10 @@ fn start_one(tx: &Transaction<'_>, a: &Attempt, now: i64, types: &mut HashMap<i6
              RETURNING type_id, identifier, starts, input",
         )
         .and_then(|mut s| {
-            s.query_row(params![a.task.0, a.holder.to_db(), a.lease as i64, now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
+            s.query_row(
+                params![a.task.0, a.holder.to_db(), a.lease as i64, now],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
             .optional()
         })
         .map_err(db("starting a task"))?;
@@ -118,7 +127,10 @@ fn start_one(tx: &Transaction<'_>, a: &Attempt, now: i64, types: &mut HashMap<i6
     let task_type = match types.get(&type_id) {
         Some(t) => t.clone(),
         None => {
-            let sql = format!("SELECT {} FROM atp_task_type WHERE id = ?1", row::TYPE_COLUMNS);
+            let sql = format!(
+                "SELECT {} FROM atp_task_type WHERE id = ?1",
+                row::TYPE_COLUMNS
+            );
             let t = tx
                 .prepare_cached(&sql)
                 .and_then(|mut s| s.query_row([type_id], |r| row::task_type(r, 0)))
@@ -128,7 +140,13 @@ fn start_one(tx: &Transaction<'_>, a: &Attempt, now: i64, types: &mut HashMap<i6
         }
     };
     let start = starts as u32;
-    write_log(tx, a.task.0, Status::Running, &messages::started(a.holder, start, task_type.max_starts), now)?;
+    write_log(
+        tx,
+        a.task.0,
+        Status::Running,
+        &messages::started(a.holder, start, task_type.max_starts),
+        now,
+    )?;
     let input = serde_json::from_str(&input)
         .map_err(|e| Error::Corrupt(format!("stored input of task {} is not JSON: {e}", a.task)))?;
     Ok(StartedTask {
@@ -156,8 +174,10 @@ fn check_held(tx: &Transaction<'_>, a: &Attempt) -> Result<Held> {
              FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id WHERE t.id = ?1",
         )
         .and_then(|mut s| {
-            s.query_row([a.task.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                .optional()
+            s.query_row([a.task.0], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
         })
         .map_err(db("checking a task's holder"))?;
     let (status, holder, lease, starts, max_starts) =
@@ -193,10 +213,18 @@ fn invalid(task: TaskId, transition: Transition, from: Status) -> Error {
 /// for heartbeats, progress and other changes that only a live attempt makes.
 fn check_live(tx: &Transaction<'_>, a: &Attempt) -> Result<Held> {
     let held = check_held(tx, a)?;
-    if held.status.is_held() { Ok(held) } else { Err(stale(a)) }
+    if held.status.is_held() {
+        Ok(held)
+    } else {
+        Err(stale(a))
+    }
 }
 
-pub(super) fn set_status_many(tx: &Transaction<'_>, changes: &[StatusChange], now: i64) -> Result<Vec<Result<()>>> {
+pub(super) fn set_status_many(
+    tx: &Transaction<'_>,
+    changes: &[StatusChange],
+    now: i64,
+) -> Result<Vec<Result<()>>> {
     let mut results = Vec::with_capacity(changes.len());
     for change in changes {
         let one = set_status_one(tx, change, now);
@@ -220,15 +248,23 @@ fn set_status_one(tx: &Transaction<'_>, c: &StatusChange, now: i64) -> Result<()
         Status::Accepted if held.status.is_held() => Transition::Reenqueue,
         Status::Accepted => return Err(invalid(a.task, Transition::Reenqueue, held.status)),
         other => {
-            return Err(Error::InvalidArgument(format!("a holder cannot set a task {other}")));
+            return Err(Error::InvalidArgument(format!(
+                "a holder cannot set a task {other}"
+            )));
         }
     };
     transition
         .check(held.status)
-        .map_err(|source| Error::InvalidTransition { task: a.task, source })?;
+        .map_err(|source| Error::InvalidTransition {
+            task: a.task,
+            source,
+        })?;
     let (target, message) = if transition == Transition::Reenqueue {
         match status::after_release(held.starts, held.max_starts) {
-            Status::Failed => (Status::Failed, messages::released_failed(&c.message, held.max_starts)),
+            Status::Failed => (
+                Status::Failed,
+                messages::released_failed(&c.message, held.max_starts),
+            ),
             s => (s, c.message.clone()),
         }
     } else {
@@ -242,7 +278,14 @@ fn set_status_one(tx: &Transaction<'_>, c: &StatusChange, now: i64) -> Result<()
              WHERE id = ?1 AND holder = ?2 AND lease = ?3 AND status = ?4",
         )
         .and_then(|mut s| {
-            s.execute(params![a.task.0, a.holder.to_db(), a.lease as i64, held.status.code(), target.code(), now])
+            s.execute(params![
+                a.task.0,
+                a.holder.to_db(),
+                a.lease as i64,
+                held.status.code(),
+                target.code(),
+                now
+            ])
         })
         .map_err(db("changing a task's status"))?;
     if changed != 1 {
@@ -258,7 +301,11 @@ fn set_status_one(tx: &Transaction<'_>, c: &StatusChange, now: i64) -> Result<()
     Ok(())
 }
 
-pub(super) fn heartbeat_many(tx: &Transaction<'_>, attempts: &[Attempt], now: i64) -> Result<Vec<Result<()>>> {
+pub(super) fn heartbeat_many(
+    tx: &Transaction<'_>,
+    attempts: &[Attempt],
+    now: i64,
+) -> Result<Vec<Result<()>>> {
     let mut results = Vec::with_capacity(attempts.len());
     for a in attempts {
         let one = heartbeat_one(tx, a, now);
@@ -289,7 +336,14 @@ pub(super) fn progress(tx: &Transaction<'_>, a: Attempt, p: &Progress, now: i64)
              WHERE id = ?1 AND holder = ?2 AND lease = ?3 AND status IN (2, 3, 4)",
         )
         .and_then(|mut s| {
-            s.execute(params![a.task.0, a.holder.to_db(), a.lease as i64, now, p.percent, p.message])
+            s.execute(params![
+                a.task.0,
+                a.holder.to_db(),
+                a.lease as i64,
+                now,
+                p.percent,
+                p.message
+            ])
         })
         .map_err(db("recording progress"))?;
     if changed == 1 {
@@ -299,7 +353,12 @@ pub(super) fn progress(tx: &Transaction<'_>, a: Attempt, p: &Progress, now: i64)
     }
 }
 
-pub(super) fn response_put(tx: &Transaction<'_>, a: Attempt, response: &Response, now: i64) -> Result<()> {
+pub(super) fn response_put(
+    tx: &Transaction<'_>,
+    a: Attempt,
+    response: &Response,
+    now: i64,
+) -> Result<()> {
     check_held(tx, &a)?;
     put_response(tx, a.task.0, response, now)
 }
@@ -312,7 +371,15 @@ fn put_response(tx: &Transaction<'_>, task: i64, response: &Response, now: i64) 
          ON CONFLICT (task_id) DO UPDATE SET mime_type = excluded.mime_type,
              encoding = excluded.encoding, body = excluded.body, stored_at = excluded.stored_at",
     )
-    .and_then(|mut s| s.execute(params![task, response.mime_type, encoding.code(), body, now]))
+    .and_then(|mut s| {
+        s.execute(params![
+            task,
+            response.mime_type,
+            encoding.code(),
+            body,
+            now
+        ])
+    })
     .map_err(db("storing a response"))?;
     Ok(())
 }

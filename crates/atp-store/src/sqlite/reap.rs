@@ -26,13 +26,19 @@ struct Candidate {
     holder: Option<i64>,
 }
 
-fn candidates(tx: &Transaction<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<Candidate>> {
+fn candidates(
+    tx: &Transaction<'_>,
+    condition: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Candidate>> {
     let sql = format!(
         "SELECT t.id, t.status, t.lease, t.starts, y.max_starts, y.timeout_secs, y.name, t.identifier, t.holder
          FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
          WHERE t.status IN (2, 3, 4) AND {condition} ORDER BY t.id"
     );
-    let mut stmt = tx.prepare_cached(&sql).map_err(db("finding tasks to rescue"))?;
+    let mut stmt = tx
+        .prepare_cached(&sql)
+        .map_err(db("finding tasks to rescue"))?;
     let rows = stmt
         .query_map(args, |r| {
             Ok((
@@ -68,7 +74,13 @@ fn candidates(tx: &Transaction<'_>, condition: &str, args: impl rusqlite::Params
 
 /// Moves one held task back to the queue, or to FAILED when its starts are
 /// used up, with a compare-and-set on the status and lease it was seen with.
-fn rescue(tx: &Transaction<'_>, c: Candidate, requeued: &str, failed: &str, now: i64) -> Result<Option<Rescued>> {
+fn rescue(
+    tx: &Transaction<'_>,
+    c: Candidate,
+    requeued: &str,
+    failed: &str,
+    now: i64,
+) -> Result<Option<Rescued>> {
     let outcome = status::after_release(c.starts, c.max_starts);
     let changed = tx
         .prepare_cached(
@@ -82,7 +94,11 @@ fn rescue(tx: &Transaction<'_>, c: Candidate, requeued: &str, failed: &str, now:
     if changed == 0 {
         return Ok(None);
     }
-    let message = if outcome == Status::Failed { failed } else { requeued };
+    let message = if outcome == Status::Failed {
+        failed
+    } else {
+        requeued
+    };
     write_log(tx, c.id, outcome, message, now)?;
     if outcome == Status::Accepted {
         count_queue_entries(tx, 1)?;
@@ -126,7 +142,12 @@ pub(super) fn delete_retired(tx: &Transaction<'_>, limit: u32, now: i64) -> Resu
         .map_err(db("finding retired tasks"))?;
     let rows = stmt
         .query_map(params![now, limit], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })
         .map_err(db("finding retired tasks"))?
         .collect::<rusqlite::Result<Vec<_>>>()
@@ -150,7 +171,8 @@ pub(super) fn delete_retired(tx: &Transaction<'_>, limit: u32, now: i64) -> Resu
 }
 
 pub(super) fn daemon_register(tx: &Transaction<'_>, d: &DaemonInfo, now: i64) -> Result<()> {
-    let handlers = serde_json::to_string(&d.handlers).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let handlers =
+        serde_json::to_string(&d.handlers).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     tx.prepare_cached(
         "INSERT INTO atp_daemon (id, host, pid, started_at, heartbeat_at, handlers)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -220,7 +242,11 @@ pub(super) fn daemon_list(conn: &Connection) -> Result<Vec<DaemonInfo>> {
     .collect()
 }
 
-pub(super) fn daemon_reap_dead(tx: &Transaction<'_>, silent_secs: f64, now: i64) -> Result<Vec<ReapedDaemon>> {
+pub(super) fn daemon_reap_dead(
+    tx: &Transaction<'_>,
+    silent_secs: f64,
+    now: i64,
+) -> Result<Vec<ReapedDaemon>> {
     let cutoff = now - secs_to_micros(silent_secs);
     let dead: Vec<i64> = tx
         .prepare_cached("SELECT id FROM atp_daemon WHERE heartbeat_at < ?1 ORDER BY id")

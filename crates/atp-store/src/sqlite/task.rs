@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use atp_core::store::StoreOptions;
 use atp_core::time::from_micros;
 use atp_core::{
-    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter,
-    TaskId, TaskPage, TaskRef, Transition, messages, payload,
+    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter, TaskId,
+    TaskPage, TaskRef, Transition, messages, payload,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
@@ -80,7 +80,9 @@ pub(super) fn enqueue_many(
             }
         };
         let id: Option<i64> = insert
-            .query_row(params![type_id, p.identifier.as_str(), now, p.input], |r| r.get(0))
+            .query_row(params![type_id, p.identifier.as_str(), now, p.input], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(db("enqueueing"))?;
         let Some(id) = id else {
@@ -133,7 +135,10 @@ pub(super) fn locate(conn: &Connection, task: &TaskRef) -> Result<(i64, Status)>
     let found: Option<(i64, i64)> = match task {
         TaskRef::Id(id) => conn
             .prepare_cached("SELECT id, status FROM atp_task WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?))).optional()),
+            .and_then(|mut s| {
+                s.query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            }),
         TaskRef::Key(t, i) => conn
             .prepare_cached(
                 "SELECT t.id, t.status FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
@@ -155,7 +160,11 @@ pub(super) fn get(conn: &Connection, task: &TaskRef) -> Result<Task> {
 }
 
 pub(super) fn get_by_id(conn: &Connection, id: i64) -> Result<Task> {
-    let sql = format!("SELECT {} FROM {} WHERE t.id = ?1", row::TASK_COLUMNS, row::TASK_FROM);
+    let sql = format!(
+        "SELECT {} FROM {} WHERE t.id = ?1",
+        row::TASK_COLUMNS,
+        row::TASK_FROM
+    );
     conn.prepare_cached(&sql)
         .and_then(|mut s| s.query_row([id], row::task).optional())
         .map_err(db("reading a task"))?
@@ -174,11 +183,17 @@ pub(super) fn input(conn: &Connection, task: &TaskRef) -> Result<serde_json::Val
 pub(super) fn log(conn: &Connection, task: &TaskRef) -> Result<Vec<LogRecord>> {
     let (id, _) = locate(conn, task)?;
     let mut stmt = conn
-        .prepare_cached("SELECT time, status, message FROM atp_task_log WHERE task_id = ?1 ORDER BY id")
+        .prepare_cached(
+            "SELECT time, status, message FROM atp_task_log WHERE task_id = ?1 ORDER BY id",
+        )
         .map_err(db("reading a task's log"))?;
     let rows = stmt
         .query_map([id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })
         .map_err(db("reading a task's log"))?;
     rows.map(|r| {
@@ -195,8 +210,13 @@ pub(super) fn log(conn: &Connection, task: &TaskRef) -> Result<Vec<LogRecord>> {
 pub(super) fn response_get(conn: &Connection, task: &TaskRef) -> Result<Option<Response>> {
     let (id, _) = locate(conn, task)?;
     let stored: Option<(String, i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT mime_type, encoding, body FROM atp_task_response WHERE task_id = ?1")
-        .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+        .prepare_cached(
+            "SELECT mime_type, encoding, body FROM atp_task_response WHERE task_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })
         .map_err(db("reading a response"))?;
     stored
         .map(|(mime_type, encoding, body)| {
@@ -209,7 +229,11 @@ pub(super) fn response_get(conn: &Connection, task: &TaskRef) -> Result<Option<R
 }
 
 pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<TaskPage> {
-    let mut sql = format!("SELECT {} FROM {} WHERE 1 = 1", row::TASK_COLUMNS, row::TASK_FROM);
+    let mut sql = format!(
+        "SELECT {} FROM {} WHERE 1 = 1",
+        row::TASK_COLUMNS,
+        row::TASK_FROM
+    );
     let mut args: Vec<Value> = Vec::new();
     if let Some(status) = filter.status {
         sql.push_str(" AND t.status = ?");
@@ -252,7 +276,11 @@ pub(super) fn counts(conn: &Connection) -> Result<TaskCounts> {
         .map_err(db("counting tasks"))?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })
         .map_err(db("counting tasks"))?;
     let mut counts = TaskCounts::default();
@@ -277,7 +305,12 @@ pub(super) fn delete(tx: &Transaction<'_>, task: &TaskRef) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn reenqueue(tx: &Transaction<'_>, task: &TaskRef, message: &str, now: i64) -> Result<Task> {
+pub(super) fn reenqueue(
+    tx: &Transaction<'_>,
+    task: &TaskRef,
+    message: &str,
+    now: i64,
+) -> Result<Task> {
     let (id, status) = locate(tx, task)?;
     Transition::Reenqueue
         .check(status)
@@ -303,9 +336,17 @@ pub(super) fn reenqueue(tx: &Transaction<'_>, task: &TaskRef, message: &str, now
 }
 
 /// Appends one log record.
-pub(super) fn write_log(tx: &Transaction<'_>, task: i64, status: Status, message: &str, now: i64) -> Result<()> {
-    tx.prepare_cached("INSERT INTO atp_task_log (task_id, time, status, message) VALUES (?1, ?2, ?3, ?4)")
-        .and_then(|mut s| s.execute(params![task, now, status.code(), message]))
-        .map_err(db("writing the task log"))?;
+pub(super) fn write_log(
+    tx: &Transaction<'_>,
+    task: i64,
+    status: Status,
+    message: &str,
+    now: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO atp_task_log (task_id, time, status, message) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![task, now, status.code(), message]))
+    .map_err(db("writing the task log"))?;
     Ok(())
 }

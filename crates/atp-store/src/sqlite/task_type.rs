@@ -28,16 +28,27 @@ pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()>
 }
 
 pub(super) fn get(conn: &Connection, name: &TypeName) -> Result<TaskType> {
-    let sql = format!("SELECT {} FROM atp_task_type WHERE name = ?1", row::TYPE_COLUMNS);
+    let sql = format!(
+        "SELECT {} FROM atp_task_type WHERE name = ?1",
+        row::TYPE_COLUMNS
+    );
     conn.prepare_cached(&sql)
-        .and_then(|mut s| s.query_row([name.as_str()], |r| row::task_type(r, 0)).optional())
+        .and_then(|mut s| {
+            s.query_row([name.as_str()], |r| row::task_type(r, 0))
+                .optional()
+        })
         .map_err(db("reading a task type"))?
         .ok_or_else(|| Error::TypeNotFound(name.to_string()))?
 }
 
 pub(super) fn list(conn: &Connection) -> Result<Vec<TaskType>> {
-    let sql = format!("SELECT {} FROM atp_task_type ORDER BY name", row::TYPE_COLUMNS);
-    let mut stmt = conn.prepare_cached(&sql).map_err(db("listing task types"))?;
+    let sql = format!(
+        "SELECT {} FROM atp_task_type ORDER BY name",
+        row::TYPE_COLUMNS
+    );
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(db("listing task types"))?;
     let rows = stmt
         .query_map([], |r| row::task_type(r, 0))
         .map_err(db("listing task types"))?;

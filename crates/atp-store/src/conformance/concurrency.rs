@@ -1,0 +1,162 @@
+//! Contract: many callers at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atp_core::store::ClaimParams;
+use atp_core::{DaemonId, Error, NewTask, Status, StatusChange, Store, StoreOptions};
+
+use super::*;
+use crate::testing::TestDb;
+
+/// Tasks the concurrency cases drain.
+pub const DRAIN_TASKS: usize = 10_000;
+/// Concurrent claimers.
+pub const CLAIMERS: u64 = 16;
+
+/// 16 claimers drain 10,000 tasks (claim, start and finish in batches): every
+/// task is claimed exactly once, none is lost, all end FINISHED.
+pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
+    let s = db.store().clone();
+    let t = register(&s, task_type("drain")).await;
+    let unlimited = db
+        .open(StoreOptions {
+            max_queue_size: 0,
+            ..StoreOptions::default()
+        })
+        .await;
+    for chunk in (0..DRAIN_TASKS).collect::<Vec<_>>().chunks(1_000) {
+        let batch = chunk
+            .iter()
+            .map(|i| NewTask::new(t.clone(), ident(&format!("task-{i}"))))
+            .collect();
+        unlimited.task_enqueue_many(batch).await.unwrap();
+    }
+    let seen: Arc<Mutex<HashMap<i64, u64>>> = Arc::default();
+    let mut claimers = Vec::new();
+    for c in 0..CLAIMERS {
+        let s = s.clone();
+        let seen = Arc::clone(&seen);
+        claimers.push(tokio::spawn(async move {
+            let holder = DaemonId(0xC000 + c);
+            let batch = 1 + (c % 8) as u32;
+            loop {
+                let claimed = s
+                    .task_claim(&ClaimParams::new(holder, batch))
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return;
+                }
+                {
+                    let mut seen = seen.lock().unwrap();
+                    for task in &claimed {
+                        *seen.entry(task.attempt.task.0).or_default() += 1;
+                    }
+                }
+                let attempts: Vec<_> = claimed.iter().map(|c| c.attempt).collect();
+                for started in s.task_start_many(&attempts).await.unwrap() {
+                    started.unwrap();
+                }
+                let done: Vec<_> = attempts
+                    .iter()
+                    .map(|a| StatusChange::new(*a, Status::Finished, "done"))
+                    .collect();
+                for result in s.task_set_status_many(&done).await.unwrap() {
+                    result.unwrap();
+                }
+            }
+        }));
+    }
+    for claimer in claimers {
+        claimer.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), DRAIN_TASKS, "every task claimed");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "claimed more than once: {twice:?}");
+    let counts = s.task_counts().await.unwrap();
+    assert_eq!(counts.status(Status::Finished), DRAIN_TASKS as u64);
+    assert_eq!(counts.total(), DRAIN_TASKS as u64);
+    assert_eq!(s.queue_size().await.unwrap(), 0);
+}
+
+/// Four clean-ups at once rescue each abandoned task exactly once.
+pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
+    let s = db.store().clone();
+    let t = register(&s, task_type("t").with_timeout_secs(0.05)).await;
+    let batch = (0..200)
+        .map(|i| NewTask::new(t.clone(), ident(&format!("z{i}"))))
+        .collect();
+    s.task_enqueue_many(batch).await.unwrap();
+    let claimed = s
+        .task_claim(&ClaimParams::new(DAEMON_A, 200))
+        .await
+        .unwrap();
+    let attempts: Vec<_> = claimed.iter().map(|c| c.attempt).collect();
+    s.task_start_many(&attempts[..100]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+
+    let reapers: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.task_requeue_abandoned().await.unwrap() })
+        })
+        .collect();
+    let mut rescued = Vec::new();
+    for r in reapers {
+        rescued.extend(r.await.unwrap());
+    }
+    let mut ids: Vec<_> = rescued.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+    assert_eq!(rescued.len(), 200, "a task was rescued twice");
+    assert_eq!(s.queue_size().await.unwrap(), 200);
+    for a in &attempts {
+        assert_eq!(
+            log_len(&s, a.task).await,
+            if a.task <= attempts[99].task { 4 } else { 3 }
+        );
+    }
+    assert_queue_consistent(&s).await;
+}
+
+/// Eight producers racing for the last places: exactly the limit gets in.
+pub async fn concurrent_producers_respect_the_queue_limit(db: &impl TestDb) {
+    let limited = db
+        .open(StoreOptions {
+            max_queue_size: 50,
+            ..StoreOptions::default()
+        })
+        .await;
+    let t = register(&limited, task_type("t")).await;
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            let s = limited.clone();
+            let t = t.clone();
+            tokio::spawn(async move {
+                let mut accepted = 0;
+                for i in 0..20 {
+                    match s
+                        .task_enqueue(NewTask::new(t.clone(), ident(&format!("p{p}-{i}"))))
+                        .await
+                    {
+                        Ok(_) => accepted += 1,
+                        Err(Error::QueueFull { limit: 50 }) => {}
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for p in producers {
+        accepted += p.await.unwrap();
+    }
+    assert_eq!(accepted, 50);
+    assert_eq!(limited.queue_size().await.unwrap(), 50);
+    assert_queue_consistent(&limited).await;
+}

@@ -1,0 +1,129 @@
+//! Contract: daemon records and rescuing a dead daemon's tasks; schema.
+
+use std::time::Duration;
+
+use atp_core::{DaemonInfo, Status, StatusChange, Store, StoreExt, StoreOptions, TaskRef};
+
+use super::*;
+use crate::testing::TestDb;
+
+fn daemon(id: atp_core::DaemonId) -> DaemonInfo {
+    let now = atp_core::time::now();
+    DaemonInfo {
+        id,
+        host: "host-1".into(),
+        pid: 4242,
+        started_at: now,
+        heartbeat_at: now,
+        handlers: vec!["builtin:noop".into(), "exec:*".into()],
+    }
+}
+
+/// Register, heartbeat, list and deregister a daemon.
+pub async fn daemons_register_heartbeat_and_deregister(db: &impl TestDb) {
+    let s = db.store();
+    s.daemon_register(&daemon(DAEMON_A)).await.unwrap();
+    s.daemon_register(&daemon(DAEMON_B)).await.unwrap();
+    let listed = s.daemon_list().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let a = listed.iter().find(|d| d.id == DAEMON_A).unwrap();
+    assert_eq!((a.host.as_str(), a.pid), ("host-1", 4242));
+    assert_eq!(a.handlers, ["builtin:noop", "exec:*"]);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(s.daemon_heartbeat(DAEMON_A).await.unwrap());
+    let after = s.daemon_list().await.unwrap();
+    let a2 = after.iter().find(|d| d.id == DAEMON_A).unwrap();
+    assert!(a2.heartbeat_at > a.heartbeat_at);
+
+    s.daemon_deregister(DAEMON_A).await.unwrap();
+    assert!(
+        !s.daemon_heartbeat(DAEMON_A).await.unwrap(),
+        "a removed daemon learns it"
+    );
+    let ids: Vec<_> = s
+        .daemon_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, [DAEMON_B]);
+}
+
+/// A daemon silent for longer than the threshold loses its record and its
+/// tasks (re-enqueued, or FAILED with starts used up), long before the
+/// type's timeout; a live daemon keeps its tasks.
+pub async fn dead_daemons_tasks_are_rescued(db: &impl TestDb) {
+    let s = db.store();
+    let t = register(s, task_type("t").with_max_starts(1)).await;
+    let u = register(s, task_type("u").with_max_starts(3)).await;
+    s.daemon_register(&daemon(DAEMON_A)).await.unwrap();
+    s.daemon_register(&daemon(DAEMON_B)).await.unwrap();
+    let spent = running(s, &t, "spent", DAEMON_A).await;
+    let fresh = running(s, &u, "fresh", DAEMON_A).await;
+    let scheduled = {
+        enqueue(s, &u, "scheduled").await;
+        claim_one(s, DAEMON_A).await.attempt
+    };
+    let alive = running(s, &u, "alive", DAEMON_B).await;
+
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(s.daemon_heartbeat(DAEMON_B).await.unwrap());
+    s.task_heartbeat(alive).await.unwrap();
+    let reaped = s.daemon_reap_dead(0.1).await.unwrap();
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(reaped[0].id, DAEMON_A);
+    let mut outcomes: Vec<_> = reaped[0]
+        .rescued
+        .iter()
+        .map(|r| (r.identifier.to_string(), r.outcome))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("fresh".to_string(), Status::Accepted),
+            ("scheduled".to_string(), Status::Accepted),
+            ("spent".to_string(), Status::Failed),
+        ]
+    );
+    let log = s.task_log(&TaskRef::Id(fresh.task)).await.unwrap();
+    assert!(log.last().unwrap().message.contains(&DAEMON_A.to_string()));
+    assert!(
+        s.task_log(&TaskRef::Id(spent.task))
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .message
+            .contains("max starts")
+    );
+    assert_eq!(status_of(s, alive.task).await, Status::Running);
+    assert_eq!(status_of(s, scheduled.task).await, Status::Accepted);
+    assert!(
+        !s.daemon_heartbeat(DAEMON_A).await.unwrap(),
+        "the dead daemon learns it"
+    );
+    assert!(matches!(
+        s.task_set_status(StatusChange::new(fresh, Status::Finished, "late"))
+            .await,
+        Err(atp_core::Error::StaleAttempt { .. })
+    ));
+    assert!(s.daemon_reap_dead(0.1).await.unwrap().is_empty());
+    assert_queue_consistent(s).await;
+}
+
+/// A fresh database is at the latest schema; opening it again changes
+/// nothing and keeps the data.
+pub async fn schema_is_at_the_latest_version_and_reopening_is_harmless(db: &impl TestDb) {
+    let s = db.store();
+    let version = s.schema_version().await.unwrap();
+    assert!(version >= 2, "version {version}");
+    let t = register(s, task_type("t")).await;
+    enqueue(s, &t, "x").await;
+    let again = db.open(StoreOptions::default()).await;
+    assert_eq!(again.schema_version().await.unwrap(), version);
+    assert_eq!(again.task_counts().await.unwrap().total(), 1);
+    assert_eq!(again.queue_size().await.unwrap(), 1);
+}

@@ -1,0 +1,177 @@
+//! The contract every engine passes: one async function per behaviour.
+//!
+//! [`conformance_tests!`](crate::conformance_tests) turns the whole list
+//! into `#[tokio::test]`s for one engine, so `tests/contract.rs` runs each
+//! behaviour as `sqlite::<name>` and `postgres::<name>`. A change to the
+//! `Store` trait needs a change here.
+
+pub mod concurrency;
+pub mod daemons;
+pub mod enqueue;
+pub mod lookups;
+pub mod queue;
+pub mod reap;
+pub mod task_type;
+
+use atp_core::store::ClaimParams;
+use atp_core::{
+    Attempt, ClaimedTask, DaemonId, Handler, NewTask, Status, Store, StoreExt, Task,
+    TaskIdentifier, TaskRef, TaskType, TypeName,
+};
+
+pub use concurrency::*;
+pub use daemons::*;
+pub use enqueue::*;
+pub use lookups::*;
+pub use queue::*;
+pub use reap::*;
+pub use task_type::*;
+
+/// Expands to one `#[tokio::test]` per contract case, each on a fresh
+/// database from `$make` (an expression giving `Future<Output =
+/// Option<impl TestDb>>`; `None` skips, after the factory printed why).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            type_is_registered_read_listed_and_updated,
+            type_with_bad_limits_is_refused,
+            unknown_type_is_not_found_everywhere,
+            type_with_tasks_is_not_unregistered_without_force,
+            forced_unregister_deletes_tasks_and_all_they_own,
+            enqueue_creates_an_accepted_logged_task,
+            enqueue_refuses_a_duplicate_and_changes_nothing,
+            enqueue_many_is_all_or_nothing,
+            enqueue_refuses_when_the_queue_is_full,
+            enqueue_refuses_an_input_over_the_limit,
+            identifiers_round_trip_exactly,
+            claim_is_fifo_across_types,
+            claim_can_be_restricted_to_types,
+            claim_marks_scheduled_and_logs_the_holder,
+            start_counts_the_start_and_returns_what_the_handler_needs,
+            holder_changes_follow_the_transition_table,
+            release_requeues_or_fails_at_max_starts,
+            finish_unless_terminal_keeps_a_final_status,
+            stale_attempt_changes_nothing_after_a_reenqueue,
+            stale_attempt_after_a_rescue_and_reclaim_by_the_same_daemon,
+            heartbeat_refreshes_without_a_log_record,
+            progress_is_recorded_and_validated,
+            response_is_stored_replaced_and_read_back,
+            response_with_a_status_change_is_atomic,
+            task_is_found_by_id_and_by_key,
+            missing_task_is_not_found_everywhere,
+            list_pages_newest_first_with_filters,
+            counts_by_status_and_type,
+            delete_removes_the_task_with_its_log_and_response,
+            operator_reenqueue_follows_the_table_and_resets_starts,
+            abandoned_tasks_are_requeued_or_failed,
+            heartbeat_keeps_a_long_task_from_being_abandoned,
+            retired_tasks_are_deleted_after_their_retention,
+            daemons_register_heartbeat_and_deregister,
+            dead_daemons_tasks_are_rescued,
+            schema_is_at_the_latest_version_and_reopening_is_harmless,
+            concurrent_claimers_take_each_task_exactly_once,
+            concurrent_cleanups_rescue_each_task_once,
+            concurrent_producers_respect_the_queue_limit,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(db) = $make.await else { return };
+                $crate::conformance::$case(&db).await;
+            }
+        )*
+    };
+}
+
+/// A type name (panics on an invalid literal: tests only).
+pub fn type_name(name: &str) -> TypeName {
+    TypeName::new(name).expect("valid type name")
+}
+
+/// A task identifier (panics on an invalid literal: tests only).
+pub fn ident(id: &str) -> TaskIdentifier {
+    TaskIdentifier::new(id).expect("valid identifier")
+}
+
+/// A type with the default limits and `builtin:noop`.
+pub fn task_type(name: &str) -> TaskType {
+    TaskType::new(
+        type_name(name),
+        Handler::new("builtin:noop").expect("valid handler"),
+    )
+}
+
+/// Registers `t`.
+pub async fn register<S: Store>(store: &S, t: TaskType) -> TypeName {
+    let name = t.name.clone();
+    store
+        .task_type_upsert(&t)
+        .await
+        .expect("registering a type");
+    name
+}
+
+/// Enqueues a task with no input.
+pub async fn enqueue<S: Store>(store: &S, t: &TypeName, id: &str) -> Task {
+    store
+        .task_enqueue(NewTask::new(t.clone(), ident(id)))
+        .await
+        .expect("enqueueing")
+}
+
+/// Claims exactly one task for `holder`.
+pub async fn claim_one<S: Store>(store: &S, holder: DaemonId) -> ClaimedTask {
+    let mut claimed = store
+        .task_claim(&ClaimParams::new(holder, 1))
+        .await
+        .expect("claiming");
+    assert_eq!(claimed.len(), 1, "expected one task to claim");
+    claimed.pop().expect("one claimed task")
+}
+
+/// Enqueues, claims and starts one task; returns its attempt.
+pub async fn running<S: Store>(store: &S, t: &TypeName, id: &str, holder: DaemonId) -> Attempt {
+    enqueue(store, t, id).await;
+    let claimed = claim_one(store, holder).await;
+    store
+        .task_start(claimed.attempt)
+        .await
+        .expect("starting")
+        .attempt
+}
+
+/// The task's status.
+pub async fn status_of<S: Store>(store: &S, task: impl Into<TaskRef>) -> Status {
+    store
+        .task_get(&task.into())
+        .await
+        .expect("reading a task")
+        .status
+}
+
+/// Number of log records of a task.
+pub async fn log_len<S: Store>(store: &S, task: impl Into<TaskRef>) -> usize {
+    store
+        .task_log(&task.into())
+        .await
+        .expect("reading a log")
+        .len()
+}
+
+/// The queue counter agrees with the number of ACCEPTED rows.
+pub async fn assert_queue_consistent<S: Store>(store: &S) {
+    let counts = store.task_counts().await.expect("counting");
+    assert_eq!(
+        store.queue_size().await.expect("queue size"),
+        counts.status(Status::Accepted),
+        "queue counter drifted from the ACCEPTED rows"
+    );
+}
+
+/// Daemon ids for tests.
+pub const DAEMON_A: DaemonId = DaemonId(0xA000_0000_0000_000A);
+/// A second daemon.
+pub const DAEMON_B: DaemonId = DaemonId(0xB000_0000_0000_000B);

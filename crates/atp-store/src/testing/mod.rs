@@ -1,0 +1,97 @@
+//! A fresh database per test, for this crate's contract suite and for the
+//! crates above it.
+//!
+//! - SQLite: a new file in a new temporary folder (a shared file would make
+//!   parallel tests meet `SQLITE_BUSY` and each other's rows).
+//! - PostgreSQL: a new schema on the server named by `ATP_TEST_DATABASE_URL`,
+//!   or on a throwaway cluster started with `initdb`/`pg_ctl` (see
+//!   [`pg_server`]). When neither is possible the PostgreSQL tests print a
+//!   notice and pass without running, unless `ATP_TEST_REQUIRE_POSTGRES=1`
+//!   (set by `.ci/run`), which makes that a failure.
+
+pub mod pg_server;
+
+use std::future::Future;
+
+use atp_core::{Store, StoreOptions};
+
+use crate::sqlite::SqliteStore;
+
+/// One test's database and a way to open more handles on it.
+pub trait TestDb: Send + Sync + 'static {
+    /// The engine's store type.
+    type Store: Store + Clone;
+
+    /// The handle opened with default options.
+    fn store(&self) -> &Self::Store;
+
+    /// Another handle on the same database with other options.
+    fn open(&self, options: StoreOptions) -> impl Future<Output = Self::Store> + Send;
+
+    /// Environment that lets another process open this database:
+    /// `ATP_DATABASE_URL` and, for PostgreSQL, `ATP_DATABASE_SCHEMA`.
+    fn child_env(&self) -> Vec<(String, String)>;
+}
+
+/// A SQLite file in a temporary folder that is removed with the value.
+pub struct SqliteDb {
+    store: SqliteStore,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SqliteDb {
+    /// A fresh database file.
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("creating a temporary folder");
+        let path = dir.path().join("atp.sqlite");
+        let store = SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .expect("opening a fresh SQLite database");
+        SqliteDb {
+            store,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl TestDb for SqliteDb {
+    type Store = SqliteStore;
+
+    fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    async fn open(&self, options: StoreOptions) -> SqliteStore {
+        SqliteStore::open_file(&self.path, false, options)
+            .await
+            .expect("opening another handle")
+    }
+
+    fn child_env(&self) -> Vec<(String, String)> {
+        vec![(
+            "ATP_DATABASE_URL".into(),
+            format!("sqlite://{}", self.path.display()),
+        )]
+    }
+}
+
+/// A fresh SQLite database (always available).
+pub async fn sqlite_db() -> Option<SqliteDb> {
+    Some(SqliteDb::new().await)
+}
+
+/// A random lower-case name for schemas and identifiers in tests.
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect()
+}
