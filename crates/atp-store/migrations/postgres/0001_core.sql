@@ -31,7 +31,6 @@ CREATE TABLE atp_task (
 CREATE INDEX atp_task_queue ON atp_task (enqueued_at, id) WHERE status = 1;
 CREATE INDEX atp_task_updated ON atp_task (updated_at, id);
 CREATE INDEX atp_task_status_updated ON atp_task (status, updated_at, id);
-CREATE INDEX atp_task_type_updated ON atp_task (type_id, updated_at, id);
 CREATE INDEX atp_task_type_status_updated ON atp_task (type_id, status, updated_at, id);
 
 CREATE TABLE atp_task_log (

@@ -33,11 +33,12 @@ CREATE TABLE atp_task (
 
 -- The queue: only ACCEPTED rows, in FIFO order. Small whatever the table size.
 CREATE INDEX atp_task_queue ON atp_task (enqueued_at, id) WHERE status = 1;
--- Listing newest first: unfiltered, by status (also finds abandoned tasks),
--- by type, by type and status (also finds retired tasks).
+-- Listing newest first: unfiltered (also by type alone, filtering while it
+-- walks), by status (also finds abandoned tasks), by type and status (also
+-- finds retired tasks). Every index here is rewritten at every status
+-- change, so there are no more of them than these.
 CREATE INDEX atp_task_updated ON atp_task (updated_at, id);
 CREATE INDEX atp_task_status_updated ON atp_task (status, updated_at, id);
-CREATE INDEX atp_task_type_updated ON atp_task (type_id, updated_at, id);
 CREATE INDEX atp_task_type_status_updated ON atp_task (type_id, status, updated_at, id);
 
 CREATE TABLE atp_task_log (

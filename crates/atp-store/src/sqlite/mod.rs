@@ -105,12 +105,9 @@ impl SqliteStore {
         })
         .await?;
         let (conn, path) = writer;
-        Ok(Self::from_writer(
-            conn,
-            Some(path),
-            synchronous_full,
-            options,
-        ))
+        let store = Self::from_writer(conn, Some(path.clone()), synchronous_full, options);
+        spawn_checkpointer(path, synchronous_full, Arc::downgrade(&store.inner));
+        Ok(store)
     }
 
     /// A fresh private in-memory database, for tests and demos.
@@ -204,6 +201,36 @@ impl SqliteStore {
     }
 }
 
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Checkpoints the WAL from a thread of its own, so that commits never pay
+/// for it: SQLite's automatic checkpoint runs inside the commit that fills
+/// the WAL and syncs the database file there, which cost two thirds of a
+/// single enqueue. Ends once the store is dropped.
+fn spawn_checkpointer(path: PathBuf, synchronous_full: bool, store: std::sync::Weak<Inner>) {
+    let spawned = std::thread::Builder::new()
+        .name("atp-sqlite-checkpoint".into())
+        .spawn(move || {
+            let conn = match open_connection(&path, synchronous_full) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the checkpoint connection; SQLite will grow its WAL until another handle checkpoints");
+                    return;
+                }
+            };
+            while store.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the checkpoint thread");
+    }
+}
+
 /// Runs blocking SQLite work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
@@ -251,8 +278,10 @@ fn configure(conn: &Connection, wal: bool) -> Result<()> {
             }
         })?;
     }
+    // wal_autocheckpoint=0: see spawn_checkpointer.
     conn.execute_batch(
-        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000;",
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; \
+         PRAGMA cache_size=-16000; PRAGMA wal_autocheckpoint=0;",
     )
     .map_err(db("configuring the connection"))?;
     conn.set_prepared_statement_cache_capacity(64);

@@ -18,18 +18,20 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
     let types_json = p.types.as_ref().map(|names| {
         serde_json::Value::from(names.iter().map(|n| n.as_str()).collect::<Vec<_>>()).to_string()
     });
-    // The inner SELECT walks the partial queue index in FIFO order; the
-    // writer lock makes select-then-update atomic against other claimers.
+    // The inner SELECT walks the partial queue index in FIFO order (forced:
+    // left alone, the planner prefers the status index and sorts the whole
+    // queue); the writer lock makes select-then-update atomic against other
+    // claimers.
     let sql = if types_json.is_some() {
         "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
-         WHERE id IN (SELECT id FROM atp_task WHERE status = 1
+         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue WHERE status = 1
                         AND type_id IN (SELECT id FROM atp_task_type
                                         WHERE name IN (SELECT value FROM json_each(?4)))
                       ORDER BY enqueued_at, id LIMIT ?3)
          RETURNING id, type_id, identifier, lease, enqueued_at"
     } else {
         "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
-         WHERE id IN (SELECT id FROM atp_task WHERE status = 1
+         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue WHERE status = 1
                       ORDER BY enqueued_at, id LIMIT ?3)
          RETURNING id, type_id, identifier, lease, enqueued_at"
     };

@@ -129,45 +129,58 @@ pub(super) fn requeue_abandoned(tx: &Transaction<'_>, now: i64) -> Result<Vec<Re
 }
 
 pub(super) fn delete_retired(tx: &Transaction<'_>, limit: u32, now: i64) -> Result<Vec<Retired>> {
-    // One range scan of (type_id, status, updated_at) per type with a
-    // retention, so the cost follows what is deleted, not the table size.
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT t.id, y.name, t.identifier, t.status
-             FROM atp_task_type y JOIN atp_task t ON t.type_id = y.id
-             WHERE y.retention_secs > 0 AND t.status IN (5, 6)
-               AND t.updated_at < ?1 - CAST(y.retention_secs * 1000000 AS INTEGER)
-             LIMIT ?2",
-        )
-        .map_err(db("finding retired tasks"))?;
-    let rows = stmt
-        .query_map(params![now, limit], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })
-        .map_err(db("finding retired tasks"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db("finding retired tasks"))?;
-    drop(stmt);
-    let mut delete = tx
-        .prepare_cached("DELETE FROM atp_task WHERE id = ?1 AND status IN (5, 6)")
-        .map_err(db("deleting retired tasks"))?;
-    let mut retired = Vec::with_capacity(rows.len());
-    for (id, name, identifier, status) in rows {
-        if delete.execute([id]).map_err(db("deleting retired tasks"))? == 1 {
-            retired.push(Retired {
-                id: TaskId(id),
-                task_type: row::type_name(name)?,
-                identifier: row::identifier_of(identifier)?,
-                status: row::status_of(status)?,
-            });
+    let kept: Vec<(i64, String, f64)> = tx
+        .prepare_cached("SELECT id, name, retention_secs FROM atp_task_type WHERE retention_secs > 0 ORDER BY id")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(db("finding types with a retention"))?;
+    let mut retired = Vec::new();
+    for (type_id, name, retention_secs) in kept {
+        for status in [Status::Finished, Status::Failed] {
+            let room = i64::from(limit) - retired.len() as i64;
+            if room <= 0 {
+                return Ok(retired);
+            }
+            let cutoff = now - secs_to_micros(retention_secs);
+            retire_range(tx, type_id, &name, status, cutoff, room, &mut retired)?;
         }
     }
     Ok(retired)
+}
+
+/// Deletes up to `room` tasks of one type and final status older than
+/// `cutoff`: one range scan of (type_id, status, updated_at), so the cost
+/// follows what is deleted, never the table size.
+fn retire_range(
+    tx: &Transaction<'_>,
+    type_id: i64,
+    name: &str,
+    status: Status,
+    cutoff: i64,
+    room: i64,
+    retired: &mut Vec<Retired>,
+) -> Result<()> {
+    let rows: Vec<(i64, String)> = tx
+        .prepare_cached(
+            "DELETE FROM atp_task WHERE id IN (
+                 SELECT id FROM atp_task INDEXED BY atp_task_type_status_updated
+                 WHERE type_id = ?1 AND status = ?2 AND updated_at < ?3
+                 ORDER BY updated_at LIMIT ?4)
+             RETURNING id, identifier",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![type_id, status.code(), cutoff, room], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(db("deleting retired tasks"))?;
+    for (id, identifier) in rows {
+        retired.push(Retired {
+            id: TaskId(id),
+            task_type: row::type_name(name.to_owned())?,
+            identifier: row::identifier_of(identifier)?,
+            status,
+        });
+    }
+    Ok(())
 }
 
 pub(super) fn daemon_register(tx: &Transaction<'_>, d: &DaemonInfo, now: i64) -> Result<()> {

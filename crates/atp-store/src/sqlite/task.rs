@@ -155,8 +155,20 @@ pub(super) fn locate(conn: &Connection, task: &TaskRef) -> Result<(i64, Status)>
 }
 
 pub(super) fn get(conn: &Connection, task: &TaskRef) -> Result<Task> {
-    let (id, _) = locate(conn, task)?;
-    get_by_id(conn, id)
+    let TaskRef::Key(t, i) = task else {
+        let (id, _) = locate(conn, task)?;
+        return get_by_id(conn, id);
+    };
+    // One statement: the status look-up is the hottest read.
+    let sql = format!(
+        "SELECT {} FROM {} WHERE y.name = ?1 AND t.identifier = ?2",
+        row::TASK_COLUMNS,
+        row::TASK_FROM
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([t.as_str(), i.as_str()], row::task).optional())
+        .map_err(db("reading a task"))?
+        .ok_or_else(|| Error::TaskNotFound(task.to_string()))?
 }
 
 pub(super) fn get_by_id(conn: &Connection, id: i64) -> Result<Task> {
