@@ -71,7 +71,10 @@ async fn enqueue_single(db: &Db) -> f64 {
     let start = Instant::now();
     for i in 0..SINGLE {
         db.store
-            .task_enqueue(NewTask::new(t.clone(), ident(&format!("s{i}"))).with_input(serde_json::json!({"i": i})))
+            .task_enqueue(
+                NewTask::new(t.clone(), ident(&format!("s{i}")))
+                    .with_input(serde_json::json!({"i": i})),
+            )
             .await
             .unwrap();
     }
@@ -83,7 +86,10 @@ async fn enqueue_batches(db: &Db) -> f64 {
     let batches: Vec<Vec<NewTask>> = (0..BATCHES)
         .map(|b| {
             (0..BATCH)
-                .map(|i| NewTask::new(t.clone(), ident(&format!("b{b}-{i}"))).with_input(serde_json::json!({"i": i})))
+                .map(|i| {
+                    NewTask::new(t.clone(), ident(&format!("b{b}-{i}")))
+                        .with_input(serde_json::json!({"i": i}))
+                })
                 .collect()
         })
         .collect();
@@ -111,7 +117,11 @@ async fn cycle(db: &Db) -> f64 {
     let start = Instant::now();
     let mut done = 0;
     loop {
-        let claimed = db.store.task_claim(&ClaimParams::new(holder, CYCLE_BATCH)).await.unwrap();
+        let claimed = db
+            .store
+            .task_claim(&ClaimParams::new(holder, CYCLE_BATCH))
+            .await
+            .unwrap();
         if claimed.is_empty() {
             break;
         }
@@ -119,7 +129,10 @@ async fn cycle(db: &Db) -> f64 {
         for r in db.store.task_start_many(&attempts).await.unwrap() {
             r.unwrap();
         }
-        let changes: Vec<_> = attempts.iter().map(|a| StatusChange::new(*a, Status::Finished, "done")).collect();
+        let changes: Vec<_> = attempts
+            .iter()
+            .map(|a| StatusChange::new(*a, Status::Finished, "done"))
+            .collect();
         for r in db.store.task_set_status_many(&changes).await.unwrap() {
             r.unwrap();
         }
@@ -135,14 +148,21 @@ async fn probe(db: &Db, prefix: &str) -> (f64, f64) {
     let mut claims = Vec::with_capacity(PROBES);
     for _ in 0..PROBES {
         let t = Instant::now();
-        let got = db.store.task_claim(&ClaimParams::new(DaemonId(9), 1)).await.unwrap();
+        let got = db
+            .store
+            .task_claim(&ClaimParams::new(DaemonId(9), 1))
+            .await
+            .unwrap();
         claims.push(t.elapsed().as_secs_f64() * 1e6);
         assert_eq!(got.len(), 1);
     }
     let bench = atp_core::TypeName::new("bench").unwrap();
     let mut gets = Vec::with_capacity(PROBES);
     for i in 0..PROBES {
-        let key = TaskRef::Key(bench.clone(), ident(&format!("{prefix}{}-{}", i / BATCH, i % BATCH)));
+        let key = TaskRef::Key(
+            bench.clone(),
+            ident(&format!("{prefix}{}-{}", i / BATCH, i % BATCH)),
+        );
         let t = Instant::now();
         db.store.task_get(&key).await.unwrap();
         gets.push(t.elapsed().as_secs_f64() * 1e6);
@@ -184,8 +204,15 @@ mod pg;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let engine = args.iter().find(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).cloned().unwrap_or_else(|| "sqlite".into());
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let engine = args
+        .iter()
+        .find(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
+        .cloned()
+        .unwrap_or_else(|| "sqlite".into());
     let runs: usize = args
         .iter()
         .position(|a| a == "--runs")
@@ -202,19 +229,40 @@ async fn main() {
         batched.push(enqueue_batches(&fresh(&engine).await).await);
         cycles.push(cycle(&fresh(&engine).await).await);
     }
-    println!("enqueue one at a time     {:>9.0} tasks/s   runs {:?}", median(single.clone()), rounded(&single));
-    println!("enqueue batches of 1,000  {:>9.0} tasks/s   runs {:?}", median(batched.clone()), rounded(&batched));
-    println!("claim 64 > start > finish {:>9.0} tasks/s   runs {:?}", median(cycles.clone()), rounded(&cycles));
+    println!(
+        "enqueue one at a time     {:>9.0} tasks/s   runs {:?}",
+        median(single.clone()),
+        rounded(&single)
+    );
+    println!(
+        "enqueue batches of 1,000  {:>9.0} tasks/s   runs {:?}",
+        median(batched.clone()),
+        rounded(&batched)
+    );
+    println!(
+        "claim 64 > start > finish {:>9.0} tasks/s   runs {:?}",
+        median(cycles.clone()),
+        rounded(&cycles)
+    );
 
     if scale {
         let db = fresh(&engine).await;
         let (claim_empty, get_empty) = probe(&db, "e").await;
         let t = Instant::now();
         fill_finished(&db).await;
-        println!("filled {FILLED} finished tasks in {:.1} s", t.elapsed().as_secs_f64());
+        println!(
+            "filled {FILLED} finished tasks in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         let (claim_full, get_full) = probe(&db, "f").await;
-        println!("claim one task            {claim_empty:>7.1} us empty   {claim_full:>7.1} us with 1M finished   ({:+.0}%)", pct(claim_empty, claim_full));
-        println!("status look-up by key     {get_empty:>7.1} us empty   {get_full:>7.1} us with 1M finished   ({:+.0}%)", pct(get_empty, get_full));
+        println!(
+            "claim one task            {claim_empty:>7.1} us empty   {claim_full:>7.1} us with 1M finished   ({:+.0}%)",
+            pct(claim_empty, claim_full)
+        );
+        println!(
+            "status look-up by key     {get_empty:>7.1} us empty   {get_full:>7.1} us with 1M finished   ({:+.0}%)",
+            pct(get_empty, get_full)
+        );
     }
 }
 

@@ -32,22 +32,42 @@ fn sequence_sum(input: &Value) -> Result<String, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("quickstart.sqlite").display()));
+    let url = std::env::args().nth(1).unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            dir.path().join("quickstart.sqlite").display()
+        )
+    });
     let store = atp_store::open(&url, Default::default()).await?;
-    println!("database: {url} ({} engine, schema v{})", store.engine(), store.schema_version().await?);
+    println!(
+        "database: {url} ({} engine, schema v{})",
+        store.engine(),
+        store.schema_version().await?
+    );
 
     let sum = TypeName::new("SequenceSum")?;
     store
-        .task_type_upsert(&TaskType::new(sum.clone(), Handler::new("builtin:sum")?).with_timeout_secs(60.0))
+        .task_type_upsert(
+            &TaskType::new(sum.clone(), Handler::new("builtin:sum")?).with_timeout_secs(60.0),
+        )
         .await?;
-    let inputs = [("small", json!([1, 2, 3])), ("mixed", json!(["1.5", 2, "40"])), ("broken", json!([1, "two", 3]))];
+    let inputs = [
+        ("small", json!([1, 2, 3])),
+        ("mixed", json!(["1.5", 2, "40"])),
+        ("broken", json!([1, "two", 3])),
+    ];
     for (id, input) in inputs.clone() {
         let task = store
-            .task_enqueue(NewTask::new(sum.clone(), TaskIdentifier::new(id)?).with_input(input).with_message("Enqueued by the quickstart"))
+            .task_enqueue(
+                NewTask::new(sum.clone(), TaskIdentifier::new(id)?)
+                    .with_input(input)
+                    .with_message("Enqueued by the quickstart"),
+            )
             .await?;
-        println!("enqueued {}/{} as #{} ({})", task.task_type, task.identifier, task.id, task.status);
+        println!(
+            "enqueued {}/{} as #{} ({})",
+            task.task_type, task.identifier, task.id, task.status
+        );
     }
 
     let me = DaemonId(rand_id());
@@ -74,12 +94,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (id, _) in inputs {
         let key = atp_core::TaskRef::Key(sum.clone(), TaskIdentifier::new(id)?);
         let task = store.task_get(&key).await?;
-        println!("\n{}/{}: {} after {} start(s)", task.task_type, task.identifier, task.status, task.starts);
+        println!(
+            "\n{}/{}: {} after {} start(s)",
+            task.task_type, task.identifier, task.status, task.starts
+        );
         for record in store.task_log(&key).await? {
-            println!("  {}  {:<9}  {}", record.time, record.status.name(), record.message);
+            println!(
+                "  {}  {:<9}  {}",
+                record.time,
+                record.status.name(),
+                record.message
+            );
         }
         if let Some(response) = store.task_response_get(&key).await? {
-            println!("  response ({}): {}", response.mime_type, String::from_utf8_lossy(&response.body));
+            println!(
+                "  response ({}): {}",
+                response.mime_type,
+                String::from_utf8_lossy(&response.body)
+            );
         }
     }
     Ok(())

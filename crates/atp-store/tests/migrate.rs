@@ -21,10 +21,15 @@ mod sqlite {
         claim_one(&old, DAEMON_A).await;
         drop(old);
 
-        let new = SqliteStore::open_file(&path, false, StoreOptions::default()).await.unwrap();
+        let new = SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .unwrap();
         assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
         assert!(LATEST_VERSION > 1);
-        let claimed = new.task_get(&TaskRef::Key(t.clone(), ident("first"))).await.unwrap();
+        let claimed = new
+            .task_get(&TaskRef::Key(t.clone(), ident("first")))
+            .await
+            .unwrap();
         assert_eq!(claimed.status, Status::Scheduled);
         assert_eq!(new.queue_size().await.unwrap(), 1);
         // The tables of version 2 work on the upgraded file.
@@ -35,11 +40,18 @@ mod sqlite {
     async fn a_database_newer_than_this_build_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("future.sqlite");
-        drop(SqliteStore::open_file(&path, false, StoreOptions::default()).await.unwrap());
+        drop(
+            SqliteStore::open_file(&path, false, StoreOptions::default())
+                .await
+                .unwrap(),
+        );
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", LATEST_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", LATEST_VERSION + 1)
+            .unwrap();
         drop(conn);
-        let err = SqliteStore::open_file(&path, false, StoreOptions::default()).await.unwrap_err();
+        let err = SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
     }
 }

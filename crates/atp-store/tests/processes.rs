@@ -44,7 +44,10 @@ async fn two_processes_claim_each_task_exactly_once(db: impl TestDb) {
             .collect();
         s.task_enqueue_many(batch).await.unwrap();
     }
-    let children = [worker(&db, &["drain", "1", "7"]), worker(&db, &["drain", "2", "16"])];
+    let children = [
+        worker(&db, &["drain", "1", "7"]),
+        worker(&db, &["drain", "2", "16"]),
+    ];
     let mut seen: HashMap<i64, u32> = HashMap::new();
     let mut per_process = Vec::new();
     for child in children {
@@ -57,7 +60,10 @@ async fn two_processes_claim_each_task_exactly_once(db: impl TestDb) {
     }
     assert_eq!(seen.len(), 10_000, "every task claimed");
     assert!(seen.values().all(|n| *n == 1), "a task was claimed twice");
-    assert!(per_process.iter().all(|n| *n > 0), "both processes worked: {per_process:?}");
+    assert!(
+        per_process.iter().all(|n| *n > 0),
+        "both processes worked: {per_process:?}"
+    );
     let counts = s.task_counts().await.unwrap();
     assert_eq!(counts.status(Status::Finished), 10_000);
     assert_eq!(s.queue_size().await.unwrap(), 0);
@@ -78,22 +84,31 @@ async fn processes_opening_a_fresh_database_at_once_all_succeed(env: Vec<(String
         .collect();
     for child in children {
         let version = finish(child);
-        assert_eq!(version.trim(), atp_store::sqlite::LATEST_VERSION.to_string());
+        assert_eq!(
+            version.trim(),
+            atp_store::sqlite::LATEST_VERSION.to_string()
+        );
     }
 }
 
 mod sqlite {
 
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_processes_claim_each_task_exactly_once() {
-        super::two_processes_claim_each_task_exactly_once(atp_store::testing::SqliteDb::new().await).await;
+        super::two_processes_claim_each_task_exactly_once(
+            atp_store::testing::SqliteDb::new().await,
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn processes_opening_a_fresh_database_at_once_all_succeed() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("fresh.sqlite").display());
-        super::processes_opening_a_fresh_database_at_once_all_succeed(vec![("ATP_DATABASE_URL".into(), url)]).await;
+        super::processes_opening_a_fresh_database_at_once_all_succeed(vec![(
+            "ATP_DATABASE_URL".into(),
+            url,
+        )])
+        .await;
     }
 }

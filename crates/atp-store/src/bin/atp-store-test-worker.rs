@@ -46,7 +46,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-async fn drain(store: &AnyStore, holder: DaemonId, batch: u32) -> Result<(), Box<dyn std::error::Error>> {
+async fn drain(
+    store: &AnyStore,
+    holder: DaemonId,
+    batch: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
     let mut idle_rounds = 0;
     while idle_rounds < 20 {

@@ -168,8 +168,10 @@ fn retire_range(
              RETURNING id, identifier",
         )
         .and_then(|mut s| {
-            s.query_map(params![type_id, status.code(), cutoff, room], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
+            s.query_map(params![type_id, status.code(), cutoff, room], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
         })
         .map_err(db("deleting retired tasks"))?;
     for (id, identifier) in rows {

@@ -57,46 +57,119 @@ pub(super) fn enqueue_many(
         }
     }
     let mut type_ids: HashMap<&str, i64> = HashMap::new();
-    let mut insert = tx
-        .prepare_cached(
-            "INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)
-             VALUES (?1, ?2, 1, ?3, ?3, ?3, ?4)
-             ON CONFLICT (type_id, identifier) DO NOTHING RETURNING id",
-        )
-        .map_err(db("enqueueing"))?;
-    let mut log = tx
-        .prepare_cached(
-            "INSERT INTO atp_task_log (task_id, time, status, message) VALUES (?1, ?2, 1, ?3)",
-        )
-        .map_err(db("logging an enqueue"))?;
-    let mut ids = Vec::with_capacity(prepared.len());
     for p in prepared {
-        let type_id = match type_ids.get(p.task_type.as_str()) {
-            Some(id) => *id,
-            None => {
-                let id = task_type::id_of(tx, &p.task_type)?;
-                type_ids.insert(p.task_type.as_str(), id);
-                id
-            }
-        };
-        let id: Option<i64> = insert
-            .query_row(params![type_id, p.identifier.as_str(), now, p.input], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db("enqueueing"))?;
-        let Some(id) = id else {
-            return Err(Error::DuplicateTask {
-                task_type: p.task_type.to_string(),
-                identifier: p.identifier.to_string(),
-            });
-        };
-        log.execute(params![id, now, p.message])
-            .map_err(db("logging an enqueue"))?;
-        ids.push(TaskId(id));
+        if !type_ids.contains_key(p.task_type.as_str()) {
+            type_ids.insert(p.task_type.as_str(), task_type::id_of(tx, &p.task_type)?);
+        }
+    }
+    let mut ids = Vec::with_capacity(prepared.len());
+    let mut chunks = prepared.chunks_exact(ROWS_PER_INSERT);
+    for chunk in &mut chunks {
+        insert_chunk(tx, chunk, &type_ids, now, &mut ids)?;
+    }
+    for p in chunks.remainder() {
+        insert_chunk(tx, std::slice::from_ref(p), &type_ids, now, &mut ids)?;
     }
     count_queue_entries(tx, prepared.len() as i64)?;
     Ok(ids)
+}
+
+/// Rows per multi-row INSERT in a batch enqueue: one statement step per 32
+/// tasks instead of one per task (the remainder goes one row at a time, so
+/// only two statement shapes are ever cached).
+const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT … VALUES (…), (…)` with `rows` rows: `?1` is the time, then three
+/// parameters (type id, identifier, input) or two (task id, message) a row.
+fn multi_row_sql(head: &str, row: impl Fn(usize) -> String, tail: &str, rows: usize) -> String {
+    let values: Vec<String> = (0..rows).map(row).collect();
+    format!("{head} VALUES {} {tail}", values.join(", "))
+}
+
+/// Inserts one chunk of tasks and their log records; a duplicate (in the
+/// table or earlier in the batch) fails the whole call.
+fn insert_chunk(
+    tx: &Transaction<'_>,
+    chunk: &[Prepared],
+    type_ids: &HashMap<&str, i64>,
+    now: i64,
+    ids: &mut Vec<TaskId>,
+) -> Result<()> {
+    let n = chunk.len();
+    let sql = multi_row_sql(
+        "INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)",
+        |i| {
+            format!(
+                "(?{}, ?{}, 1, ?1, ?1, ?1, ?{})",
+                2 + 3 * i,
+                3 + 3 * i,
+                4 + 3 * i
+            )
+        },
+        "ON CONFLICT (type_id, identifier) DO NOTHING RETURNING id",
+        n,
+    );
+    let mut args: Vec<Value> = Vec::with_capacity(1 + 3 * n);
+    args.push(Value::Integer(now));
+    for p in chunk {
+        args.push(Value::Integer(type_ids[p.task_type.as_str()]));
+        args.push(Value::Text(p.identifier.as_str().to_owned()));
+        args.push(Value::Text(p.input.clone()));
+    }
+    let mut inserted: Vec<i64> = tx
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_map(params_from_iter(args), |r| r.get(0))?.collect())
+        .map_err(db("enqueueing"))?;
+    if inserted.len() != n {
+        return Err(first_duplicate(tx, chunk, type_ids, &inserted));
+    }
+    // Rowids are assigned in VALUES order; RETURNING order is not promised.
+    inserted.sort_unstable();
+    let sql = multi_row_sql(
+        "INSERT INTO atp_task_log (task_id, time, status, message)",
+        |i| format!("(?{}, ?1, 1, ?{})", 2 + 2 * i, 3 + 2 * i),
+        "",
+        n,
+    );
+    let mut args: Vec<Value> = Vec::with_capacity(1 + 2 * n);
+    args.push(Value::Integer(now));
+    for (id, p) in inserted.iter().zip(chunk) {
+        args.push(Value::Integer(*id));
+        args.push(Value::Text(p.message.clone()));
+    }
+    tx.prepare_cached(&sql)
+        .and_then(|mut s| s.execute(params_from_iter(args)))
+        .map_err(db("logging an enqueue"))?;
+    ids.extend(inserted.into_iter().map(TaskId));
+    Ok(())
+}
+
+/// Names the task of `chunk` that was not inserted: already in the table,
+/// or repeated within the chunk.
+fn first_duplicate(
+    tx: &Transaction<'_>,
+    chunk: &[Prepared],
+    type_ids: &HashMap<&str, i64>,
+    inserted: &[i64],
+) -> Error {
+    let mut seen = std::collections::HashSet::new();
+    for p in chunk {
+        let key = (type_ids[p.task_type.as_str()], p.identifier.as_str());
+        let existing: Option<i64> = tx
+            .prepare_cached("SELECT id FROM atp_task WHERE type_id = ?1 AND identifier = ?2")
+            .and_then(|mut s| s.query_row(params![key.0, key.1], |r| r.get(0)).optional())
+            .unwrap_or(None);
+        let inserted_now = existing.is_some_and(|id| inserted.contains(&id));
+        if !seen.insert(key) || !inserted_now {
+            return Error::DuplicateTask {
+                task_type: p.task_type.to_string(),
+                identifier: p.identifier.to_string(),
+            };
+        }
+    }
+    Error::Corrupt(
+        "a batch enqueue inserted fewer rows than it was given, with no duplicate".into(),
+    )
 }
 
 /// Adds `n` entries into ACCEPTED to the queue counter.
