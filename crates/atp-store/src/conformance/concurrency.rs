@@ -72,7 +72,7 @@ pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
     for claimer in claimers {
         claimer.await.unwrap();
     }
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.len(), DRAIN_TASKS, "every task claimed");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "claimed more than once: {twice:?}");

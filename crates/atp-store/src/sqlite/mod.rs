@@ -338,7 +338,7 @@ impl Store for SqliteStore {
     }
 
     async fn schema_version(&self) -> Result<u32> {
-        self.read(|conn| migrate::current_version(conn)).await
+        self.read(migrate::current_version).await
     }
 
     async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {
@@ -354,7 +354,7 @@ impl Store for SqliteStore {
     }
 
     async fn task_type_list(&self) -> Result<Vec<TaskType>> {
-        self.read(|conn| task_type::list(conn)).await
+        self.read(task_type::list).await
     }
 
     async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
@@ -450,11 +450,11 @@ impl Store for SqliteStore {
     }
 
     async fn task_counts(&self) -> Result<TaskCounts> {
-        self.read(|conn| task::counts(conn)).await
+        self.read(task::counts).await
     }
 
     async fn queue_size(&self) -> Result<u64> {
-        self.read(|conn| task::queue_size(conn)).await
+        self.read(task::queue_size).await
     }
 
     async fn task_delete(&self, task: &TaskRef) -> Result<()> {
@@ -495,7 +495,7 @@ impl Store for SqliteStore {
     }
 
     async fn daemon_list(&self) -> Result<Vec<DaemonInfo>> {
-        self.read(|conn| reap::daemon_list(conn)).await
+        self.read(reap::daemon_list).await
     }
 
     async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {

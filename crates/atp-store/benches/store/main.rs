@@ -199,7 +199,6 @@ fn sqlite_fill(path: &std::path::Path) {
     .unwrap();
 }
 
-#[path = "store_pg.rs"]
 mod pg;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
