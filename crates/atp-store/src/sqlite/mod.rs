@@ -510,3 +510,113 @@ impl Store for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use atp_core::{Handler, NewTask, TaskIdentifier, TaskType, TypeName};
+
+    use super::*;
+
+    fn sample_type() -> TaskType {
+        TaskType::new(TypeName::new("t").unwrap(), Handler::new("builtin:noop").unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_waits_out_another_process_lock_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.sqlite");
+        let store = SqliteStore::open_file(&path, false, StoreOptions::default()).await.unwrap();
+        store.task_type_upsert(&sample_type()).await.unwrap();
+
+        // Another connection (as another process would) holds the write lock.
+        let holder = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let conn = Connection::open(&path).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE; UPDATE atp_queue_counter SET value = value WHERE name = 'in';")
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                conn.execute_batch("COMMIT").unwrap();
+            }
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let started = Instant::now();
+        let task = store
+            .task_enqueue(NewTask::new(TypeName::new("t").unwrap(), TaskIdentifier::new("x").unwrap()))
+            .await
+            .expect("the lock is waited out, never reported");
+        assert!(started.elapsed() >= Duration::from_millis(150), "it did wait for the lock");
+        assert_eq!(task.identifier.as_str(), "x");
+        holder.join().unwrap();
+    }
+
+    #[test]
+    fn busy_errors_are_recognised_and_others_are_not() {
+        let busy = Error::Database {
+            context: "x".into(),
+            source: Box::new(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            )),
+        };
+        assert!(is_busy(&busy));
+        let other = Error::Database {
+            context: "x".into(),
+            source: Box::new(rusqlite::Error::QueryReturnedNoRows),
+        };
+        assert!(!is_busy(&other));
+        let mut calls = 0;
+        let result: Result<u32> = retry_busy(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(Error::Database {
+                    context: "x".into(),
+                    source: Box::new(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        None,
+                    )),
+                })
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_is_private_and_complete() {
+        let a = SqliteStore::open_memory(StoreOptions::default()).await.unwrap();
+        let b = SqliteStore::open_memory(StoreOptions::default()).await.unwrap();
+        a.task_type_upsert(&sample_type()).await.unwrap();
+        assert_eq!(a.task_type_list().await.unwrap().len(), 1);
+        assert!(b.task_type_list().await.unwrap().is_empty());
+        assert_eq!(a.schema_version().await.unwrap(), LATEST_VERSION);
+        assert_eq!(a.path(), None);
+    }
+
+    #[tokio::test]
+    async fn the_file_is_in_wal_mode_with_durable_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.sqlite");
+        let store = SqliteStore::open_file(&path, false, StoreOptions::default()).await.unwrap();
+        let (mode, sync) = store
+            .read(|conn| {
+                let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db("x"))?;
+                let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(db("x"))?;
+                Ok((mode, sync))
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert!(sync >= 1, "synchronous must be NORMAL (1) or FULL (2), got {sync}");
+        let full = SqliteStore::open_file(&path, true, StoreOptions::default()).await.unwrap();
+        let sync: i64 = full
+            .read(|conn| conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(db("x")))
+            .await
+            .unwrap();
+        assert_eq!(sync, 2);
+    }
+}
