@@ -70,7 +70,11 @@ pub async fn open(url: &str, options: StoreOptions) -> Result<AnyStore> {
             synchronous_full,
         } => AnyStore::Sqlite(SqliteStore::open_file(&path, synchronous_full, options).await?),
         DatabaseUrl::SqliteMemory => AnyStore::Sqlite(SqliteStore::open_memory(options).await?),
-        DatabaseUrl::Postgres(_) => return Err(Error::InvalidArgument("PostgreSQL support is being wired in".into())),
+        DatabaseUrl::Postgres(_) => {
+            return Err(Error::InvalidArgument(
+                "PostgreSQL support is being wired in".into(),
+            ));
+        }
     })
 }
 

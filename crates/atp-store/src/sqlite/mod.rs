@@ -520,14 +520,19 @@ mod tests {
     use super::*;
 
     fn sample_type() -> TaskType {
-        TaskType::new(TypeName::new("t").unwrap(), Handler::new("builtin:noop").unwrap())
+        TaskType::new(
+            TypeName::new("t").unwrap(),
+            Handler::new("builtin:noop").unwrap(),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_waits_out_another_process_lock_instead_of_failing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("locked.sqlite");
-        let store = SqliteStore::open_file(&path, false, StoreOptions::default()).await.unwrap();
+        let store = SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .unwrap();
         store.task_type_upsert(&sample_type()).await.unwrap();
 
         // Another connection (as another process would) holds the write lock.
@@ -544,10 +549,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         let started = Instant::now();
         let task = store
-            .task_enqueue(NewTask::new(TypeName::new("t").unwrap(), TaskIdentifier::new("x").unwrap()))
+            .task_enqueue(NewTask::new(
+                TypeName::new("t").unwrap(),
+                TaskIdentifier::new("x").unwrap(),
+            ))
             .await
             .expect("the lock is waited out, never reported");
-        assert!(started.elapsed() >= Duration::from_millis(150), "it did wait for the lock");
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "it did wait for the lock"
+        );
         assert_eq!(task.identifier.as_str(), "x");
         holder.join().unwrap();
     }
@@ -588,8 +599,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_in_memory_database_is_private_and_complete() {
-        let a = SqliteStore::open_memory(StoreOptions::default()).await.unwrap();
-        let b = SqliteStore::open_memory(StoreOptions::default()).await.unwrap();
+        let a = SqliteStore::open_memory(StoreOptions::default())
+            .await
+            .unwrap();
+        let b = SqliteStore::open_memory(StoreOptions::default())
+            .await
+            .unwrap();
         a.task_type_upsert(&sample_type()).await.unwrap();
         assert_eq!(a.task_type_list().await.unwrap().len(), 1);
         assert!(b.task_type_list().await.unwrap().is_empty());
@@ -601,20 +616,34 @@ mod tests {
     async fn the_file_is_in_wal_mode_with_durable_sync() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.sqlite");
-        let store = SqliteStore::open_file(&path, false, StoreOptions::default()).await.unwrap();
+        let store = SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .unwrap();
         let (mode, sync) = store
             .read(|conn| {
-                let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db("x"))?;
-                let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(db("x"))?;
+                let mode: String = conn
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .map_err(db("x"))?;
+                let sync: i64 = conn
+                    .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                    .map_err(db("x"))?;
                 Ok((mode, sync))
             })
             .await
             .unwrap();
         assert_eq!(mode, "wal");
-        assert!(sync >= 1, "synchronous must be NORMAL (1) or FULL (2), got {sync}");
-        let full = SqliteStore::open_file(&path, true, StoreOptions::default()).await.unwrap();
+        assert!(
+            sync >= 1,
+            "synchronous must be NORMAL (1) or FULL (2), got {sync}"
+        );
+        let full = SqliteStore::open_file(&path, true, StoreOptions::default())
+            .await
+            .unwrap();
         let sync: i64 = full
-            .read(|conn| conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(db("x")))
+            .read(|conn| {
+                conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                    .map_err(db("x"))
+            })
             .await
             .unwrap();
         assert_eq!(sync, 2);
