@@ -9,6 +9,7 @@ use atp_core::{
     TaskCounts, TaskFilter, TaskId, TaskPage, TaskRef, TaskType, TypeName,
 };
 
+use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 
 /// A store of either engine. Cheap to clone.
@@ -16,6 +17,8 @@ use crate::sqlite::SqliteStore;
 pub enum AnyStore {
     /// SQLite.
     Sqlite(SqliteStore),
+    /// PostgreSQL.
+    Postgres(PgStore),
 }
 
 impl std::fmt::Debug for AnyStore {
@@ -29,6 +32,7 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Sqlite($store) => $call,
+            AnyStore::Postgres($store) => $call,
         }
     };
 }

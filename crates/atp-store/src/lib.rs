@@ -30,6 +30,7 @@
 //! ```
 
 mod any;
+pub mod postgres;
 mod shared;
 pub mod sqlite;
 mod url;

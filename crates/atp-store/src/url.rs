@@ -3,6 +3,7 @@
 use atp_core::{Error, Result, StoreOptions};
 
 use crate::any::AnyStore;
+use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 
 /// A parsed database URL.
@@ -70,11 +71,7 @@ pub async fn open(url: &str, options: StoreOptions) -> Result<AnyStore> {
             synchronous_full,
         } => AnyStore::Sqlite(SqliteStore::open_file(&path, synchronous_full, options).await?),
         DatabaseUrl::SqliteMemory => AnyStore::Sqlite(SqliteStore::open_memory(options).await?),
-        DatabaseUrl::Postgres(_) => {
-            return Err(Error::InvalidArgument(
-                "PostgreSQL support is being wired in".into(),
-            ));
-        }
+        DatabaseUrl::Postgres(url) => AnyStore::Postgres(PgStore::connect(&url, options).await?),
     })
 }
 

@@ -10,6 +10,9 @@
 //!   (set by `.ci/run`), which makes that a failure.
 
 pub mod pg_server;
+mod postgres;
+
+pub use postgres::{PgDb, postgres_db};
 
 use std::future::Future;
 

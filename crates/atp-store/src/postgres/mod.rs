@@ -1,0 +1,828 @@
+//! The PostgreSQL engine: a connection URL, for daemons on many hosts.
+//!
+//! # Concurrency
+//! Every call runs at READ COMMITTED on a pooled connection (deadpool,
+//! [`MAX_CONNECTIONS`] per handle). Claims take rows with `FOR NO KEY UPDATE
+//! SKIP LOCKED`, so claimers never wait for each other and never share a
+//! task. Holders' batches lock their task rows (in id order) before they
+//! decide, then write every row with one set-based statement; clean-ups
+//! lock what they rescue or delete with `SKIP LOCKED`, so several daemons
+//! running them at once split the work instead of doing it twice. The queue
+//! counter rows (`atp_queue_counter`) are always the last rows a transaction
+//! locks, so they never take part in a lock cycle. Serialization failures
+//! and deadlocks are retried from the start of the transaction and never
+//! reach a caller; a lost connection is [`Error::Unavailable`].
+//!
+//! # Times
+//! Every time written and every cut-off compared comes from the database
+//! clock (`now()`, the start of the transaction), never from the caller's
+//! host: daemons on hosts with skewed clocks share one notion of "silent
+//! for 30 s" and one FIFO order.
+//!
+//! # Durability
+//! Whatever the server is configured for; with the defaults
+//! (`synchronous_commit=on`) a call that returned survives a crash of the
+//! server.
+//!
+//! # Connections
+//! `NoTls` only: `sslmode=require` in the URL is refused at connect. With
+//! [`PgStore::connect_with_schema`] every pooled connection starts with its
+//! `search_path` set to that schema (created if missing), which is how tests
+//! give each case a database of its own on one server.
+
+mod migrate;
+mod queue;
+mod reap;
+mod row;
+mod task;
+mod task_type;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atp_core::store::ClaimParams;
+use atp_core::{
+    Attempt, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress, ReapedDaemon,
+    Rescued, Response, Result, Retired, StartedTask, StatusChange, Store, StoreOptions, Task,
+    TaskCounts, TaskFilter, TaskId, TaskPage, TaskRef, TaskType, TypeName,
+};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, StatementCache,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Statement};
+
+pub use migrate::LATEST_VERSION;
+
+/// Connections per handle. A daemon uses a few at a time (claims, status
+/// batches, heartbeats, clean-ups); more would only queue inside the server.
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long a call waits for a free pooled connection before it reports the
+/// database unavailable.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+/// How long opening one connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a transaction keeps being retried after serialization failures
+/// or deadlocks (each retry is a fresh attempt; this only bounds a livelock).
+const RETRY_GIVE_UP: Duration = Duration::from_secs(300);
+/// Retries of a transaction that met a foreign-key violation: that only
+/// happens when a row it refers to was deleted concurrently (a type, a task),
+/// and one retry then reports it as not found; more means a bug, reported.
+const FOREIGN_KEY_RETRIES: u32 = 3;
+
+/// Runs `$work` (an expression using the [`Conn`] `$c`) in one
+/// transaction on a pooled connection, retrying the whole of it after a
+/// serialization failure or a deadlock. (A macro: an async closure
+/// borrowing the caller's arguments cannot yet be proven `Send` for every
+/// lifetime the trait's futures need.)
+macro_rules! transaction {
+    ($store:expr, |$c:ident| $work:expr) => {{
+        let mut client = $store.client().await?;
+        let mut retries = Retries::new();
+        loop {
+            let outcome: Result<_> = async {
+                let tx = client
+                    .transaction()
+                    .await
+                    .map_err(pg("beginning a transaction"))?;
+                // On an error `tx` is dropped, which queues its ROLLBACK
+                // ahead of anything the connection does next.
+                let out = {
+                    let $c = Conn::of_transaction(&tx);
+                    $work.await?
+                };
+                tx.commit().await.map_err(pg("committing"))?;
+                Ok(out)
+            }
+            .await;
+            match outcome {
+                Err(e) if retries.again(&e).await => {}
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// Runs `$work` outside a transaction: each statement commits on its own.
+/// For reads and for writes that are one statement; retried like
+/// [`transaction!`].
+macro_rules! statement {
+    ($store:expr, |$c:ident| $work:expr) => {{
+        let client = $store.client().await?;
+        let mut retries = Retries::new();
+        loop {
+            let outcome: Result<_> = {
+                let $c = Conn::of_client(&client);
+                $work.await
+            };
+            match outcome {
+                Err(e) if retries.again(&e).await => {}
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// A handle on a PostgreSQL database (or one schema of it). Cheap to clone;
+/// clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// The schema every connection works in, or `None` for the server's
+    /// default `search_path`.
+    schema: Option<String>,
+    options: StoreOptions,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.inner.schema)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (libpq syntax) and brings its
+    /// schema up to date. Safe when several processes connect to a fresh
+    /// database at once.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+        Self::connect_at_version(url, None, options, LATEST_VERSION).await
+    }
+
+    /// Like [`PgStore::connect`], but every connection works in `schema`
+    /// (created if missing) instead of the default `search_path`.
+    pub async fn connect_with_schema(
+        url: &str,
+        schema: &str,
+        options: StoreOptions,
+    ) -> Result<Self> {
+        Self::connect_at_version(url, Some(schema), options, LATEST_VERSION).await
+    }
+
+    /// Like [`PgStore::connect_with_schema`] (or [`PgStore::connect`] when
+    /// `schema` is `None`), migrating only up to `version`: lets tests make a
+    /// database as an older ATP left it.
+    pub async fn connect_at_version(
+        url: &str,
+        schema: Option<&str>,
+        options: StoreOptions,
+        version: u32,
+    ) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::InvalidArgument(format!("invalid PostgreSQL URL {url:?}: {e}")))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        if config.get_application_name().is_none() {
+            config.application_name("atp");
+        }
+        if let Some(schema) = schema {
+            let search_path = migrate::search_path_option(schema)?;
+            let options = match config.get_options() {
+                Some(given) if !given.is_empty() => format!("{given} {search_path}"),
+                _ => search_path,
+            };
+            config.options(&options);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(MAX_CONNECTIONS)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| Error::Database {
+                context: "building the connection pool".into(),
+                source: Box::new(e),
+            })?;
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                schema: schema.map(str::to_owned),
+                options,
+            }),
+        };
+        if let Some(schema) = schema {
+            transaction!(store, |c| migrate::ensure_schema(c, schema))?;
+        }
+        transaction!(store, |c| migrate::migrate(c, version))?;
+        Ok(store)
+    }
+
+    /// The schema this handle works in, when one was given.
+    pub fn schema(&self) -> Option<&str> {
+        self.inner.schema.as_deref()
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+}
+
+/// The retry budget of one call.
+struct Retries {
+    started: Instant,
+    pause: Duration,
+    foreign_key: u32,
+}
+
+impl Retries {
+    fn new() -> Self {
+        Retries {
+            started: Instant::now(),
+            pause: Duration::from_millis(1),
+            foreign_key: 0,
+        }
+    }
+
+    /// Whether to run the work again after `e`; waits a little first, more
+    /// each time, so that the transactions that collided stop colliding.
+    async fn again(&mut self, e: &Error) -> bool {
+        let retry = match sql_state(e) {
+            Some(s) if *s == SqlState::T_R_SERIALIZATION_FAILURE => true,
+            Some(s) if *s == SqlState::T_R_DEADLOCK_DETECTED => true,
+            Some(s) if *s == SqlState::FOREIGN_KEY_VIOLATION => {
+                self.foreign_key += 1;
+                self.foreign_key <= FOREIGN_KEY_RETRIES
+            }
+            _ => false,
+        };
+        if !retry || self.started.elapsed() > RETRY_GIVE_UP {
+            return false;
+        }
+        tracing::debug!(error = %e, "PostgreSQL transaction collided, retrying it");
+        // Spread colliding retries apart without a random-number generator:
+        // the sub-millisecond part of the clock is noise enough.
+        let jitter = Duration::from_micros(u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_micros() % 1_000),
+        ));
+        tokio::time::sleep(self.pause + jitter).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(100));
+        true
+    }
+}
+
+fn sql_state(e: &Error) -> Option<&SqlState> {
+    let Error::Database { source, .. } = e else {
+        return None;
+    };
+    source.downcast_ref::<tokio_postgres::Error>()?.code()
+}
+
+/// A connection to run statements on, inside a transaction or not, with the
+/// pooled connection's prepared-statement cache. Copy, so that several
+/// statements can be in flight on it at once (pipelined).
+#[derive(Clone, Copy)]
+pub(super) struct Conn<'a> {
+    client: &'a tokio_postgres::Client,
+    statements: &'a StatementCache,
+}
+
+/// Parameters of one statement.
+pub(super) type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+impl<'a> Conn<'a> {
+    fn of_client(client: &'a deadpool_postgres::ClientWrapper) -> Self {
+        Conn {
+            client,
+            statements: &client.statement_cache,
+        }
+    }
+
+    fn of_transaction(tx: &'a deadpool_postgres::Transaction<'_>) -> Self {
+        Conn {
+            client: tx.client(),
+            statements: &tx.statement_cache,
+        }
+    }
+
+    /// The prepared statement for `sql`, from the cache after the first use.
+    pub(super) async fn prepare(self, context: &str, sql: &str) -> Result<Statement> {
+        self.statements
+            .prepare(self.client, sql)
+            .await
+            .map_err(pg(context))
+    }
+
+    pub(super) async fn query(
+        self,
+        context: &str,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>> {
+        let statement = self.prepare(context, sql).await?;
+        self.query_prepared(context, &statement, params).await
+    }
+
+    /// Runs a statement prepared beforehand. Its request goes out at the
+    /// first poll, so several of these joined with `biased;` reach the
+    /// server in order, in one round trip.
+    pub(super) async fn query_prepared(
+        self,
+        context: &str,
+        statement: &Statement,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>> {
+        self.client
+            .query(statement, params)
+            .await
+            .map_err(pg(context))
+    }
+
+    pub(super) async fn query_opt(
+        self,
+        context: &str,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<Row>> {
+        let statement = self.prepare(context, sql).await?;
+        self.client
+            .query_opt(&statement, params)
+            .await
+            .map_err(pg(context))
+    }
+
+    pub(super) async fn query_one(
+        self,
+        context: &str,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Row> {
+        let statement = self.prepare(context, sql).await?;
+        self.client
+            .query_one(&statement, params)
+            .await
+            .map_err(pg(context))
+    }
+
+    pub(super) async fn execute(
+        self,
+        context: &str,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<u64> {
+        let statement = self.prepare(context, sql).await?;
+        self.client
+            .execute(&statement, params)
+            .await
+            .map_err(pg(context))
+    }
+
+    /// Runs several statements without parameters (migrations).
+    pub(super) async fn batch_execute(self, context: &str, sql: &str) -> Result<()> {
+        self.client.batch_execute(sql).await.map_err(pg(context))
+    }
+}
+
+/// Maps a driver error to [`Error::Unavailable`] when the connection is gone
+/// (the caller may back off and retry), otherwise to [`Error::Database`]
+/// with what was being done.
+pub(crate) fn pg(context: &str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+    move |e| {
+        if connection_lost(&e) {
+            Error::Unavailable {
+                message: format!("lost the PostgreSQL connection while {context}"),
+                source: Box::new(e),
+            }
+        } else {
+            Error::Database {
+                context: context.to_owned(),
+                source: Box::new(e),
+            }
+        }
+    }
+}
+
+/// Closed connections, I/O errors, and the server's "connection exception"
+/// and "shutting down / starting up / too many connections" states.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        let code = code.code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300");
+    }
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// A pool that cannot hand out a connection: the server is unreachable, or
+/// every connection is busy for longer than [`POOL_WAIT`].
+fn pool_error(e: PoolError) -> Error {
+    match e {
+        PoolError::Backend(e) => Error::Unavailable {
+            message: "cannot connect to PostgreSQL".into(),
+            source: Box::new(e),
+        },
+        e @ (PoolError::Timeout(_) | PoolError::Closed) => Error::Unavailable {
+            message: "no PostgreSQL connection available".into(),
+            source: Box::new(e),
+        },
+        e => Error::Database {
+            context: "getting a PostgreSQL connection".into(),
+            source: Box::new(e),
+        },
+    }
+}
+
+impl Store for PgStore {
+    fn engine(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn options(&self) -> StoreOptions {
+        self.inner.options
+    }
+
+    async fn schema_version(&self) -> Result<u32> {
+        statement!(self, |c| migrate::current_version(c))
+    }
+
+    async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {
+        task_type.validate()?;
+        statement!(self, |c| task_type::upsert(c, task_type))
+    }
+
+    async fn task_type_get(&self, name: &TypeName) -> Result<TaskType> {
+        statement!(self, |c| task_type::get(c, name))
+    }
+
+    async fn task_type_list(&self) -> Result<Vec<TaskType>> {
+        statement!(self, |c| task_type::list(c))
+    }
+
+    async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
+        transaction!(self, |c| task_type::delete(c, name, force))
+    }
+
+    async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
+        let prepared = task::prepare(vec![new], &self.inner.options)?;
+        let options = self.inner.options;
+        transaction!(self, |c| task::enqueue_one(c, &prepared, &options))
+    }
+
+    async fn task_enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = task::prepare(tasks, &self.inner.options)?;
+        let options = self.inner.options;
+        let (ids, _) = transaction!(self, |c| task::enqueue_many(c, &prepared, &options))?;
+        Ok(ids)
+    }
+
+    async fn task_claim(&self, params: &ClaimParams) -> Result<Vec<ClaimedTask>> {
+        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+            return Ok(Vec::new());
+        }
+        statement!(self, |c| queue::claim(c, params))
+    }
+
+    async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        transaction!(self, |c| queue::start_many(c, attempts))
+    }
+
+    async fn task_set_status_many(&self, changes: &[StatusChange]) -> Result<Vec<Result<()>>> {
+        for change in changes {
+            crate::shared::validate_change(change)?;
+        }
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        transaction!(self, |c| queue::set_status_many(c, changes))
+    }
+
+    async fn task_heartbeat_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<()>>> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        statement!(self, |c| queue::heartbeat_many(c, attempts))
+    }
+
+    async fn task_progress(&self, attempt: Attempt, progress: &Progress) -> Result<()> {
+        crate::shared::validate_progress(progress)?;
+        statement!(self, |c| queue::progress(c, attempt, progress))
+    }
+
+    async fn task_response_put(&self, attempt: Attempt, response: &Response) -> Result<()> {
+        atp_core::payload::validate_mime(&response.mime_type)?;
+        statement!(self, |c| queue::response_put(c, attempt, response))
+    }
+
+    async fn task_get(&self, task: &TaskRef) -> Result<Task> {
+        statement!(self, |c| task::get(c, task))
+    }
+
+    async fn task_input(&self, task: &TaskRef) -> Result<serde_json::Value> {
+        statement!(self, |c| task::input(c, task))
+    }
+
+    async fn task_log(&self, task: &TaskRef) -> Result<Vec<LogRecord>> {
+        statement!(self, |c| task::log(c, task))
+    }
+
+    async fn task_response_get(&self, task: &TaskRef) -> Result<Option<Response>> {
+        statement!(self, |c| task::response_get(c, task))
+    }
+
+    async fn task_list(&self, filter: &TaskFilter) -> Result<TaskPage> {
+        statement!(self, |c| task::list(c, filter))
+    }
+
+    async fn task_counts(&self) -> Result<TaskCounts> {
+        statement!(self, |c| task::counts(c))
+    }
+
+    async fn queue_size(&self) -> Result<u64> {
+        statement!(self, |c| task::queue_size(c))
+    }
+
+    async fn task_delete(&self, task: &TaskRef) -> Result<()> {
+        statement!(self, |c| task::delete(c, task))
+    }
+
+    async fn task_reenqueue(&self, task: &TaskRef, message: &str) -> Result<Task> {
+        transaction!(self, |c| task::reenqueue(c, task, message))
+    }
+
+    async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {
+        transaction!(self, |c| reap::requeue_abandoned(c))
+    }
+
+    async fn task_delete_retired(&self, limit: u32) -> Result<Vec<Retired>> {
+        transaction!(self, |c| reap::delete_retired(c, limit))
+    }
+
+    async fn daemon_register(&self, daemon: &DaemonInfo) -> Result<()> {
+        statement!(self, |c| reap::daemon_register(c, daemon))
+    }
+
+    async fn daemon_heartbeat(&self, id: DaemonId) -> Result<bool> {
+        statement!(self, |c| reap::daemon_heartbeat(c, id))
+    }
+
+    async fn daemon_deregister(&self, id: DaemonId) -> Result<()> {
+        statement!(self, |c| reap::daemon_deregister(c, id))
+    }
+
+    async fn daemon_list(&self) -> Result<Vec<DaemonInfo>> {
+        statement!(self, |c| reap::daemon_list(c))
+    }
+
+    async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
+        if !(silent_secs.is_finite() && silent_secs > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "silence threshold must be a positive number of seconds, got {silent_secs}"
+            )));
+        }
+        transaction!(self, |c| reap::daemon_reap_dead(c, silent_secs))
+    }
+}
+
+/// A fresh schema per test on the server named by `ATP_TEST_DATABASE_URL`
+/// (default: the local server), dropped with the value.
+#[cfg(test)]
+pub(super) mod test_schema {
+    use super::*;
+
+    const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    pub(crate) fn url() -> String {
+        std::env::var("ATP_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| DEFAULT_URL.to_owned())
+    }
+
+    /// A random schema name, so that tests run in parallel.
+    pub(crate) fn random_name() -> String {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let suffix: String = (0..12)
+            .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+            .collect();
+        format!("atp_unit_{suffix}")
+    }
+
+    /// One test's schema and a store on it.
+    pub(crate) struct TestSchema {
+        pub store: PgStore,
+        pub url: String,
+        pub name: String,
+    }
+
+    impl TestSchema {
+        /// A fresh schema, or `None` (after a notice) when no server
+        /// answers and `ATP_TEST_REQUIRE_POSTGRES` is not `1`.
+        pub(crate) async fn new(options: StoreOptions) -> Option<Self> {
+            let url = url();
+            if let Err(e) = tokio_postgres::connect(&url, NoTls).await {
+                if std::env::var("ATP_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                    panic!("PostgreSQL is required but {url} does not answer: {e}");
+                }
+                eprintln!("NOTICE: PostgreSQL unit test skipped: {url} does not answer: {e}");
+                return None;
+            }
+            let name = random_name();
+            let store = PgStore::connect_with_schema(&url, &name, options)
+                .await
+                .expect("opening a fresh schema");
+            Some(TestSchema { store, url, name })
+        }
+
+        /// Another handle on the same schema.
+        pub(crate) async fn open(&self, options: StoreOptions) -> PgStore {
+            PgStore::connect_with_schema(&self.url, &self.name, options)
+                .await
+                .expect("opening another handle")
+        }
+
+        /// A plain connection with the schema on its search path, for
+        /// setting up what the API cannot (old versions, old timestamps).
+        pub(crate) async fn raw(&self) -> tokio_postgres::Client {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+                .await
+                .expect("connecting");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("SET search_path = \"{}\"", self.name))
+                .await
+                .expect("setting the search path");
+            client
+        }
+    }
+
+    impl Drop for TestSchema {
+        fn drop(&mut self) {
+            let url = self.url.clone();
+            let name = self.name.clone();
+            // Drop runs inside the test's runtime: use a thread with its own.
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async {
+                    let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+                    tokio::spawn(connection);
+                    client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .await
+                })
+                .map_err(|e| e.to_string())
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("NOTICE: could not drop test schema {}", self.name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_schema::TestSchema;
+    use super::*;
+
+    #[tokio::test]
+    async fn migrating_twice_or_at_once_is_harmless() {
+        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+            return;
+        };
+        assert_eq!(db.store.schema_version().await.unwrap(), LATEST_VERSION);
+        let again = db.open(StoreOptions::default()).await;
+        assert_eq!(again.schema_version().await.unwrap(), LATEST_VERSION);
+        let raw = db.raw().await;
+        let rows: i64 = raw
+            .query_one("SELECT count(*) FROM atp_schema_version", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, i64::from(LATEST_VERSION), "each migration once");
+
+        // Four processes opening one fresh schema at the same moment.
+        let fresh = test_schema::random_name();
+        let url = test_schema::url();
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, fresh) = (url.clone(), fresh.clone());
+                tokio::spawn(async move {
+                    PgStore::connect_with_schema(&url, &fresh, StoreOptions::default()).await
+                })
+            })
+            .collect();
+        for handle in opening {
+            let store = handle.await.unwrap().expect("a racing connect succeeds");
+            assert_eq!(store.schema_version().await.unwrap(), LATEST_VERSION);
+        }
+        raw.batch_execute(&format!("DROP SCHEMA \"{fresh}\" CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_old_schema_is_upgraded_and_a_newer_one_refused() {
+        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+            return;
+        };
+        let old_name = test_schema::random_name();
+        let old = PgStore::connect_at_version(&db.url, Some(&old_name), StoreOptions::default(), 1)
+            .await
+            .unwrap();
+        assert_eq!(old.schema_version().await.unwrap(), 1);
+        drop(old);
+        let new = PgStore::connect_with_schema(&db.url, &old_name, StoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        assert!(new.daemon_list().await.unwrap().is_empty());
+
+        let raw = db.raw().await;
+        raw.execute(
+            "INSERT INTO atp_schema_version (version) VALUES ($1)",
+            &[&(LATEST_VERSION as i32 + 1)],
+        )
+        .await
+        .unwrap();
+        let err = PgStore::connect_with_schema(&db.url, &db.name, StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+        raw.batch_execute(&format!("DROP SCHEMA \"{old_name}\" CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable() {
+        // Port 1 on the loopback refuses connections at once.
+        let err = PgStore::connect("postgres://postgres@127.0.0.1:1/x", StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        let err = PgStore::connect("mysql://nope", StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        let err = PgStore::connect_with_schema(
+            "postgres://postgres@127.0.0.1:1/x",
+            "bad\nname",
+            StoreOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn deadlocks_are_retried_and_other_errors_are_not() {
+        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+            return;
+        };
+        let (a, b) = (db.raw().await, db.raw().await);
+        a.batch_execute("BEGIN; UPDATE atp_queue_counter SET value = value WHERE name = 'in'")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN; UPDATE atp_queue_counter SET value = value WHERE name = 'out'")
+            .await
+            .unwrap();
+        let cross = "UPDATE atp_queue_counter SET value = value WHERE name = ";
+        let (to_out, to_in) = (format!("{cross}'out'"), format!("{cross}'in'"));
+        let (ra, rb) = tokio::join!(a.batch_execute(&to_out), b.batch_execute(&to_in));
+        let failed = ra
+            .err()
+            .or(rb.err())
+            .expect("one side is the deadlock victim");
+        let mapped = pg("testing")(failed);
+        assert!(Retries::new().again(&mapped).await, "{mapped:?}");
+
+        // End both, whichever won, before anything else touches the rows.
+        a.batch_execute("ROLLBACK").await.unwrap();
+        b.batch_execute("ROLLBACK").await.unwrap();
+        let unique = a
+            .batch_execute("INSERT INTO atp_queue_counter VALUES ('in', 0)")
+            .await
+            .unwrap_err();
+        let mapped = pg("testing")(unique);
+        assert!(matches!(mapped, Error::Database { .. }));
+        assert!(!Retries::new().again(&mapped).await);
+    }
+}

@@ -1,0 +1,501 @@
+//! The daemon's side: claim, start, and every change a holder makes, each
+//! fenced by the holder's [`Attempt`].
+//!
+//! Batches (start, status changes) lock their task rows in id order, decide
+//! every item in memory exactly as the SQLite engine decides it one row at
+//! a time (a later item sees what an earlier one did), then write all rows,
+//! log records and counters with one statement. Single changes (heartbeats,
+//! progress, responses) are one fenced statement each and look at the row
+//! again only when it did not match, to say why.
+
+use std::collections::{HashMap, HashSet};
+
+use atp_core::store::ClaimParams;
+use atp_core::{
+    Attempt, ClaimedTask, DaemonId, Error, Progress, Response, Result, StartedTask, Status,
+    StatusChange, TaskId, TaskRef, Transition, messages, payload, status,
+};
+use tokio_postgres::Row;
+
+use super::row::{self, get, lease_param};
+use super::task::{Changes, write_changes};
+use super::{Conn, Params};
+use crate::shared::keep_item;
+
+/// Takes the oldest ACCEPTED tasks (walking the partial queue index in FIFO
+/// order), skipping rows another claimer has locked, so every claimer gets
+/// tasks of its own without waiting; marks them, logs them and counts them
+/// out of the queue in the same statement.
+fn claim_sql(by_type: bool) -> String {
+    let types = if by_type {
+        "AND type_id IN (SELECT id FROM atp_task_type WHERE name = ANY($4))"
+    } else {
+        ""
+    };
+    format!(
+        "WITH picked AS (
+             SELECT id FROM atp_task WHERE status = 1 {types}
+             ORDER BY enqueued_at, id LIMIT $3
+             FOR NO KEY UPDATE SKIP LOCKED
+         ), claimed AS (
+             UPDATE atp_task t SET status = 2, holder = $1, lease = t.lease + 1, updated_at = now()
+             FROM picked WHERE t.id = picked.id AND t.status = 1
+             RETURNING t.id, t.type_id, t.identifier, t.lease, t.enqueued_at
+         ), logged AS (
+             INSERT INTO atp_task_log (task_id, time, status, message)
+             SELECT id, now(), 2, $2 FROM claimed ORDER BY enqueued_at, id
+         ), counted AS (
+             UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM claimed)
+             WHERE name = 'out' AND EXISTS (SELECT 1 FROM claimed)
+         )
+         SELECT c.id, y.name, c.identifier, c.lease
+         FROM claimed c JOIN atp_task_type y ON y.id = c.type_id
+         ORDER BY c.enqueued_at, c.id"
+    )
+}
+
+pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTask>> {
+    let holder = p.holder.to_db();
+    let limit = i64::from(p.limit);
+    let rows = match &p.types {
+        Some(names) => {
+            let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+            c.query(
+                "claiming tasks",
+                &claim_sql(true),
+                &[&holder, &p.message, &limit, &names],
+            )
+            .await?
+        }
+        None => {
+            c.query(
+                "claiming tasks",
+                &claim_sql(false),
+                &[&holder, &p.message, &limit],
+            )
+            .await?
+        }
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(ClaimedTask {
+                attempt: Attempt {
+                    task: TaskId(get(r, 0)?),
+                    holder: p.holder,
+                    lease: row::lease_of(get(r, 3)?)?,
+                },
+                task_type: row::type_name(get(r, 1)?)?,
+                identifier: row::identifier_of(get(r, 2)?)?,
+            })
+        })
+        .collect()
+}
+
+/// What a fenced check looks at, as the batch has left it so far.
+struct Held {
+    status: Status,
+    holder: Option<DaemonId>,
+    lease: u64,
+    starts: u32,
+    max_starts: u32,
+}
+
+/// The columns [`held_of`] reads, first in every state query.
+const STATE_COLUMNS: &str = "t.id, t.status, t.holder, t.lease, t.starts, y.max_starts";
+
+fn held_of(r: &Row) -> Result<(i64, Held)> {
+    Ok((
+        get(r, 0)?,
+        Held {
+            status: row::status_of(get(r, 1)?)?,
+            holder: get::<Option<i64>>(r, 2)?.map(DaemonId::from_db),
+            lease: row::lease_of(get(r, 3)?)?,
+            starts: row::count(get(r, 4)?)?,
+            max_starts: row::count(get(r, 5)?)?,
+        },
+    ))
+}
+
+/// The state of the tasks `ids` (with `extra` columns after
+/// [`STATE_COLUMNS`]); with `lock`, locked for this transaction in id order,
+/// so that two batches over the same tasks cannot deadlock.
+async fn states(c: Conn<'_>, ids: &[i64], extra: &str, lock: bool) -> Result<Vec<Row>> {
+    let lock = if lock {
+        "ORDER BY t.id FOR NO KEY UPDATE OF t"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {STATE_COLUMNS}{extra} FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
+         WHERE t.id = ANY($1) {lock}"
+    );
+    c.query("checking a task's holder", &sql, &[&ids]).await
+}
+
+/// Confirms that `a` is the task's current attempt (held, or ended by this
+/// very attempt). `TaskNotFound` if it is gone, `StaleAttempt` otherwise.
+fn check_held<'h>(found: Option<&'h mut Held>, a: &Attempt) -> Result<&'h mut Held> {
+    let held = found.ok_or_else(|| Error::TaskNotFound(TaskRef::Id(a.task).to_string()))?;
+    let same_attempt = held.holder == Some(a.holder) && held.lease == a.lease;
+    if !same_attempt || !(held.status.is_held() || held.status.is_terminal()) {
+        return Err(stale(a));
+    }
+    Ok(held)
+}
+
+/// Like [`check_held`], but an attempt that already ended counts as stale:
+/// for heartbeats, progress and other changes that only a live attempt makes.
+fn check_live<'h>(found: Option<&'h mut Held>, a: &Attempt) -> Result<&'h mut Held> {
+    let held = check_held(found, a)?;
+    if held.status.is_held() {
+        Ok(held)
+    } else {
+        Err(stale(a))
+    }
+}
+
+fn stale(a: &Attempt) -> Error {
+    Error::StaleAttempt {
+        task: a.task,
+        holder: a.holder,
+        lease: a.lease,
+    }
+}
+
+fn invalid(task: TaskId, transition: Transition, from: Status) -> Error {
+    Error::InvalidTransition {
+        task,
+        source: atp_core::status::InvalidTransition { transition, from },
+    }
+}
+
+/// The distinct task ids of a batch.
+fn task_ids<'a>(attempts: impl Iterator<Item = &'a Attempt>) -> Vec<i64> {
+    let mut ids: Vec<i64> = attempts.map(|a| a.task.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The extra columns a start reads: identifier, input, then the type.
+fn start_columns() -> String {
+    format!(", t.identifier, t.input, {}", row::TYPE_COLUMNS)
+}
+
+/// Marks the started tasks RUNNING with one more start and logs each.
+const WRITE_STARTS: &str = "
+WITH started AS (
+    UPDATE atp_task t SET status = 3, starts = t.starts + 1, updated_at = now(),
+        progress_percent = NULL, progress_message = NULL
+    FROM unnest($1::int8[]) AS s (id)
+    WHERE t.id = s.id AND t.status = 2
+    RETURNING t.id
+), logged AS (
+    INSERT INTO atp_task_log (task_id, time, status, message)
+    SELECT id, now(), 3, message
+    FROM unnest($1::int8[], $2::text[]) WITH ORDINALITY AS l (id, message, ord)
+    ORDER BY ord
+)
+SELECT count(*) FROM started";
+
+pub(super) async fn start_many(
+    c: Conn<'_>,
+    attempts: &[Attempt],
+) -> Result<Vec<Result<StartedTask>>> {
+    let rows = states(c, &task_ids(attempts.iter()), &start_columns(), true).await?;
+    let mut locked: HashMap<i64, (Held, &Row)> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let (id, held) = held_of(r)?;
+        locked.insert(id, (held, r));
+    }
+    let mut started_ids = Vec::new();
+    let mut log_messages = Vec::new();
+    let mut results = Vec::with_capacity(attempts.len());
+    for a in attempts {
+        let one = start_one(&mut locked, a).map(|(started, message)| {
+            started_ids.push(a.task.0);
+            log_messages.push(message);
+            started
+        });
+        keep_item(one, &mut results)?;
+    }
+    if !started_ids.is_empty() {
+        let r = c
+            .query_one(
+                "starting tasks",
+                WRITE_STARTS,
+                &[&started_ids, &log_messages],
+            )
+            .await?;
+        let n: i64 = get(&r, 0)?;
+        if n as usize != started_ids.len() {
+            return Err(Error::Corrupt(format!(
+                "{n} of {} locked tasks were started",
+                started_ids.len()
+            )));
+        }
+    }
+    Ok(results)
+}
+
+/// Decides one start on the locked rows; returns the task and its log line.
+fn start_one(
+    locked: &mut HashMap<i64, (Held, &Row)>,
+    a: &Attempt,
+) -> Result<(StartedTask, String)> {
+    let (held, r) = match locked.get_mut(&a.task.0) {
+        Some((held, r)) => (Some(held), Some(*r)),
+        None => (None, None),
+    };
+    let held = check_held(held, a)?;
+    if held.status != Status::Scheduled {
+        return Err(invalid(a.task, Transition::Start, held.status));
+    }
+    let r = r.ok_or_else(|| Error::Corrupt("a locked row went missing".into()))?;
+    held.status = Status::Running;
+    held.starts += 1;
+    let task_type = row::task_type(r, STATE_COLUMNS_LEN + 2)?;
+    let message = messages::started(a.holder, held.starts, task_type.max_starts);
+    let input: String = get(r, STATE_COLUMNS_LEN + 1)?;
+    let input = serde_json::from_str(&input)
+        .map_err(|e| Error::Corrupt(format!("stored input of task {} is not JSON: {e}", a.task)))?;
+    Ok((
+        StartedTask {
+            attempt: *a,
+            start: held.starts,
+            task_type,
+            identifier: row::identifier_of(get(r, STATE_COLUMNS_LEN)?)?,
+            input,
+        },
+        message,
+    ))
+}
+
+/// How many columns [`STATE_COLUMNS`] has.
+const STATE_COLUMNS_LEN: usize = 6;
+
+pub(super) async fn set_status_many(
+    c: Conn<'_>,
+    changes: &[StatusChange],
+) -> Result<Vec<Result<()>>> {
+    let rows = states(c, &task_ids(changes.iter().map(|ch| &ch.attempt)), "", true).await?;
+    let mut locked: HashMap<i64, Held> = rows.iter().map(held_of).collect::<Result<_>>()?;
+    let mut writes = Changes::default();
+    let mut responses: Vec<(i64, &Response)> = Vec::new();
+    let mut results = Vec::with_capacity(changes.len());
+    for change in changes {
+        let one = set_status_one(&mut locked, change).map(|applied| {
+            if let Some((target, message)) = applied {
+                writes.push(change.attempt.task.0, target, message);
+                if let Some(response) = &change.response {
+                    responses.push((change.attempt.task.0, response));
+                }
+            }
+        });
+        keep_item(one, &mut results)?;
+    }
+    tokio::try_join!(write_changes(c, &writes), put_responses(c, &responses))?;
+    Ok(results)
+}
+
+/// Decides one change on the locked rows: `None` when `unless_terminal`
+/// leaves a final task alone, else the status and log line to write.
+fn set_status_one(
+    locked: &mut HashMap<i64, Held>,
+    ch: &StatusChange,
+) -> Result<Option<(Status, String)>> {
+    let a = &ch.attempt;
+    let held = check_held(locked.get_mut(&a.task.0), a)?;
+    if ch.unless_terminal && held.status.is_terminal() {
+        return Ok(None);
+    }
+    let transition = match ch.status {
+        Status::Running => Transition::Resume,
+        Status::Paused => Transition::Pause,
+        Status::Finished => Transition::Finish,
+        Status::Failed => Transition::Fail,
+        // Handing a task back: only while holding it.
+        Status::Accepted if held.status.is_held() => Transition::Reenqueue,
+        Status::Accepted => return Err(invalid(a.task, Transition::Reenqueue, held.status)),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "a holder cannot set a task {other}"
+            )));
+        }
+    };
+    transition
+        .check(held.status)
+        .map_err(|source| Error::InvalidTransition {
+            task: a.task,
+            source,
+        })?;
+    let (target, message) = if transition == Transition::Reenqueue {
+        match status::after_release(held.starts, held.max_starts) {
+            Status::Failed => (
+                Status::Failed,
+                messages::released_failed(&ch.message, held.max_starts),
+            ),
+            s => (s, ch.message.clone()),
+        }
+    } else {
+        (transition.target(), ch.message.clone())
+    };
+    held.status = target;
+    if target == Status::Accepted {
+        held.holder = None;
+    }
+    Ok(Some((target, message)))
+}
+
+/// Stores responses, the last one per task when a batch has several.
+async fn put_responses(c: Conn<'_>, responses: &[(i64, &Response)]) -> Result<()> {
+    if responses.is_empty() {
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    let mut ids = Vec::new();
+    let mut mime_types = Vec::new();
+    let mut encodings = Vec::new();
+    let mut bodies = Vec::new();
+    for (task, response) in responses.iter().rev() {
+        if seen.insert(*task) {
+            let (encoding, body) = payload::encode(&response.mime_type, &response.body);
+            ids.push(*task);
+            mime_types.push(response.mime_type.as_str());
+            encodings.push(encoding.code());
+            bodies.push(body);
+        }
+    }
+    c.execute(
+        "storing a response",
+        "INSERT INTO atp_task_response (task_id, mime_type, encoding, body, stored_at)
+         SELECT id, mime_type, encoding, body, now()
+         FROM unnest($1::int8[], $2::text[], $3::int2[], $4::bytea[]) AS r (id, mime_type, encoding, body)
+         ON CONFLICT (task_id) DO UPDATE SET mime_type = excluded.mime_type,
+             encoding = excluded.encoding, body = excluded.body, stored_at = excluded.stored_at",
+        &[&ids, &mime_types, &encodings, &bodies],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One statement for the whole batch; only the attempts it did not match
+/// are looked at again, to say why.
+pub(super) async fn heartbeat_many(c: Conn<'_>, attempts: &[Attempt]) -> Result<Vec<Result<()>>> {
+    let mut sorted: Vec<&Attempt> = attempts.iter().collect();
+    sorted.sort_unstable_by_key(|a| a.task.0);
+    let ids: Vec<i64> = sorted.iter().map(|a| a.task.0).collect();
+    let holders: Vec<i64> = sorted.iter().map(|a| a.holder.to_db()).collect();
+    let leases: Vec<i64> = sorted.iter().map(|a| lease_param(a.lease)).collect();
+    let rows = c
+        .query(
+            "heartbeating tasks",
+            "UPDATE atp_task t SET updated_at = now()
+             FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS a (id, holder, lease)
+             WHERE t.id = a.id AND t.holder = a.holder AND t.lease = a.lease
+               AND t.status IN (2, 3, 4)
+             RETURNING a.id, a.holder, a.lease",
+            &[&ids, &holders, &leases],
+        )
+        .await?;
+    let mut beaten = HashSet::new();
+    for r in &rows {
+        let (id, holder, lease): (i64, i64, i64) = (get(r, 0)?, get(r, 1)?, get(r, 2)?);
+        beaten.insert((id, holder, lease));
+    }
+    let key = |a: &Attempt| (a.task.0, a.holder.to_db(), lease_param(a.lease));
+    let missed: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| !beaten.contains(&key(a)))
+        .collect();
+    let mut found = diagnose(c, missed.iter().copied()).await?;
+    let mut results = Vec::with_capacity(attempts.len());
+    for a in attempts {
+        let one = if beaten.contains(&key(a)) {
+            Ok(())
+        } else {
+            check_live(found.get_mut(&a.task.0), a).map(|_| ())
+        };
+        keep_item(one, &mut results)?;
+    }
+    Ok(results)
+}
+
+/// The current state of the tasks some attempts name (unlocked: these
+/// attempts already failed their fenced statement, and a stale attempt never
+/// becomes current again, since leases only grow).
+async fn diagnose<'a>(
+    c: Conn<'_>,
+    attempts: impl Iterator<Item = &'a Attempt>,
+) -> Result<HashMap<i64, Held>> {
+    let ids = task_ids(attempts);
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    states(c, &ids, "", false)
+        .await?
+        .iter()
+        .map(held_of)
+        .collect()
+}
+
+pub(super) async fn progress(c: Conn<'_>, a: Attempt, p: &Progress) -> Result<()> {
+    let params: &Params<'_> = &[
+        &a.task.0,
+        &a.holder.to_db(),
+        &lease_param(a.lease),
+        &p.percent,
+        &p.message,
+    ];
+    let changed = c
+        .execute(
+            "recording progress",
+            "UPDATE atp_task SET updated_at = now(), progress_percent = $4, progress_message = $5
+             WHERE id = $1 AND holder = $2 AND lease = $3 AND status IN (2, 3, 4)",
+            params,
+        )
+        .await?;
+    if changed == 1 {
+        return Ok(());
+    }
+    let mut found = diagnose(c, std::iter::once(&a)).await?;
+    check_live(found.get_mut(&a.task.0), &a).map(|_| ())
+}
+
+/// One statement: the fenced row is locked while the response is written,
+/// so a re-enqueue cannot slip in between the check and the write.
+pub(super) async fn response_put(c: Conn<'_>, a: Attempt, response: &Response) -> Result<()> {
+    let (encoding, body) = payload::encode(&response.mime_type, &response.body);
+    let params: &Params<'_> = &[
+        &a.task.0,
+        &a.holder.to_db(),
+        &lease_param(a.lease),
+        &response.mime_type,
+        &encoding.code(),
+        &body,
+    ];
+    let stored = c
+        .query(
+            "storing a response",
+            "WITH held AS (
+                 SELECT id FROM atp_task
+                 WHERE id = $1 AND holder = $2 AND lease = $3 AND status IN (2, 3, 4, 5, 6)
+                 FOR NO KEY UPDATE
+             )
+             INSERT INTO atp_task_response (task_id, mime_type, encoding, body, stored_at)
+             SELECT id, $4, $5, $6, now() FROM held
+             ON CONFLICT (task_id) DO UPDATE SET mime_type = excluded.mime_type,
+                 encoding = excluded.encoding, body = excluded.body, stored_at = excluded.stored_at
+             RETURNING task_id",
+            params,
+        )
+        .await?;
+    if !stored.is_empty() {
+        return Ok(());
+    }
+    let mut found = diagnose(c, std::iter::once(&a)).await?;
+    check_held(found.get_mut(&a.task.0), &a)?;
+    // Current now, yet the fenced statement did not match: it changed hands
+    // and back in between, which leases rule out; report it as stale.
+    Err(stale(&a))
+}

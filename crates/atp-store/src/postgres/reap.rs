@@ -1,0 +1,283 @@
+//! Clean-ups (abandoned and retired tasks) and daemon records.
+//!
+//! Several daemons run the same clean-up at once: each locks what it rescues
+//! or deletes with `SKIP LOCKED`, and a row another one changed first no
+//! longer matches once locked (READ COMMITTED re-checks the condition on the
+//! newest row), so every task is rescued or deleted once, and counted once.
+
+use atp_core::{
+    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId, messages,
+    status,
+};
+
+use super::row::{self, get};
+use super::task::{Changes, write_changes};
+use super::{Conn, Params};
+
+/// A held task selected for rescue, locked by this transaction.
+struct Candidate {
+    id: i64,
+    starts: u32,
+    max_starts: u32,
+    timeout_secs: f64,
+    type_name: String,
+    identifier: String,
+    holder: Option<i64>,
+}
+
+/// Locks the held tasks that match `condition` (over `t` the task and `y`
+/// its type), skipping any another transaction holds: that one is changing
+/// it, so it is not abandoned.
+async fn candidates(c: Conn<'_>, condition: &str, params: &Params<'_>) -> Result<Vec<Candidate>> {
+    let sql = format!(
+        "SELECT t.id, t.starts, y.max_starts, y.timeout_secs, y.name, t.identifier, t.holder
+         FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
+         WHERE t.status IN (2, 3, 4) AND {condition}
+         ORDER BY t.id
+         FOR NO KEY UPDATE OF t SKIP LOCKED"
+    );
+    c.query("finding tasks to rescue", &sql, params)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Candidate {
+                id: get(r, 0)?,
+                starts: row::count(get(r, 1)?)?,
+                max_starts: row::count(get(r, 2)?)?,
+                timeout_secs: get(r, 3)?,
+                type_name: get(r, 4)?,
+                identifier: get(r, 5)?,
+                holder: get(r, 6)?,
+            })
+        })
+        .collect()
+}
+
+/// Decides where one locked task goes: back to the queue, or FAILED when
+/// its starts are used up.
+fn rescue(changes: &mut Changes, c: Candidate, requeued: &str, failed: &str) -> Result<Rescued> {
+    let outcome = status::after_release(c.starts, c.max_starts);
+    let message = if outcome == Status::Failed {
+        failed
+    } else {
+        requeued
+    };
+    changes.push(c.id, outcome, message.to_owned());
+    Ok(Rescued {
+        id: TaskId(c.id),
+        task_type: row::type_name(c.type_name)?,
+        identifier: row::identifier_of(c.identifier)?,
+        outcome,
+        starts: c.starts,
+    })
+}
+
+pub(super) async fn requeue_abandoned(c: Conn<'_>) -> Result<Vec<Rescued>> {
+    // Scans only held tasks (the status index), never finished ones.
+    let found = candidates(
+        c,
+        "t.updated_at < now() - y.timeout_secs * interval '1 second'",
+        &[],
+    )
+    .await?;
+    let mut changes = Changes::default();
+    let mut rescued = Vec::with_capacity(found.len());
+    for task in found {
+        let requeued =
+            messages::abandoned_requeued(task.timeout_secs, task.starts, task.max_starts);
+        let failed = messages::abandoned_failed(task.timeout_secs, task.max_starts);
+        rescued.push(rescue(&mut changes, task, &requeued, &failed)?);
+    }
+    write_changes(c, &changes).await?;
+    Ok(rescued)
+}
+
+pub(super) async fn delete_retired(c: Conn<'_>, limit: u32) -> Result<Vec<Retired>> {
+    let kept = c
+        .query(
+            "finding types with a retention",
+            "SELECT id, name, retention_secs FROM atp_task_type WHERE retention_secs > 0 ORDER BY id",
+            &[],
+        )
+        .await?;
+    let mut retired = Vec::new();
+    for r in &kept {
+        let (type_id, name, retention_secs): (i64, String, f64) =
+            (get(r, 0)?, get(r, 1)?, get(r, 2)?);
+        for status in [Status::Finished, Status::Failed] {
+            let room = i64::from(limit) - retired.len() as i64;
+            if room <= 0 {
+                return Ok(retired);
+            }
+            let range = Range {
+                type_id,
+                name: &name,
+                status,
+                retention_secs,
+                room,
+            };
+            retire_range(c, &range, &mut retired).await?;
+        }
+    }
+    Ok(retired)
+}
+
+/// One type's tasks of one final status.
+struct Range<'a> {
+    type_id: i64,
+    name: &'a str,
+    status: Status,
+    retention_secs: f64,
+    room: i64,
+}
+
+/// Deletes up to `room` tasks of the range older than the retention: one
+/// range scan of (type_id, status, updated_at), so the cost follows what is
+/// deleted, never the table size. Oldest first.
+async fn retire_range(c: Conn<'_>, range: &Range<'_>, retired: &mut Vec<Retired>) -> Result<()> {
+    let rows = c
+        .query(
+            "deleting retired tasks",
+            "WITH deleted AS (
+                 DELETE FROM atp_task WHERE id IN (
+                     SELECT id FROM atp_task
+                     WHERE type_id = $1 AND status = $2
+                       AND updated_at < now() - $3 * interval '1 second'
+                     ORDER BY updated_at, id LIMIT $4
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING id, identifier, updated_at
+             )
+             SELECT id, identifier FROM deleted ORDER BY updated_at, id",
+            &[
+                &range.type_id,
+                &row::code(range.status),
+                &range.retention_secs,
+                &range.room,
+            ],
+        )
+        .await?;
+    for r in &rows {
+        retired.push(Retired {
+            id: TaskId(get(r, 0)?),
+            task_type: row::type_name(range.name.to_owned())?,
+            identifier: row::identifier_of(get(r, 1)?)?,
+            status: range.status,
+        });
+    }
+    Ok(())
+}
+
+pub(super) async fn daemon_register(c: Conn<'_>, d: &DaemonInfo) -> Result<()> {
+    let handlers =
+        serde_json::to_string(&d.handlers).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    // Same bits as the u32, as SQLite keeps them.
+    let pid = d.pid as i32;
+    c.execute(
+        "registering a daemon",
+        "INSERT INTO atp_daemon (id, host, pid, started_at, heartbeat_at, handlers)
+         VALUES ($1, $2, $3, $4, now(), $5)
+         ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+             handlers = excluded.handlers",
+        &[&d.id.to_db(), &d.host, &pid, &d.started_at, &handlers],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn daemon_heartbeat(c: Conn<'_>, id: DaemonId) -> Result<bool> {
+    let changed = c
+        .execute(
+            "heartbeating a daemon",
+            "UPDATE atp_daemon SET heartbeat_at = now() WHERE id = $1",
+            &[&id.to_db()],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+pub(super) async fn daemon_deregister(c: Conn<'_>, id: DaemonId) -> Result<()> {
+    c.execute(
+        "deregistering a daemon",
+        "DELETE FROM atp_daemon WHERE id = $1",
+        &[&id.to_db()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn daemon_list(c: Conn<'_>) -> Result<Vec<DaemonInfo>> {
+    let rows = c
+        .query(
+            "listing daemons",
+            "SELECT id, host, pid, started_at, heartbeat_at, handlers FROM atp_daemon
+             ORDER BY started_at, id",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let handlers: String = get(r, 5)?;
+            Ok(DaemonInfo {
+                id: DaemonId::from_db(get(r, 0)?),
+                host: get(r, 1)?,
+                pid: get::<i32>(r, 2)? as u32,
+                started_at: get(r, 3)?,
+                heartbeat_at: get(r, 4)?,
+                handlers: serde_json::from_str(&handlers).map_err(|e| {
+                    Error::Corrupt(format!("daemon handlers are not a JSON list: {e}"))
+                })?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn daemon_reap_dead(c: Conn<'_>, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
+    // Each dead record is deleted by exactly one of several reapers: the
+    // others find it gone when they reach it.
+    let mut dead: Vec<i64> = c
+        .query(
+            "removing dead daemons",
+            "DELETE FROM atp_daemon WHERE heartbeat_at < now() - $1 * interval '1 second'
+             RETURNING id",
+            &[&silent_secs],
+        )
+        .await?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect::<Result<_>>()?;
+    dead.sort_unstable();
+    // Tasks whose holder has no record (dead and removed, or never
+    // registered) and that have been quiet as long as a dead daemon.
+    let orphans = candidates(
+        c,
+        "t.holder IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM atp_daemon d WHERE d.id = t.holder)
+         AND t.updated_at < now() - $1 * interval '1 second'",
+        &[&silent_secs],
+    )
+    .await?;
+    let mut reaped: Vec<ReapedDaemon> = dead
+        .into_iter()
+        .map(|id| ReapedDaemon {
+            id: DaemonId::from_db(id),
+            rescued: Vec::new(),
+        })
+        .collect();
+    let mut changes = Changes::default();
+    for task in orphans {
+        let holder = DaemonId::from_db(task.holder.unwrap_or_default());
+        let requeued = messages::rescued(holder, silent_secs);
+        let failed = messages::rescued_failed(holder, silent_secs, task.max_starts);
+        let r = rescue(&mut changes, task, &requeued, &failed)?;
+        match reaped.iter_mut().find(|d| d.id == holder) {
+            Some(d) => d.rescued.push(r),
+            None => reaped.push(ReapedDaemon {
+                id: holder,
+                rescued: vec![r],
+            }),
+        }
+    }
+    write_changes(c, &changes).await?;
+    Ok(reaped)
+}

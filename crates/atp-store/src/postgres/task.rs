@@ -1,0 +1,733 @@
+//! Tasks: enqueue, look-ups, listing, delete and the operator's re-enqueue.
+
+use std::collections::{HashMap, HashSet};
+
+use atp_core::store::StoreOptions;
+use atp_core::{
+    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter, TaskId,
+    TaskPage, TaskRef, Transition, messages, payload,
+};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::row;
+use super::{Conn, Params, task_type};
+use crate::shared::Prepared;
+
+pub(super) use crate::shared::prepare_tasks as prepare;
+
+/// Enqueues one prepared task and returns it as stored.
+pub(super) async fn enqueue_one(
+    c: Conn<'_>,
+    prepared: &[Prepared],
+    options: &StoreOptions,
+) -> Result<Task> {
+    let (ids, at) = enqueue_many(c, prepared, options).await?;
+    let p = &prepared[0];
+    Ok(Task {
+        id: ids[0],
+        task_type: p.task_type.clone(),
+        identifier: p.identifier.clone(),
+        status: Status::Accepted,
+        inserted_at: at,
+        updated_at: at,
+        enqueued_at: at,
+        starts: 0,
+        lease: 0,
+        holder: None,
+        progress: None,
+    })
+}
+
+/// Inserts every task and its first log record in one statement (arrays
+/// unnested in input order, so ids ascend in input order). A task whose type
+/// is unknown is left out by the join, a duplicate by `ON CONFLICT`; either
+/// shows as a missing or repeated row and fails the whole call.
+const ENQUEUE: &str = "
+WITH given AS (
+    SELECT u.ord, y.id AS type_id, u.identifier, u.input, u.message
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         WITH ORDINALITY AS u (type_name, identifier, input, message, ord)
+    JOIN atp_task_type y ON y.name = u.type_name
+), inserted AS (
+    INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)
+    SELECT type_id, identifier, 1, now(), now(), now(), input FROM given ORDER BY ord
+    ON CONFLICT (type_id, identifier) DO NOTHING
+    RETURNING id, type_id, identifier
+), numbered AS (
+    SELECT i.id, g.ord, g.message FROM inserted i JOIN given g USING (type_id, identifier)
+), logged AS (
+    INSERT INTO atp_task_log (task_id, time, status, message)
+    SELECT id, now(), 1, message FROM numbered ORDER BY ord
+)
+SELECT id, ord, now() FROM numbered ORDER BY ord";
+
+/// Takes the row lock of the 'in' counter: producers serialize here, and
+/// only here, for as long as their commit takes.
+const COUNT_IN: &str =
+    "UPDATE atp_queue_counter SET value = value + $1 WHERE name = 'in' RETURNING value";
+
+/// Read in a statement of its own after [`COUNT_IN`], so its snapshot is
+/// taken once the 'in' lock is held: `in - out` is then the exact queue.
+const READ_OUT: &str = "SELECT value FROM atp_queue_counter WHERE name = 'out'";
+
+/// Enqueues all prepared tasks or none; returns their ids in input order
+/// and the enqueue time.
+///
+/// One round trip after BEGIN: the insert, the counter update and the
+/// counter read are pipelined. The queue-full check comes last so the
+/// counter lock is held only from then to the commit.
+pub(super) async fn enqueue_many(
+    c: Conn<'_>,
+    prepared: &[Prepared],
+    options: &StoreOptions,
+) -> Result<(Vec<TaskId>, OffsetDateTime)> {
+    const CONTEXT: &str = "enqueueing";
+    let types: Vec<&str> = prepared.iter().map(|p| p.task_type.as_str()).collect();
+    let identifiers: Vec<&str> = prepared.iter().map(|p| p.identifier.as_str()).collect();
+    let inputs: Vec<&str> = prepared.iter().map(|p| p.input.as_str()).collect();
+    let messages: Vec<&str> = prepared.iter().map(|p| p.message.as_str()).collect();
+    let n = prepared.len() as i64;
+    let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
+
+    let (insert, count_in, read_out) = tokio::try_join!(
+        c.prepare(CONTEXT, ENQUEUE),
+        c.prepare(CONTEXT, COUNT_IN),
+        c.prepare(CONTEXT, READ_OUT),
+    )?;
+    let insert_params: &Params<'_> = &[&types, &identifiers, &inputs, &messages];
+    let count_params: &Params<'_> = &[&n];
+    let (rows, counted_in, counted_out) = tokio::try_join!(
+        biased;
+        c.query_prepared(CONTEXT, &insert, insert_params),
+        c.query_prepared("counting the queue", &count_in, count_params),
+        async {
+            if limit > 0 {
+                c.query_prepared("reading the queue size", &read_out, &[]).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+    )?;
+    if limit > 0 {
+        let queued = single_i64(&counted_in)? - single_i64(&counted_out)?;
+        if queued > limit {
+            return Err(Error::QueueFull {
+                limit: options.max_queue_size,
+            });
+        }
+    }
+    let mut ids = Vec::with_capacity(prepared.len());
+    let mut at = None;
+    for r in &rows {
+        ids.push(TaskId(row::get(r, 0)?));
+        at = Some(row::get::<OffsetDateTime>(r, 2)?);
+    }
+    let distinct: HashSet<TaskId> = ids.iter().copied().collect();
+    match at {
+        Some(at) if ids.len() == prepared.len() && distinct.len() == ids.len() => Ok((ids, at)),
+        _ => Err(first_failure(c, prepared, &rows).await?),
+    }
+}
+
+fn single_i64(rows: &[Row]) -> Result<i64> {
+    match rows.first() {
+        Some(r) => row::get(r, 0),
+        None => Err(Error::Corrupt("a queue counter row is missing".into())),
+    }
+}
+
+/// Names why a batch was not inserted whole: the first unknown type in input
+/// order, else the first task already in the table or repeated in the batch.
+async fn first_failure(c: Conn<'_>, prepared: &[Prepared], rows: &[Row]) -> Result<Error> {
+    let names: Vec<&str> = prepared.iter().map(|p| p.task_type.as_str()).collect();
+    let known: HashSet<String> = c
+        .query(
+            "looking up task types",
+            "SELECT name FROM atp_task_type WHERE name = ANY($1)",
+            &[&names],
+        )
+        .await?
+        .iter()
+        .map(|r| row::get(r, 0))
+        .collect::<Result<_>>()?;
+    if let Some(p) = prepared
+        .iter()
+        .find(|p| !known.contains(p.task_type.as_str()))
+    {
+        return Ok(Error::TypeNotFound(p.task_type.to_string()));
+    }
+    let mut by_ord: HashMap<i64, i64> = HashMap::new();
+    for r in rows {
+        by_ord.insert(row::get(r, 1)?, row::get(r, 0)?);
+    }
+    let mut seen = HashSet::new();
+    for (ord, p) in (1_i64..).zip(prepared) {
+        let inserted = by_ord.get(&ord).is_some_and(|id| seen.insert(*id));
+        if !inserted {
+            return Ok(Error::DuplicateTask {
+                task_type: p.task_type.to_string(),
+                identifier: p.identifier.to_string(),
+            });
+        }
+    }
+    Ok(Error::Corrupt(
+        "a batch enqueue inserted fewer rows than it was given, with no duplicate".into(),
+    ))
+}
+
+/// ACCEPTED tasks, from the two counters (no row scan), read in one snapshot.
+pub(super) async fn queue_size(c: Conn<'_>) -> Result<u64> {
+    let r = c
+        .query_one(
+            "reading the queue size",
+            "SELECT (SELECT value FROM atp_queue_counter WHERE name = 'in')
+                  - (SELECT value FROM atp_queue_counter WHERE name = 'out')",
+            &[],
+        )
+        .await?;
+    let n: i64 = row::get(&r, 0)?;
+    Ok(n.max(0) as u64)
+}
+
+/// Runs `sql` with `{task}` replaced by the condition that names `task` in
+/// a query over [`row::TASK_FROM`] (`t` the task, `y` its type).
+pub(super) async fn by_ref(
+    c: Conn<'_>,
+    context: &str,
+    sql: &str,
+    task: &TaskRef,
+) -> Result<Vec<Row>> {
+    match task {
+        TaskRef::Id(id) => {
+            c.query(context, &sql.replace("{task}", "t.id = $1"), &[&id.0])
+                .await
+        }
+        TaskRef::Key(t, i) => {
+            let sql = sql.replace("{task}", "y.name = $1 AND t.identifier = $2");
+            c.query(context, &sql, &[&t.as_str(), &i.as_str()]).await
+        }
+    }
+}
+
+fn not_found(task: &TaskRef) -> Error {
+    Error::TaskNotFound(task.to_string())
+}
+
+pub(super) async fn get(c: Conn<'_>, task: &TaskRef) -> Result<Task> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {{task}}",
+        row::TASK_COLUMNS,
+        row::TASK_FROM
+    );
+    let rows = by_ref(c, "reading a task", &sql, task).await?;
+    rows.first().map_or_else(|| Err(not_found(task)), row::task)
+}
+
+pub(super) async fn input(c: Conn<'_>, task: &TaskRef) -> Result<serde_json::Value> {
+    let sql = format!("SELECT t.input FROM {} WHERE {{task}}", row::TASK_FROM);
+    let rows = by_ref(c, "reading a task's input", &sql, task).await?;
+    let raw: String = rows
+        .first()
+        .map_or_else(|| Err(not_found(task)), |r| row::get(r, 0))?;
+    serde_json::from_str(&raw).map_err(|e| Error::Corrupt(format!("stored input is not JSON: {e}")))
+}
+
+/// Oldest first: log ids grow with time.
+pub(super) async fn log(c: Conn<'_>, task: &TaskRef) -> Result<Vec<LogRecord>> {
+    let sql = format!(
+        "SELECT l.time, l.status, l.message FROM {} LEFT JOIN atp_task_log l ON l.task_id = t.id
+         WHERE {{task}} ORDER BY l.id",
+        row::TASK_FROM
+    );
+    let rows = by_ref(c, "reading a task's log", &sql, task).await?;
+    if rows.is_empty() {
+        return Err(not_found(task));
+    }
+    let mut records = Vec::with_capacity(rows.len());
+    for r in &rows {
+        // A task with no log record yet comes back as one row of NULLs.
+        let Some(time) = row::get::<Option<OffsetDateTime>>(r, 0)? else {
+            continue;
+        };
+        records.push(LogRecord {
+            time,
+            status: row::status_of(row::get(r, 1)?)?,
+            message: row::get(r, 2)?,
+        });
+    }
+    Ok(records)
+}
+
+pub(super) async fn response_get(c: Conn<'_>, task: &TaskRef) -> Result<Option<Response>> {
+    let sql = format!(
+        "SELECT r.mime_type, r.encoding, r.body FROM {}
+         LEFT JOIN atp_task_response r ON r.task_id = t.id WHERE {{task}}",
+        row::TASK_FROM
+    );
+    let rows = by_ref(c, "reading a response", &sql, task).await?;
+    let r = rows.first().ok_or_else(|| not_found(task))?;
+    let Some(mime_type) = row::get::<Option<String>>(r, 0)? else {
+        return Ok(None);
+    };
+    let encoding: i16 = row::get(r, 1)?;
+    let body: Vec<u8> = row::get(r, 2)?;
+    Ok(Some(Response {
+        body: payload::decode(payload::Encoding::from_code(encoding.into())?, body)?,
+        mime_type,
+    }))
+}
+
+/// Newest update first, by keyset: each filter combination walks one index
+/// (`atp_task_updated`, `atp_task_status_updated`,
+/// `atp_task_type_status_updated`) backwards from the cursor.
+pub(super) async fn list(c: Conn<'_>, filter: &TaskFilter) -> Result<TaskPage> {
+    let status = filter.status.map(row::code);
+    let type_id = match &filter.task_type {
+        Some(name) => Some(task_type::id_of(c, name).await?),
+        None => None,
+    };
+    let after = filter
+        .after
+        .map(|a| (atp_core::time::from_micros(a.updated_at_micros), a.id.0));
+    let limit = filter.effective_limit();
+    let fetch = i64::from(limit) + 1;
+
+    let mut sql = format!(
+        "SELECT {} FROM {} WHERE true",
+        row::TASK_COLUMNS,
+        row::TASK_FROM
+    );
+    let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    if let Some(status) = &status {
+        args.push(status);
+        sql.push_str(&format!(" AND t.status = ${}", args.len()));
+    }
+    if let Some(type_id) = &type_id {
+        args.push(type_id);
+        sql.push_str(&format!(" AND t.type_id = ${}", args.len()));
+    }
+    if let Some((updated_at, id)) = &after {
+        args.push(updated_at);
+        args.push(id);
+        sql.push_str(&format!(
+            " AND (t.updated_at, t.id) < (${}, ${})",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+    args.push(&fetch);
+    sql.push_str(&format!(
+        " ORDER BY t.updated_at DESC, t.id DESC LIMIT ${}",
+        args.len()
+    ));
+    let rows = c.query("listing tasks", &sql, &args).await?;
+    let mut tasks = rows.iter().map(row::task).collect::<Result<Vec<Task>>>()?;
+    let next = if tasks.len() > limit as usize {
+        tasks.truncate(limit as usize);
+        tasks.last().map(TaskCursor::after)
+    } else {
+        None
+    };
+    Ok(TaskPage { tasks, next })
+}
+
+/// Per (type, status), types in byte order of their names as SQLite sorts.
+pub(super) async fn counts(c: Conn<'_>) -> Result<TaskCounts> {
+    let rows = c
+        .query(
+            "counting tasks",
+            "SELECT y.name, t.status, count(*) FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
+             GROUP BY y.name, t.status ORDER BY y.name COLLATE \"C\", t.status",
+            &[],
+        )
+        .await?;
+    let mut counts = TaskCounts::default();
+    for r in &rows {
+        let n: i64 = row::get(r, 2)?;
+        counts.by_type.push((
+            row::type_name(row::get(r, 0)?)?,
+            row::status_of(row::get(r, 1)?)?,
+            n as u64,
+        ));
+    }
+    counts.by_status = crate::shared::sum_by_status(&counts.by_type);
+    Ok(counts)
+}
+
+/// One statement. The status comes from the row as deleted, so a task
+/// claimed while the delete waited for its lock is not counted out of the
+/// queue twice.
+pub(super) async fn delete(c: Conn<'_>, task: &TaskRef) -> Result<()> {
+    let rows = by_ref(
+        c,
+        "deleting a task",
+        "WITH deleted AS (
+             DELETE FROM atp_task t USING atp_task_type y
+             WHERE y.id = t.type_id AND {task} RETURNING t.status
+         ), counted AS (
+             UPDATE atp_queue_counter SET value = value + 1
+             WHERE name = 'out' AND EXISTS (SELECT 1 FROM deleted WHERE status = 1)
+         )
+         SELECT status FROM deleted",
+        task,
+    )
+    .await?;
+    if rows.is_empty() {
+        return Err(not_found(task));
+    }
+    Ok(())
+}
+
+/// Locks the task, checks the move, then resets it in one statement that
+/// also logs it and counts the queue entry.
+pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Result<Task> {
+    let sql = format!(
+        "SELECT t.id, t.status FROM {} WHERE {{task}} FOR NO KEY UPDATE OF t",
+        row::TASK_FROM
+    );
+    let rows = by_ref(c, "locking a task", &sql, task).await?;
+    let r = rows.first().ok_or_else(|| not_found(task))?;
+    let id: i64 = row::get(r, 0)?;
+    let status = row::status_of(row::get(r, 1)?)?;
+    Transition::Reenqueue
+        .check(status)
+        .map_err(|source| Error::InvalidTransition {
+            task: TaskId(id),
+            source,
+        })?;
+    let message = if message.is_empty() {
+        messages::REENQUEUED
+    } else {
+        message
+    };
+    let sql = format!(
+        "WITH t AS (
+             UPDATE atp_task SET status = 1, holder = NULL, starts = 0, progress_percent = NULL,
+                 progress_message = NULL, updated_at = now(), enqueued_at = now()
+             WHERE id = $1 AND status = $2 RETURNING *
+         ), logged AS (
+             INSERT INTO atp_task_log (task_id, time, status, message) SELECT id, now(), 1, $3 FROM t
+         ), counted AS (
+             UPDATE atp_queue_counter SET value = value + 1
+             WHERE name = 'in' AND EXISTS (SELECT 1 FROM t)
+         )
+         SELECT {} FROM t JOIN atp_task_type y ON y.id = t.type_id",
+        row::TASK_COLUMNS
+    );
+    let rows = c
+        .query(
+            "re-enqueueing a task",
+            &sql,
+            &[&id, &row::code(status), &message],
+        )
+        .await?;
+    rows.first().map_or_else(|| Err(not_found(task)), row::task)
+}
+
+/// Status changes decided on rows the caller has locked: the final status
+/// of each task, and every log record in order.
+#[derive(Default)]
+pub(super) struct Changes {
+    /// One entry per task: its final status.
+    finals: Vec<(i64, Status)>,
+    /// Where each task is in `finals`.
+    index: HashMap<i64, usize>,
+    log_tasks: Vec<i64>,
+    log_statuses: Vec<i16>,
+    log_messages: Vec<String>,
+    /// Entries into ACCEPTED, for the queue counter.
+    entries: i64,
+}
+
+impl Changes {
+    /// Records that `task` moves to `status` with `message`; a later change
+    /// of the same task in the batch overrides its final status.
+    pub(super) fn push(&mut self, task: i64, status: Status, message: String) {
+        match self.index.get(&task) {
+            Some(&at) => self.finals[at].1 = status,
+            None => {
+                self.index.insert(task, self.finals.len());
+                self.finals.push((task, status));
+            }
+        }
+        self.log_tasks.push(task);
+        self.log_statuses.push(row::code(status));
+        self.log_messages.push(message);
+        if status == Status::Accepted {
+            self.entries += 1;
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.finals.is_empty()
+    }
+}
+
+/// Writes [`Changes`] in one statement: every row, every log record (in
+/// order, so log ids follow the batch) and the queue counter. A task that
+/// enters ACCEPTED loses its holder and re-enters the FIFO at the back.
+const WRITE_CHANGES: &str = "
+WITH changed AS (
+    UPDATE atp_task t SET status = s.status, updated_at = now(),
+        holder = CASE WHEN s.status = 1 THEN NULL ELSE t.holder END,
+        enqueued_at = CASE WHEN s.status = 1 THEN now() ELSE t.enqueued_at END
+    FROM unnest($1::int8[], $2::int2[]) AS s (id, status)
+    WHERE t.id = s.id
+    RETURNING t.id
+), logged AS (
+    INSERT INTO atp_task_log (task_id, time, status, message)
+    SELECT id, now(), status, message
+    FROM unnest($3::int8[], $4::int2[], $5::text[]) WITH ORDINALITY AS l (id, status, message, ord)
+    ORDER BY ord
+), counted AS (
+    UPDATE atp_queue_counter SET value = value + $6::int8 WHERE name = 'in' AND $6::int8 > 0
+)
+SELECT count(*) FROM changed";
+
+pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = changes.finals.iter().map(|(id, _)| *id).collect();
+    let statuses: Vec<i16> = changes.finals.iter().map(|(_, s)| row::code(*s)).collect();
+    let params: &Params<'_> = &[
+        &ids,
+        &statuses,
+        &changes.log_tasks,
+        &changes.log_statuses,
+        &changes.log_messages,
+        &changes.entries,
+    ];
+    let r = c
+        .query_one("changing task statuses", WRITE_CHANGES, params)
+        .await?;
+    let changed: i64 = row::get(&r, 0)?;
+    if changed as usize != ids.len() {
+        return Err(Error::Corrupt(format!(
+            "{changed} of {} locked tasks were updated",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use atp_core::{
+        DaemonId, Handler, NewTask, Status, StatusChange, Store, StoreExt, StoreOptions,
+        TaskIdentifier, TaskType, TypeName,
+    };
+
+    use super::super::test_schema::TestSchema;
+    use super::*;
+
+    const HOLDER: DaemonId = DaemonId(0xDEAD_BEEF_0000_0001);
+
+    fn name(raw: &str) -> TypeName {
+        TypeName::new(raw).unwrap()
+    }
+
+    fn new_task(t: &str, id: &str) -> NewTask {
+        NewTask::new(name(t), TaskIdentifier::new(id).unwrap())
+    }
+
+    async fn with_type(options: StoreOptions) -> Option<TestSchema> {
+        let db = TestSchema::new(options).await?;
+        let t = TaskType::new(name("t"), Handler::new("builtin:noop").unwrap());
+        db.store.task_type_upsert(&t).await.unwrap();
+        Some(db)
+    }
+
+    #[tokio::test]
+    async fn enqueue_claim_start_finish_round_trip() {
+        let Some(db) = with_type(StoreOptions::default()).await else {
+            return;
+        };
+        let s = &db.store;
+        let input = serde_json::json!({"a": [1, 2], "ü": "日本"});
+        let task = s
+            .task_enqueue(new_task("t", "x").with_input(input.clone()))
+            .await
+            .unwrap();
+        assert_eq!(s.task_get(&TaskRef::Id(task.id)).await.unwrap(), task);
+        assert_eq!(s.queue_size().await.unwrap(), 1);
+
+        let claimed = s
+            .task_claim(&atp_core::ClaimParams::new(HOLDER, 10))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        let a = claimed[0].attempt;
+        assert_eq!((a.task, a.holder, a.lease), (task.id, HOLDER, 1));
+        assert_eq!(s.queue_size().await.unwrap(), 0);
+
+        let started = s.task_start(a).await.unwrap();
+        assert_eq!((started.start, &started.input), (1, &input));
+        let response = Response::new("application/octet-stream", vec![9u8; 1000]);
+        s.task_set_status(
+            StatusChange::new(a, Status::Finished, "done").with_response(response.clone()),
+        )
+        .await
+        .unwrap();
+
+        let done = s.task_get(&task.key()).await.unwrap();
+        assert_eq!(
+            (done.status, done.starts, done.holder),
+            (Status::Finished, 1, Some(HOLDER))
+        );
+        assert_eq!(s.task_input(&task.key()).await.unwrap(), input);
+        assert_eq!(
+            s.task_response_get(&task.key()).await.unwrap(),
+            Some(response)
+        );
+        let log: Vec<_> = s
+            .task_log(&task.key())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.status, r.message))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                (Status::Accepted, messages::ENQUEUED.to_owned()),
+                (Status::Scheduled, format!("Scheduled by {HOLDER}")),
+                (Status::Running, messages::started(HOLDER, 1, 3)),
+                (Status::Finished, "done".to_owned()),
+            ]
+        );
+
+        let again = s.task_reenqueue(&task.key(), "").await.unwrap();
+        assert_eq!(
+            (again.status, again.starts, again.holder),
+            (Status::Accepted, 0, None)
+        );
+        assert!(again.enqueued_at > task.enqueued_at);
+        assert_eq!(s.queue_size().await.unwrap(), 1);
+        s.task_delete(&task.key()).await.unwrap();
+        assert_eq!(s.queue_size().await.unwrap(), 0);
+        assert!(s.task_log(&task.key()).await.unwrap_err().is_not_found());
+    }
+
+    #[tokio::test]
+    async fn a_batch_keeps_input_order_and_fails_whole_on_a_duplicate() {
+        let Some(db) = with_type(StoreOptions::default()).await else {
+            return;
+        };
+        let s = &db.store;
+        let batch: Vec<_> = (0..50)
+            .rev()
+            .map(|i| new_task("t", &format!("b{i}")))
+            .collect();
+        let ids = s.task_enqueue_many(batch).await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let first = s.task_get(&TaskRef::Id(ids[0])).await.unwrap();
+        assert_eq!(first.identifier.as_str(), "b49");
+
+        let in_batch = vec![
+            new_task("t", "n1"),
+            new_task("t", "n2"),
+            new_task("t", "n1"),
+        ];
+        let err = s.task_enqueue_many(in_batch).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::DuplicateTask { identifier, .. } if identifier == "n1"),
+            "{err:?}"
+        );
+        let existing = vec![new_task("t", "n3"), new_task("t", "b7")];
+        let err = s.task_enqueue_many(existing).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::DuplicateTask { identifier, .. } if identifier == "b7"),
+            "{err:?}"
+        );
+        let unknown = vec![
+            new_task("t", "n4"),
+            new_task("nope", "n5"),
+            new_task("t", "b8"),
+        ];
+        let err = s.task_enqueue_many(unknown).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::TypeNotFound(t) if t == "nope"),
+            "{err:?}"
+        );
+        assert_eq!(
+            s.queue_size().await.unwrap(),
+            50,
+            "nothing of the failed batches"
+        );
+        assert_eq!(s.task_counts().await.unwrap().total(), 50);
+        let n2 = TaskRef::Key(name("t"), TaskIdentifier::new("n2").unwrap());
+        assert!(s.task_get(&n2).await.unwrap_err().is_not_found());
+    }
+
+    #[tokio::test]
+    async fn the_queue_limit_counts_the_whole_batch_and_claims_make_room() {
+        let limited = StoreOptions {
+            max_queue_size: 3,
+            ..StoreOptions::default()
+        };
+        let Some(db) = with_type(limited).await else {
+            return;
+        };
+        let s = &db.store;
+        s.task_enqueue_many(vec![new_task("t", "1"), new_task("t", "2")])
+            .await
+            .unwrap();
+        let err = s
+            .task_enqueue_many(vec![new_task("t", "3"), new_task("t", "4")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::QueueFull { limit: 3 }), "{err:?}");
+        s.task_enqueue(new_task("t", "3")).await.unwrap();
+        assert!(s.task_enqueue(new_task("t", "4")).await.is_err());
+        s.task_claim(&atp_core::ClaimParams::new(HOLDER, 1))
+            .await
+            .unwrap();
+        s.task_enqueue(new_task("t", "4")).await.unwrap();
+        assert_eq!(s.queue_size().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn listing_pages_by_keyset_and_sorts_names_bytewise() {
+        let Some(db) = with_type(StoreOptions::default()).await else {
+            return;
+        };
+        let s = &db.store;
+        for t in ["b", "B", "a", "Z"] {
+            s.task_type_upsert(&TaskType::new(name(t), Handler::new("h").unwrap()))
+                .await
+                .unwrap();
+        }
+        let names: Vec<_> = s
+            .task_type_list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.into_string())
+            .collect();
+        assert_eq!(names, ["B", "Z", "a", "b", "t"]);
+        let batch = (0..25).map(|i| new_task("t", &format!("{i}"))).collect();
+        s.task_enqueue_many(batch).await.unwrap();
+        let mut seen = Vec::new();
+        let mut filter = TaskFilter {
+            limit: 10,
+            status: Some(Status::Accepted),
+            task_type: Some(name("t")),
+            ..TaskFilter::default()
+        };
+        loop {
+            let page = s.task_list(&filter).await.unwrap();
+            seen.extend(page.tasks.iter().map(|t| t.id));
+            match page.next {
+                Some(next) => filter.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 25);
+        assert!(seen.windows(2).all(|w| w[0] > w[1]), "same time, id desc");
+        filter.task_type = Some(name("missing"));
+        assert!(s.task_list(&filter).await.unwrap_err().is_not_found());
+    }
+}

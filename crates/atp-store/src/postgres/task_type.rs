@@ -1,0 +1,127 @@
+//! Task types.
+
+use atp_core::{Error, Result, TaskType, TypeName};
+
+use super::Conn;
+use super::row;
+
+/// One statement: `ON CONFLICT` makes concurrent registrations of the same
+/// new name safe (one inserts, the others update).
+pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
+    let max_starts = i32::try_from(t.max_starts).unwrap_or(i32::MAX);
+    c.execute(
+        "registering a task type",
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, now(), now())
+         ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
+             timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
+             max_starts = excluded.max_starts, updated_at = excluded.updated_at",
+        &[
+            &t.name.as_str(),
+            &t.handler.as_str(),
+            &t.timeout_secs,
+            &t.retention_secs,
+            &max_starts,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get(c: Conn<'_>, name: &TypeName) -> Result<TaskType> {
+    let sql = format!(
+        "SELECT {} FROM atp_task_type y WHERE y.name = $1",
+        row::TYPE_COLUMNS
+    );
+    let found = c
+        .query_opt("reading a task type", &sql, &[&name.as_str()])
+        .await?;
+    match found {
+        Some(r) => row::task_type(&r, 0),
+        None => Err(Error::TypeNotFound(name.to_string())),
+    }
+}
+
+/// All types in byte order of their names, as SQLite sorts them (the
+/// database's collation might sort case or accents differently).
+pub(super) async fn list(c: Conn<'_>) -> Result<Vec<TaskType>> {
+    let sql = format!(
+        "SELECT {} FROM atp_task_type y ORDER BY y.name COLLATE \"C\"",
+        row::TYPE_COLUMNS
+    );
+    c.query("listing task types", &sql, &[])
+        .await?
+        .iter()
+        .map(|r| row::task_type(r, 0))
+        .collect()
+}
+
+/// The id of a type, or `TypeNotFound`.
+pub(super) async fn id_of(c: Conn<'_>, name: &TypeName) -> Result<i64> {
+    let found = c
+        .query_opt(
+            "looking up a task type",
+            "SELECT id FROM atp_task_type WHERE name = $1",
+            &[&name.as_str()],
+        )
+        .await?;
+    match found {
+        Some(r) => row::get(&r, 0),
+        None => Err(Error::TypeNotFound(name.to_string())),
+    }
+}
+
+/// Locks the type row first: enqueues of the type check their foreign key
+/// with a share lock on it, so none can slip a task in between the count and
+/// the delete.
+pub(super) async fn delete(c: Conn<'_>, name: &TypeName, force: bool) -> Result<u64> {
+    let type_id: i64 = match c
+        .query_opt(
+            "locking a task type",
+            "SELECT id FROM atp_task_type WHERE name = $1 FOR UPDATE",
+            &[&name.as_str()],
+        )
+        .await?
+    {
+        Some(r) => row::get(&r, 0)?,
+        None => return Err(Error::TypeNotFound(name.to_string())),
+    };
+    if !force {
+        let r = c
+            .query_one(
+                "counting a type's tasks",
+                "SELECT count(*) FROM atp_task WHERE type_id = $1",
+                &[&type_id],
+            )
+            .await?;
+        let tasks: i64 = row::get(&r, 0)?;
+        if tasks > 0 {
+            return Err(Error::TypeHasTasks {
+                task_type: name.to_string(),
+                tasks: tasks as u64,
+            });
+        }
+    }
+    // The statuses come from the rows as deleted, so a task claimed in the
+    // meantime is not counted out of the queue a second time.
+    let r = c
+        .query_one(
+            "deleting a type's tasks",
+            "WITH deleted AS (DELETE FROM atp_task WHERE type_id = $1 RETURNING status),
+                  counted AS (
+                      UPDATE atp_queue_counter
+                      SET value = value + (SELECT count(*) FROM deleted WHERE status = 1)
+                      WHERE name = 'out' AND EXISTS (SELECT 1 FROM deleted WHERE status = 1))
+             SELECT count(*) FROM deleted",
+            &[&type_id],
+        )
+        .await?;
+    let deleted: i64 = row::get(&r, 0)?;
+    c.execute(
+        "deleting a task type",
+        "DELETE FROM atp_task_type WHERE id = $1",
+        &[&type_id],
+    )
+    .await?;
+    Ok(deleted as u64)
+}
