@@ -55,3 +55,80 @@ mod sqlite {
         assert!(err.to_string().contains("newer"), "{err}");
     }
 }
+
+mod postgres {
+    use super::*;
+    use atp_store::postgres::{LATEST_VERSION, PgStore};
+    use atp_store::testing::PgDb;
+
+    /// A handle on a schema of its own, at `version`, next to the test's
+    /// `PgDb` (which supplies the server).
+    async fn at_version(db: &PgDb, schema: &str, version: u32) -> PgStore {
+        PgStore::connect_at_version(db.url(), Some(schema), StoreOptions::default(), version)
+            .await
+            .unwrap()
+    }
+
+    async fn drop_schema(db: &PgDb, schema: &str) {
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_with_its_data() {
+        let Some(db) = PgDb::new().await else { return };
+        let schema = format!("{}_old", db.schema());
+        let old = at_version(&db, &schema, 1).await;
+        assert_eq!(old.schema_version().await.unwrap(), 1);
+        let t = register(&old, task_type("legacy")).await;
+        enqueue(&old, &t, "first").await;
+        enqueue(&old, &t, "second").await;
+        claim_one(&old, DAEMON_A).await;
+        drop(old);
+
+        let new = PgStore::connect_with_schema(db.url(), &schema, StoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        const { assert!(LATEST_VERSION > 1) };
+        let claimed = new
+            .task_get(&TaskRef::Key(t.clone(), ident("first")))
+            .await
+            .unwrap();
+        assert_eq!(claimed.status, Status::Scheduled);
+        assert_eq!(new.queue_size().await.unwrap(), 1);
+        assert!(new.daemon_list().await.unwrap().is_empty());
+        drop(new);
+        drop_schema(&db, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn a_database_newer_than_this_build_is_refused() {
+        let Some(db) = PgDb::new().await else { return };
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let future = i32::try_from(LATEST_VERSION + 1).unwrap();
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO \"{}\".atp_schema_version (version) VALUES ($1)",
+                    db.schema()
+                ),
+                &[&future],
+            )
+            .await
+            .unwrap();
+        let err = PgStore::connect_with_schema(db.url(), db.schema(), StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+}

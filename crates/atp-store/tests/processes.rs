@@ -70,7 +70,10 @@ async fn two_processes_claim_each_task_exactly_once(db: impl TestDb) {
 }
 
 /// Four processes open (and migrate) a fresh database at the same moment.
-async fn processes_opening_a_fresh_database_at_once_all_succeed(env: Vec<(String, String)>) {
+async fn processes_opening_a_fresh_database_at_once_all_succeed(
+    env: Vec<(String, String)>,
+    latest: u32,
+) {
     let children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(WORKER)
@@ -84,10 +87,7 @@ async fn processes_opening_a_fresh_database_at_once_all_succeed(env: Vec<(String
         .collect();
     for child in children {
         let version = finish(child);
-        assert_eq!(
-            version.trim(),
-            atp_store::sqlite::LATEST_VERSION.to_string()
-        );
+        assert_eq!(version.trim(), latest.to_string());
     }
 }
 
@@ -105,10 +105,46 @@ mod sqlite {
     async fn processes_opening_a_fresh_database_at_once_all_succeed() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("fresh.sqlite").display());
-        super::processes_opening_a_fresh_database_at_once_all_succeed(vec![(
-            "ATP_DATABASE_URL".into(),
-            url,
-        )])
+        super::processes_opening_a_fresh_database_at_once_all_succeed(
+            vec![("ATP_DATABASE_URL".into(), url)],
+            atp_store::sqlite::LATEST_VERSION,
+        )
         .await;
+    }
+}
+
+mod postgres {
+    use atp_store::testing::PgDb;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_processes_claim_each_task_exactly_once() {
+        let Some(db) = PgDb::new().await else { return };
+        super::two_processes_claim_each_task_exactly_once(db).await;
+    }
+
+    /// The schema does not exist yet: the four processes race to create it
+    /// and to migrate it. The test's own `PgDb` (another schema) only
+    /// supplies the server and drops the raced schema afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_opening_a_fresh_database_at_once_all_succeed() {
+        let Some(db) = PgDb::new().await else { return };
+        let fresh = format!("{}_fresh", db.schema());
+        let env = vec![
+            ("ATP_DATABASE_URL".to_owned(), db.url().to_owned()),
+            ("ATP_DATABASE_SCHEMA".to_owned(), fresh.clone()),
+        ];
+        super::processes_opening_a_fresh_database_at_once_all_succeed(
+            env,
+            atp_store::postgres::LATEST_VERSION,
+        )
+        .await;
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{fresh}\" CASCADE"))
+            .await
+            .unwrap();
     }
 }

@@ -30,7 +30,6 @@ const FILLED: i64 = 1_000_000;
 struct Db {
     store: AnyStore,
     _dir: Option<tempfile::TempDir>,
-    #[allow(dead_code)]
     schema: Option<String>,
 }
 
@@ -173,8 +172,7 @@ async fn probe(db: &Db, prefix: &str) -> (f64, f64) {
 async fn fill_finished(db: &Db) {
     match &db.store {
         AnyStore::Sqlite(s) => sqlite_fill(s.path().unwrap()),
-        #[allow(unreachable_patterns)]
-        _ => pg::fill(db).await,
+        AnyStore::Postgres(_) => pg::fill(db).await,
     }
 }
 

@@ -24,7 +24,9 @@ async fn open() -> Result<AnyStore, Box<dyn std::error::Error>> {
     let url = std::env::var("ATP_DATABASE_URL")?;
     let options = StoreOptions::default();
     Ok(match std::env::var("ATP_DATABASE_SCHEMA") {
-        Ok(_schema) => return Err("PG-WIRING: PostgreSQL not wired yet".into()),
+        Ok(schema) => AnyStore::Postgres(
+            atp_store::postgres::PgStore::connect_with_schema(&url, &schema, options).await?,
+        ),
         Err(_) => atp_store::open(&url, options).await?,
     })
 }

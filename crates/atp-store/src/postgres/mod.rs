@@ -86,14 +86,24 @@ macro_rules! transaction {
                     .transaction()
                     .await
                     .map_err(pg("beginning a transaction"))?;
-                // On an error `tx` is dropped, which queues its ROLLBACK
-                // ahead of anything the connection does next.
                 let out = {
                     let $c = Conn::of_transaction(&tx);
-                    $work.await?
+                    $work.await
                 };
-                tx.commit().await.map_err(pg("committing"))?;
-                Ok(out)
+                match out {
+                    Ok(out) => {
+                        tx.commit().await.map_err(pg("committing"))?;
+                        Ok(out)
+                    }
+                    // Roll back before returning rather than leaving it to
+                    // `tx`'s drop, which only queues the ROLLBACK: the
+                    // locks are gone when the caller sees the error, even
+                    // if its runtime is about to block.
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
             }
             .await;
             match outcome {
