@@ -87,10 +87,25 @@ mod postgres {
         let old = at_version(&db, &schema, 1).await;
         assert_eq!(old.schema_version().await.unwrap(), 1);
         let t = register(&old, task_type("legacy")).await;
-        enqueue(&old, &t, "first").await;
-        enqueue(&old, &t, "second").await;
-        claim_one(&old, DAEMON_A).await;
         drop(old);
+        // Rows as version 1 stored them: this build's enqueue needs
+        // version 3's function, so they are written in plain SQL.
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "SET search_path = \"{schema}\";
+                 INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, starts, lease, holder, input)
+                   SELECT id, 'first', 2, now(), now(), now(), 0, 1, 1, 'null' FROM atp_task_type WHERE name = 'legacy';
+                 INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)
+                   SELECT id, 'second', 1, now(), now(), now(), 'null' FROM atp_task_type WHERE name = 'legacy';
+                 UPDATE atp_queue_counter SET value = 2 WHERE name = 'in';
+                 UPDATE atp_queue_counter SET value = 1 WHERE name = 'out';"
+            ))
+            .await
+            .unwrap();
 
         let new = PgStore::connect_with_schema(db.url(), &schema, StoreOptions::default())
             .await
@@ -104,6 +119,9 @@ mod postgres {
         assert_eq!(claimed.status, Status::Scheduled);
         assert_eq!(new.queue_size().await.unwrap(), 1);
         assert!(new.daemon_list().await.unwrap().is_empty());
+        // The upgraded schema takes new work.
+        enqueue(&new, &t, "third").await;
+        assert_eq!(new.queue_size().await.unwrap(), 2);
         drop(new);
         drop_schema(&db, &schema).await;
     }

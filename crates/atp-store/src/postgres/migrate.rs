@@ -18,6 +18,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_daemons.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_count_in.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -287,7 +287,7 @@ impl Retries {
     }
 }
 
-fn sql_state(e: &Error) -> Option<&SqlState> {
+pub(super) fn sql_state(e: &Error) -> Option<&SqlState> {
     let Error::Database { source, .. } = e else {
         return None;
     };
@@ -483,7 +483,7 @@ impl Store for PgStore {
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
         let prepared = task::prepare(vec![new], &self.inner.options)?;
         let options = self.inner.options;
-        transaction!(self, |c| task::enqueue_one(c, &prepared, &options))
+        statement!(self, |c| task::enqueue_one(c, &prepared, &options))
     }
 
     async fn task_enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
@@ -492,7 +492,7 @@ impl Store for PgStore {
         }
         let prepared = task::prepare(tasks, &self.inner.options)?;
         let options = self.inner.options;
-        let (ids, _) = transaction!(self, |c| task::enqueue_many(c, &prepared, &options))?;
+        let (ids, _) = statement!(self, |c| task::enqueue_many(c, &prepared, &options))?;
         Ok(ids)
     }
 

@@ -9,6 +9,7 @@ use atp_core::{
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::row;
@@ -41,19 +42,18 @@ pub(super) async fn enqueue_one(
 }
 
 /// Inserts every task and its first log record in one statement (arrays
-/// unnested in input order, so ids ascend in input order). A task whose type
-/// is unknown is left out by the join, a duplicate by `ON CONFLICT`; either
-/// shows as a missing or repeated row and fails the whole call.
+/// unnested in input order, so ids ascend in input order). Any bad task
+/// raises and aborts the transaction: an unknown type leaves `type_id` NULL
+/// (a not-null violation), a duplicate breaks the unique key.
 const ENQUEUE: &str = "
 WITH given AS (
     SELECT u.ord, y.id AS type_id, u.identifier, u.input, u.message
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
          WITH ORDINALITY AS u (type_name, identifier, input, message, ord)
-    JOIN atp_task_type y ON y.name = u.type_name
+    LEFT JOIN atp_task_type y ON y.name = u.type_name
 ), inserted AS (
     INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)
     SELECT type_id, identifier, 1, now(), now(), now(), input FROM given ORDER BY ord
-    ON CONFLICT (type_id, identifier) DO NOTHING
     RETURNING id, type_id, identifier
 ), numbered AS (
     SELECT i.id, g.ord, g.message FROM inserted i JOIN given g USING (type_id, identifier)
@@ -63,21 +63,24 @@ WITH given AS (
 )
 SELECT id, ord, now() FROM numbered ORDER BY ord";
 
-/// Takes the row lock of the 'in' counter: producers serialize here, and
-/// only here, for as long as their commit takes.
-const COUNT_IN: &str =
-    "UPDATE atp_queue_counter SET value = value + $1 WHERE name = 'in' RETURNING value";
+/// Counts the tasks in and raises `AQ001` when the queue overflows (see
+/// migration 0003). Takes the row lock of the 'in' counter: producers
+/// serialize here, and only here, from this statement to the commit.
+const COUNT_IN: &str = "SELECT atp_count_in($1, $2)";
 
-/// Read in a statement of its own after [`COUNT_IN`], so its snapshot is
-/// taken once the 'in' lock is held: `in - out` is then the exact queue.
-const READ_OUT: &str = "SELECT value FROM atp_queue_counter WHERE name = 'out'";
+/// The SQLSTATE `atp_count_in` raises on a full queue.
+const QUEUE_FULL: &str = "AQ001";
 
 /// Enqueues all prepared tasks or none; returns their ids in input order
-/// and the enqueue time.
+/// and the enqueue time. Runs outside any transaction of the caller's: it
+/// is its own.
 ///
-/// One round trip after BEGIN: the insert, the counter update and the
-/// counter read are pipelined. The queue-full check comes last so the
-/// counter lock is held only from then to the commit.
+/// One round trip: BEGIN, the insert, the queue count and COMMIT go out
+/// together. Every failure raises inside the transaction, so the pipelined
+/// COMMIT becomes a rollback; only then is the failure named (by
+/// [`first_failure`]), outside the transaction. Every request is sent at
+/// the first poll, so a caller that drops this future still leaves the
+/// connection outside any transaction.
 pub(super) async fn enqueue_many(
     c: Conn<'_>,
     prepared: &[Prepared],
@@ -91,57 +94,77 @@ pub(super) async fn enqueue_many(
     let n = prepared.len() as i64;
     let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
 
-    let (insert, count_in, read_out) = tokio::try_join!(
-        c.prepare(CONTEXT, ENQUEUE),
-        c.prepare(CONTEXT, COUNT_IN),
-        c.prepare(CONTEXT, READ_OUT),
-    )?;
+    let (insert, count_in) =
+        tokio::try_join!(c.prepare(CONTEXT, ENQUEUE), c.prepare(CONTEXT, COUNT_IN),)?;
     let insert_params: &Params<'_> = &[&types, &identifiers, &inputs, &messages];
-    let count_params: &Params<'_> = &[&n];
-    let (rows, counted_in, counted_out) = tokio::try_join!(
+    let count_params: &Params<'_> = &[&n, &limit];
+    // `join!`, not `try_join!`: a statement can fail within its own first
+    // poll (when this thread was descheduled between sending and polling),
+    // and `try_join!` would then return before the later statements, COMMIT
+    // among them, were ever sent, leaving the connection inside an aborted
+    // transaction. `join!` polls (and so sends) all four, and waits for
+    // the COMMIT's reply.
+    let (begun, inserted, counted, committed) = tokio::join!(
         biased;
+        c.batch_execute("beginning an enqueue", "BEGIN"),
         c.query_prepared(CONTEXT, &insert, insert_params),
         c.query_prepared("counting the queue", &count_in, count_params),
-        async {
-            if limit > 0 {
-                c.query_prepared("reading the queue size", &read_out, &[]).await
-            } else {
-                Ok(Vec::new())
-            }
-        },
-    )?;
-    if limit > 0 {
-        let queued = single_i64(&counted_in)? - single_i64(&counted_out)?;
-        if queued > limit {
-            return Err(Error::QueueFull {
-                limit: options.max_queue_size,
-            });
-        }
-    }
+        c.batch_execute("committing an enqueue", "COMMIT"),
+    );
+    let outcome = begun.and(inserted).and_then(|rows| {
+        counted?;
+        committed?;
+        Ok(rows)
+    });
+    let rows = match outcome {
+        Ok(rows) => rows,
+        Err(e) => return Err(name_failure(c, prepared, options, e).await),
+    };
     let mut ids = Vec::with_capacity(prepared.len());
     let mut at = None;
     for r in &rows {
         ids.push(TaskId(row::get(r, 0)?));
         at = Some(row::get::<OffsetDateTime>(r, 2)?);
     }
-    let distinct: HashSet<TaskId> = ids.iter().copied().collect();
     match at {
-        Some(at) if ids.len() == prepared.len() && distinct.len() == ids.len() => Ok((ids, at)),
-        _ => Err(first_failure(c, prepared, &rows).await?),
+        Some(at) if ids.len() == prepared.len() => Ok((ids, at)),
+        _ => Err(Error::Corrupt(format!(
+            "an enqueue of {} tasks committed {} log records",
+            prepared.len(),
+            ids.len()
+        ))),
     }
 }
 
-fn single_i64(rows: &[Row]) -> Result<i64> {
-    match rows.first() {
-        Some(r) => row::get(r, 0),
-        None => Err(Error::Corrupt("a queue counter row is missing".into())),
+/// Turns the error that aborted an enqueue into the caller's error kind.
+async fn name_failure(
+    c: Conn<'_>,
+    prepared: &[Prepared],
+    options: &StoreOptions,
+    e: Error,
+) -> Error {
+    match super::sql_state(&e) {
+        Some(s) if s.code() == QUEUE_FULL => Error::QueueFull {
+            limit: options.max_queue_size,
+        },
+        Some(s) if *s == SqlState::UNIQUE_VIOLATION || *s == SqlState::NOT_NULL_VIOLATION => {
+            match first_failure(c, prepared).await {
+                Ok(Some(named)) => named,
+                // The conflicting row went away meanwhile: report what the
+                // database said rather than guess.
+                Ok(None) => e,
+                Err(lookup) => lookup,
+            }
+        }
+        _ => e,
     }
 }
 
-/// Names why a batch was not inserted whole: the first unknown type in input
-/// order, else the first task already in the table or repeated in the batch.
-async fn first_failure(c: Conn<'_>, prepared: &[Prepared], rows: &[Row]) -> Result<Error> {
+/// Names why a batch was refused: the first unknown type in input order,
+/// else the first task already in the table or repeated in the batch.
+async fn first_failure(c: Conn<'_>, prepared: &[Prepared]) -> Result<Option<Error>> {
     let names: Vec<&str> = prepared.iter().map(|p| p.task_type.as_str()).collect();
+    let identifiers: Vec<&str> = prepared.iter().map(|p| p.identifier.as_str()).collect();
     let known: HashSet<String> = c
         .query(
             "looking up task types",
@@ -156,25 +179,32 @@ async fn first_failure(c: Conn<'_>, prepared: &[Prepared], rows: &[Row]) -> Resu
         .iter()
         .find(|p| !known.contains(p.task_type.as_str()))
     {
-        return Ok(Error::TypeNotFound(p.task_type.to_string()));
+        return Ok(Some(Error::TypeNotFound(p.task_type.to_string())));
     }
-    let mut by_ord: HashMap<i64, i64> = HashMap::new();
-    for r in rows {
-        by_ord.insert(row::get(r, 1)?, row::get(r, 0)?);
-    }
+    let existing: HashSet<(String, String)> = c
+        .query(
+            "looking up duplicate tasks",
+            "SELECT y.name, t.identifier
+             FROM unnest($1::text[], $2::text[]) AS u (type_name, identifier)
+             JOIN atp_task_type y ON y.name = u.type_name
+             JOIN atp_task t ON t.type_id = y.id AND t.identifier = u.identifier",
+            &[&names, &identifiers],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((row::get(r, 0)?, row::get(r, 1)?)))
+        .collect::<Result<_>>()?;
     let mut seen = HashSet::new();
-    for (ord, p) in (1_i64..).zip(prepared) {
-        let inserted = by_ord.get(&ord).is_some_and(|id| seen.insert(*id));
-        if !inserted {
-            return Ok(Error::DuplicateTask {
+    for p in prepared {
+        let key = (p.task_type.to_string(), p.identifier.to_string());
+        if existing.contains(&key) || !seen.insert(key) {
+            return Ok(Some(Error::DuplicateTask {
                 task_type: p.task_type.to_string(),
                 identifier: p.identifier.to_string(),
-            });
+            }));
         }
     }
-    Ok(Error::Corrupt(
-        "a batch enqueue inserted fewer rows than it was given, with no duplicate".into(),
-    ))
+    Ok(None)
 }
 
 /// ACCEPTED tasks, from the two counters (no row scan), read in one snapshot.
