@@ -124,6 +124,12 @@ pub trait Store: Send + Sync + 'static {
         tasks: Vec<NewTask>,
     ) -> impl Future<Output = Result<Vec<TaskId>>> + Send;
 
+    /// Resolves when tasks may have entered the queue since this call began, or
+    /// after `within` at the latest. Idle daemons wait on it instead of sleeping.
+    /// Spurious wake-ups are allowed; missed ones are not, except across
+    /// processes on SQLite (which has no cross-process signal: callers poll).
+    fn wait_for_tasks(&self, within: std::time::Duration) -> impl Future<Output = ()> + Send;
+
     // --- daemons ----------------------------------------------------------
 
     /// Claims up to `limit` of the oldest ACCEPTED tasks (FIFO by enqueue

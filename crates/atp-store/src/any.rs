@@ -57,6 +57,10 @@ impl Store for AnyStore {
         dispatch!(self, s => s.options())
     }
 
+    async fn wait_for_tasks(&self, within: std::time::Duration) {
+        dispatch!(self, s => s.wait_for_tasks(within).await)
+    }
+
     forward! {
         schema_version() -> u32;
         task_type_upsert(task_type: &TaskType) -> ();

@@ -9,7 +9,8 @@
 //! # Layout
 //! Both engines mirror each other file for file: `task_type.rs`, `task.rs`
 //! (enqueue, look-ups, delete), `queue.rs` (claim, start, status changes
-//! from holders), `reap.rs` (clean-ups, daemon records), `migrate.rs`.
+//! from holders), `reap.rs` (clean-ups, daemon records), `migrate.rs`,
+//! `wake.rs` (what wakes `Store::wait_for_tasks`).
 //! `conformance/` (feature `conformance`) holds the contract suite both run;
 //! `testing` gives each test a fresh database.
 //!

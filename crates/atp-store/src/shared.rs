@@ -128,3 +128,21 @@ pub(crate) fn keep_item<T>(outcome: Result<T>, results: &mut Vec<Result<T>>) -> 
         }
     }
 }
+
+/// Waits for `notify` or for `within`, whichever comes first. Interest is
+/// registered before `registered` runs and before anything is awaited, so a
+/// `notify_waiters()` from the moment this is called on is never missed.
+pub(crate) async fn wait_notified(
+    notify: &tokio::sync::Notify,
+    within: std::time::Duration,
+    registered: impl FnOnce(),
+) {
+    let notified = notify.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    registered();
+    tokio::select! {
+        () = notified => {}
+        () = tokio::time::sleep(within) => {}
+    }
+}

@@ -65,9 +65,15 @@ pub async fn fill(db: &Db) {
            SELECT t.id, t.updated_at, s.status, 'filled'
            FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id, (VALUES (1), (2), (3), (5)) AS s (status)
            WHERE y.name = 'old';
-         COMMIT;
-         VACUUM ANALYZE;"
+         COMMIT;"
     ))
     .await
     .unwrap();
+    // VACUUM refuses to run inside the implicit transaction of a batch.
+    c.batch_execute(&format!("VACUUM ANALYZE \"{schema}\".atp_task"))
+        .await
+        .unwrap();
+    c.batch_execute(&format!("VACUUM ANALYZE \"{schema}\".atp_task_log"))
+        .await
+        .unwrap();
 }

@@ -12,6 +12,7 @@ pub mod lookups;
 pub mod queue;
 pub mod reap;
 pub mod task_type;
+pub mod wake;
 
 use atp_core::store::ClaimParams;
 use atp_core::{
@@ -26,6 +27,7 @@ pub use lookups::*;
 pub use queue::*;
 pub use reap::*;
 pub use task_type::*;
+pub use wake::*;
 
 /// Expands to one `#[tokio::test]` per contract case, each on a fresh
 /// database from `$make` (an expression giving `Future<Output =
@@ -73,6 +75,9 @@ macro_rules! conformance_tests {
             concurrent_claimers_take_each_task_exactly_once,
             concurrent_cleanups_rescue_each_task_once,
             concurrent_producers_respect_the_queue_limit,
+            wait_for_tasks_wakes_on_enqueue,
+            wait_for_tasks_times_out_without_work,
+            wait_for_tasks_wakes_on_a_hand_back,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

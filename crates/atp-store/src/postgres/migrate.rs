@@ -22,6 +22,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_count_in.sql"),
     ),
+    (4, include_str!("../../migrations/postgres/0004_notify.sql")),
 ];
 
 /// The schema version this build writes.

@@ -28,7 +28,9 @@
 //! `NoTls` only: `sslmode=require` in the URL is refused at connect. With
 //! [`PgStore::connect_with_schema`] every pooled connection starts with its
 //! `search_path` set to that schema (created if missing), which is how tests
-//! give each case a database of its own on one server.
+//! give each case a database of its own on one server. A handle that
+//! waits for tasks ([`Store::wait_for_tasks`]) also keeps one connection
+//! outside the pool, which listens for notifications (see `wake.rs`).
 
 mod migrate;
 mod queue;
@@ -36,6 +38,7 @@ mod reap;
 mod row;
 mod task;
 mod task_type;
+mod wake;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,6 +150,8 @@ struct Inner {
     /// default `search_path`.
     schema: Option<String>,
     options: StoreOptions,
+    /// LISTEN/NOTIFY for [`Store::wait_for_tasks`].
+    wakeups: wake::Wakeups,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -200,6 +205,7 @@ impl PgStore {
             };
             config.options(&options);
         }
+        let wakeups = wake::Wakeups::new(config.clone());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -223,6 +229,7 @@ impl PgStore {
                 pool,
                 schema: schema.map(str::to_owned),
                 options,
+                wakeups,
             }),
         };
         if let Some(schema) = schema {
@@ -457,6 +464,10 @@ impl Store for PgStore {
 
     fn options(&self) -> StoreOptions {
         self.inner.options
+    }
+
+    async fn wait_for_tasks(&self, within: Duration) {
+        self.inner.wakeups.wait(within).await;
     }
 
     async fn schema_version(&self) -> Result<u32> {

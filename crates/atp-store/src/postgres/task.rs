@@ -63,8 +63,8 @@ WITH given AS (
 )
 SELECT id, ord, now() FROM numbered ORDER BY ord";
 
-/// Counts the tasks in and raises `AQ001` when the queue overflows (see
-/// migration 0003). Takes the row lock of the 'in' counter: producers
+/// Counts the tasks in, raises `AQ001` when the queue overflows and
+/// notifies `atp_tasks` (see migrations 0003 and 0004). Takes the row lock of the 'in' counter: producers
 /// serialize here, and only here, from this statement to the commit.
 const COUNT_IN: &str = "SELECT atp_count_in($1, $2)";
 
@@ -411,7 +411,7 @@ pub(super) async fn delete(c: Conn<'_>, task: &TaskRef) -> Result<()> {
 }
 
 /// Locks the task, checks the move, then resets it in one statement that
-/// also logs it and counts the queue entry.
+/// also logs it, counts the queue entry and notifies `atp_tasks`.
 pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Result<Task> {
     let sql = format!(
         "SELECT t.id, t.status FROM {} WHERE {{task}} FOR NO KEY UPDATE OF t",
@@ -442,6 +442,7 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + 1
              WHERE name = 'in' AND EXISTS (SELECT 1 FROM t)
+             RETURNING pg_notify('atp_tasks', coalesce(current_schema(), ''))
          )
          SELECT {} FROM t JOIN atp_task_type y ON y.id = t.type_id",
         row::TASK_COLUMNS
@@ -497,7 +498,9 @@ impl Changes {
 
 /// Writes [`Changes`] in one statement: every row, every log record (in
 /// order, so log ids follow the batch) and the queue counter. A task that
-/// enters ACCEPTED loses its holder and re-enters the FIFO at the back.
+/// enters ACCEPTED loses its holder and re-enters the FIFO at the back, and
+/// the counter update then notifies `atp_tasks` (delivered at commit; a
+/// data-modifying CTE runs, RETURNING included, even when nothing reads it).
 const WRITE_CHANGES: &str = "
 WITH changed AS (
     UPDATE atp_task t SET status = s.status, updated_at = now(),
@@ -513,6 +516,7 @@ WITH changed AS (
     ORDER BY ord
 ), counted AS (
     UPDATE atp_queue_counter SET value = value + $6::int8 WHERE name = 'in' AND $6::int8 > 0
+    RETURNING pg_notify('atp_tasks', coalesce(current_schema(), ''))
 )
 SELECT count(*) FROM changed";
 

@@ -7,7 +7,9 @@
 //! processes wait on `busy_timeout`, and a transaction that still meets
 //! `SQLITE_BUSY` is retried from the start, so "database is locked" never
 //! reaches a caller. Reads use a small pool of their own connections, which
-//! WAL lets run beside the writer.
+//! WAL lets run beside the writer. [`Store::wait_for_tasks`] is woken by
+//! writes of this process only (`wake.rs`): other processes' producers are
+//! seen when the wait times out.
 //!
 //! # Durability
 //! `journal_mode=WAL` with `synchronous=NORMAL` (the default): a committed
@@ -23,6 +25,7 @@ mod reap;
 mod row;
 mod task;
 mod task_type;
+mod wake;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -62,6 +65,9 @@ struct Inner {
     path: Option<PathBuf>,
     synchronous_full: bool,
     options: StoreOptions,
+    /// Wakes [`Store::wait_for_tasks`] after a commit that put tasks into
+    /// ACCEPTED; shared by every handle on the same file in this process.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -101,11 +107,12 @@ impl SqliteStore {
             }
             let mut conn = open_connection(&path, synchronous_full)?;
             migrate::migrate(&mut conn, version)?;
-            Ok((conn, path))
+            let wake = wake::for_file(&path);
+            Ok((conn, path, wake))
         })
         .await?;
-        let (conn, path) = writer;
-        let store = Self::from_writer(conn, Some(path.clone()), synchronous_full, options);
+        let (conn, path, wake) = writer;
+        let store = Self::from_writer(conn, Some(path.clone()), synchronous_full, options, wake);
         spawn_checkpointer(path, synchronous_full, Arc::downgrade(&store.inner));
         Ok(store)
     }
@@ -120,7 +127,13 @@ impl SqliteStore {
             Ok(conn)
         })
         .await?;
-        Ok(Self::from_writer(conn, None, false, options))
+        Ok(Self::from_writer(
+            conn,
+            None,
+            false,
+            options,
+            wake::for_memory(),
+        ))
     }
 
     fn from_writer(
@@ -128,6 +141,7 @@ impl SqliteStore {
         path: Option<PathBuf>,
         synchronous_full: bool,
         options: StoreOptions,
+        wake: Arc<tokio::sync::Notify>,
     ) -> Self {
         SqliteStore {
             inner: Arc::new(Inner {
@@ -136,8 +150,24 @@ impl SqliteStore {
                 path,
                 synchronous_full,
                 options,
+                wake,
             }),
         }
+    }
+
+    /// Wakes every [`Store::wait_for_tasks`] of this process on this
+    /// database: call after a commit that put tasks into ACCEPTED.
+    fn tasks_entered(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Passes `out` through, waking waiters when `entered` says it put
+    /// tasks into ACCEPTED.
+    fn waking<T>(&self, out: Result<T>, entered: impl FnOnce(&T) -> bool) -> Result<T> {
+        if out.as_ref().is_ok_and(entered) {
+            self.tasks_entered();
+        }
+        out
     }
 
     /// The database file, or `None` in memory.
@@ -339,6 +369,10 @@ impl Store for SqliteStore {
         self.inner.options
     }
 
+    async fn wait_for_tasks(&self, within: Duration) {
+        crate::shared::wait_notified(&self.inner.wake, within, || {}).await;
+    }
+
     async fn schema_version(&self) -> Result<u32> {
         self.read(migrate::current_version).await
     }
@@ -368,8 +402,10 @@ impl Store for SqliteStore {
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
         let prepared = task::prepare(vec![new], &self.inner.options)?;
         let options = self.inner.options;
-        self.write(move |tx| task::enqueue_one(tx, &prepared, &options, now_micros()))
-            .await
+        let out = self
+            .write(move |tx| task::enqueue_one(tx, &prepared, &options, now_micros()))
+            .await;
+        self.waking(out, |_| true)
     }
 
     async fn task_enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
@@ -378,8 +414,10 @@ impl Store for SqliteStore {
         }
         let prepared = task::prepare(tasks, &self.inner.options)?;
         let options = self.inner.options;
-        self.write(move |tx| task::enqueue_many(tx, &prepared, &options, now_micros()))
-            .await
+        let out = self
+            .write(move |tx| task::enqueue_many(tx, &prepared, &options, now_micros()))
+            .await;
+        self.waking(out, |ids| !ids.is_empty())
     }
 
     async fn task_claim(&self, params: &ClaimParams) -> Result<Vec<ClaimedTask>> {
@@ -401,9 +439,22 @@ impl Store for SqliteStore {
         for change in changes {
             crate::shared::validate_change(change)?;
         }
+        let hand_backs: Vec<bool> = changes
+            .iter()
+            .map(|c| c.status == atp_core::Status::Accepted)
+            .collect();
         let changes = changes.to_vec();
-        self.write(move |tx| queue::set_status_many(tx, &changes, now_micros()))
-            .await
+        let out = self
+            .write(move |tx| queue::set_status_many(tx, &changes, now_micros()))
+            .await;
+        // A hand-back may have become FAILED (starts used up): a spurious
+        // wake-up at worst.
+        self.waking(out, |results| {
+            results
+                .iter()
+                .zip(&hand_backs)
+                .any(|(r, &back)| back && r.is_ok())
+        })
     }
 
     async fn task_heartbeat_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<()>>> {
@@ -467,13 +518,17 @@ impl Store for SqliteStore {
     async fn task_reenqueue(&self, task: &TaskRef, message: &str) -> Result<Task> {
         let task = task.clone();
         let message = message.to_owned();
-        self.write(move |tx| task::reenqueue(tx, &task, &message, now_micros()))
-            .await
+        let out = self
+            .write(move |tx| task::reenqueue(tx, &task, &message, now_micros()))
+            .await;
+        self.waking(out, |_| true)
     }
 
     async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {
-        self.write(|tx| reap::requeue_abandoned(tx, now_micros()))
-            .await
+        let out = self
+            .write(|tx| reap::requeue_abandoned(tx, now_micros()))
+            .await;
+        self.waking(out, |rescued| requeued_any(rescued))
     }
 
     async fn task_delete_retired(&self, limit: u32) -> Result<Vec<Retired>> {
@@ -506,9 +561,20 @@ impl Store for SqliteStore {
                 "silence threshold must be a positive number of seconds, got {silent_secs}"
             )));
         }
-        self.write(move |tx| reap::daemon_reap_dead(tx, silent_secs, now_micros()))
-            .await
+        let out = self
+            .write(move |tx| reap::daemon_reap_dead(tx, silent_secs, now_micros()))
+            .await;
+        self.waking(out, |reaped| {
+            reaped.iter().any(|d| requeued_any(&d.rescued))
+        })
     }
+}
+
+/// Whether a rescue put any task back into ACCEPTED.
+fn requeued_any(rescued: &[Rescued]) -> bool {
+    rescued
+        .iter()
+        .any(|r| r.outcome == atp_core::Status::Accepted)
 }
 
 #[cfg(test)]

@@ -75,62 +75,121 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn start_throwaway_cluster() -> Result<String, String> {
-    let initdb =
-        find_program("initdb").ok_or("initdb not found on PATH or in /usr/lib/postgresql")?;
-    let pg_ctl = find_program("pg_ctl").ok_or("pg_ctl not found")?;
-    let as_postgres = is_root();
-    let dir = std::env::temp_dir().join(format!(
-        "atp-test-pg-{}-{}",
-        std::process::id(),
-        super::random_suffix()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    if as_postgres {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .map_err(|e| format!("chown: {e}"))?;
-        if !status.success() {
-            return Err("could not give the cluster folder to the postgres user".into());
+    let cluster = Cluster::start_private()?;
+    let url = cluster.url();
+    // Lives as long as the test process; the watchdog stops it afterwards.
+    std::mem::forget(cluster);
+    Ok(url)
+}
+
+/// A private PostgreSQL cluster in a temporary folder: for tests that must
+/// stop and restart the server under a running system. Stopped and removed
+/// when dropped (and by a watchdog if the test process dies).
+pub struct Cluster {
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    dir: PathBuf,
+    as_postgres: bool,
+    port: u16,
+}
+
+impl Cluster {
+    /// `initdb` and start a new cluster on a free port.
+    pub fn start_private() -> Result<Cluster, String> {
+        let initdb =
+            find_program("initdb").ok_or("initdb not found on PATH or in /usr/lib/postgresql")?;
+        let pg_ctl = find_program("pg_ctl").ok_or("pg_ctl not found")?;
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(format!(
+            "atp-test-pg-{}-{}",
+            std::process::id(),
+            super::random_suffix()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !status.success() {
+                return Err("could not give the cluster folder to the postgres user".into());
+            }
+        }
+        let data = dir.join("data");
+        let out = server_command(&initdb, as_postgres)
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| format!("running initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let cluster = Cluster {
+            pg_ctl,
+            data,
+            dir,
+            as_postgres,
+            port: free_port()?,
+        };
+        spawn_watchdog(&cluster.pg_ctl, &cluster.data, &cluster.dir, as_postgres);
+        cluster.start()?;
+        Ok(cluster)
+    }
+
+    /// The cluster's URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let out = server_command(&self.pg_ctl, self.as_postgres)
+            .arg("-D")
+            .arg(&self.data)
+            .args(args)
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| format!("running pg_ctl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     }
-    let data = dir.join("data");
-    let out = server_command(&initdb, as_postgres)
-        .args(["-D"])
-        .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| format!("running initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+
+    /// Starts the server (again) on the same port, waiting until it accepts
+    /// connections.
+    pub fn start(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log");
+        let log = log.to_string_lossy();
+        self.pg_ctl(&["-o", &options, "-l", &log, "-w", "start"])
     }
-    let port = free_port()?;
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-        dir.display()
-    );
-    let out = server_command(&pg_ctl, as_postgres)
-        .arg("-D")
-        .arg(&data)
-        .args(["-o", &options, "-l"])
-        .arg(dir.join("log"))
-        .args(["-w", "start"])
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| format!("running pg_ctl: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "pg_ctl start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+
+    /// Stops the server the way a crash or an operator's fast shutdown
+    /// does: connections are cut, nothing is waited for.
+    pub fn stop(&self) -> Result<(), String> {
+        self.pg_ctl(&["-m", "fast", "-w", "stop"])
     }
-    spawn_watchdog(&pg_ctl, &data, &dir, as_postgres);
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Stops the cluster and removes its folder once this process is gone.

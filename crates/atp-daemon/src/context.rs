@@ -1,0 +1,305 @@
+//! [`TaskContext`]: what a handler knows about its task and may do to it.
+//!
+//! It offers what the original `TaskStatus` object did (the task's info and
+//! identifier, its status, set FINISHED / FAILED / PAUSED / RUNNING with a
+//! message, store the response) plus progress, heartbeat and a
+//! cancellation signal. Every change names the attempt, so once the task
+//! has been rescued and handed to someone else, each call fails with a
+//! "lost" error and the attempt's cancellation fires.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use atp_core::task::Progress;
+use atp_core::{
+    Attempt, DaemonId, Error, Response, StartedTask, Status, StatusChange, Store, StoreExt, Task,
+    TaskId, TaskIdentifier, TaskRef, TaskType,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::HandlerError;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The store calls a running attempt makes, object-safe so that handlers
+/// need not be generic over the engine.
+pub(crate) trait AttemptStore: Send + Sync + 'static {
+    fn set_status(&self, change: StatusChange) -> BoxFuture<'_, atp_core::Result<()>>;
+    fn progress(&self, attempt: Attempt, progress: Progress)
+    -> BoxFuture<'_, atp_core::Result<()>>;
+    fn response(&self, attempt: Attempt, response: Response)
+    -> BoxFuture<'_, atp_core::Result<()>>;
+    fn heartbeat(&self, attempt: Attempt) -> BoxFuture<'_, atp_core::Result<()>>;
+    fn task(&self, id: TaskId) -> BoxFuture<'_, atp_core::Result<Task>>;
+}
+
+impl<S: Store> AttemptStore for S {
+    fn set_status(&self, change: StatusChange) -> BoxFuture<'_, atp_core::Result<()>> {
+        Box::pin(self.task_set_status(change))
+    }
+    fn progress(
+        &self,
+        attempt: Attempt,
+        progress: Progress,
+    ) -> BoxFuture<'_, atp_core::Result<()>> {
+        Box::pin(async move { self.task_progress(attempt, &progress).await })
+    }
+    fn response(
+        &self,
+        attempt: Attempt,
+        response: Response,
+    ) -> BoxFuture<'_, atp_core::Result<()>> {
+        Box::pin(async move { self.task_response_put(attempt, &response).await })
+    }
+    fn heartbeat(&self, attempt: Attempt) -> BoxFuture<'_, atp_core::Result<()>> {
+        Box::pin(self.task_heartbeat(attempt))
+    }
+    fn task(&self, id: TaskId) -> BoxFuture<'_, atp_core::Result<Task>> {
+        Box::pin(async move { self.task_get(&TaskRef::Id(id)).await })
+    }
+}
+
+/// A running attempt's view of its task. Cheap to clone.
+#[derive(Clone)]
+pub struct TaskContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    started: StartedTask,
+    worker: DaemonId,
+    store: Arc<dyn AttemptStore>,
+    cancel: CancellationToken,
+    /// Set once the handler gave the task a final status itself.
+    settled: AtomicBool,
+    /// Set when a change was refused because the attempt lost the task.
+    lost: AtomicBool,
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("attempt", &self.inner.started.attempt)
+            .field("type", &self.inner.started.task_type.name)
+            .field("identifier", &self.inner.started.identifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        started: StartedTask,
+        worker: DaemonId,
+        store: Arc<dyn AttemptStore>,
+        cancel: CancellationToken,
+    ) -> Self {
+        TaskContext {
+            inner: Arc::new(Inner {
+                started,
+                worker,
+                store,
+                cancel,
+                settled: AtomicBool::new(false),
+                lost: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.inner.started.attempt.task
+    }
+
+    /// The task's type, with its handler and limits.
+    pub fn task_type(&self) -> &TaskType {
+        &self.inner.started.task_type
+    }
+
+    /// The task's identifier (unique within its type).
+    pub fn identifier(&self) -> &TaskIdentifier {
+        &self.inner.started.identifier
+    }
+
+    /// The input given at enqueue.
+    pub fn input(&self) -> &serde_json::Value {
+        &self.inner.started.input
+    }
+
+    /// Which start this is: 1 for the first run, 2 after one rescue, …
+    pub fn start(&self) -> u32 {
+        self.inner.started.start
+    }
+
+    /// The hold this attempt has on the task (its fencing token).
+    pub fn attempt(&self) -> Attempt {
+        self.inner.started.attempt
+    }
+
+    /// The daemon running the attempt.
+    pub fn worker_id(&self) -> DaemonId {
+        self.inner.worker
+    }
+
+    /// Whether the attempt should stop: the daemon is shutting down, the
+    /// attempt overran its type's timeout, or the task was taken from it.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Resolves when [`TaskContext::is_cancelled`] becomes true.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await;
+    }
+
+    /// The task as stored now (status, progress, starts, times).
+    pub async fn status(&self) -> Result<Task, HandlerError> {
+        Ok(self.inner.store.task(self.id()).await?)
+    }
+
+    /// Records progress (0–100 when known) and a message, visible in the
+    /// task's status; also counts as a heartbeat.
+    pub async fn progress(
+        &self,
+        percent: Option<f64>,
+        message: impl Into<String>,
+    ) -> Result<(), HandlerError> {
+        let progress = Progress {
+            percent,
+            message: message.into(),
+        };
+        let r = self.inner.store.progress(self.attempt(), progress).await;
+        self.best_effort(r, "progress")
+    }
+
+    /// Tells the store the attempt is alive, so a long task is not taken
+    /// for abandoned. The daemon also does this on its own for every
+    /// running attempt.
+    pub async fn heartbeat(&self) -> Result<(), HandlerError> {
+        let r = self.inner.store.heartbeat(self.attempt()).await;
+        self.best_effort(r, "heartbeat")
+    }
+
+    /// Stores (or replaces) the task's response.
+    pub async fn set_response(&self, response: Response) -> Result<(), HandlerError> {
+        let r = self
+            .persist(|| self.inner.store.response(self.attempt(), response.clone()))
+            .await;
+        self.checked(r)
+    }
+
+    /// RUNNING → PAUSED, logged with `message`.
+    pub async fn pause(&self, message: impl Into<String>) -> Result<(), HandlerError> {
+        self.change(Status::Paused, message.into(), None).await
+    }
+
+    /// PAUSED → RUNNING, logged with `message`.
+    pub async fn resume(&self, message: impl Into<String>) -> Result<(), HandlerError> {
+        self.change(Status::Running, message.into(), None).await
+    }
+
+    /// Marks the task FINISHED now, logged with `message`.
+    pub async fn finish(&self, message: impl Into<String>) -> Result<(), HandlerError> {
+        self.change(Status::Finished, message.into(), None).await
+    }
+
+    /// Marks the task FINISHED with its response, in one transaction.
+    pub async fn finish_with(
+        &self,
+        response: Response,
+        message: impl Into<String>,
+    ) -> Result<(), HandlerError> {
+        self.change(Status::Finished, message.into(), Some(response))
+            .await
+    }
+
+    /// Marks the task FAILED now, logged with `message`.
+    pub async fn fail(&self, message: impl Into<String>) -> Result<(), HandlerError> {
+        self.change(Status::Failed, message.into(), None).await
+    }
+
+    async fn change(
+        &self,
+        status: Status,
+        message: String,
+        response: Option<Response>,
+    ) -> Result<(), HandlerError> {
+        let mut change = StatusChange::new(self.attempt(), status, message);
+        change.response = response;
+        let r = self
+            .persist(|| self.inner.store.set_status(change.clone()))
+            .await;
+        self.checked(r)?;
+        if status.is_terminal() {
+            self.inner.settled.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Whether the handler already gave the task a final status.
+    pub(crate) fn settled(&self) -> bool {
+        self.inner.settled.load(Ordering::SeqCst)
+    }
+
+    /// Whether a change was refused because the task was taken away.
+    pub(crate) fn lost(&self) -> bool {
+        self.inner.lost.load(Ordering::SeqCst)
+    }
+
+    /// Marks the attempt lost and cancels it.
+    pub(crate) fn mark_lost(&self) {
+        self.inner.lost.store(true, Ordering::SeqCst);
+        self.inner.cancel.cancel();
+    }
+
+    /// Runs a write that must not be lost, again and again while the
+    /// database is unreachable (backing off up to 5 s), until it succeeds,
+    /// fails for another reason, or the attempt is cancelled.
+    async fn persist<'a, F>(&'a self, mut write: F) -> atp_core::Result<()>
+    where
+        F: FnMut() -> BoxFuture<'a, atp_core::Result<()>>,
+    {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match write().await {
+                Err(e @ Error::Unavailable { .. }) if !self.is_cancelled() => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "database unreachable; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = self.cancelled() => return Err(e),
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Progress and heartbeats are worth losing rather than failing a task
+    /// over: while the database is away they are skipped (the daemon's own
+    /// heartbeats resume when it is back).
+    fn best_effort(&self, r: atp_core::Result<()>, what: &str) -> Result<(), HandlerError> {
+        match r {
+            Err(e @ Error::Unavailable { .. }) => {
+                tracing::warn!(error = %e, "{what} skipped: the database is unreachable");
+                Ok(())
+            }
+            other => self.checked(other),
+        }
+    }
+
+    fn checked(&self, r: atp_core::Result<()>) -> Result<(), HandlerError> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(e @ Error::StaleAttempt { .. }) => {
+                self.mark_lost();
+                Err(HandlerError::new(format!(
+                    "this attempt no longer holds the task: {e}"
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

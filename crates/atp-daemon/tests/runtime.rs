@@ -1,0 +1,326 @@
+//! The daemon embedded in a program: handlers' outcomes, panics, the
+//! built-ins, fencing of a lost attempt, and clean shutdown, on each engine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use atp_core::{Handler, NewTask, Response, Status, Store, TaskRef, TaskType, TypeName};
+use atp_daemon::{
+    Daemon, DaemonConfig, HandlerError, HandlerResult, Registry, Shutdown, TaskContext,
+};
+use atp_store::conformance::{ident, type_name};
+use atp_store::testing::TestDb;
+use serde_json::{Value, json};
+
+fn config() -> DaemonConfig {
+    DaemonConfig {
+        concurrency: 4,
+        poll_interval: Duration::from_millis(20),
+        heartbeat_interval: Duration::from_millis(200),
+        cleanup_interval: Duration::from_millis(300),
+        dead_after: Duration::from_secs(2),
+        grace_period: Duration::from_secs(5),
+        ..DaemonConfig::default()
+    }
+}
+
+async fn register<S: Store>(s: &S, name: &str, handler: &str) -> TypeName {
+    let mut t = TaskType::new(type_name(name), Handler::new(handler).unwrap());
+    t.max_starts = 2;
+    s.task_type_upsert(&t).await.unwrap();
+    t.name
+}
+
+async fn enqueue<S: Store>(s: &S, t: &TypeName, id: &str, input: Value) -> TaskRef {
+    s.task_enqueue(NewTask::new(t.clone(), ident(id)).with_input(input))
+        .await
+        .unwrap();
+    TaskRef::Key(t.clone(), ident(id))
+}
+
+/// Waits until every task in `tasks` is FINISHED or FAILED.
+async fn settled<S: Store>(s: &S, tasks: &[TaskRef]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut done = true;
+        for t in tasks {
+            done &= s.task_get(t).await.unwrap().status.is_terminal();
+        }
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "tasks did not settle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn last_message<S: Store>(s: &S, t: &TaskRef) -> String {
+    s.task_log(t).await.unwrap().pop().unwrap().message
+}
+
+/// Runs `registry` on `db` until `work` returns, then stops the daemon and
+/// checks it ends cleanly with nothing held.
+async fn with_daemon<D, F, Fut>(db: &D, registry: Registry, work: F)
+where
+    D: TestDb,
+    F: FnOnce(D::Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let daemon = Daemon::new(db.store().clone(), registry, config());
+    let shutdown = Shutdown::new();
+    let run = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { daemon.run(shutdown).await })
+    };
+    work(db.store().clone()).await;
+    shutdown.stop();
+    run.await.unwrap().unwrap();
+    assert!(db.store().daemon_list().await.unwrap().is_empty());
+    let counts = db.store().task_counts().await.unwrap();
+    for held in [Status::Scheduled, Status::Running, Status::Paused] {
+        assert_eq!(counts.status(held), 0, "nothing held after a stop");
+    }
+}
+
+async fn panics(_: TaskContext) -> HandlerResult {
+    panic!("boom in a handler")
+}
+
+async fn errs(_: TaskContext) -> HandlerResult {
+    Err(HandlerError::new("the disk is full"))
+}
+
+async fn returns(_: TaskContext) -> HandlerResult {
+    Ok(())
+}
+
+async fn pauses(ctx: TaskContext) -> HandlerResult {
+    ctx.pause("waiting for a licence").await?;
+    ctx.resume("licence granted").await?;
+    ctx.progress(Some(50.0), "half").await?;
+    ctx.set_response(Response::new("application/json", "{\"ok\":true}"))
+        .await?;
+    Ok(())
+}
+
+/// Handler outcomes: return → FINISHED, error → FAILED with its text,
+/// panic → FAILED (and the daemon lives on), explicit statuses logged.
+async fn handler_outcomes_become_statuses(db: impl TestDb) {
+    let mut registry = Registry::with_builtins();
+    registry
+        .register("app:panics", panics)
+        .register("app:errs", errs)
+        .register("app:returns", returns)
+        .register("app:pauses", pauses);
+    with_daemon(&db, registry, |s| async move {
+        let p = register(&s, "p", "app:panics").await;
+        let e = register(&s, "e", "app:errs").await;
+        let r = register(&s, "r", "app:returns").await;
+        let z = register(&s, "z", "app:pauses").await;
+        let tasks = vec![
+            enqueue(&s, &p, "1", json!(null)).await,
+            enqueue(&s, &e, "1", json!(null)).await,
+            enqueue(&s, &r, "1", json!(null)).await,
+            enqueue(&s, &z, "1", json!(null)).await,
+        ];
+        settled(&s, &tasks).await;
+        let status = |i: usize| {
+            let s = s.clone();
+            let t = tasks[i].clone();
+            async move { s.task_get(&t).await.unwrap().status }
+        };
+        assert_eq!(status(0).await, Status::Failed);
+        assert!(
+            last_message(&s, &tasks[0])
+                .await
+                .contains("boom in a handler")
+        );
+        assert_eq!(status(1).await, Status::Failed);
+        assert_eq!(last_message(&s, &tasks[1]).await, "the disk is full");
+        assert_eq!(status(2).await, Status::Finished);
+        assert_eq!(status(3).await, Status::Finished);
+        let log: Vec<_> = s.task_log(&tasks[3]).await.unwrap();
+        let seen: Vec<_> = log.iter().map(|l| (l.status, l.message.as_str())).collect();
+        assert!(
+            seen.contains(&(Status::Paused, "waiting for a licence")),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&(Status::Running, "licence granted")),
+            "{seen:?}"
+        );
+        let got = s.task_response_get(&tasks[3]).await.unwrap().unwrap();
+        assert_eq!(got.mime_type, "application/json");
+        let task = s.task_get(&tasks[3]).await.unwrap();
+        assert_eq!(task.progress.unwrap().percent, Some(50.0));
+        // After a panic the daemon still runs tasks.
+        let again = enqueue(&s, &r, "2", json!(null)).await;
+        settled(&s, &[again]).await;
+    })
+    .await;
+}
+
+/// The original demo: sums numbers and numeric strings as text/plain;
+/// anything else fails with the original message. Echo returns its input.
+async fn builtins_sum_echo_and_fail(db: impl TestDb) {
+    with_daemon(&db, Registry::with_builtins(), |s| async move {
+        let sum = register(&s, "SequenceSum", "builtin:sum").await;
+        let echo = register(&s, "Echo", "builtin:echo").await;
+        let fail = register(&s, "Fail", "builtin:fail").await;
+        let good = enqueue(&s, &sum, "good", json!([1, "2", 3.5])).await;
+        let bad = enqueue(&s, &sum, "bad", json!([1, "two"])).await;
+        let echoed = enqueue(&s, &echo, "e", json!({"a": [1, 2]})).await;
+        let failed = enqueue(&s, &fail, "f", json!({"message": "as asked"})).await;
+        settled(
+            &s,
+            &[good.clone(), bad.clone(), echoed.clone(), failed.clone()],
+        )
+        .await;
+        let r = s.task_response_get(&good).await.unwrap().unwrap();
+        assert_eq!(
+            (r.mime_type.as_str(), r.body.as_slice()),
+            ("text/plain", &b"6.5"[..])
+        );
+        assert_eq!(s.task_get(&bad).await.unwrap().status, Status::Failed);
+        assert_eq!(
+            last_message(&s, &bad).await,
+            atp_daemon::builtin::SUM_INPUT_ERROR
+        );
+        let r = s.task_response_get(&echoed).await.unwrap().unwrap();
+        assert_eq!(r.mime_type, "application/json");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&r.body).unwrap(),
+            json!({"a": [1, 2]})
+        );
+        assert_eq!(last_message(&s, &failed).await, "as asked");
+    })
+    .await;
+}
+
+/// A daemon claims only types whose handler it can run: a task of a type
+/// it cannot run stays queued for another daemon.
+async fn only_runnable_types_are_claimed(db: impl TestDb) {
+    let mut registry = Registry::empty();
+    registry.register("app:returns", returns);
+    with_daemon(&db, registry, |s| async move {
+        let mine = register(&s, "mine", "app:returns").await;
+        let other = register(&s, "other", "app:elsewhere").await;
+        let theirs = enqueue(&s, &other, "x", json!(null)).await;
+        let ours = enqueue(&s, &mine, "x", json!(null)).await;
+        settled(&s, &[ours]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(s.task_get(&theirs).await.unwrap().status, Status::Accepted);
+    })
+    .await;
+}
+
+/// Many tasks on one daemon: all finish, none twice, never more than
+/// `concurrency` at once.
+async fn runs_many_tasks_within_its_concurrency(db: impl TestDb) {
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::empty();
+    {
+        let (now, peak, runs) = (now.clone(), peak.clone(), runs.clone());
+        registry.register("app:count", move |_ctx: TaskContext| {
+            let (now, peak, runs) = (now.clone(), peak.clone(), runs.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        });
+    }
+    with_daemon(&db, registry, |s| async move {
+        let t = register(&s, "count", "app:count").await;
+        let batch = (0..300)
+            .map(|i| NewTask::new(t.clone(), ident(&format!("c{i}"))))
+            .collect();
+        s.task_enqueue_many(batch).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.task_counts().await.unwrap().status(Status::Finished) < 300 {
+            assert!(Instant::now() < deadline, "not all tasks finished");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(runs.load(Ordering::SeqCst), 300);
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&peak), "peak concurrency {peak}");
+}
+
+/// A task rescued from under a running attempt (here: an operator
+/// re-enqueues it) is taken from the attempt: its later result is refused
+/// and never overwrites the new state.
+async fn a_lost_attempts_result_is_dropped(db: impl TestDb) {
+    let mut registry = Registry::empty();
+    registry.register("app:slow", |ctx: TaskContext| async move {
+        // Wait long enough for the operator's re-enqueue, then try to
+        // finish: the store must refuse it.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        ctx.finish_with(Response::new("text/plain", "late"), "late finish")
+            .await
+    });
+    with_daemon(&db, registry, |s| async move {
+        let t = register(&s, "slow", "app:slow").await;
+        let task = enqueue(&s, &t, "x", json!(null)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.task_get(&task).await.unwrap().status != Status::Running {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        s.task_reenqueue(&task, "operator says again")
+            .await
+            .unwrap();
+        settled(&s, std::slice::from_ref(&task)).await;
+        let log = s.task_log(&task).await.unwrap();
+        // Two attempts ran; the first one's finish was refused, so there is
+        // exactly one FINISHED record, after the second start.
+        assert_eq!(
+            log.iter().filter(|l| l.status == Status::Running).count(),
+            2,
+            "{log:?}"
+        );
+        // The first attempt's finish was refused: exactly one FINISHED.
+        assert_eq!(
+            log.iter().filter(|l| l.status == Status::Finished).count(),
+            1,
+            "{log:?}"
+        );
+    })
+    .await;
+}
+
+macro_rules! runtime_tests {
+    ($db:expr) => {
+        runtime_tests!(@each $db;
+            handler_outcomes_become_statuses,
+            builtins_sum_echo_and_fail,
+            only_runnable_types_are_claimed,
+            runs_many_tasks_within_its_concurrency,
+            a_lost_attempts_result_is_dropped,
+        );
+    };
+    (@each $db:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $db else { return };
+                super::$case(db).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    runtime_tests!(atp_store::testing::sqlite_db().await);
+}
+
+mod postgres {
+    runtime_tests!(atp_store::testing::postgres_db().await);
+}

@@ -1,0 +1,138 @@
+//! Contract: idle daemons are woken when tasks enter the queue.
+//!
+//! Every wake-up here comes from another handle on the same database, as a
+//! producer in another process (PostgreSQL) or another handle in this one
+//! (SQLite, whose signal does not cross processes) would send it.
+
+use std::time::{Duration, Instant};
+
+use atp_core::{Status, StatusChange, Store, StoreExt, StoreOptions, TaskRef};
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::testing::TestDb;
+
+/// What the waiters in these tests give as `within`: far longer than any
+/// wake-up may take, so a waiter that returns was woken.
+const LONG: Duration = Duration::from_secs(10);
+/// How long a woken waiter may take to return.
+const WOKEN_WITHIN: Duration = Duration::from_secs(5);
+/// Time for a spawned waiter to register.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// A waiter on `s` (within [`LONG`]) that has registered and still waits;
+/// it returns the moment it woke. Spurious wake-ups are allowed (a
+/// PostgreSQL handle wakes its waiters once when its listener connects),
+/// so a waiter that returned before anything happened is replaced.
+async fn pending_waiter<S: Store + Clone>(s: &S) -> JoinHandle<Instant> {
+    for _ in 0..10 {
+        let store = s.clone();
+        let waiter = tokio::spawn(async move {
+            store.wait_for_tasks(LONG).await;
+            Instant::now()
+        });
+        tokio::time::sleep(SETTLE).await;
+        if !waiter.is_finished() {
+            return waiter;
+        }
+    }
+    panic!("wait_for_tasks keeps returning at once with nothing enqueued");
+}
+
+/// Asserts that `waiter` returns long before its `within`; returns how long
+/// after `acted` (the moment the waking call began) it woke.
+async fn assert_woken(waiter: JoinHandle<Instant>, acted: Instant, what: &str) -> Duration {
+    let woke = tokio::time::timeout(WOKEN_WITHIN, waiter)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not wake the waiter"))
+        .expect("the waiter panicked");
+    let latency = woke.saturating_duration_since(acted);
+    eprintln!("wake-up latency after {what}: {latency:?}");
+    latency
+}
+
+/// An enqueue through another handle wakes a waiting daemon long before
+/// its `within`.
+pub async fn wait_for_tasks_wakes_on_enqueue(db: &impl TestDb) {
+    let s = db.store();
+    let t = register(s, task_type("wake")).await;
+    let producer = db.open(StoreOptions::default()).await;
+
+    let waiter = pending_waiter(s).await;
+    let acted = Instant::now();
+    enqueue(&producer, &t, "one").await;
+    assert_woken(waiter, acted, "an enqueue").await;
+
+    let waiter = pending_waiter(s).await;
+    let batch = ["two", "three"]
+        .map(|id| atp_core::NewTask::new(t.clone(), ident(id)))
+        .to_vec();
+    let acted = Instant::now();
+    producer.task_enqueue_many(batch).await.unwrap();
+    assert_woken(waiter, acted, "a batch enqueue").await;
+    assert_eq!(s.queue_size().await.unwrap(), 3);
+}
+
+/// With nothing enqueued, a waiter returns after `within` (or earlier: a
+/// spurious wake-up is allowed), never hangs.
+pub async fn wait_for_tasks_times_out_without_work(db: &impl TestDb) {
+    let s = db.store();
+    for _ in 0..3 {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            s.wait_for_tasks(Duration::from_millis(100)),
+        )
+        .await
+        .expect("wait_for_tasks returns by its `within`");
+    }
+    tokio::time::timeout(Duration::from_secs(5), s.wait_for_tasks(Duration::ZERO))
+        .await
+        .expect("a zero `within` returns at once");
+}
+
+/// A holder handing a task back to the queue wakes a waiter, and so do an
+/// operator's re-enqueue and the rescue of a dead daemon's task; changes
+/// that put nothing in the queue need not wake anyone.
+pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
+    let s = db.store();
+    let t = register(s, task_type("back").with_max_starts(5)).await;
+    let other = db.open(StoreOptions::default()).await;
+    let a = running(&other, &t, "x", DAEMON_A).await;
+
+    let waiter = pending_waiter(s).await;
+    let acted = Instant::now();
+    let results = other
+        .task_set_status_many(&[StatusChange::new(a, Status::Accepted, "shutting down")])
+        .await
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_woken(waiter, acted, "a hand-back").await;
+    assert_eq!(status_of(s, a.task).await, Status::Accepted);
+
+    // An operator's re-enqueue of a finished task.
+    let b = other
+        .task_start(claim_one(&other, DAEMON_A).await.attempt)
+        .await
+        .unwrap();
+    other
+        .task_set_status(StatusChange::new(b.attempt, Status::Finished, "done"))
+        .await
+        .unwrap();
+    let waiter = pending_waiter(s).await;
+    let acted = Instant::now();
+    other
+        .task_reenqueue(&TaskRef::Id(a.task), "")
+        .await
+        .unwrap();
+    assert_woken(waiter, acted, "a re-enqueue").await;
+
+    // The rescue of a task whose holder stopped heartbeating.
+    claim_one(&other, DAEMON_B).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let waiter = pending_waiter(s).await;
+    let acted = Instant::now();
+    let reaped = other.daemon_reap_dead(0.1).await.unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!(reaped[0].rescued[0].outcome, Status::Accepted);
+    assert_woken(waiter, acted, "a rescue").await;
+}

@@ -1,0 +1,285 @@
+//! Wake-ups: LISTEN/NOTIFY.
+//!
+//! Every transaction that puts tasks into ACCEPTED notifies [`CHANNEL`]
+//! with the schema it wrote to as payload (`current_schema()`, or `''`):
+//! `atp_count_in` (migration 0004) for enqueues, the queue counter update
+//! of `WRITE_CHANGES` for hand-backs and rescues, and the operator's
+//! re-enqueue. NOTIFY is delivered at commit and dropped on rollback.
+//!
+//! A handle (with all its clones) starts one listener at its first
+//! [`Wakeups::wait`]: a background task with a connection of its own (not
+//! from the pool, same settings) that runs `LISTEN atp_tasks` and wakes the
+//! waiters on every notification for its schema. When that connection
+//! fails it reconnects with back-off, and meanwhile waiters time out, as if
+//! they polled. After every (re)connection it wakes all waiters once, since
+//! notifications sent before LISTEN took effect are not delivered: a
+//! spurious wake-up rather than a missed one. The listener ends when the
+//! handle's last clone is dropped.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{AsyncMessage, Config, Connection, NoTls, Socket};
+
+/// The notification channel.
+pub(super) const CHANNEL: &str = "atp_tasks";
+/// The first pause before reconnecting a lost listener; it doubles up to
+/// [`LAST_RETRY`] and is reset by a successful LISTEN.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(10);
+/// A listener connection only reads; without TCP keepalives a peer that
+/// vanished (host down, network cut) would go unnoticed for hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// One handle's wake-ups (shared by its clones).
+pub(super) struct Wakeups {
+    /// How to open the listener connection.
+    config: Config,
+    notify: Arc<Notify>,
+    /// The server process of the listener connection while it listens,
+    /// else 0.
+    listener_pid: Arc<AtomicI32>,
+    /// The running listener, if one was started (and did not end with its
+    /// runtime).
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Never sent on: dropped with the handle, which ends the listener.
+    alive: watch::Sender<()>,
+}
+
+impl Wakeups {
+    pub(super) fn new(mut config: Config) -> Self {
+        if config.get_keepalives_idle() > KEEPALIVE_IDLE {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        Wakeups {
+            config,
+            notify: Arc::new(Notify::new()),
+            listener_pid: Arc::new(AtomicI32::new(0)),
+            listener: Mutex::new(None),
+            alive: watch::channel(()).0,
+        }
+    }
+
+    /// See [`atp_core::Store::wait_for_tasks`].
+    pub(super) async fn wait(&self, within: Duration) {
+        crate::shared::wait_notified(&self.notify, within, || self.ensure_listening()).await;
+    }
+
+    /// Starts the listener unless it runs. A listener whose runtime shut
+    /// down is started again on the caller's.
+    fn ensure_listening(&self) {
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if listener.as_ref().is_some_and(|l| !l.is_finished()) {
+            return;
+        }
+        *listener = Some(tokio::spawn(listen(
+            self.config.clone(),
+            Arc::clone(&self.notify),
+            Arc::clone(&self.listener_pid),
+            self.alive.subscribe(),
+        )));
+    }
+
+    /// The server process that listens for this handle, once it does.
+    #[cfg(test)]
+    pub(super) fn listener_pid(&self) -> Option<i32> {
+        Some(self.listener_pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0)
+    }
+}
+
+type Lost = Box<dyn std::error::Error + Send + Sync>;
+
+/// Listens until the handle is dropped, reconnecting after failures.
+async fn listen(
+    config: Config,
+    notify: Arc<Notify>,
+    pid: Arc<AtomicI32>,
+    mut alive: watch::Receiver<()>,
+) {
+    let mut pause = FIRST_RETRY;
+    loop {
+        let lost = tokio::select! {
+            lost = listen_once(&config, &notify, &pid, &mut pause) => lost,
+            _ = alive.changed() => return,
+        };
+        pid.store(0, Ordering::Relaxed);
+        tracing::warn!(
+            error = %lost,
+            retry_in = ?pause,
+            "the PostgreSQL connection that listens for new tasks failed; idle daemons poll until it is back"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = alive.changed() => return,
+        }
+        pause = (pause * 2).min(LAST_RETRY);
+    }
+}
+
+/// Connects, listens and wakes waiters until the connection fails.
+async fn listen_once(
+    config: &Config,
+    notify: &Notify,
+    pid: &AtomicI32,
+    pause: &mut Duration,
+) -> Lost {
+    let (client, mut connection) = match config.connect(NoTls).await {
+        Ok(connected) => connected,
+        Err(e) => return e.into(),
+    };
+    // The connection only makes progress while polled: drive it while the
+    // client sets up.
+    let setup = async {
+        let row = client
+            .query_one(
+                "SELECT coalesce(current_schema(), ''), pg_backend_pid()",
+                &[],
+            )
+            .await?;
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        Ok::<_, tokio_postgres::Error>((row.try_get::<_, String>(0)?, row.try_get::<_, i32>(1)?))
+    };
+    tokio::pin!(setup);
+    let (schema, backend) = loop {
+        tokio::select! {
+            schema = &mut setup => match schema {
+                Ok(schema) => break schema,
+                Err(e) => return e.into(),
+            },
+            // Nothing but notices can come before LISTEN took effect.
+            message = next_message(&mut connection) => if let Err(lost) = message {
+                return lost;
+            },
+        }
+    };
+    tracing::debug!(schema, backend, "listening for new tasks");
+    pid.store(backend, Ordering::Relaxed);
+    *pause = FIRST_RETRY;
+    notify.notify_waiters();
+    loop {
+        match next_message(&mut connection).await {
+            Ok(AsyncMessage::Notification(n))
+                if n.channel() == CHANNEL && n.payload() == schema =>
+            {
+                notify.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(lost) => return lost,
+        }
+    }
+}
+
+/// The next notification or notice, once the connection has done any work
+/// the client asked for.
+async fn next_message(
+    connection: &mut Connection<Socket, NoTlsStream>,
+) -> Result<AsyncMessage, Lost> {
+    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+        Some(Ok(message)) => Ok(message),
+        Some(Err(e)) => Err(e.into()),
+        None => Err("the server closed the connection".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use atp_core::{Handler, NewTask, Store, StoreOptions, TaskIdentifier, TaskType, TypeName};
+
+    use super::super::PgStore;
+    use super::super::test_schema::TestSchema;
+    use super::*;
+
+    /// Waits until the handle's listener listens (on a server process other
+    /// than `other_than`); returns that process's pid.
+    async fn listening(store: &PgStore, other_than: Option<i32>) -> i32 {
+        let started = Instant::now();
+        loop {
+            store.wait_for_tasks(Duration::from_millis(50)).await;
+            match store.inner.wakeups.listener_pid() {
+                Some(pid) if Some(pid) != other_than => return pid,
+                _ if started.elapsed() > Duration::from_secs(10) => {
+                    panic!("the listener did not (re)connect")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_listener_reconnects_and_other_schemas_wake_nobody() {
+        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+            return;
+        };
+        let name = TypeName::new("t").unwrap();
+        let t = TaskType::new(name.clone(), Handler::new("builtin:noop").unwrap());
+        db.store.task_type_upsert(&t).await.unwrap();
+        let first = listening(&db.store, None).await;
+
+        let raw = db.raw().await;
+        raw.execute("SELECT pg_terminate_backend($1)", &[&first])
+            .await
+            .unwrap();
+        listening(&db.store, Some(first)).await;
+
+        let store = db.store.clone();
+        let waiter = tokio::spawn(async move {
+            store.wait_for_tasks(Duration::from_secs(10)).await;
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        raw.execute("SELECT pg_notify($1, 'some_other_schema')", &[&CHANNEL])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "woken by another schema's tasks");
+        let task = NewTask::new(name, TaskIdentifier::new("x").unwrap());
+        db.store.task_enqueue(task).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken after the reconnection")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_listener_ends_with_the_last_clone() {
+        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+            return;
+        };
+        let store = db.open(StoreOptions::default()).await;
+        let pid = listening(&store, None).await;
+        let listener = store.inner.wakeups.listener.lock().unwrap().take().unwrap();
+        let clone = store.clone();
+        drop(store);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!listener.is_finished(), "a clone keeps the listener");
+        drop(clone);
+        tokio::time::timeout(Duration::from_secs(5), listener)
+            .await
+            .expect("the listener ends with the last clone")
+            .unwrap();
+        let raw = db.raw().await;
+        let started = Instant::now();
+        loop {
+            let open: i64 = raw
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if open == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the listener connection stays open"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The daemon under crashes and shutdowns: real `atp worker` processes on a
+//! real database, on each engine (`sqlite::…`, `postgres::…`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use atp_core::{Handler, NewTask, Status, Store, TaskType};
+use atp_store::conformance::{ident, type_name};
+use atp_store::testing::TestDb;
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use common::{Worker, all_tasks, count, daemon_id_of, log_messages, wait_for};
+
+fn sleep_type(name: &str, timeout_secs: f64, max_starts: u32) -> TaskType {
+    let mut t = TaskType::new(type_name(name), Handler::new("builtin:sleep").unwrap());
+    t.timeout_secs = timeout_secs;
+    t.max_starts = max_starts;
+    t
+}
+
+async fn enqueue_sleeps<S: Store>(store: &S, t: &TaskType, n: usize, seconds: f64) {
+    store.task_type_upsert(t).await.unwrap();
+    let batch = (0..n)
+        .map(|i| {
+            NewTask::new(t.name.clone(), ident(&format!("s{i:03}")))
+                .with_input(json!({ "seconds": seconds }))
+        })
+        .collect();
+    store.task_enqueue_many(batch).await.unwrap();
+}
+
+/// `kill -9` one of three daemons mid-task: every task still ends FINISHED;
+/// the interrupted ones were rescued (their log says so) and started twice.
+async fn a_killed_daemons_tasks_are_rescued_and_finish(db: impl TestDb) {
+    let s = db.store();
+    let t = sleep_type("slow", 60.0, 3);
+    enqueue_sleeps(s, &t, 12, 1.5).await;
+    let mut victim = Worker::spawn(&db, &["--concurrency", "2"]);
+    let _b = Worker::spawn(&db, &["--concurrency", "2"]);
+    let _c = Worker::spawn(&db, &["--concurrency", "2"]);
+    let victim_id = daemon_id_of(s, victim.pid()).await;
+
+    let held = wait_for(
+        Duration::from_secs(30),
+        "the victim to run a task",
+        || async {
+            let held: Vec<_> = all_tasks(s)
+                .await
+                .into_iter()
+                .filter(|t| t.holder == Some(victim_id) && t.status == Status::Running)
+                .map(|t| t.id)
+                .collect();
+            (!held.is_empty()).then_some(held)
+        },
+    )
+    .await;
+    victim.signal(Signal::SIGKILL);
+    victim
+        .wait_exit(Duration::from_secs(5))
+        .expect("the victim died");
+
+    wait_for(Duration::from_secs(60), "every task to finish", || async {
+        (count(s, Status::Finished).await == 12).then_some(())
+    })
+    .await;
+    for task in all_tasks(s).await {
+        let log = log_messages(s, task.id).await;
+        if held.contains(&task.id) {
+            assert_eq!(task.starts, 2, "an interrupted task runs again: {log:?}");
+            assert!(
+                log.iter()
+                    .any(|m| m.contains("Rescued") && m.contains(&victim_id.to_string())),
+                "the rescue is in the log: {log:?}"
+            );
+        }
+        assert!(task.starts >= 1 && task.starts <= 2, "{log:?}");
+    }
+}
+
+/// An attempt that always overruns its type's timeout is aborted by the
+/// daemon each time and ends FAILED after max starts, saying why.
+async fn an_attempt_that_always_overruns_fails_after_max_starts(db: impl TestDb) {
+    let s = db.store();
+    let t = sleep_type("overrun", 0.5, 2);
+    enqueue_sleeps(s, &t, 1, 30.0).await;
+    let _w = Worker::spawn(&db, &["--concurrency", "1"]);
+    let task = wait_for(Duration::from_secs(30), "the task to fail", || async {
+        let task = s
+            .task_get(&atp_core::TaskRef::Key(t.name.clone(), ident("s000")))
+            .await
+            .unwrap();
+        (task.status == Status::Failed).then_some(task)
+    })
+    .await;
+    let log = log_messages(s, task.id).await;
+    assert_eq!(task.starts, 2, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|m| m.contains("overran")).count(),
+        2,
+        "{log:?}"
+    );
+    let last = log.last().unwrap();
+    assert!(
+        last.starts_with("FAILED") && last.contains("max starts"),
+        "{log:?}"
+    );
+}
+
+/// SIGTERM with tasks running and queued: running ones finish within the
+/// grace period, queued ones stay queued, the daemon exits 0 holding
+/// nothing; a new daemon finishes the rest.
+async fn graceful_shutdown_finishes_running_tasks_and_loses_none(db: impl TestDb) {
+    let s = db.store();
+    let t = sleep_type("graceful", 60.0, 3);
+    enqueue_sleeps(s, &t, 8, 1.0).await;
+    let mut w = Worker::spawn(&db, &["--concurrency", "3", "--grace-secs", "20"]);
+    wait_for(Duration::from_secs(30), "three running tasks", || async {
+        (count(s, Status::Running).await == 3).then_some(())
+    })
+    .await;
+    w.signal(Signal::SIGTERM);
+    assert_eq!(w.wait_exit(Duration::from_secs(20)), Some(0));
+    let counts = s.task_counts().await.unwrap();
+    assert_eq!(counts.status(Status::Finished), 3, "{counts:?}");
+    assert_eq!(counts.status(Status::Accepted), 5, "{counts:?}");
+    assert!(s.daemon_list().await.unwrap().is_empty(), "record removed");
+
+    let _again = Worker::spawn(&db, &["--concurrency", "4"]);
+    wait_for(Duration::from_secs(30), "every task to finish", || async {
+        (count(s, Status::Finished).await == 8).then_some(())
+    })
+    .await;
+    for task in all_tasks(s).await {
+        assert_eq!(task.starts, 1, "no task ran twice");
+    }
+}
+
+/// When the grace period runs out, running attempts are aborted and handed
+/// back with a log line; the daemon still exits 0 and nothing is lost.
+async fn grace_period_over_hands_running_tasks_back(db: impl TestDb) {
+    let s = db.store();
+    let t = sleep_type("long", 60.0, 3);
+    enqueue_sleeps(s, &t, 2, 30.0).await;
+    let mut w = Worker::spawn(&db, &["--concurrency", "2", "--grace-secs", "0.5"]);
+    wait_for(Duration::from_secs(30), "two running tasks", || async {
+        (count(s, Status::Running).await == 2).then_some(())
+    })
+    .await;
+    w.signal(Signal::SIGTERM);
+    assert_eq!(w.wait_exit(Duration::from_secs(15)), Some(0));
+    for task in all_tasks(s).await {
+        assert_eq!(task.status, Status::Accepted);
+        assert_eq!(task.holder, None);
+        let log = log_messages(s, task.id).await;
+        assert!(
+            log.last().unwrap().contains("shut down"),
+            "the log says why: {log:?}"
+        );
+    }
+}
+
+/// A second signal aborts at once, still handing every task back.
+async fn a_second_signal_aborts_at_once(db: impl TestDb) {
+    let s = db.store();
+    let t = sleep_type("abort", 60.0, 3);
+    enqueue_sleeps(s, &t, 2, 30.0).await;
+    let mut w = Worker::spawn(&db, &["--concurrency", "2", "--grace-secs", "60"]);
+    wait_for(Duration::from_secs(30), "two running tasks", || async {
+        (count(s, Status::Running).await == 2).then_some(())
+    })
+    .await;
+    w.signal(Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.signal(Signal::SIGINT);
+    assert_eq!(w.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(count(s, Status::Accepted).await, 2);
+}
+
+/// Three daemons × concurrency 4, 600 tasks whose exec handler appends
+/// the task's identifier to a file: each identifier is there exactly once.
+async fn three_daemons_run_each_exec_task_exactly_once(db: impl TestDb) {
+    let s = db.store();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ran.txt");
+    let handler = format!(
+        "exec:sh -c 'echo \"$ATP_TASK_IDENTIFIER\" >> {}'",
+        out.display()
+    );
+    let mut t = TaskType::new(type_name("append"), Handler::new(&handler).unwrap());
+    t.timeout_secs = 60.0;
+    s.task_type_upsert(&t).await.unwrap();
+    const N: usize = 600;
+    let batch = (0..N)
+        .map(|i| NewTask::new(t.name.clone(), ident(&format!("a{i:05}"))))
+        .collect();
+    s.task_enqueue_many(batch).await.unwrap();
+    let _workers: Vec<_> = (0..3)
+        .map(|_| Worker::spawn(&db, &["--concurrency", "4"]))
+        .collect();
+    wait_for(Duration::from_secs(120), "every task to finish", || async {
+        (count(s, Status::Finished).await == N as u64).then_some(())
+    })
+    .await;
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for line in text.lines() {
+        *seen.entry(line).or_default() += 1;
+    }
+    assert_eq!(seen.len(), N, "every identifier ran");
+    assert!(seen.values().all(|n| *n == 1), "no identifier ran twice");
+    let holders: std::collections::HashSet<_> = s
+        .daemon_list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(holders.len(), 3);
+}
+
+macro_rules! daemon_tests {
+    ($db:expr) => {
+        daemon_tests!(@each $db;
+            a_killed_daemons_tasks_are_rescued_and_finish,
+            an_attempt_that_always_overruns_fails_after_max_starts,
+            graceful_shutdown_finishes_running_tasks_and_loses_none,
+            grace_period_over_hands_running_tasks_back,
+            a_second_signal_aborts_at_once,
+            three_daemons_run_each_exec_task_exactly_once,
+        );
+    };
+    (@each $db:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $db else { return };
+                super::$case(db).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    daemon_tests!(atp_store::testing::sqlite_db().await);
+}
+
+mod postgres {
+    daemon_tests!(atp_store::testing::postgres_db().await);
+}
