@@ -545,20 +545,35 @@ async fn run_attempt<S: Store>(
         Err(e) if e.is_panic() => Ending::Panicked(panic_text(e.into_panic())),
         Err(_) => Ending::Cancelled(CancelCause::Shutdown),
     };
+    let mut work_done = false;
     let ending = tokio::select! {
-        r = &mut work => joined(r),
+        biased;
+        () = cancel.cancelled() => Ending::Cancelled(CancelCause::Shutdown),
         () = tokio::time::sleep(timeout) => {
             cancel.cancel();
             Ending::Cancelled(CancelCause::Timeout)
         }
-        () = cancel.cancelled() => Ending::Cancelled(CancelCause::Shutdown),
+        r = &mut work => {
+            work_done = true;
+            joined(r)
+        }
+    };
+    // A handler that gave up because it was cancelled (say `builtin:sleep`
+    // returning "cancelled") did not fail on its own: its task goes back to
+    // the queue. One that finished anyway keeps its result.
+    let ending = match ending {
+        Ending::Returned(Err(_)) | Ending::Panicked(_) if cancel.is_cancelled() => {
+            Ending::Cancelled(CancelCause::Shutdown)
+        }
+        other => other,
     };
     if let Ending::Cancelled(cause) = ending {
         // Give the handler a moment to notice and clean up (an exec handler
         // kills its process group), then drop it.
-        if tokio::time::timeout(Duration::from_secs(5), &mut work)
-            .await
-            .is_err()
+        if !work_done
+            && tokio::time::timeout(Duration::from_secs(5), &mut work)
+                .await
+                .is_err()
         {
             work.abort();
         }

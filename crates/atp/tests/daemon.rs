@@ -179,7 +179,7 @@ async fn a_second_signal_aborts_at_once(db: impl TestDb) {
     assert_eq!(count(s, Status::Accepted).await, 2);
 }
 
-/// Three daemons × concurrency 4, 600 tasks whose exec handler appends
+/// Three daemons × concurrency 4, 5,000 tasks whose exec handler appends
 /// the task's identifier to a file: each identifier is there exactly once.
 async fn three_daemons_run_each_exec_task_exactly_once(db: impl TestDb) {
     let s = db.store();
@@ -192,7 +192,7 @@ async fn three_daemons_run_each_exec_task_exactly_once(db: impl TestDb) {
     let mut t = TaskType::new(type_name("append"), Handler::new(&handler).unwrap());
     t.timeout_secs = 60.0;
     s.task_type_upsert(&t).await.unwrap();
-    const N: usize = 600;
+    const N: usize = 5_000;
     let batch = (0..N)
         .map(|i| NewTask::new(t.name.clone(), ident(&format!("a{i:05}"))))
         .collect();

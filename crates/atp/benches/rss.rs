@@ -1,0 +1,144 @@
+//! Daemon memory: the resident set of a real `atp worker` process while it
+//! drains a queue of 1,000 and of 1,000,000 no-op tasks. It should not
+//! depend on the queue's length (a daemon holds only what it runs).
+//!
+//! ```text
+//! cargo bench -p atp --bench rss -- [sqlite|postgres] [--queued N ...]
+//! ```
+//! PostgreSQL: `ATP_BENCH_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), a fresh schema per size.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atp_core::{Handler, NewTask, Status, Store, StoreOptions, TaskIdentifier, TaskType, TypeName};
+use atp_store::AnyStore;
+
+const ATP: &str = env!("CARGO_BIN_EXE_atp");
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn pg_url() -> String {
+    std::env::var("ATP_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database and the environment that points a worker at it.
+async fn fresh(engine: &str, dir: &std::path::Path) -> (AnyStore, Vec<(String, String)>) {
+    let options = StoreOptions {
+        max_queue_size: 0,
+        ..StoreOptions::default()
+    };
+    match engine {
+        "sqlite" => {
+            let url = format!("sqlite://{}", dir.join("rss.sqlite").display());
+            let store = atp_store::open(&url, options).await.unwrap();
+            (store, vec![("ATP_DATABASE_URL".into(), url)])
+        }
+        "postgres" => {
+            let schema = format!("atp_rss_{}", atp_store::testing::random_suffix());
+            let store =
+                atp_store::postgres::PgStore::connect_with_schema(&pg_url(), &schema, options)
+                    .await
+                    .unwrap();
+            (
+                AnyStore::Postgres(store),
+                vec![
+                    ("ATP_DATABASE_URL".into(), pg_url()),
+                    ("ATP_DATABASE_SCHEMA".into(), schema),
+                ],
+            )
+        }
+        other => panic!("unknown engine {other}"),
+    }
+}
+
+async fn drop_schema(env: &[(String, String)]) {
+    let Some((_, schema)) = env.iter().find(|(k, _)| k == "ATP_DATABASE_SCHEMA") else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let engine = args
+        .iter()
+        .find(|a| *a == "sqlite" || *a == "postgres")
+        .cloned()
+        .unwrap_or_else(|| "sqlite".into());
+    let sizes: Vec<usize> = match args.iter().position(|a| a == "--queued") {
+        Some(i) => args[i + 1..].iter().map_while(|a| a.parse().ok()).collect(),
+        None => vec![1_000, 1_000_000],
+    };
+    println!("engine {engine}: worker RSS while draining (concurrency 8, no-op tasks)");
+    for queued in sizes {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, env) = fresh(&engine, dir.path()).await;
+        let t = TypeName::new("rss").unwrap();
+        store
+            .task_type_upsert(&TaskType::new(
+                t.clone(),
+                Handler::new("builtin:noop").unwrap(),
+            ))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        for chunk in 0..queued.div_ceil(1_000) {
+            let batch = (chunk * 1_000..queued.min((chunk + 1) * 1_000))
+                .map(|i| NewTask::new(t.clone(), TaskIdentifier::new(format!("q{i}")).unwrap()))
+                .collect();
+            store.task_enqueue_many(batch).await.unwrap();
+        }
+        println!(
+            "  queued {queued} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let mut worker = Command::new(ATP)
+            .args(["worker", "--concurrency", "8"])
+            .envs(env.clone())
+            .env("ATP_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = worker.id();
+        let mut samples = Vec::new();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Some(kib) = rss_kib(pid) {
+                samples.push(kib);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let done = store.task_counts().await.unwrap().status(Status::Finished);
+        let _ = worker.kill();
+        let _ = worker.wait();
+        samples.sort_unstable();
+        println!(
+            "  {queued:>9} queued: RSS median {:.1} MiB, max {:.1} MiB over 10 s ({done} tasks finished meanwhile)",
+            samples[samples.len() / 2] as f64 / 1024.0,
+            *samples.last().unwrap() as f64 / 1024.0,
+        );
+        drop(store);
+        drop_schema(&env).await;
+    }
+}
