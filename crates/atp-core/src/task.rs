@@ -231,6 +231,9 @@ pub struct TaskFilter {
     pub status: Option<Status>,
     /// Only this type.
     pub task_type: Option<TypeName>,
+    /// Only tasks held by this daemon (SCHEDULED, RUNNING or PAUSED with
+    /// this holder).
+    pub holder: Option<DaemonId>,
     /// Page size; 0 means the default (100). Capped at 10,000.
     pub limit: u32,
     /// Continue after this position (from the previous page's `next`).

@@ -244,6 +244,9 @@ async fn main() {
 
     if scale {
         let db = fresh(&engine).await;
+        if engine == "postgres" {
+            pg::checkpoint().await;
+        }
         let (claim_empty, get_empty) = probe(&db, "e").await;
         let t = Instant::now();
         fill_finished(&db).await;

@@ -145,6 +145,180 @@ pub async fn list_pages_newest_first_with_filters(db: &impl TestDb) {
     assert!(expected > 0);
 }
 
+/// A holder filter lists exactly the tasks that daemon holds (SCHEDULED,
+/// RUNNING, PAUSED): not the ones it ran to their end, not another
+/// daemon's, not queued ones; it combines with a status filter and pages.
+pub async fn list_filters_by_holder(db: &impl TestDb) {
+    let s = db.store();
+    let t = register(s, task_type("t")).await;
+    for i in 0..10 {
+        enqueue(s, &t, &format!("t{i:02}")).await;
+    }
+    // Claims alternate between the daemons so that their tasks interleave.
+    let mut held_a = Vec::new();
+    let mut held_b = Vec::new();
+    for (i, to) in [
+        Status::Scheduled,
+        Status::Running,
+        Status::Finished,
+        Status::Paused,
+        Status::Running,
+        Status::Failed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = claim_one(s, DAEMON_A).await.attempt;
+        if to != Status::Scheduled {
+            s.task_start(a).await.unwrap();
+        }
+        if matches!(to, Status::Paused | Status::Finished | Status::Failed) {
+            s.task_set_status(StatusChange::new(a, to, "by the test"))
+                .await
+                .unwrap();
+        }
+        if to.is_held() {
+            held_a.push(a.task);
+        }
+        if i % 2 == 0 {
+            let b = claim_one(s, DAEMON_B).await.attempt;
+            s.task_start(b).await.unwrap();
+            if i == 0 {
+                s.task_set_status(StatusChange::new(b, Status::Finished, "done"))
+                    .await
+                    .unwrap();
+            } else {
+                held_b.push(b.task);
+            }
+        }
+    }
+    // The remaining task stays queued, with no holder.
+    assert_eq!(s.queue_size().await.unwrap(), 1);
+
+    let collect = |filter: TaskFilter| async move {
+        let mut all = Vec::new();
+        let mut filter = filter;
+        loop {
+            let page = s.task_list(&filter).await.unwrap();
+            assert!(page.tasks.len() <= filter.effective_limit() as usize);
+            all.extend(page.tasks);
+            match page.next {
+                Some(next) => filter.after = Some(next),
+                None => return all,
+            }
+        }
+    };
+    let newest_first = |tasks: &[atp_core::Task]| {
+        let keys: Vec<_> = tasks.iter().map(|t| (t.updated_at, t.id)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_by(|x, y| y.cmp(x));
+        keys == sorted
+    };
+    let ids = |tasks: &[atp_core::Task]| {
+        let mut ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+        ids.sort();
+        ids
+    };
+    held_a.sort();
+    held_b.sort();
+
+    let of_a = s
+        .task_list(&TaskFilter {
+            holder: Some(DAEMON_A),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&of_a.tasks), held_a);
+    assert!(of_a.next.is_none());
+    assert!(
+        newest_first(&of_a.tasks),
+        "newest update first, then highest id"
+    );
+    assert!(
+        of_a.tasks
+            .iter()
+            .all(|t| t.holder == Some(DAEMON_A) && t.status.is_held())
+    );
+    assert_eq!(
+        ids(&collect(TaskFilter {
+            holder: Some(DAEMON_B),
+            ..Default::default()
+        })
+        .await),
+        held_b
+    );
+
+    // One task a page, following `next`: the same tasks in the same order.
+    let paged = collect(TaskFilter {
+        holder: Some(DAEMON_A),
+        limit: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(paged, of_a.tasks);
+
+    // With a status filter, also paged.
+    let running_a = collect(TaskFilter {
+        holder: Some(DAEMON_A),
+        status: Some(Status::Running),
+        limit: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(running_a.len(), 2);
+    assert!(newest_first(&running_a));
+    assert!(
+        running_a
+            .iter()
+            .all(|t| t.holder == Some(DAEMON_A) && t.status == Status::Running)
+    );
+    let paused_a = collect(TaskFilter {
+        holder: Some(DAEMON_A),
+        status: Some(Status::Paused),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(paused_a.len(), 1);
+    // A finished task keeps its holder but is no longer held.
+    for done in [Status::Finished, Status::Failed] {
+        let finished = collect(TaskFilter {
+            status: Some(done),
+            ..Default::default()
+        })
+        .await;
+        assert!(finished.iter().any(|t| t.holder == Some(DAEMON_A)));
+        assert!(
+            collect(TaskFilter {
+                holder: Some(DAEMON_A),
+                status: Some(done),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
+    }
+    // With a type filter, and a daemon holding nothing.
+    assert_eq!(
+        ids(&collect(TaskFilter {
+            holder: Some(DAEMON_A),
+            task_type: Some(t.clone()),
+            limit: 2,
+            ..Default::default()
+        })
+        .await),
+        held_a
+    );
+    assert!(
+        collect(TaskFilter {
+            holder: Some(atp_core::DaemonId(42)),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+}
+
 /// Counts by status and by (type, status) match the tasks.
 pub async fn counts_by_status_and_type(db: &impl TestDb) {
     let s = db.store();

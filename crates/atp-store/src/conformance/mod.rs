@@ -63,6 +63,7 @@ macro_rules! conformance_tests {
             task_is_found_by_id_and_by_key,
             missing_task_is_not_found_everywhere,
             list_pages_newest_first_with_filters,
+            list_filters_by_holder,
             counts_by_status_and_type,
             delete_removes_the_task_with_its_log_and_response,
             operator_reenqueue_follows_the_table_and_resets_starts,

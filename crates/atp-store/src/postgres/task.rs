@@ -311,9 +311,14 @@ pub(super) async fn response_get(c: Conn<'_>, task: &TaskRef) -> Result<Option<R
 
 /// Newest update first, by keyset: each filter combination walks one index
 /// (`atp_task_updated`, `atp_task_status_updated`,
-/// `atp_task_type_status_updated`) backwards from the cursor.
+/// `atp_task_type_status_updated`) backwards from the cursor. A holder
+/// filter repeats the partial index's predicate (`status IN (2, 3, 4)`) so
+/// that the planner can read `atp_task_holder` (held tasks only) and sort a
+/// daemon's handful; given a status too, it walks `atp_task_status_updated`
+/// within the held statuses instead. Either way no finished task is read.
 pub(super) async fn list(c: Conn<'_>, filter: &TaskFilter) -> Result<TaskPage> {
     let status = filter.status.map(row::code);
+    let holder = filter.holder.map(|h| h.to_db());
     let type_id = match &filter.task_type {
         Some(name) => Some(task_type::id_of(c, name).await?),
         None => None,
@@ -330,6 +335,13 @@ pub(super) async fn list(c: Conn<'_>, filter: &TaskFilter) -> Result<TaskPage> {
         row::TASK_FROM
     );
     let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    if let Some(holder) = &holder {
+        args.push(holder);
+        sql.push_str(&format!(
+            " AND t.holder = ${} AND t.status IN (2, 3, 4)",
+            args.len()
+        ));
+    }
     if let Some(status) = &status {
         args.push(status);
         sql.push_str(&format!(" AND t.status = ${}", args.len()));
