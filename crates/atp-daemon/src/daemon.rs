@@ -15,14 +15,14 @@
 //! - **attempts**: each bounded by its type's timeout; the result is written
 //!   with the attempt's fencing token, retried while the database is away.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atp_core::{
     Attempt, ClaimParams, DaemonId, DaemonInfo, Error as StoreError, Status, StatusChange, Store,
-    StoreExt as _, TaskId, TypeName,
+    StoreExt as _, TaskFilter, TaskId, TypeName,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -172,6 +172,8 @@ struct Shared<S> {
     registry: Registry,
     config: DaemonConfig,
     running: Mutex<HashMap<TaskId, Running>>,
+    /// Attempts whose handler is done and whose end is being written.
+    settling: Mutex<HashSet<TaskId>>,
     /// Signalled when an attempt ends (a slot is free).
     slot_freed: Notify,
     /// Signalled by in-process producers when they enqueue.
@@ -222,6 +224,7 @@ impl<S: Store + Clone> Daemon<S> {
                 registry,
                 config,
                 running: Mutex::new(HashMap::new()),
+                settling: Mutex::new(HashSet::new()),
                 slot_freed: Notify::new(),
                 wake: Arc::new(Notify::new()),
                 abort_all: CancellationToken::new(),
@@ -590,6 +593,7 @@ async fn run_attempt<S: Store>(
 /// writes this batch, so the two round trips overlap. The attempt's task
 /// itself lives on until the write is acknowledged (a stop waits for it).
 fn release_slot<S>(s: &Shared<S>, ctx: &TaskContext) {
+    s.settling.lock().expect("settling set").insert(ctx.id());
     s.running.lock().expect("running map").remove(&ctx.id());
     s.slot_freed.notify_one();
 }
@@ -604,6 +608,11 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 
 /// Writes how the attempt ended, unless the attempt lost the task.
 async fn settle<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
+    write_end(s, ctx, ending).await;
+    s.settling.lock().expect("settling set").remove(&ctx.id());
+}
+
+async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
     if ctx.lost() {
         info!("attempt lost its task (rescued elsewhere); its result is dropped");
         return;
@@ -713,11 +722,13 @@ async fn settler_loop<S: Store>(s: Arc<Shared<S>>, mut queue: mpsc::UnboundedRec
 async fn heartbeat_loop<S: Store>(s: Arc<Shared<S>>, info: DaemonInfo, stop: CancellationToken) {
     let mut tick = tokio::time::interval(s.config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut suspects: HashMap<TaskId, u64> = HashMap::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
+        reconcile(&s, &mut suspects).await;
         match s.store.daemon_heartbeat(s.id).await {
             Ok(true) => {}
             Ok(false) => {
@@ -759,6 +770,58 @@ async fn heartbeat_loop<S: Store>(s: Arc<Shared<S>>, info: DaemonInfo, stop: Can
             }
             Err(e) => warn!(error = %e, "task heartbeat failed"),
         }
+    }
+}
+
+/// Hands back tasks the database says this daemon holds but that no
+/// attempt of it runs: the reply to a claim or a start was lost (the
+/// connection dropped after the commit). Without this they would wait for
+/// their type's timeout. A task is handed back only when two consecutive
+/// rounds (a heartbeat interval apart) find it so with the same lease, which
+/// leaves time for a claim in flight to become an attempt.
+async fn reconcile<S: Store>(s: &Shared<S>, suspects: &mut HashMap<TaskId, u64>) {
+    let filter = TaskFilter {
+        holder: Some(s.id),
+        limit: TaskFilter::MAX_LIMIT,
+        ..TaskFilter::default()
+    };
+    let held = match s.store.task_list(&filter).await {
+        Ok(page) => page.tasks,
+        Err(e) => {
+            debug!(error = %e, "listing held tasks failed");
+            return;
+        }
+    };
+    let known: HashSet<TaskId> = {
+        let running = s.running.lock().expect("running map");
+        let settling = s.settling.lock().expect("settling set");
+        running.keys().chain(settling.iter()).copied().collect()
+    };
+    let mut orphans = Vec::new();
+    let mut next = HashMap::new();
+    for task in held.into_iter().filter(|t| !known.contains(&t.id)) {
+        if suspects.get(&task.id) == Some(&task.lease) {
+            orphans.push(Attempt {
+                task: task.id,
+                holder: s.id,
+                lease: task.lease,
+            });
+        } else {
+            next.insert(task.id, task.lease);
+        }
+    }
+    *suspects = next;
+    if !orphans.is_empty() {
+        warn!(
+            count = orphans.len(),
+            "tasks held but not running here; handing them back"
+        );
+        hand_back(
+            s,
+            &orphans,
+            "Held by its daemon but not running there (the reply to a claim or start was lost); re-enqueued",
+        )
+        .await;
     }
 }
 

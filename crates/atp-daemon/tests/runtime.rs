@@ -296,6 +296,39 @@ async fn a_lost_attempts_result_is_dropped(db: impl TestDb) {
     .await;
 }
 
+/// A task the database says the daemon holds but that it does not run
+/// (as when the reply to a claim was lost) is handed back within a few
+/// heartbeats instead of waiting for its type's timeout.
+async fn a_task_held_but_not_running_is_handed_back(db: impl TestDb) {
+    let mut registry = Registry::empty();
+    registry.register("app:returns", returns);
+    with_daemon(&db, registry, |s| async move {
+        // The daemon cannot run this type, so only our claim takes it.
+        let other = register(&s, "orphan", "app:elsewhere").await;
+        let task = enqueue(&s, &other, "o", json!(null)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let daemon = loop {
+            if let Some(d) = s.daemon_list().await.unwrap().first() {
+                break d.id;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not register");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let claimed = s
+            .task_claim(&atp_core::ClaimParams::new(daemon, 1))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.task_get(&task).await.unwrap().status != Status::Accepted {
+            assert!(Instant::now() < deadline, "the orphan was not handed back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(last_message(&s, &task).await.contains("not running there"));
+    })
+    .await;
+}
+
 macro_rules! runtime_tests {
     ($db:expr) => {
         runtime_tests!(@each $db;
@@ -304,6 +337,7 @@ macro_rules! runtime_tests {
             only_runnable_types_are_claimed,
             runs_many_tasks_within_its_concurrency,
             a_lost_attempts_result_is_dropped,
+            a_task_held_but_not_running_is_handed_back,
         );
     };
     (@each $db:expr; $($case:ident),* $(,)?) => {
