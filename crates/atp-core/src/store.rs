@@ -140,6 +140,16 @@ pub trait Store: Send + Sync + 'static {
         params: &ClaimParams,
     ) -> impl Future<Output = Result<Vec<ClaimedTask>>> + Send;
 
+    /// Claims up to `limit` of the oldest ACCEPTED tasks like [`Store::task_claim`]
+    /// and starts them like [`Store::task_start_many`], in one transaction: each
+    /// task gets both its SCHEDULED and its RUNNING log record (in that order),
+    /// its lease and its start count, exactly as the two calls would leave it.
+    /// Every task returned is claimed by this call alone.
+    fn task_claim_start(
+        &self,
+        params: &ClaimParams,
+    ) -> impl Future<Output = Result<Vec<StartedTask>>> + Send;
+
     /// Starts claimed tasks: SCHEDULED → RUNNING, counts the start, returns
     /// what the handler needs. One result per attempt, in order; a stale one
     /// fails alone.

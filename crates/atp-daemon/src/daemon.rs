@@ -355,6 +355,9 @@ async fn claim_loop<S: Store + Clone>(
                 () = s.slot_freed.notified() => {}
                 () = shutdown.graceful.cancelled() => {}
             }
+            // Busy: let a few more attempts end so that the next claim
+            // fetches a batch rather than one task per round trip.
+            linger_for_slots(s).await;
             continue;
         }
         let types = match runnable.get(s).await {
@@ -429,6 +432,26 @@ async fn claim_loop<S: Store + Clone>(
         }
     }
 }
+
+/// Waits (at most [`CLAIM_LINGER`]) until half the slots are free.
+async fn linger_for_slots<S>(s: &Shared<S>) {
+    let half = s.config.concurrency.div_ceil(2);
+    let deadline = tokio::time::Instant::now() + CLAIM_LINGER;
+    loop {
+        let free = s.config.concurrency - s.running.lock().expect("running map").len();
+        if free >= half {
+            return;
+        }
+        tokio::select! {
+            () = s.slot_freed.notified() => {}
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// How long a busy daemon waits for more free slots before claiming: a
+/// claim costs a round trip and a commit whatever its size.
+const CLAIM_LINGER: Duration = Duration::from_millis(2);
 
 /// Waits for the poll interval, a wake-up or a stop.
 async fn idle<S: Store>(s: &Shared<S>, shutdown: &Shutdown) {

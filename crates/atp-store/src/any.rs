@@ -70,6 +70,7 @@ impl Store for AnyStore {
         task_enqueue(task: NewTask) -> Task;
         task_enqueue_many(tasks: Vec<NewTask>) -> Vec<TaskId>;
         task_claim(params: &ClaimParams) -> Vec<ClaimedTask>;
+        task_claim_start(params: &ClaimParams) -> Vec<StartedTask>;
         task_start_many(attempts: &[Attempt]) -> Vec<Result<StartedTask>>;
         task_set_status_many(changes: &[StatusChange]) -> Vec<Result<()>>;
         task_heartbeat_many(attempts: &[Attempt]) -> Vec<Result<()>>;

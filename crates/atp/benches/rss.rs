@@ -1,9 +1,11 @@
 //! Daemon memory: the resident set of a real `atp worker` process while it
-//! drains a queue of 1,000 and of 1,000,000 no-op tasks. It should not
-//! depend on the queue's length (a daemon holds only what it runs).
+//! works through a queue of 1,000 and of 1,000,000 tasks. Each task sleeps
+//! 0.1 s, so in both cases the daemon is busy the whole 10 s of sampling
+//! (8 at a time, ~80 tasks/s) and only the queue's length differs. It should
+//! not matter: a daemon holds only what it runs.
 //!
 //! ```text
-//! cargo bench -p atp --bench rss -- [sqlite|postgres] [--queued N ...]
+//! cargo bench -p atp --bench rss -- [sqlite|postgres] [--noop] [--queued N ...]
 //! ```
 //! PostgreSQL: `ATP_BENCH_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), a fresh schema per size.
@@ -16,11 +18,14 @@ use atp_store::AnyStore;
 
 const ATP: &str = env!("CARGO_BIN_EXE_atp");
 
-fn rss_kib(pid: u32) -> Option<u64> {
+/// A `/proc/PID/status` field in KiB: `VmRSS` (everything resident) or
+/// `RssAnon` (the process's own memory, without pages of files it maps:
+/// SQLite maps its database file, and those pages are the kernel's cache).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -88,7 +93,16 @@ async fn main() {
         Some(i) => args[i + 1..].iter().map_while(|a| a.parse().ok()).collect(),
         None => vec![1_000, 1_000_000],
     };
-    println!("engine {engine}: worker RSS while draining (concurrency 8, no-op tasks)");
+    // `--noop`: no-op tasks instead, drained as fast as the daemon can.
+    let noop = args.iter().any(|a| a == "--noop");
+    println!(
+        "engine {engine}: worker RSS while working (concurrency 8, {})",
+        if noop {
+            "no-op tasks, full speed"
+        } else {
+            "tasks of 0.1 s"
+        }
+    );
     for queued in sizes {
         let dir = tempfile::tempdir().unwrap();
         let (store, env) = fresh(&engine, dir.path()).await;
@@ -96,14 +110,22 @@ async fn main() {
         store
             .task_type_upsert(&TaskType::new(
                 t.clone(),
-                Handler::new("builtin:noop").unwrap(),
+                Handler::new(if noop {
+                    "builtin:noop"
+                } else {
+                    "builtin:sleep"
+                })
+                .unwrap(),
             ))
             .await
             .unwrap();
         let started = Instant::now();
         for chunk in 0..queued.div_ceil(1_000) {
             let batch = (chunk * 1_000..queued.min((chunk + 1) * 1_000))
-                .map(|i| NewTask::new(t.clone(), TaskIdentifier::new(format!("q{i}")).unwrap()))
+                .map(|i| {
+                    NewTask::new(t.clone(), TaskIdentifier::new(format!("q{i}")).unwrap())
+                        .with_input(serde_json::json!({"seconds": 0.1}))
+                })
                 .collect();
             store.task_enqueue_many(batch).await.unwrap();
         }
@@ -122,10 +144,12 @@ async fn main() {
             .unwrap();
         let pid = worker.id();
         let mut samples = Vec::new();
+        let mut anon = Vec::new();
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
-            if let Some(kib) = rss_kib(pid) {
-                samples.push(kib);
+            if let (Some(all), Some(own)) = (status_kib(pid, "VmRSS"), status_kib(pid, "RssAnon")) {
+                samples.push(all);
+                anon.push(own);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -133,10 +157,14 @@ async fn main() {
         let _ = worker.kill();
         let _ = worker.wait();
         samples.sort_unstable();
+        anon.sort_unstable();
+        let mib = |kib: u64| kib as f64 / 1024.0;
         println!(
-            "  {queued:>9} queued: RSS median {:.1} MiB, max {:.1} MiB over 10 s ({done} tasks finished meanwhile)",
-            samples[samples.len() / 2] as f64 / 1024.0,
-            *samples.last().unwrap() as f64 / 1024.0,
+            "  {queued:>9} queued: RSS median {:.1} MiB, max {:.1} MiB; of it anonymous: median {:.1} MiB, max {:.1} MiB ({done} tasks finished in 10 s)",
+            mib(samples[samples.len() / 2]),
+            mib(*samples.last().unwrap()),
+            mib(anon[anon.len() / 2]),
+            mib(*anon.last().unwrap()),
         );
         drop(store);
         drop_schema(&env).await;

@@ -1,5 +1,6 @@
 //! Store benchmarks: enqueue (one at a time and in batches of 1,000), the
-//! claim → start → finish cycle as the daemon batches it, and the cost of a
+//! claim → start → finish cycle as the daemon batches it (in two calls, or
+//! with claim and start in one, `task_claim_start`), and the cost of a
 //! claim and a status look-up on empty tables versus 1,000,000 finished
 //! tasks. Prints the median of several runs per figure.
 //!
@@ -141,6 +142,35 @@ async fn cycle(db: &Db) -> f64 {
     rate(done, start.elapsed())
 }
 
+/// One claimer: claim and start 64 in one call → finish them, until the
+/// queue is empty.
+async fn cycle_claim_start(db: &Db) -> f64 {
+    fill_queue(&db.store, CYCLE_TASKS, "c").await;
+    let holder = DaemonId(7);
+    let start = Instant::now();
+    let mut done = 0;
+    loop {
+        let started = db
+            .store
+            .task_claim_start(&ClaimParams::new(holder, CYCLE_BATCH))
+            .await
+            .unwrap();
+        if started.is_empty() {
+            break;
+        }
+        let changes: Vec<_> = started
+            .iter()
+            .map(|t| StatusChange::new(t.attempt, Status::Finished, "done"))
+            .collect();
+        for r in db.store.task_set_status_many(&changes).await.unwrap() {
+            r.unwrap();
+        }
+        done += started.len();
+    }
+    assert_eq!(done, CYCLE_TASKS);
+    rate(done, start.elapsed())
+}
+
 /// Median microseconds of a one-task claim and of a status look-up by key.
 async fn probe(db: &Db, prefix: &str) -> (f64, f64) {
     fill_queue(&db.store, PROBES, prefix).await;
@@ -221,10 +251,12 @@ async fn main() {
     let mut single = Vec::new();
     let mut batched = Vec::new();
     let mut cycles = Vec::new();
+    let mut joined = Vec::new();
     for _ in 0..runs {
         single.push(enqueue_single(&fresh(&engine).await).await);
         batched.push(enqueue_batches(&fresh(&engine).await).await);
         cycles.push(cycle(&fresh(&engine).await).await);
+        joined.push(cycle_claim_start(&fresh(&engine).await).await);
     }
     println!(
         "enqueue one at a time     {:>9.0} tasks/s   runs {:?}",
@@ -240,6 +272,11 @@ async fn main() {
         "claim 64 > start > finish {:>9.0} tasks/s   runs {:?}",
         median(cycles.clone()),
         rounded(&cycles)
+    );
+    println!(
+        "claim_start 64 > finish   {:>9.0} tasks/s   runs {:?}",
+        median(joined.clone()),
+        rounded(&joined)
     );
 
     if scale {

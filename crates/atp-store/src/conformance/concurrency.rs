@@ -82,6 +82,93 @@ pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
     assert_eq!(s.queue_size().await.unwrap(), 0);
 }
 
+/// 16 callers drain 10,000 tasks with claim-and-start (then finish): every
+/// task is started exactly once, by its first start, none is lost, and the
+/// queue counter stays exact.
+pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: &impl TestDb) {
+    let s = db.store().clone();
+    let t = register(&s, task_type("drain")).await;
+    let unlimited = db
+        .open(StoreOptions {
+            max_queue_size: 0,
+            ..StoreOptions::default()
+        })
+        .await;
+    for chunk in (0..DRAIN_TASKS).collect::<Vec<_>>().chunks(1_000) {
+        let batch = chunk
+            .iter()
+            .map(|i| NewTask::new(t.clone(), ident(&format!("task-{i}"))))
+            .collect();
+        unlimited.task_enqueue_many(batch).await.unwrap();
+    }
+    let seen: Arc<Mutex<HashMap<i64, u64>>> = Arc::default();
+    let mut claimers = Vec::new();
+    for c in 0..CLAIMERS {
+        let s = s.clone();
+        let seen = Arc::clone(&seen);
+        claimers.push(tokio::spawn(async move {
+            let holder = DaemonId(0xD000 + c);
+            let batch = 1 + (c % 8) as u32 * 9;
+            loop {
+                let started = s
+                    .task_claim_start(&ClaimParams::new(holder, batch))
+                    .await
+                    .unwrap();
+                if started.is_empty() {
+                    return;
+                }
+                assert!(started.len() <= batch as usize);
+                {
+                    let mut seen = seen.lock().unwrap();
+                    for task in &started {
+                        assert_eq!(task.attempt.holder, holder);
+                        assert_eq!((task.start, task.attempt.lease), (1, 1));
+                        *seen.entry(task.attempt.task.0).or_default() += 1;
+                    }
+                }
+                let done: Vec<_> = started
+                    .iter()
+                    .map(|t| StatusChange::new(t.attempt, Status::Finished, "done"))
+                    .collect();
+                for result in s.task_set_status_many(&done).await.unwrap() {
+                    result.unwrap();
+                }
+            }
+        }));
+    }
+    for claimer in claimers {
+        claimer.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(seen.len(), DRAIN_TASKS, "every task started");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "started more than once: {twice:?}");
+    let counts = s.task_counts().await.unwrap();
+    assert_eq!(counts.status(Status::Finished), DRAIN_TASKS as u64);
+    assert_eq!(counts.total(), DRAIN_TASKS as u64);
+    assert_eq!(s.queue_size().await.unwrap(), 0);
+    assert_queue_consistent(&s).await;
+    // A sample of logs: enqueued, scheduled, running, finished, in order.
+    let mut ids: Vec<i64> = seen.into_keys().collect();
+    ids.sort_unstable();
+    for id in ids.iter().step_by(997) {
+        let log = s
+            .task_log(&atp_core::TaskRef::Id(atp_core::TaskId(*id)))
+            .await
+            .unwrap();
+        let statuses: Vec<_> = log.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                Status::Accepted,
+                Status::Scheduled,
+                Status::Running,
+                Status::Finished
+            ]
+        );
+    }
+}
+
 /// Four clean-ups at once rescue each abandoned task exactly once.
 pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
     let s = db.store().clone();

@@ -514,6 +514,13 @@ impl Store for PgStore {
         statement!(self, |c| queue::claim(c, params))
     }
 
+    async fn task_claim_start(&self, params: &ClaimParams) -> Result<Vec<StartedTask>> {
+        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+            return Ok(Vec::new());
+        }
+        statement!(self, |c| queue::claim_start(c, params))
+    }
+
     async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {
         if attempts.is_empty() {
             return Ok(Vec::new());

@@ -91,6 +91,96 @@ pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTas
         .collect()
 }
 
+/// [`claim_sql`] and [`WRITE_STARTS`] in one statement: the same pick
+/// (partial queue index, FIFO, `SKIP LOCKED`), one update straight to
+/// RUNNING (lease and starts both counted), the SCHEDULED and RUNNING log
+/// records of each task in that order (tasks in FIFO order), the `out`
+/// counter, and what the handler needs. The RUNNING message is built here
+/// as [`messages::started`] builds it, from the holder's display form ($4).
+fn claim_start_sql(by_type: bool) -> String {
+    let types = if by_type {
+        "AND type_id IN (SELECT id FROM atp_task_type WHERE name = ANY($5))"
+    } else {
+        ""
+    };
+    format!(
+        "WITH picked AS (
+             SELECT id FROM atp_task WHERE status = 1 {types}
+             ORDER BY enqueued_at, id LIMIT $3
+             FOR NO KEY UPDATE SKIP LOCKED
+         ), started AS (
+             UPDATE atp_task t SET status = 3, holder = $1, lease = t.lease + 1,
+                 starts = t.starts + 1, updated_at = now(),
+                 progress_percent = NULL, progress_message = NULL
+             FROM picked WHERE t.id = picked.id AND t.status = 1
+             RETURNING t.id, t.type_id, t.identifier, t.lease, t.starts, t.input, t.enqueued_at
+         ), typed AS (
+             SELECT s.id, s.identifier, s.lease, s.starts, s.input, s.enqueued_at, {type_columns}
+             FROM started s JOIN atp_task_type y ON y.id = s.type_id
+         ), logged AS (
+             INSERT INTO atp_task_log (task_id, time, status, message)
+             SELECT d.id, now(), l.status,
+                 CASE l.status WHEN 2 THEN $2::text
+                     ELSE 'Started by ' || $4::text || ' (start ' || d.starts::text
+                          || ' of ' || d.max_starts::text || ')' END
+             FROM typed d CROSS JOIN (VALUES (2::int2), (3::int2)) AS l (status)
+             ORDER BY d.enqueued_at, d.id, l.status
+         ), counted AS (
+             UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM started)
+             WHERE name = 'out' AND EXISTS (SELECT 1 FROM started)
+         )
+         SELECT d.id, d.identifier, d.lease, d.starts, d.input, {type_columns_of_d}
+         FROM typed d ORDER BY d.enqueued_at, d.id",
+        type_columns = row::TYPE_COLUMNS,
+        type_columns_of_d = row::TYPE_COLUMNS.replace("y.", "d."),
+    )
+}
+
+pub(super) async fn claim_start(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<StartedTask>> {
+    let holder = p.holder.to_db();
+    let shown = p.holder.to_string();
+    let limit = i64::from(p.limit);
+    let rows = match &p.types {
+        Some(names) => {
+            let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+            c.query(
+                "claiming and starting tasks",
+                &claim_start_sql(true),
+                &[&holder, &p.message, &limit, &shown, &names],
+            )
+            .await?
+        }
+        None => {
+            c.query(
+                "claiming and starting tasks",
+                &claim_start_sql(false),
+                &[&holder, &p.message, &limit, &shown],
+            )
+            .await?
+        }
+    };
+    rows.iter()
+        .map(|r| {
+            let task = TaskId(get(r, 0)?);
+            let input: String = get(r, 4)?;
+            let input = serde_json::from_str(&input).map_err(|e| {
+                Error::Corrupt(format!("stored input of task {task} is not JSON: {e}"))
+            })?;
+            Ok(StartedTask {
+                attempt: Attempt {
+                    task,
+                    holder: p.holder,
+                    lease: row::lease_of(get(r, 2)?)?,
+                },
+                start: row::count(get(r, 3)?)?,
+                task_type: row::task_type(r, 5)?,
+                identifier: row::identifier_of(get(r, 1)?)?,
+                input,
+            })
+        })
+        .collect()
+}
+
 /// What a fenced check looks at, as the batch has left it so far.
 struct Held {
     status: Status,
@@ -498,4 +588,81 @@ pub(super) async fn response_put(c: Conn<'_>, a: Attempt, response: &Response) -
     // Current now, yet the fenced statement did not match: it changed hands
     // and back in between, which leases rule out; report it as stale.
     Err(stale(&a))
+}
+
+#[cfg(test)]
+mod tests {
+    use atp_core::{Handler, NewTask, Store, StoreOptions, TaskIdentifier, TaskType, TypeName};
+
+    use super::super::test_schema::TestSchema;
+    use super::*;
+
+    /// The log records of one claim-and-start come in id order: tasks in
+    /// FIFO order, SCHEDULED before RUNNING for each; and the pick walks the
+    /// partial queue index, like the claim's.
+    #[tokio::test]
+    async fn claim_start_logs_in_order_and_walks_the_queue_index() {
+        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+            return;
+        };
+        let s = &db.store;
+        let t = TypeName::new("t").unwrap();
+        s.task_type_upsert(&TaskType::new(
+            t.clone(),
+            Handler::new("builtin:noop").unwrap(),
+        ))
+        .await
+        .unwrap();
+        let tasks = (0..50)
+            .map(|i| NewTask::new(t.clone(), TaskIdentifier::new(format!("x{i}")).unwrap()))
+            .collect();
+        s.task_enqueue_many(tasks).await.unwrap();
+        let holder = DaemonId(0xDEAD_BEEF_0000_0001);
+        let started = s
+            .task_claim_start(&ClaimParams::new(holder, 20))
+            .await
+            .unwrap();
+        assert_eq!(started.len(), 20);
+        let mut expected = Vec::new();
+        for task in &started {
+            expected.push((task.attempt.task.0, 2i16));
+            expected.push((task.attempt.task.0, 3i16));
+        }
+        let raw = db.raw().await;
+        let logged: Vec<(i64, i16)> = raw
+            .query(
+                "SELECT task_id, status FROM atp_task_log WHERE status IN (2, 3) ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(logged, expected);
+
+        // Among 20,000 finished tasks, the pick must not scan the table.
+        raw.batch_execute(
+            "INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at,
+                 enqueued_at, starts, lease, holder, input)
+             SELECT (SELECT id FROM atp_task_type WHERE name = 't'), 'old-' || i, 5,
+                 now(), now(), now(), 1, 1, 7, 'null'
+             FROM generate_series(1, 20000) AS i;
+             ANALYZE",
+        )
+        .await
+        .unwrap();
+        let plan: Vec<String> = raw
+            .query(
+                &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(false)),
+                &[&holder.to_db(), &"m", &10i64, &"h"],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("atp_task_queue"), "{plan}");
+    }
 }

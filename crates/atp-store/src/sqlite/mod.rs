@@ -429,6 +429,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn task_claim_start(&self, params: &ClaimParams) -> Result<Vec<StartedTask>> {
+        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let params = params.clone();
+        self.write(move |tx| queue::claim_start(tx, &params, now_micros()))
+            .await
+    }
+
     async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {
         let attempts = attempts.to_vec();
         self.write(move |tx| queue::start_many(tx, &attempts, now_micros()))

@@ -87,6 +87,28 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
     Ok(claimed)
 }
 
+/// A claim and the starts of everything it claimed, in the caller's one
+/// transaction: the writer lock that makes the claim atomic also keeps
+/// anyone else from touching the claimed tasks before they start.
+pub(super) fn claim_start(
+    tx: &Transaction<'_>,
+    p: &ClaimParams,
+    now: i64,
+) -> Result<Vec<StartedTask>> {
+    let claimed = claim(tx, p, now)?;
+    let attempts: Vec<Attempt> = claimed.iter().map(|c| c.attempt).collect();
+    start_many(tx, &attempts, now)?
+        .into_iter()
+        .map(|started| {
+            started.map_err(|e| {
+                Error::Corrupt(format!(
+                    "a task claimed in this transaction did not start: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
 pub(super) fn start_many(
     tx: &Transaction<'_>,
     attempts: &[Attempt],
