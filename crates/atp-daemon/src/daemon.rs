@@ -388,8 +388,9 @@ async fn claim_loop<S: Store + Clone>(
             () = &mut woken => woken_early = true,
             () = std::future::ready(()) => {}
         }
-        let claimed = match s.store.task_claim(&params).await {
-            Ok(claimed) => claimed,
+        // Claimed and started in one transaction: tasks come back RUNNING.
+        let started = match s.store.task_claim_start(&params).await {
+            Ok(started) => started,
             Err(e) => {
                 backoff
                     .failed(&e, "claiming tasks", &shutdown.graceful)
@@ -398,7 +399,7 @@ async fn claim_loop<S: Store + Clone>(
             }
         };
         backoff.reset();
-        if claimed.is_empty() {
+        if started.is_empty() {
             if woken_early {
                 continue;
             }
@@ -409,26 +410,10 @@ async fn claim_loop<S: Store + Clone>(
             }
             continue;
         }
-        let holds: Vec<Attempt> = claimed.iter().map(|c| c.attempt).collect();
-        if shutdown.graceful.is_cancelled() {
-            hand_back(s, &holds, "Not started: the daemon is shutting down").await;
-            break;
-        }
-        let started = match s.store.task_start_many(&holds).await {
-            Ok(started) => started,
-            Err(e) => {
-                // Unknown outcome: the tasks stay SCHEDULED for us; hand
-                // them back so they do not wait for a rescue.
-                warn!(error = %e, "starting claimed tasks failed; handing them back");
-                hand_back(s, &holds, "Not started: the start failed").await;
-                continue;
-            }
-        };
-        for (hold, result) in holds.iter().zip(started) {
-            match result {
-                Ok(task) => spawn_attempt(s, task, attempts),
-                Err(e) => warn!(task = %hold.task, error = %e, "claimed task could not start"),
-            }
+        // Started even if a stop came meanwhile: they get the grace period
+        // like every running attempt (handing them back would cost a start).
+        for task in started {
+            spawn_attempt(s, task, attempts);
         }
     }
 }

@@ -23,6 +23,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../../migrations/postgres/0003_count_in.sql"),
     ),
     (4, include_str!("../../migrations/postgres/0004_notify.sql")),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_queue_by_type.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -26,18 +26,48 @@ use crate::shared::keep_item;
 /// order), skipping rows another claimer has locked, so every claimer gets
 /// tasks of its own without waiting; marks them, logs them and counts them
 /// out of the queue in the same statement.
-fn claim_sql(by_type: bool) -> String {
-    let types = if by_type {
-        "AND type_id IN (SELECT id FROM atp_task_type WHERE name = ANY($4))"
-    } else {
-        ""
-    };
-    format!(
-        "WITH picked AS (
-             SELECT id FROM atp_task WHERE status = 1 {types}
+/// The `picked` CTE of a claim: the oldest ACCEPTED tasks, locked, skipping
+/// rows another claimer holds. `types` is the parameter holding the type
+/// names, when the claim is restricted.
+///
+/// Unrestricted, it walks the partial queue index `atp_task_queue` in FIFO
+/// order. Restricted, a plain `type_id IN (…)` filter lets the planner
+/// prefer the `(type_id, status, …)` index and sort every queued task of
+/// those types (hundreds of milliseconds with a million queued), so each
+/// type's oldest candidates are taken from `atp_task_queue_type` (ordered,
+/// `LIMIT`ed) and merged; the lock and the FIFO limit apply to the merge.
+/// A few spare candidates per type leave room for rows other claimers hold.
+fn picked_cte(types: Option<&str>) -> String {
+    match types {
+        None => "picked AS (
+             SELECT id FROM atp_task WHERE status = 1
              ORDER BY enqueued_at, id LIMIT $3
              FOR NO KEY UPDATE SKIP LOCKED
-         ), claimed AS (
+         )"
+        .to_owned(),
+        Some(names) => format!(
+            "candidates AS (
+             SELECT c.id, c.enqueued_at
+             FROM atp_task_type y CROSS JOIN LATERAL (
+                 SELECT q.id, q.enqueued_at FROM atp_task q
+                 WHERE q.status = 1 AND q.type_id = y.id
+                 ORDER BY q.enqueued_at, q.id LIMIT $3::int8 + 64
+             ) c
+             WHERE y.name = ANY({names})
+         ), picked AS (
+             SELECT t.id FROM atp_task t JOIN candidates c ON c.id = t.id
+             WHERE t.status = 1
+             ORDER BY c.enqueued_at, c.id LIMIT $3
+             FOR NO KEY UPDATE OF t SKIP LOCKED
+         )"
+        ),
+    }
+}
+
+fn claim_sql(by_type: bool) -> String {
+    let picked = picked_cte(by_type.then_some("$4"));
+    format!(
+        "WITH {picked}, claimed AS (
              UPDATE atp_task t SET status = 2, holder = $1, lease = t.lease + 1, updated_at = now()
              FROM picked WHERE t.id = picked.id AND t.status = 1
              RETURNING t.id, t.type_id, t.identifier, t.lease, t.enqueued_at
@@ -98,17 +128,9 @@ pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTas
 /// counter, and what the handler needs. The RUNNING message is built here
 /// as [`messages::started`] builds it, from the holder's display form ($4).
 fn claim_start_sql(by_type: bool) -> String {
-    let types = if by_type {
-        "AND type_id IN (SELECT id FROM atp_task_type WHERE name = ANY($5))"
-    } else {
-        ""
-    };
+    let picked = picked_cte(by_type.then_some("$5"));
     format!(
-        "WITH picked AS (
-             SELECT id FROM atp_task WHERE status = 1 {types}
-             ORDER BY enqueued_at, id LIMIT $3
-             FOR NO KEY UPDATE SKIP LOCKED
-         ), started AS (
+        "WITH {picked}, started AS (
              UPDATE atp_task t SET status = 3, holder = $1, lease = t.lease + 1,
                  starts = t.starts + 1, updated_at = now(),
                  progress_percent = NULL, progress_message = NULL
