@@ -64,6 +64,24 @@ async fn fresh(engine: &str, dir: &std::path::Path) -> (AnyStore, Vec<(String, S
     }
 }
 
+/// After a bulk enqueue on PostgreSQL: statistics for the planner, and the
+/// dirty pages written out, so the sampling measures the daemon and not the
+/// checkpointer flushing the fill behind it.
+async fn settle_postgres(env: &[(String, String)]) {
+    let Some((_, schema)) = env.iter().find(|(k, _)| k == "ATP_DATABASE_SCHEMA") else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("ANALYZE \"{schema}\".atp_task"))
+        .await
+        .unwrap();
+    client.batch_execute("CHECKPOINT").await.unwrap();
+}
+
 async fn drop_schema(env: &[(String, String)]) {
     let Some((_, schema)) = env.iter().find(|(k, _)| k == "ATP_DATABASE_SCHEMA") else {
         return;
