@@ -151,6 +151,7 @@ async fn main() {
             "  queued {queued} in {:.1} s",
             started.elapsed().as_secs_f64()
         );
+        settle_postgres(&env).await;
         let mut worker = Command::new(ATP)
             .args(["worker", "--concurrency", "8"])
             .envs(env.clone())
