@@ -37,6 +37,12 @@ use crate::shared::keep_item;
 /// type's oldest candidates are taken from `atp_task_queue_type` (ordered,
 /// `LIMIT`ed) and merged; the lock and the FIFO limit apply to the merge.
 /// A few spare candidates per type leave room for rows other claimers hold.
+///
+/// Rows found by id re-check `t.status + 0 = 1`, not `t.status = 1`: the
+/// latter matches the predicate of the partial queue indexes, and with
+/// statistics that call the queue small the planner then finds each row by
+/// walking the whole queue index instead of the primary key (a claim grew
+/// with the queue's length).
 fn picked_cte(types: Option<&str>) -> String {
     match types {
         None => "picked AS (
@@ -56,7 +62,7 @@ fn picked_cte(types: Option<&str>) -> String {
              WHERE y.name = ANY({names})
          ), picked AS (
              SELECT t.id FROM atp_task t JOIN candidates c ON c.id = t.id
-             WHERE t.status = 1
+             WHERE t.status + 0 = 1
              ORDER BY c.enqueued_at, c.id LIMIT $3
              FOR NO KEY UPDATE OF t SKIP LOCKED
          )"
@@ -69,7 +75,7 @@ fn claim_sql(by_type: bool) -> String {
     format!(
         "WITH {picked}, claimed AS (
              UPDATE atp_task t SET status = 2, holder = $1, lease = t.lease + 1, updated_at = now()
-             FROM picked WHERE t.id = picked.id AND t.status = 1
+             FROM picked WHERE t.id = picked.id AND t.status + 0 = 1
              RETURNING t.id, t.type_id, t.identifier, t.lease, t.enqueued_at
          ), logged AS (
              INSERT INTO atp_task_log (task_id, time, status, message)
@@ -134,7 +140,7 @@ fn claim_start_sql(by_type: bool) -> String {
              UPDATE atp_task t SET status = 3, holder = $1, lease = t.lease + 1,
                  starts = t.starts + 1, updated_at = now(),
                  progress_percent = NULL, progress_message = NULL
-             FROM picked WHERE t.id = picked.id AND t.status = 1
+             FROM picked WHERE t.id = picked.id AND t.status + 0 = 1
              RETURNING t.id, t.type_id, t.identifier, t.lease, t.starts, t.input, t.enqueued_at
          ), typed AS (
              SELECT s.id, s.identifier, s.lease, s.starts, s.input, s.enqueued_at, {type_columns}
