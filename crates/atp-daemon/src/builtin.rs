@@ -79,11 +79,11 @@ async fn sleep(ctx: TaskContext) -> HandlerResult {
             () = ctx.cancelled() => return Err(HandlerError::new("cancelled while sleeping")),
         }
         let done = started.elapsed().as_secs_f64().min(seconds);
-        let percent = if seconds > 0.0 {
-            done / seconds * 100.0
-        } else {
-            100.0
-        };
+        if done >= seconds {
+            // Done: the FINISHED record says so; no progress write.
+            return Ok(());
+        }
+        let percent = done / seconds * 100.0;
         ctx.progress(Some(percent), format!("slept {done:.0} of {seconds} s"))
             .await?;
     }

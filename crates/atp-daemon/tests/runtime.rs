@@ -329,6 +329,31 @@ async fn a_task_held_but_not_running_is_handed_back(db: impl TestDb) {
     .await;
 }
 
+/// `builtin:sleep` reports its progress while it runs.
+async fn sleep_reports_progress(db: impl TestDb) {
+    with_daemon(&db, Registry::with_builtins(), |s| async move {
+        let t = register(&s, "nap", "builtin:sleep").await;
+        let task = enqueue(&s, &t, "n", json!({"seconds": 1.5})).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let progress = loop {
+            let now = s.task_get(&task).await.unwrap();
+            if let Some(p) = now.progress {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "no progress was reported");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let percent = progress.percent.unwrap();
+        assert!(percent > 0.0 && percent < 100.0, "{progress:?}");
+        assert!(
+            progress.message.starts_with("slept 1 of 1.5 s"),
+            "{progress:?}"
+        );
+        settled(&s, &[task]).await;
+    })
+    .await;
+}
+
 macro_rules! runtime_tests {
     ($db:expr) => {
         runtime_tests!(@each $db;
@@ -338,6 +363,7 @@ macro_rules! runtime_tests {
             runs_many_tasks_within_its_concurrency,
             a_lost_attempts_result_is_dropped,
             a_task_held_but_not_running_is_handed_back,
+            sleep_reports_progress,
         );
     };
     (@each $db:expr; $($case:ident),* $(,)?) => {
