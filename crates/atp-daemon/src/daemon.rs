@@ -174,6 +174,11 @@ struct Shared<S> {
     running: Mutex<HashMap<TaskId, Running>>,
     /// Attempts whose handler is done and whose end is being written.
     settling: Mutex<HashSet<TaskId>>,
+    /// Tasks claimed and started ahead, waiting here for a free slot (see
+    /// [`PREFETCH_BELOW`]); heartbeated and reconciled like running ones.
+    buffered: Mutex<HashMap<TaskId, Attempt>>,
+    /// Moving average of how long handlers run, in microseconds.
+    handler_micros: std::sync::atomic::AtomicU64,
     /// Signalled when an attempt ends (a slot is free).
     slot_freed: Notify,
     /// Signalled by in-process producers when they enqueue.
@@ -225,6 +230,8 @@ impl<S: Store + Clone> Daemon<S> {
                 config,
                 running: Mutex::new(HashMap::new()),
                 settling: Mutex::new(HashSet::new()),
+                buffered: Mutex::new(HashMap::new()),
+                handler_micros: std::sync::atomic::AtomicU64::new(u64::MAX),
                 slot_freed: Notify::new(),
                 wake: Arc::new(Notify::new()),
                 abort_all: CancellationToken::new(),
@@ -346,11 +353,29 @@ async fn claim_loop<S: Store + Clone>(
 ) {
     let mut backoff = Backoff::new();
     let mut runnable = RunnableTypes::default();
+    let mut ahead: std::collections::VecDeque<atp_core::StartedTask> = Default::default();
     while !shutdown.graceful.is_cancelled() {
         // Reap finished attempt tasks so the set does not grow.
         while attempts.try_join_next().is_some() {}
-        let free = s.config.concurrency - s.running.lock().expect("running map").len();
-        if free == 0 {
+        let mut free = s.config.concurrency - s.running.lock().expect("running map").len();
+        while free > 0
+            && let Some(task) = ahead.pop_front()
+        {
+            s.buffered
+                .lock()
+                .expect("buffer")
+                .remove(&task.attempt.task);
+            spawn_attempt(s, task, attempts);
+            free -= 1;
+        }
+        // With short tasks, claim a batch ahead while the slots are busy, so
+        // the next claim's round trip overlaps the running batch.
+        let room = if s.tasks_are_short() {
+            s.config.concurrency.saturating_sub(ahead.len())
+        } else {
+            0
+        };
+        if free == 0 && room == 0 {
             tokio::select! {
                 () = s.slot_freed.notified() => {}
                 () = shutdown.graceful.cancelled() => {}
@@ -373,8 +398,9 @@ async fn claim_loop<S: Store + Clone>(
             idle(s, shutdown).await;
             continue;
         }
+        let want = free + room;
         let params =
-            ClaimParams::new(s.id, u32::try_from(free).unwrap_or(u32::MAX)).with_types(types);
+            ClaimParams::new(s.id, u32::try_from(want).unwrap_or(u32::MAX)).with_types(types);
         // Listen before looking: a task enqueued while the claim runs must
         // still wake the wait below.
         // (Polling the wait once registers it.) The claim itself is never
@@ -406,6 +432,8 @@ async fn claim_loop<S: Store + Clone>(
             tokio::select! {
                 () = woken => {}
                 () = s.wake.notified() => {}
+                // Tasks claimed ahead run as soon as a slot frees.
+                () = s.slot_freed.notified(), if !ahead.is_empty() => {}
                 () = shutdown.graceful.cancelled() => {}
             }
             continue;
@@ -413,8 +441,56 @@ async fn claim_loop<S: Store + Clone>(
         // Started even if a stop came meanwhile: they get the grace period
         // like every running attempt (handing them back would cost a start).
         for task in started {
-            spawn_attempt(s, task, attempts);
+            if free > 0 {
+                spawn_attempt(s, task, attempts);
+                free -= 1;
+            } else {
+                s.buffered
+                    .lock()
+                    .expect("buffer")
+                    .insert(task.attempt.task, task.attempt);
+                ahead.push_back(task);
+            }
         }
+    }
+    // Stopping: what was claimed ahead is already started; run it within
+    // the grace period like the rest (it is short work by construction).
+    for task in ahead {
+        s.buffered
+            .lock()
+            .expect("buffer")
+            .remove(&task.attempt.task);
+        spawn_attempt(s, task, attempts);
+    }
+}
+
+/// Below this average handler time a busy daemon claims a batch ahead.
+/// Longer tasks are never claimed before a slot is free for them: another
+/// daemon may be idle.
+const PREFETCH_BELOW: Duration = Duration::from_millis(20);
+
+impl<S> Shared<S> {
+    fn tasks_are_short(&self) -> bool {
+        let micros = self
+            .handler_micros
+            .load(std::sync::atomic::Ordering::Relaxed);
+        micros < PREFETCH_BELOW.as_micros() as u64
+    }
+
+    /// Folds one handler's run time into the moving average (weight 1/8).
+    fn record_handler_time(&self, took: Duration) {
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let _ = self.handler_micros.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |old| {
+                Some(if old == u64::MAX {
+                    took
+                } else {
+                    old - old / 8 + took / 8
+                })
+            },
+        );
     }
 }
 
@@ -538,6 +614,7 @@ async fn run_attempt<S: Store>(
 ) {
     let timeout = Duration::try_from_secs_f64(ctx.task_type().timeout_secs)
         .unwrap_or(Duration::from_secs(3600));
+    let began = tokio::time::Instant::now();
     let work = {
         let ctx = ctx.clone();
         match s.registry.resolve(handler) {
@@ -569,6 +646,7 @@ async fn run_attempt<S: Store>(
             joined(r)
         }
     };
+    s.record_handler_time(began.elapsed());
     // A handler that gave up because it was cancelled (say `builtin:sleep`
     // returning "cancelled") did not fail on its own: its task goes back to
     // the queue. One that finished anyway keeps its result.
@@ -753,13 +831,21 @@ async fn heartbeat_loop<S: Store>(s: Arc<Shared<S>>, info: DaemonInfo, stop: Can
             }
             Err(e) => warn!(error = %e, "daemon heartbeat failed"),
         }
-        let holds: Vec<(Attempt, CancellationToken)> = s
+        let mut holds: Vec<(Attempt, CancellationToken)> = s
             .running
             .lock()
             .expect("running map")
             .values()
             .map(|r| (r.ctx.attempt(), r.cancel.clone()))
             .collect();
+        // Claimed ahead and waiting for a slot: keep them alive too.
+        holds.extend(
+            s.buffered
+                .lock()
+                .expect("buffer")
+                .values()
+                .map(|a| (*a, CancellationToken::new())),
+        );
         if holds.is_empty() {
             continue;
         }
@@ -803,7 +889,13 @@ async fn reconcile<S: Store>(s: &Shared<S>, suspects: &mut HashMap<TaskId, u64>)
     let known: HashSet<TaskId> = {
         let running = s.running.lock().expect("running map");
         let settling = s.settling.lock().expect("settling set");
-        running.keys().chain(settling.iter()).copied().collect()
+        let buffered = s.buffered.lock().expect("buffer");
+        running
+            .keys()
+            .chain(settling.iter())
+            .chain(buffered.keys())
+            .copied()
+            .collect()
     };
     let mut orphans = Vec::new();
     let mut next = HashMap::new();

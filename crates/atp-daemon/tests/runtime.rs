@@ -354,6 +354,42 @@ async fn sleep_reports_progress(db: impl TestDb) {
     .await;
 }
 
+/// A busy daemon claims ahead only while its tasks are short: with long
+/// tasks, a queued task stays ACCEPTED (free for another daemon) until a
+/// slot frees. With short ones it may be claimed ahead, but never more run
+/// at once than the concurrency (see `runs_many_tasks_within_its_concurrency`).
+async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
+    let daemon = Daemon::new(
+        db.store().clone(),
+        Registry::with_builtins(),
+        DaemonConfig {
+            concurrency: 1,
+            ..config()
+        },
+    );
+    let shutdown = Shutdown::new();
+    let run = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { daemon.run(shutdown).await })
+    };
+    let s = db.store().clone();
+    let t = register(&s, "long", "builtin:sleep").await;
+    let first = enqueue(&s, &t, "1", json!({"seconds": 0.8})).await;
+    let second = enqueue(&s, &t, "2", json!({"seconds": 0.8})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.task_get(&first).await.unwrap().status != Status::Running {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(s.task_get(&second).await.unwrap().status, Status::Accepted);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settled(&s, &[first, second]).await;
+    shutdown.stop();
+    run.await.unwrap().unwrap();
+}
+
 macro_rules! runtime_tests {
     ($db:expr) => {
         runtime_tests!(@each $db;
@@ -364,6 +400,7 @@ macro_rules! runtime_tests {
             a_lost_attempts_result_is_dropped,
             a_task_held_but_not_running_is_handed_back,
             sleep_reports_progress,
+            long_tasks_are_not_claimed_ahead,
         );
     };
     (@each $db:expr; $($case:ident),* $(,)?) => {
