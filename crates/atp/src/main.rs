@@ -1,7 +1,10 @@
-//! `atp`: the command line. For now the daemon (`atp worker`); the producer
-//! and operator commands follow (issue 4).
+//! `atp`: the command line: the daemon (`atp worker`) and the producer and
+//! operator commands. Exit codes: 0 success, 1 error, 2 usage, 3 not found,
+//! 4 conflict, 5 queue full.
 
+mod commands;
 mod database;
+mod output;
 
 use std::time::Duration;
 
@@ -19,6 +22,9 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     database: database::DatabaseArgs,
+    /// Machine-readable output on stdout (JSON, RFC 3339 UTC times).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +36,44 @@ enum Command {
     ///
     /// Example: atp --database postgres://atp@db/atp worker --concurrency 8
     Worker(WorkerArgs),
+    /// Register, remove and list task types.
+    #[command(subcommand)]
+    Type(commands::TypeCommand),
+    /// Enqueue a task.
+    ///
+    /// Example: atp enqueue SequenceSum job-1 --input '[1, 2, 3]'
+    Enqueue(commands::EnqueueArgs),
+    /// A task's status.
+    ///
+    /// Example: atp status SequenceSum job-1 --json
+    Status {
+        /// The task's type.
+        task_type: String,
+        /// The task's identifier.
+        identifier: String,
+    },
+    /// A task's log, oldest first.
+    ///
+    /// Example: atp log SequenceSum job-1
+    Log {
+        /// The task's type.
+        task_type: String,
+        /// The task's identifier.
+        identifier: String,
+    },
+    /// List tasks, newest update first.
+    ///
+    /// Example: atp tasks --status failed --type SequenceSum --limit 20
+    Tasks(commands::TasksArgs),
+    /// Counts by status and type, queue size, live daemons.
+    ///
+    /// Example: atp stats --json
+    Stats,
+    /// Re-enqueue abandoned tasks, delete retired ones and remove dead
+    /// daemons, once, printing what was done.
+    ///
+    /// Example: atp cleanup
+    Cleanup,
 }
 
 #[derive(Debug, Args)]
@@ -59,10 +103,16 @@ struct WorkerArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The daemon narrates; one-shot commands speak only of trouble.
+    let default_level = if matches!(cli.command, Command::Worker(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ATP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -77,14 +127,32 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("atp: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(output::exit_code(&e))
         }
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    if let Command::Worker(args) = cli.command {
+        return worker(&cli.database, args).await;
+    }
+    let store = cli.database.open().await?;
     match cli.command {
-        Command::Worker(args) => worker(&cli.database, args).await,
+        Command::Worker(_) => unreachable!("handled above"),
+        Command::Type(cmd) => commands::type_command(&store, json, cmd).await,
+        Command::Enqueue(args) => commands::enqueue(&store, json, args).await,
+        Command::Status {
+            task_type,
+            identifier,
+        } => commands::status(&store, json, &task_type, &identifier).await,
+        Command::Log {
+            task_type,
+            identifier,
+        } => commands::log(&store, json, &task_type, &identifier).await,
+        Command::Tasks(args) => commands::tasks(&store, json, args).await,
+        Command::Stats => commands::stats(&store, json).await,
+        Command::Cleanup => commands::cleanup(&store, json).await,
     }
 }
 

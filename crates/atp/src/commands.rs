@@ -1,0 +1,283 @@
+//! Producer and operator commands: types, enqueue, look-ups, clean-up.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use atp_core::{
+    Handler, NewTask, Status, Store, TaskFilter, TaskIdentifier, TaskRef, TaskType, TypeName,
+};
+use atp_store::AnyStore;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::output::{log_json, print_json, rfc3339, task_json, task_line, type_json};
+
+/// `atp type …`
+#[derive(Debug, Subcommand)]
+pub enum TypeCommand {
+    /// Register a task type, or update it when it exists.
+    ///
+    /// Example: atp type register SequenceSum builtin:sum --timeout 600 --max-starts 3
+    Register {
+        /// The type's name (1–64 characters).
+        name: String,
+        /// What runs its tasks: builtin:NAME, exec:PROGRAM ARG…, or a name a
+        /// program registers.
+        handler: String,
+        /// Seconds one attempt may run, and a held task may go without an
+        /// update before it counts as abandoned.
+        #[arg(long, default_value_t = 3600.0)]
+        timeout: f64,
+        /// Seconds finished tasks are kept (0 or less: forever).
+        #[arg(long, default_value_t = -1.0, allow_negative_numbers = true)]
+        retention: f64,
+        /// Starts a task gets before it FAILS instead of being retried.
+        #[arg(long, default_value_t = 3)]
+        max_starts: u32,
+    },
+    /// Remove a type (refused while it has tasks, unless --force).
+    ///
+    /// Example: atp type unregister SequenceSum --force
+    Unregister {
+        /// The type's name.
+        name: String,
+        /// Also delete its tasks, their logs, inputs and responses.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the registered types.
+    ///
+    /// Example: atp type list --json
+    List,
+}
+
+/// `atp enqueue …`
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The task's type.
+    task_type: String,
+    /// The task's identifier, unique within its type.
+    identifier: String,
+    /// The input, as JSON.
+    #[arg(long, conflicts_with = "input_file")]
+    input: Option<String>,
+    /// Read the input (JSON) from this file, or `-` for stdin.
+    #[arg(long)]
+    input_file: Option<String>,
+    /// The first log record's message.
+    #[arg(long)]
+    message: Option<String>,
+}
+
+/// `atp tasks …`
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Only tasks in this status (name or code).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only tasks of this type.
+    #[arg(long = "type")]
+    task_type: Option<String>,
+    /// At most this many, newest update first.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+fn type_name(text: &str) -> anyhow::Result<TypeName> {
+    TypeName::new(text).with_context(|| format!("invalid type name {text:?}"))
+}
+
+fn identifier(text: &str) -> anyhow::Result<TaskIdentifier> {
+    TaskIdentifier::new(text).with_context(|| format!("invalid task identifier {text:?}"))
+}
+
+fn key(task_type: &str, id: &str) -> anyhow::Result<TaskRef> {
+    Ok(TaskRef::Key(type_name(task_type)?, identifier(id)?))
+}
+
+pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> anyhow::Result<()> {
+    match cmd {
+        TypeCommand::Register {
+            name,
+            handler,
+            timeout,
+            retention,
+            max_starts,
+        } => {
+            let mut t = TaskType::new(
+                type_name(&name)?,
+                Handler::new(handler.as_str())
+                    .with_context(|| format!("invalid handler {handler:?}"))?,
+            );
+            t.timeout_secs = timeout;
+            t.retention_secs = retention;
+            t.max_starts = max_starts;
+            store.task_type_upsert(&t).await?;
+            if json {
+                print_json(&type_json(&t));
+            } else {
+                println!("registered {} ({})", t.name.as_str(), t.handler.as_str());
+            }
+        }
+        TypeCommand::Unregister { name, force } => {
+            let deleted = store.task_type_delete(&type_name(&name)?, force).await?;
+            if json {
+                print_json(&json!({"name": name, "tasks_deleted": deleted}));
+            } else {
+                println!("unregistered {name} ({deleted} tasks deleted)");
+            }
+        }
+        TypeCommand::List => {
+            let types = store.task_type_list().await?;
+            if json {
+                print_json(&Value::Array(types.iter().map(type_json).collect()));
+            } else {
+                for t in &types {
+                    println!(
+                        "{:<24} {:<32} timeout {} s  retention {} s  max starts {}",
+                        t.name.as_str(),
+                        t.handler.as_str(),
+                        t.timeout_secs,
+                        t.retention_secs,
+                        t.max_starts
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_input(args: &EnqueueArgs) -> anyhow::Result<Option<Value>> {
+    let text = match (&args.input, &args.input_file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) if path == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the input from stdin")?;
+            text
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the input file {path}"))?,
+        (None, None) => return Ok(None),
+    };
+    let value = serde_json::from_str(&text).context("the input is not valid JSON")?;
+    Ok(Some(value))
+}
+
+pub async fn enqueue(store: &AnyStore, json: bool, args: EnqueueArgs) -> anyhow::Result<()> {
+    let input = read_input(&args)?;
+    let mut task = NewTask::new(type_name(&args.task_type)?, identifier(&args.identifier)?);
+    if let Some(input) = input {
+        task = task.with_input(input);
+    }
+    if let Some(message) = &args.message {
+        task = task.with_message(message.clone());
+    }
+    let task = store.task_enqueue(task).await?;
+    if json {
+        print_json(&task_json(&task));
+    } else {
+        println!("{}", task_line(&task));
+    }
+    Ok(())
+}
+
+pub async fn status(store: &AnyStore, json: bool, task_type: &str, id: &str) -> anyhow::Result<()> {
+    let task = store.task_get(&key(task_type, id)?).await?;
+    if json {
+        print_json(&task_json(&task));
+    } else {
+        println!("{}", task_line(&task));
+    }
+    Ok(())
+}
+
+pub async fn log(store: &AnyStore, json: bool, task_type: &str, id: &str) -> anyhow::Result<()> {
+    let log = store.task_log(&key(task_type, id)?).await?;
+    if json {
+        print_json(&Value::Array(log.iter().map(log_json).collect()));
+    } else {
+        for r in &log {
+            println!("{}  {:<9}  {}", rfc3339(r.time), r.status.name(), r.message);
+        }
+    }
+    Ok(())
+}
+
+pub async fn tasks(store: &AnyStore, json: bool, args: TasksArgs) -> anyhow::Result<()> {
+    let status = args
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<Status>()
+                .map_err(|e| anyhow::anyhow!("--status: {e}"))
+        })
+        .transpose()?;
+    let filter = TaskFilter {
+        status,
+        task_type: args.task_type.as_deref().map(type_name).transpose()?,
+        limit: args.limit,
+        ..TaskFilter::default()
+    };
+    let page = store.task_list(&filter).await?;
+    if json {
+        print_json(&Value::Array(page.tasks.iter().map(task_json).collect()));
+    } else {
+        for t in &page.tasks {
+            println!("{}", task_line(t));
+        }
+    }
+    Ok(())
+}
+
+pub async fn stats(store: &AnyStore, json: bool) -> anyhow::Result<()> {
+    let counts = store.task_counts().await?;
+    let queued = store.queue_size().await?;
+    let daemons = store.daemon_list().await?;
+    if json {
+        let by_status: serde_json::Map<String, Value> = counts
+            .by_status
+            .iter()
+            .map(|(s, n)| (s.name().to_owned(), json!(n)))
+            .collect();
+        let by_type: Vec<Value> = counts
+            .by_type
+            .iter()
+            .map(|(t, s, n)| json!({"type": t.as_str(), "status": s.name(), "count": n}))
+            .collect();
+        print_json(&json!({
+            "by_status": by_status,
+            "by_type": by_type,
+            "queue_size": queued,
+            "daemons": daemons.len(),
+        }));
+    } else {
+        for (s, n) in &counts.by_status {
+            println!("{:<9} {n}", s.name());
+        }
+        println!("queued    {queued}");
+        println!("daemons   {}", daemons.len());
+    }
+    Ok(())
+}
+
+pub async fn cleanup(store: &AnyStore, json: bool) -> anyhow::Result<()> {
+    let report = atp_daemon::cleanup_once(store, Duration::from_secs(15), 1_000).await;
+    if json {
+        print_json(&json!({
+            "abandoned": report.abandoned,
+            "retired": report.retired,
+            "dead_daemons": report.dead_daemons,
+            "rescued": report.rescued,
+        }));
+    } else {
+        println!(
+            "abandoned tasks handled: {}, retired tasks deleted: {}, dead daemons removed: {} ({} tasks rescued)",
+            report.abandoned, report.retired, report.dead_daemons, report.rescued
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! What the command prints: stable JSON shapes for `--json`, plain lines
+//! for people, and the exit code of each error kind.
+
+use atp_core::{Error, LogRecord, Task, TaskType};
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+
+/// Exit codes (README "Exit codes").
+pub mod exit {
+    /// Any other error.
+    pub const ERROR: u8 = 1;
+    /// The type or task does not exist.
+    pub const NOT_FOUND: u8 = 3;
+    /// Duplicate task, or a type that still has tasks.
+    pub const CONFLICT: u8 = 4;
+    /// The queue is full.
+    pub const QUEUE_FULL: u8 = 5;
+}
+
+/// The exit code for an error: by the store's error kind when there is one.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<Error>() {
+        Some(Error::TypeNotFound(_) | Error::TaskNotFound(_)) => exit::NOT_FOUND,
+        Some(Error::DuplicateTask { .. } | Error::TypeHasTasks { .. }) => exit::CONFLICT,
+        Some(Error::QueueFull { .. }) => exit::QUEUE_FULL,
+        _ => exit::ERROR,
+    }
+}
+
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// A task as `--json` prints it.
+pub fn task_json(t: &Task) -> Value {
+    json!({
+        "id": t.id.0,
+        "type": t.task_type.as_str(),
+        "identifier": t.identifier.as_str(),
+        "status": t.status.name(),
+        "status_code": t.status.code(),
+        "starts": t.starts,
+        "holder": t.holder.map(|h| h.to_string()),
+        "progress": t.progress.as_ref().map(|p| json!({"percent": p.percent, "message": p.message})),
+        "inserted_at": rfc3339(t.inserted_at),
+        "updated_at": rfc3339(t.updated_at),
+        "enqueued_at": rfc3339(t.enqueued_at),
+    })
+}
+
+/// A log record as `--json` prints it.
+pub fn log_json(r: &LogRecord) -> Value {
+    json!({
+        "time": rfc3339(r.time),
+        "status": r.status.name(),
+        "status_code": r.status.code(),
+        "message": r.message,
+    })
+}
+
+/// A task type as `--json` prints it.
+pub fn type_json(t: &TaskType) -> Value {
+    json!({
+        "name": t.name.as_str(),
+        "handler": t.handler.as_str(),
+        "timeout_secs": t.timeout_secs,
+        "retention_secs": t.retention_secs,
+        "max_starts": t.max_starts,
+    })
+}
+
+/// One line for people.
+pub fn task_line(t: &Task) -> String {
+    let progress = t
+        .progress
+        .as_ref()
+        .map(|p| match p.percent {
+            Some(pc) => format!("  {pc:.0}% {}", p.message),
+            None => format!("  {}", p.message),
+        })
+        .unwrap_or_default();
+    format!(
+        "{:>8}  {:<9}  {}/{}  starts {}  updated {}{progress}",
+        t.id.0,
+        t.status.name(),
+        t.task_type.as_str(),
+        t.identifier.as_str(),
+        t.starts,
+        rfc3339(t.updated_at),
+    )
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}

@@ -1,0 +1,226 @@
+//! The `atp` producer and operator commands, run as the real binary on a
+//! fresh SQLite file: output shapes, exit codes, and bad input that leaves
+//! the database unchanged.
+
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+const ATP: &str = env!("CARGO_BIN_EXE_atp");
+
+struct Db {
+    dir: tempfile::TempDir,
+}
+
+impl Db {
+    fn new() -> Db {
+        Db {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("cli.sqlite").display())
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(ATP)
+            .arg("--database")
+            .arg(self.url())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running atp")
+    }
+
+    /// Runs a command that must succeed and returns its JSON output.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn task_count(&self) -> usize {
+        self.json(&["tasks", "--limit", "1000"])
+            .as_array()
+            .unwrap()
+            .len()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The command failed with `code` and one clear line on stderr.
+fn fails(out: &Output, code: i32, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn enqueue_status_log_and_tasks_print_documented_json() {
+    let db = Db::new();
+    let t = db.json(&[
+        "type",
+        "register",
+        "SequenceSum",
+        "builtin:sum",
+        "--max-starts",
+        "2",
+    ]);
+    assert_eq!(t["name"], "SequenceSum");
+    assert_eq!(t["max_starts"], 2);
+    let task = db.json(&[
+        "enqueue",
+        "SequenceSum",
+        "job 1/ä",
+        "--input",
+        "[1, 2]",
+        "--message",
+        "hello",
+    ]);
+    for field in [
+        "id",
+        "type",
+        "identifier",
+        "status",
+        "status_code",
+        "starts",
+        "progress",
+        "inserted_at",
+        "updated_at",
+    ] {
+        assert!(task.get(field).is_some(), "{field} missing from {task}");
+    }
+    assert_eq!(task["status"], "ACCEPTED");
+    assert_eq!(task["status_code"], 1);
+    assert_eq!(
+        task["identifier"], "job 1/ä",
+        "identifiers round-trip exactly"
+    );
+    let status = db.json(&["status", "SequenceSum", "job 1/ä"]);
+    assert_eq!(status["id"], task["id"]);
+    assert!(
+        status["updated_at"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339 UTC"
+    );
+    let log = db.json(&["log", "SequenceSum", "job 1/ä"]);
+    assert_eq!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["status"].clone(), r["message"].clone()))
+            .collect::<Vec<_>>(),
+        vec![(json!("ACCEPTED"), json!("hello"))]
+    );
+    assert_eq!(log[0]["status_code"], 1);
+    let listed = db.json(&["tasks", "--status", "accepted", "--type", "SequenceSum"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let stats = db.json(&["stats"]);
+    assert_eq!(stats["by_status"]["ACCEPTED"], 1);
+    assert_eq!(stats["queue_size"], 1);
+    let types = db.json(&["type", "list"]);
+    assert_eq!(types[0]["handler"], "builtin:sum");
+}
+
+#[test]
+fn errors_have_their_exit_codes_and_change_nothing() {
+    let db = Db::new();
+    db.json(&["type", "register", "T", "builtin:noop"]);
+    db.json(&["enqueue", "T", "a"]);
+    // Duplicate: conflict.
+    fails(&db.run(&["enqueue", "T", "a"]), 4, "a");
+    // Unknown type, unknown task: not found.
+    fails(&db.run(&["enqueue", "Nope", "a"]), 3, "Nope");
+    fails(&db.run(&["status", "T", "missing"]), 3, "missing");
+    // Bad input: error, nothing written.
+    fails(
+        &db.run(&["enqueue", "T", "b", "--input", "{not json"]),
+        1,
+        "JSON",
+    );
+    fails(
+        &db.run(&[
+            "enqueue",
+            "T",
+            "c",
+            "--input-file",
+            "/nonexistent/input.json",
+        ]),
+        1,
+        "/nonexistent/input.json",
+    );
+    let long = "x".repeat(65);
+    fails(&db.run(&["enqueue", "T", &long]), 1, "identifier");
+    fails(&db.run(&["tasks", "--status", "sleeping"]), 1, "sleeping");
+    assert_eq!(db.task_count(), 1, "nothing was enqueued by the failures");
+    // A type with tasks: conflict, unless forced.
+    fails(&db.run(&["type", "unregister", "T"]), 4, "T");
+    assert_eq!(db.task_count(), 1);
+    let gone = db.json(&["type", "unregister", "T", "--force"]);
+    assert_eq!(gone["tasks_deleted"], 1);
+    assert_eq!(db.task_count(), 0);
+    // Usage errors are clap's: exit 2.
+    assert_eq!(db.run(&["enqueue"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_full_queue_exits_5() {
+    let db = Db::new();
+    db.json(&["type", "register", "T", "builtin:noop"]);
+    db.json(&["--max-queue-size", "1", "enqueue", "T", "a"]);
+    fails(
+        &db.run(&["--max-queue-size", "1", "enqueue", "T", "b"]),
+        5,
+        "full",
+    );
+    assert_eq!(db.task_count(), 1);
+}
+
+#[test]
+fn an_unreachable_database_is_one_clear_line() {
+    let out = Command::new(ATP)
+        .args(["--database", "postgres://postgres@127.0.0.1:1/atp", "stats"])
+        .output()
+        .unwrap();
+    fails(&out, 1, "PostgreSQL");
+}
+
+#[test]
+fn input_from_a_file_and_from_stdin() {
+    let db = Db::new();
+    db.json(&["type", "register", "T", "builtin:echo"]);
+    let file = db.dir.path().join("in.json");
+    std::fs::write(&file, r#"{"a": 1}"#).unwrap();
+    db.json(&["enqueue", "T", "f", "--input-file", file.to_str().unwrap()]);
+    let mut child = Command::new(ATP)
+        .args([
+            "--database",
+            &db.url(),
+            "--json",
+            "enqueue",
+            "T",
+            "s",
+            "--input-file",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"[1, 2]").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(db.task_count(), 2);
+}
