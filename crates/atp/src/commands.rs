@@ -281,3 +281,145 @@ pub async fn cleanup(store: &AnyStore, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub async fn response(
+    store: &AnyStore,
+    json: bool,
+    task_type: &str,
+    id: &str,
+    output: Option<&str>,
+) -> anyhow::Result<()> {
+    let task = key(task_type, id)?;
+    let Some(response) = store.task_response_get(&task).await? else {
+        anyhow::bail!("task {task_type}/{id} has no response yet");
+    };
+    if let Some(path) = output {
+        std::fs::write(path, &response.body).with_context(|| format!("writing {path}"))?;
+    }
+    if json {
+        let mut value = json!({"mime_type": response.mime_type, "size": response.body.len()});
+        if output.is_none() {
+            match std::str::from_utf8(&response.body) {
+                Ok(text) => value["text"] = json!(text),
+                Err(_) => value["note"] = json!("binary body: use --output FILE"),
+            }
+        }
+        print_json(&value);
+    } else if output.is_none() {
+        use std::io::Write as _;
+        std::io::stdout()
+            .write_all(&response.body)
+            .context("writing the response to stdout")?;
+    }
+    Ok(())
+}
+
+pub async fn delete(store: &AnyStore, json: bool, task_type: &str, id: &str) -> anyhow::Result<()> {
+    store.task_delete(&key(task_type, id)?).await?;
+    if json {
+        print_json(&json!({"deleted": {"type": task_type, "identifier": id}}));
+    } else {
+        println!("deleted {task_type}/{id}");
+    }
+    Ok(())
+}
+
+pub async fn reenqueue(
+    store: &AnyStore,
+    json: bool,
+    task_type: &str,
+    id: &str,
+    message: Option<&str>,
+) -> anyhow::Result<()> {
+    let task = store
+        .task_reenqueue(&key(task_type, id)?, message.unwrap_or(""))
+        .await?;
+    if json {
+        print_json(&task_json(&task));
+    } else {
+        println!("{}", task_line(&task));
+    }
+    Ok(())
+}
+
+/// How `atp wait` ended.
+pub enum Waited {
+    /// FINISHED (exit 0).
+    Finished,
+    /// FAILED (exit 6).
+    Failed,
+    /// Still not done when the timeout ran out (exit 7).
+    TimedOut,
+}
+
+pub async fn wait(
+    store: &AnyStore,
+    json: bool,
+    task_type: &str,
+    id: &str,
+    timeout: Option<f64>,
+) -> anyhow::Result<Waited> {
+    use std::io::IsTerminal as _;
+    let task_ref = key(task_type, id)?;
+    let deadline = match timeout {
+        Some(secs) => Some(
+            tokio::time::Instant::now()
+                + Duration::try_from_secs_f64(secs)
+                    .context("--timeout must be a non-negative number of seconds")?,
+        ),
+        None => None,
+    };
+    let live = !json && std::io::stderr().is_terminal();
+    loop {
+        let task = store.task_get(&task_ref).await?;
+        if live {
+            eprint!("\r\x1b[2K{}", task_line(&task));
+        }
+        let outcome = match task.status {
+            Status::Finished => Some(Waited::Finished),
+            Status::Failed => Some(Waited::Failed),
+            _ if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
+                Some(Waited::TimedOut)
+            }
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            if live {
+                eprintln!();
+            }
+            if json {
+                print_json(&task_json(&task));
+            } else if !live {
+                println!("{}", task_line(&task));
+            }
+            return Ok(outcome);
+        }
+        store.wait_for_tasks(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn info(store: &AnyStore, json: bool, url: &str) -> anyhow::Result<()> {
+    let version = store.schema_version().await?;
+    let counts = store.task_counts().await?;
+    let total: u64 = counts.by_status.iter().map(|(_, n)| n).sum();
+    let types = store.task_type_list().await?.len();
+    if json {
+        print_json(&json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": url,
+            "engine": store.engine(),
+            "schema_version": version,
+            "types": types,
+            "tasks": total,
+            "queue_size": store.queue_size().await?,
+        }));
+    } else {
+        println!("atp {}", env!("CARGO_PKG_VERSION"));
+        println!("database        {url}");
+        println!("engine          {}", store.engine());
+        println!("schema version  {version}");
+        println!("types           {types}");
+        println!("tasks           {total}");
+    }
+    Ok(())
+}

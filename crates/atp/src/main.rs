@@ -69,6 +69,58 @@ enum Command {
     ///
     /// Example: atp stats --json
     Stats,
+    /// A task's response: the raw bytes to stdout or a file; with --json,
+    /// its MIME type, size and (for text) the text.
+    ///
+    /// Example: atp response SequenceSum job-1 --output result.txt
+    Response {
+        /// The task's type.
+        task_type: String,
+        /// The task's identifier.
+        identifier: String,
+        /// Write the bytes to this file.
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Delete a task with its log, input and response.
+    ///
+    /// Example: atp delete SequenceSum job-1
+    Delete {
+        /// The task's type.
+        task_type: String,
+        /// The task's identifier.
+        identifier: String,
+    },
+    /// Put a task back in the queue (any status but ACCEPTED); its start
+    /// count starts again from 0.
+    ///
+    /// Example: atp reenqueue SequenceSum job-1 --message "input fixed"
+    Reenqueue {
+        /// The task's type.
+        task_type: String,
+        /// The task's identifier.
+        identifier: String,
+        /// The log record's message.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Wait until a task is FINISHED (exit 0) or FAILED (exit 6); exit 7
+    /// if --timeout runs out first. Shows a live status line on a terminal.
+    ///
+    /// Example: atp wait SequenceSum job-1 --timeout 60
+    Wait {
+        /// The task's type.
+        task_type: String,
+        /// The task's identifier.
+        identifier: String,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Version, database, engine, schema version and counts.
+    ///
+    /// Example: atp info --json
+    Info,
     /// Re-enqueue abandoned tasks, delete retired ones and remove dead
     /// daemons, once, printing what was done.
     ///
@@ -125,6 +177,10 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `wait`'s outcomes are exit codes, not errors to print.
+        Err(e) if e.downcast_ref::<Exit>().is_some() => {
+            std::process::ExitCode::from(output::exit_code(&e))
+        }
         Err(e) => {
             eprintln!("atp: {e:#}");
             std::process::ExitCode::from(output::exit_code(&e))
@@ -153,8 +209,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tasks(args) => commands::tasks(&store, json, args).await,
         Command::Stats => commands::stats(&store, json).await,
         Command::Cleanup => commands::cleanup(&store, json).await,
+        Command::Response {
+            task_type,
+            identifier,
+            output,
+        } => commands::response(&store, json, &task_type, &identifier, output.as_deref()).await,
+        Command::Delete {
+            task_type,
+            identifier,
+        } => commands::delete(&store, json, &task_type, &identifier).await,
+        Command::Reenqueue {
+            task_type,
+            identifier,
+            message,
+        } => commands::reenqueue(&store, json, &task_type, &identifier, message.as_deref()).await,
+        Command::Wait {
+            task_type,
+            identifier,
+            timeout,
+        } => match commands::wait(&store, json, &task_type, &identifier, timeout).await? {
+            commands::Waited::Finished => Ok(()),
+            commands::Waited::Failed => Err(Exit(output::exit::FAILED).into()),
+            commands::Waited::TimedOut => Err(Exit(output::exit::TIMED_OUT).into()),
+        },
+        Command::Info => commands::info(&store, json, &cli.database.url()?).await,
     }
 }
+
+/// An exit code that is an answer, not an error (`atp wait`).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)

@@ -15,10 +15,17 @@ pub mod exit {
     pub const CONFLICT: u8 = 4;
     /// The queue is full.
     pub const QUEUE_FULL: u8 = 5;
+    /// `atp wait`: the task FAILED.
+    pub const FAILED: u8 = 6;
+    /// `atp wait`: the timeout ran out first.
+    pub const TIMED_OUT: u8 = 7;
 }
 
 /// The exit code for an error: by the store's error kind when there is one.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(crate::Exit(code)) = e.downcast_ref::<crate::Exit>() {
+        return *code;
+    }
     match e.downcast_ref::<Error>() {
         Some(Error::TypeNotFound(_) | Error::TaskNotFound(_)) => exit::NOT_FOUND,
         Some(Error::DuplicateTask { .. } | Error::TypeHasTasks { .. }) => exit::CONFLICT,

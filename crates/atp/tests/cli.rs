@@ -224,3 +224,75 @@ fn input_from_a_file_and_from_stdin() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(db.task_count(), 2);
 }
+
+/// With a worker running: `wait` exits 0 on FINISHED and 6 on FAILED, 7 on
+/// its timeout; `response` gives the bytes; `reenqueue`, `delete`, `info`.
+#[test]
+fn wait_response_reenqueue_delete_and_info() {
+    let db = Db::new();
+    db.json(&["type", "register", "Echo", "builtin:echo"]);
+    db.json(&[
+        "type",
+        "register",
+        "Fail",
+        "builtin:fail",
+        "--max-starts",
+        "1",
+    ]);
+    db.json(&["type", "register", "Nobody", "app:not-here"]);
+    db.json(&["enqueue", "Echo", "e", "--input", r#"{"x": [1, 2]}"#]);
+    db.json(&[
+        "enqueue",
+        "Fail",
+        "f",
+        "--input",
+        r#"{"message": "as asked"}"#,
+    ]);
+    db.json(&["enqueue", "Nobody", "n"]);
+    let mut worker = Command::new(ATP)
+        .args([
+            "--database",
+            &db.url(),
+            "worker",
+            "--concurrency",
+            "2",
+            "--poll-interval-ms",
+            "20",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let waited = db.run(&["wait", "Echo", "e", "--timeout", "30"]);
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    let failed = db.run(&["wait", "Fail", "f", "--timeout", "30"]);
+    assert_eq!(failed.status.code(), Some(6), "{}", stderr(&failed));
+    let timed_out = db.run(&["wait", "Nobody", "n", "--timeout", "0.3"]);
+    assert_eq!(timed_out.status.code(), Some(7), "{}", stderr(&timed_out));
+    let _ = worker.kill();
+    let _ = worker.wait();
+
+    let raw = db.run(&["response", "Echo", "e"]);
+    assert!(raw.status.success());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&raw.stdout).unwrap(),
+        json!({"x": [1, 2]})
+    );
+    let meta = db.json(&["response", "Echo", "e"]);
+    assert_eq!(meta["mime_type"], "application/json");
+    let file = db.dir.path().join("out.bin");
+    db.json(&["response", "Echo", "e", "--output", file.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&file).unwrap(), raw.stdout);
+    fails(&db.run(&["response", "Nobody", "n"]), 1, "no response");
+
+    let again = db.json(&["reenqueue", "Fail", "f", "--message", "try again"]);
+    assert_eq!(again["status"], "ACCEPTED");
+    assert_eq!(again["starts"], 0);
+    db.json(&["delete", "Echo", "e"]);
+    fails(&db.run(&["status", "Echo", "e"]), 3, "Echo");
+    let info = db.json(&["info"]);
+    assert_eq!(info["engine"], "sqlite");
+    assert!(info["schema_version"].as_u64().unwrap() >= 1);
+    assert_eq!(info["tasks"], 2);
+}
