@@ -4,6 +4,7 @@
 
 mod commands;
 mod database;
+mod demo;
 mod output;
 
 use std::time::Duration;
@@ -117,6 +118,12 @@ enum Command {
         #[arg(long)]
         timeout: Option<f64>,
     },
+    /// The original SequenceSum demo, end to end, in a temporary database:
+    /// a few tasks (one with invalid input), a daemon in this process, the
+    /// statuses as they change, then each task's log and response.
+    ///
+    /// Example: atp demo
+    Demo,
     /// Version, database, engine, schema version and counts.
     ///
     /// Example: atp info --json
@@ -190,12 +197,14 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
-    if let Command::Worker(args) = cli.command {
-        return worker(&cli.database, args).await;
+    match cli.command {
+        Command::Worker(args) => return worker(&cli.database, args).await,
+        Command::Demo => return demo::run(json).await,
+        _ => {}
     }
     let store = cli.database.open().await?;
     match cli.command {
-        Command::Worker(_) => unreachable!("handled above"),
+        Command::Worker(_) | Command::Demo => unreachable!("handled above"),
         Command::Type(cmd) => commands::type_command(&store, json, cmd).await,
         Command::Enqueue(args) => commands::enqueue(&store, json, args).await,
         Command::Status {

@@ -296,3 +296,29 @@ fn wait_response_reenqueue_delete_and_info() {
     assert!(info["schema_version"].as_u64().unwrap() >= 1);
     assert_eq!(info["tasks"], 2);
 }
+
+/// `atp demo` runs the original SequenceSum demo end to end on its own.
+#[test]
+fn the_demo_runs_out_of_the_box() {
+    let out = Command::new(ATP).args(["--json", "demo"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_id = |id: &str| {
+        report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["identifier"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_id("small")["status"], "FINISHED");
+    assert_eq!(by_id("small")["response"], "6");
+    assert_eq!(by_id("large")["response"], "500500");
+    let invalid = by_id("invalid");
+    assert_eq!(invalid["status"], "FAILED");
+    assert_eq!(
+        invalid["log"].as_array().unwrap().last().unwrap()["message"],
+        "Input must be a sequence of numbers!"
+    );
+}
