@@ -2,6 +2,7 @@
 //! operator commands. Exit codes: 0 success, 1 error, 2 usage, 3 not found,
 //! 4 conflict, 5 queue full.
 
+mod bench;
 mod commands;
 mod database;
 mod demo;
@@ -124,6 +125,18 @@ enum Command {
     ///
     /// Example: atp demo
     Demo,
+    /// Measure the chosen database: enqueue rate, end-to-end no-op rate
+    /// with one in-process daemon, and pick-up latency (p50/p99).
+    ///
+    /// Example: atp --database postgres://postgres@127.0.0.1/postgres bench --tasks 20000
+    Bench(bench::BenchArgs),
+    /// Print a shell completion script.
+    ///
+    /// Example: atp completions bash > /etc/bash_completion.d/atp
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Version, database, engine, schema version and counts.
     ///
     /// Example: atp info --json
@@ -200,11 +213,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Worker(args) => return worker(&cli.database, args).await,
         Command::Demo => return demo::run(json).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            // Into a buffer first: clap_complete panics when its writer fails
+            // (`atp completions bash | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "atp", &mut script);
+            return match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("writing the completion script"))
+                }
+                _ => Ok(()),
+            };
+        }
         _ => {}
     }
     let store = cli.database.open().await?;
     match cli.command {
-        Command::Worker(_) | Command::Demo => unreachable!("handled above"),
+        Command::Worker(_) | Command::Demo | Command::Completions { .. } => {
+            unreachable!("handled above")
+        }
+        Command::Bench(args) => bench::run(&store, json, args).await,
         Command::Type(cmd) => commands::type_command(&store, json, cmd).await,
         Command::Enqueue(args) => commands::enqueue(&store, json, args).await,
         Command::Status {

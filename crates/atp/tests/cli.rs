@@ -322,3 +322,32 @@ fn the_demo_runs_out_of_the_box() {
         "Input must be a sequence of numbers!"
     );
 }
+
+/// `atp bench` measures the chosen database with its own types and leaves
+/// the user's data alone; `atp completions` prints a script.
+#[test]
+fn bench_and_completions() {
+    let db = Db::new();
+    db.json(&["type", "register", "Mine", "builtin:noop"]);
+    db.json(&["enqueue", "Mine", "keep"]);
+    let report = db.json(&["bench", "--tasks", "300", "--samples", "10"]);
+    assert_eq!(report["engine"], "sqlite");
+    assert_eq!(report["tasks"], 300);
+    assert!(report["end_to_end_per_sec"].as_f64().unwrap() > 0.0);
+    let p50 = report["pickup_ms"]["p50"].as_f64().unwrap();
+    let p99 = report["pickup_ms"]["p99"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= p99, "{report}");
+    let types = db.json(&["type", "list"]);
+    assert_eq!(
+        types.as_array().unwrap().len(),
+        1,
+        "bench types removed: {types}"
+    );
+    assert_eq!(db.json(&["status", "Mine", "keep"])["status"], "ACCEPTED");
+    let out = Command::new(ATP)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("atp"));
+}
