@@ -77,17 +77,22 @@ pub async fn run(store: &AnyStore, json: bool, args: BenchArgs) -> anyhow::Resul
             "pickup_ms": {"samples": l.samples, "p50": l.p50_ms, "p99": l.p99_ms, "max": l.max_ms},
         }));
     } else {
-        println!(
+        say!(
             "enqueue (batches of 1,000)   {:>9.0} tasks/s",
             t.enqueue_per_sec
         );
-        println!(
+        say!(
             "end-to-end, concurrency {:<3} {:>9.0} tasks/s ({} no-op tasks)",
-            args.concurrency, t.run_per_sec, t.tasks
+            args.concurrency,
+            t.run_per_sec,
+            t.tasks
         );
-        println!(
+        say!(
             "pick-up latency              p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
-            l.p50_ms, l.p99_ms, l.max_ms, l.samples
+            l.p50_ms,
+            l.p99_ms,
+            l.max_ms,
+            l.samples
         );
     }
     Ok(())

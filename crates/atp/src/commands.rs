@@ -59,7 +59,7 @@ pub struct EnqueueArgs {
     task_type: String,
     /// The task's identifier, unique within its type.
     identifier: String,
-    /// The input, as JSON.
+    /// The input, as JSON (`-`: read it from stdin).
     #[arg(long, conflicts_with = "input_file")]
     input: Option<String>,
     /// Read the input (JSON) from this file, or `-` for stdin.
@@ -117,7 +117,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             if json {
                 print_json(&type_json(&t));
             } else {
-                println!("registered {} ({})", t.name.as_str(), t.handler.as_str());
+                say!("registered {} ({})", t.name.as_str(), t.handler.as_str());
             }
         }
         TypeCommand::Unregister { name, force } => {
@@ -125,7 +125,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             if json {
                 print_json(&json!({"name": name, "tasks_deleted": deleted}));
             } else {
-                println!("unregistered {name} ({deleted} tasks deleted)");
+                say!("unregistered {name} ({deleted} tasks deleted)");
             }
         }
         TypeCommand::List => {
@@ -134,7 +134,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
                 print_json(&Value::Array(types.iter().map(type_json).collect()));
             } else {
                 for t in &types {
-                    println!(
+                    say!(
                         "{:<24} {:<32} timeout {} s  retention {} s  max starts {}",
                         t.name.as_str(),
                         t.handler.as_str(),
@@ -150,15 +150,17 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
 }
 
 fn read_input(args: &EnqueueArgs) -> anyhow::Result<Option<Value>> {
+    let from_stdin = args.input.as_deref() == Some("-")
+        || (args.input.is_none() && args.input_file.as_deref() == Some("-"));
     let text = match (&args.input, &args.input_file) {
-        (Some(text), _) => text.clone(),
-        (None, Some(path)) if path == "-" => {
+        _ if from_stdin => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("reading the input from stdin")?;
             text
         }
+        (Some(text), _) => text.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)
             .with_context(|| format!("reading the input file {path}"))?,
         (None, None) => return Ok(None),
@@ -180,7 +182,7 @@ pub async fn enqueue(store: &AnyStore, json: bool, args: EnqueueArgs) -> anyhow:
     if json {
         print_json(&task_json(&task));
     } else {
-        println!("{}", task_line(&task));
+        say!("{}", task_line(&task));
     }
     Ok(())
 }
@@ -190,7 +192,7 @@ pub async fn status(store: &AnyStore, json: bool, task_type: &str, id: &str) -> 
     if json {
         print_json(&task_json(&task));
     } else {
-        println!("{}", task_line(&task));
+        say!("{}", task_line(&task));
     }
     Ok(())
 }
@@ -201,7 +203,7 @@ pub async fn log(store: &AnyStore, json: bool, task_type: &str, id: &str) -> any
         print_json(&Value::Array(log.iter().map(log_json).collect()));
     } else {
         for r in &log {
-            println!("{}  {:<9}  {}", rfc3339(r.time), r.status.name(), r.message);
+            say!("{}  {:<9}  {}", rfc3339(r.time), r.status.name(), r.message);
         }
     }
     Ok(())
@@ -227,7 +229,7 @@ pub async fn tasks(store: &AnyStore, json: bool, args: TasksArgs) -> anyhow::Res
         print_json(&Value::Array(page.tasks.iter().map(task_json).collect()));
     } else {
         for t in &page.tasks {
-            println!("{}", task_line(t));
+            say!("{}", task_line(t));
         }
     }
     Ok(())
@@ -256,10 +258,10 @@ pub async fn stats(store: &AnyStore, json: bool) -> anyhow::Result<()> {
         }));
     } else {
         for (s, n) in &counts.by_status {
-            println!("{:<9} {n}", s.name());
+            say!("{:<9} {n}", s.name());
         }
-        println!("queued    {queued}");
-        println!("daemons   {}", daemons.len());
+        say!("queued    {queued}");
+        say!("daemons   {}", daemons.len());
     }
     Ok(())
 }
@@ -274,9 +276,12 @@ pub async fn cleanup(store: &AnyStore, json: bool) -> anyhow::Result<()> {
             "rescued": report.rescued,
         }));
     } else {
-        println!(
+        say!(
             "abandoned tasks handled: {}, retired tasks deleted: {}, dead daemons removed: {} ({} tasks rescued)",
-            report.abandoned, report.retired, report.dead_daemons, report.rescued
+            report.abandoned,
+            report.retired,
+            report.dead_daemons,
+            report.rescued
         );
     }
     Ok(())
@@ -319,7 +324,7 @@ pub async fn delete(store: &AnyStore, json: bool, task_type: &str, id: &str) -> 
     if json {
         print_json(&json!({"deleted": {"type": task_type, "identifier": id}}));
     } else {
-        println!("deleted {task_type}/{id}");
+        say!("deleted {task_type}/{id}");
     }
     Ok(())
 }
@@ -337,7 +342,7 @@ pub async fn reenqueue(
     if json {
         print_json(&task_json(&task));
     } else {
-        println!("{}", task_line(&task));
+        say!("{}", task_line(&task));
     }
     Ok(())
 }
@@ -390,7 +395,7 @@ pub async fn wait(
             if json {
                 print_json(&task_json(&task));
             } else if !live {
-                println!("{}", task_line(&task));
+                say!("{}", task_line(&task));
             }
             return Ok(outcome);
         }
@@ -414,12 +419,12 @@ pub async fn info(store: &AnyStore, json: bool, url: &str) -> anyhow::Result<()>
             "queue_size": store.queue_size().await?,
         }));
     } else {
-        println!("atp {}", env!("CARGO_PKG_VERSION"));
-        println!("database        {url}");
-        println!("engine          {}", store.engine());
-        println!("schema version  {version}");
-        println!("types           {types}");
-        println!("tasks           {total}");
+        say!("atp {}", env!("CARGO_PKG_VERSION"));
+        say!("database        {url}");
+        say!("engine          {}", store.engine());
+        say!("schema version  {version}");
+        say!("types           {types}");
+        say!("tasks           {total}");
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     let store = atp_store::open(&url, Default::default()).await?;
     let say = |line: String| {
         if !json {
-            println!("{line}");
+            say!("{line}");
         }
     };
     say(format!("demo database: {url}"));
@@ -137,7 +137,7 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     if json {
         crate::output::print_json(&serde_json::Value::Array(report));
     } else {
-        println!("\ndemo database removed");
+        say!("\ndemo database removed");
     }
     Ok(())
 }

@@ -2,6 +2,12 @@
 //! operator commands. Exit codes: 0 success, 1 error, 2 usage, 3 not found,
 //! 4 conflict, 5 queue full.
 
+/// `println!` that ends the process quietly when stdout is a closed pipe
+/// (`atp tasks | head -1`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::output::write_line(format_args!($($arg)*)) };
+}
+
 mod bench;
 mod commands;
 mod database;

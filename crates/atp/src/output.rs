@@ -99,8 +99,22 @@ pub fn task_line(t: &Task) -> String {
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &Value) {
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
+}
+
+/// Writes one line to stdout; a closed pipe ends the process with success
+/// (the reader has what it wanted), another write error with exit 1.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("atp: writing to stdout: {e}");
+        std::process::exit(1);
+    }
 }

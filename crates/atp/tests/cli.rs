@@ -351,3 +351,61 @@ fn bench_and_completions() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("atp"));
 }
+
+/// `atp cleanup` reports what it did; `--input -` reads stdin; a reader
+/// that closes the pipe early gets no panic.
+#[test]
+fn cleanup_stdin_input_and_a_closed_pipe() {
+    let db = Db::new();
+    db.json(&[
+        "type",
+        "register",
+        "T",
+        "builtin:noop",
+        "--retention",
+        "0.001",
+    ]);
+    let report = db.json(&["cleanup"]);
+    for field in ["abandoned", "retired", "dead_daemons", "rescued"] {
+        assert_eq!(report[field], 0, "{report}");
+    }
+    let mut child = Command::new(ATP)
+        .args([
+            "--database",
+            &db.url(),
+            "--json",
+            "enqueue",
+            "T",
+            "s",
+            "--input",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"from\": \"stdin\"}")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let batch: Vec<String> = (0..400).map(|i| format!("t{i}")).collect();
+    for id in &batch {
+        db.json(&["enqueue", "T", id]);
+    }
+    let mut reader = Command::new(ATP)
+        .args(["--database", &db.url(), "tasks", "--limit", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(reader.stdout.take());
+    let out = reader.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
