@@ -854,10 +854,17 @@ async fn heartbeat_loop<S: Store>(s: Arc<Shared<S>>, info: DaemonInfo, stop: Can
             Ok(results) => {
                 for ((attempt, _), r) in holds.iter().zip(results) {
                     if let Err(StoreError::StaleAttempt { .. }) = r {
-                        warn!(task = %attempt.task, "attempt lost its task; cancelling it");
-                        if let Some(run) = s.running.lock().expect("running map").get(&attempt.task)
-                        {
-                            run.ctx.mark_lost();
+                        let running = s.running.lock().expect("running map");
+                        match running.get(&attempt.task) {
+                            // Still running and not ended by its handler:
+                            // the task was taken from this attempt.
+                            Some(run) if !run.ctx.settled() => {
+                                warn!(task = %attempt.task, "attempt lost its task; cancelling it");
+                                run.ctx.mark_lost();
+                            }
+                            // The attempt ended between the listing and the
+                            // heartbeat: nothing was lost.
+                            _ => debug!(task = %attempt.task, "heartbeat raced the attempt's end"),
                         }
                     }
                 }

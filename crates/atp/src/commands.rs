@@ -11,7 +11,7 @@ use atp_store::AnyStore;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::output::{log_json, print_json, rfc3339, task_json, task_line, type_json};
+use crate::output::{log_json, print_json, task_json, task_line, type_json};
 
 /// `atp type …`
 #[derive(Debug, Subcommand)]
@@ -203,7 +203,12 @@ pub async fn log(store: &AnyStore, json: bool, task_type: &str, id: &str) -> any
         print_json(&Value::Array(log.iter().map(log_json).collect()));
     } else {
         for r in &log {
-            say!("{}  {:<9}  {}", rfc3339(r.time), r.status.name(), r.message);
+            say!(
+                "{}  {}  {}",
+                crate::output::local_time(r.time),
+                crate::output::status_text(r.status),
+                r.message
+            );
         }
     }
     Ok(())

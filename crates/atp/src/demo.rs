@@ -11,8 +11,6 @@ use atp_core::{Handler, NewTask, Status, Store, TaskIdentifier, TaskRef, TaskTyp
 use atp_daemon::{Daemon, DaemonConfig, Registry, Shutdown};
 use serde_json::json;
 
-use crate::output::rfc3339;
-
 pub async fn run(json: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary folder for the demo")?;
     let url = format!("sqlite://{}", dir.path().join("demo.sqlite").display());
@@ -115,9 +113,9 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         ));
         for r in &log {
             say(format!(
-                "  {}  {:<9}  {}",
-                rfc3339(r.time),
-                r.status.name(),
+                "  {}  {}  {}",
+                crate::output::local_time(r.time),
+                crate::output::status_text(r.status),
                 r.message
             ));
         }

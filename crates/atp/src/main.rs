@@ -181,6 +181,8 @@ struct WorkerArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Before any thread starts: reading the local offset is only sound then.
+    output::init_human();
     // The daemon narrates; one-shot commands speak only of trouble.
     let default_level = if matches!(cli.command, Command::Worker(_)) {
         "info"

@@ -76,6 +76,66 @@ pub fn type_json(t: &TaskType) -> Value {
     })
 }
 
+/// How lines for people look: colours and the local time zone, decided once
+/// in `main` (the local offset can only be read safely before threads start).
+#[derive(Debug, Clone, Copy)]
+pub struct Human {
+    /// Statuses in the original's colours.
+    pub color: bool,
+    /// Times shown in this offset.
+    pub offset: time::UtcOffset,
+}
+
+static HUMAN: std::sync::OnceLock<Human> = std::sync::OnceLock::new();
+
+/// Sets the style: colour only on a terminal without `NO_COLOR`; times in
+/// the local zone when it can be read, else UTC.
+pub fn init_human() {
+    use std::io::IsTerminal as _;
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    let _ = HUMAN.set(Human { color, offset });
+}
+
+fn human() -> Human {
+    HUMAN.get().copied().unwrap_or(Human {
+        color: false,
+        offset: time::UtcOffset::UTC,
+    })
+}
+
+/// The ANSI colour closest to the original's CSS colour for a status.
+fn ansi(status: atp_core::Status) -> &'static str {
+    match status.color() {
+        "green" => "32",
+        "red" => "31",
+        "blue" => "34",
+        "darkcyan" => "36",
+        "brown" | "maroon" => "33",
+        _ => "35",
+    }
+}
+
+/// A status name, padded, coloured when the style says so.
+pub fn status_text(status: atp_core::Status) -> String {
+    let name = format!("{:<9}", status.name());
+    if human().color {
+        format!("\x1b[{}m{name}\x1b[0m", ansi(status))
+    } else {
+        name
+    }
+}
+
+/// A time for people: local zone, to the second.
+pub fn local_time(t: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory]:[offset_minute]"
+    );
+    t.to_offset(human().offset)
+        .format(&format)
+        .unwrap_or_else(|_| rfc3339(t))
+}
+
 /// One line for people.
 pub fn task_line(t: &Task) -> String {
     let progress = t
@@ -87,13 +147,13 @@ pub fn task_line(t: &Task) -> String {
         })
         .unwrap_or_default();
     format!(
-        "{:>8}  {:<9}  {}/{}  starts {}  updated {}{progress}",
+        "{:>8}  {}  {}/{}  starts {}  updated {}{progress}",
         t.id.0,
-        t.status.name(),
+        status_text(t.status),
         t.task_type.as_str(),
         t.identifier.as_str(),
         t.starts,
-        rfc3339(t.updated_at),
+        local_time(t.updated_at),
     )
 }
 
