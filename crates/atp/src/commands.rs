@@ -233,6 +233,11 @@ pub async fn tasks(store: &AnyStore, json: bool, args: TasksArgs) -> anyhow::Res
     if json {
         print_json(&Value::Array(page.tasks.iter().map(task_json).collect()));
     } else {
+        say!(
+            "{:>8}  {:<9}  TYPE/IDENTIFIER, STARTS, LAST UPDATE, PROGRESS",
+            "ID",
+            "STATUS"
+        );
         for t in &page.tasks {
             say!("{}", task_line(t));
         }
