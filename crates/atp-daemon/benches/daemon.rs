@@ -38,8 +38,7 @@ async fn fresh(engine: &str) -> (AnyStore, Option<tempfile::TempDir>, Option<Str
             )
         }
         "postgres" => {
-            let url = std::env::var("ATP_BENCH_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let url = atp_store::testing::bench_database_url();
             let schema = format!("atp_dbench_{}", atp_store::testing::random_suffix());
             let store = atp_store::postgres::PgStore::connect_with_schema(&url, &schema, options)
                 .await
@@ -51,17 +50,9 @@ async fn fresh(engine: &str) -> (AnyStore, Option<tempfile::TempDir>, Option<Str
 }
 
 async fn drop_schema(schema: Option<String>) {
-    let Some(schema) = schema else { return };
-    let url = std::env::var("ATP_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .await
-        .unwrap();
+    if let Some(schema) = schema {
+        atp_store::testing::drop_schema(&atp_store::testing::bench_database_url(), &schema).await;
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

@@ -70,14 +70,7 @@ mod postgres {
     }
 
     async fn drop_schema(db: &PgDb, schema: &str) {
-        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-            .await
-            .unwrap();
+        atp_store::testing::drop_schema(db.url(), schema).await;
     }
 
     #[tokio::test]

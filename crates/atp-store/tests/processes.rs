@@ -138,13 +138,6 @@ mod postgres {
             atp_store::postgres::LATEST_VERSION,
         )
         .await;
-        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("DROP SCHEMA \"{fresh}\" CASCADE"))
-            .await
-            .unwrap();
+        atp_store::testing::drop_schema(db.url(), &fresh).await;
     }
 }

@@ -30,8 +30,7 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 }
 
 fn pg_url() -> String {
-    std::env::var("ATP_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    atp_store::testing::bench_database_url()
 }
 
 /// A fresh database and the environment that points a worker at it.
@@ -83,17 +82,9 @@ async fn settle_postgres(env: &[(String, String)]) {
 }
 
 async fn drop_schema(env: &[(String, String)]) {
-    let Some((_, schema)) = env.iter().find(|(k, _)| k == "ATP_DATABASE_SCHEMA") else {
-        return;
-    };
-    let (client, connection) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .await
-        .unwrap();
+    if let Some((_, schema)) = env.iter().find(|(k, _)| k == "ATP_DATABASE_SCHEMA") {
+        atp_store::testing::drop_schema(&pg_url(), schema).await;
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

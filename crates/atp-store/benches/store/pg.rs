@@ -8,8 +8,7 @@ use atp_store::postgres::PgStore;
 use super::{Db, FILLED, options};
 
 fn url() -> String {
-    std::env::var("ATP_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    atp_store::testing::bench_database_url()
 }
 
 async fn client() -> tokio_postgres::Client {

@@ -98,3 +98,27 @@ pub fn random_suffix() -> String {
         .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
         .collect()
 }
+
+/// The PostgreSQL server benchmarks use: `ATP_BENCH_DATABASE_URL`, by
+/// default the local one.
+pub fn bench_database_url() -> String {
+    std::env::var("ATP_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Drops `schema` and everything in it on the server at `url` (tests and
+/// benchmarks clean up the schemas they made). Panics on failure: callers
+/// are tests.
+pub async fn drop_schema(url: &str, schema: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA \"{}\" CASCADE",
+            schema.replace('"', "\"\"")
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("dropping schema {schema}: {e}"));
+}
