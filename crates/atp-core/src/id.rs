@@ -18,8 +18,10 @@ pub struct InvalidName {
 }
 
 /// Checks the rules shared by every name: 1..=max characters, no control
-/// characters, no leading or trailing white space. Everything else ('/',
-/// quotes, inner spaces, non-ASCII) is allowed and kept byte for byte.
+/// characters, no leading or trailing white space, not `.` or `..` (URL
+/// clients rewrite those path segments, even percent-encoded, so such a
+/// task could not be addressed over HTTP). Everything else ('/', quotes,
+/// inner spaces, non-ASCII) is allowed and kept byte for byte.
 fn validate(what: &'static str, value: &str, max_chars: usize) -> Result<(), InvalidName> {
     let refuse = |reason: String| InvalidName {
         what,
@@ -43,6 +45,11 @@ fn validate(what: &'static str, value: &str, max_chars: usize) -> Result<(), Inv
     }
     if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
         return Err(refuse("must not start or end with white space".into()));
+    }
+    if value == "." || value == ".." {
+        return Err(refuse(
+            "must not be \".\" or \"..\" (no URL can name it)".into(),
+        ));
     }
     Ok(())
 }
@@ -205,6 +212,17 @@ mod tests {
             "%2F",
         ] {
             assert_eq!(TaskIdentifier::new(raw).unwrap().as_str(), raw);
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for bad in [".", ".."] {
+            assert!(TaskIdentifier::new(bad).is_err(), "{bad}");
+            assert!(TypeName::new(bad).is_err(), "{bad}");
+        }
+        for good in ["...", ".a", "a.", "./x"] {
+            assert!(TaskIdentifier::new(good).is_ok(), "{good}");
         }
     }
 

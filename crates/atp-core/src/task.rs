@@ -179,6 +179,9 @@ pub struct StartedTask {
     pub identifier: TaskIdentifier,
     /// The input given at enqueue.
     pub input: serde_json::Value,
+    /// When the task last entered the queue: pick-up latency is start time
+    /// minus this.
+    pub enqueued_at: OffsetDateTime,
 }
 
 /// A change a holding daemon asks for: a new status, its log message, and

@@ -9,8 +9,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use atp_core::task::Progress;
@@ -73,8 +73,8 @@ struct Inner {
     worker: DaemonId,
     store: Arc<dyn AttemptStore>,
     cancel: CancellationToken,
-    /// Set once the handler gave the task a final status itself.
-    settled: AtomicBool,
+    /// The final status the handler gave the task itself, once it did.
+    settled: OnceLock<Status>,
     /// Set when a change was refused because the attempt lost the task.
     lost: AtomicBool,
 }
@@ -102,7 +102,7 @@ impl TaskContext {
                 worker,
                 store,
                 cancel,
-                settled: AtomicBool::new(false),
+                settled: OnceLock::new(),
                 lost: AtomicBool::new(false),
             }),
         }
@@ -233,14 +233,22 @@ impl TaskContext {
             .await;
         self.checked(r)?;
         if status.is_terminal() {
-            self.inner.settled.store(true, Ordering::SeqCst);
+            // The first final status written is the one the task keeps
+            // (the store refuses any later one).
+            let _ = self.inner.settled.set(status);
         }
         Ok(())
     }
 
     /// Whether the handler already gave the task a final status.
     pub(crate) fn settled(&self) -> bool {
-        self.inner.settled.load(Ordering::SeqCst)
+        self.inner.settled.get().is_some()
+    }
+
+    /// The final status (FINISHED or FAILED) the handler gave the task
+    /// itself, once the store recorded it.
+    pub(crate) fn settled_status(&self) -> Option<Status> {
+        self.inner.settled.get().copied()
     }
 
     /// Whether a change was refused because the task was taken away.

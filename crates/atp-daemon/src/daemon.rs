@@ -31,6 +31,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::context::{AttemptStore, TaskContext};
 use crate::handler::{HandlerError, Registry, Resolved};
+use crate::observer::Observer;
 
 /// How a daemon behaves. Every duration has a default that suits one host;
 /// see the field docs.
@@ -117,6 +118,11 @@ impl Shutdown {
     pub fn is_stopping(&self) -> bool {
         self.graceful.is_cancelled()
     }
+
+    /// Resolves when a stop is asked for (graceful or abort).
+    pub async fn stopping(&self) {
+        self.graceful.cancelled().await;
+    }
 }
 
 /// A [`Shutdown`] driven by SIGINT and SIGTERM: the first signal stops
@@ -191,6 +197,8 @@ struct Shared<S> {
     /// batches (one transaction for all that ended meanwhile).
     settle_tx: mpsc::UnboundedSender<Settle>,
     settle_rx: Mutex<Option<mpsc::UnboundedReceiver<Settle>>>,
+    /// Hears about attempts' starts and ends (see [`Daemon::with_observer`]).
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// An attempt's end and where to report whether it was written.
@@ -238,8 +246,23 @@ impl<S: Store + Clone> Daemon<S> {
                 settled: SettledCounter::default(),
                 settle_tx,
                 settle_rx: Mutex::new(Some(settle_rx)),
+                observer: None,
             }),
         }
+    }
+
+    /// Tells `observer` about every attempt this daemon starts and settles
+    /// (see [`Observer`]). Set it before [`Daemon::run`]; a later call
+    /// replaces the earlier observer.
+    ///
+    /// # Panics
+    ///
+    /// If the daemon has run already (its loops may still hold it).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("Daemon::with_observer is called before the daemon runs")
+            .observer = Some(observer);
+        self
     }
 
     /// The daemon's id.
@@ -425,6 +448,9 @@ async fn claim_loop<S: Store + Clone>(
             }
         };
         backoff.reset();
+        // The store has recorded these starts: report them now, whether
+        // they run at once or wait ahead for a slot.
+        s.report_started(&started);
         if started.is_empty() {
             if woken_early {
                 continue;
@@ -470,6 +496,24 @@ async fn claim_loop<S: Store + Clone>(
 const PREFETCH_BELOW: Duration = Duration::from_millis(20);
 
 impl<S> Shared<S> {
+    /// Tells the observer about starts the store has recorded.
+    fn report_started(&self, started: &[atp_core::StartedTask]) {
+        if let Some(observer) = &self.observer {
+            for task in started {
+                observer.attempt_started(task);
+            }
+        }
+    }
+
+    /// Counts an attempt whose end is written (`status` is what the store
+    /// wrote) and tells the observer.
+    fn report_settled(&self, task_type: &TypeName, status: Status) {
+        self.settled.add_one();
+        if let Some(observer) = &self.observer {
+            observer.attempt_settled(task_type, status);
+        }
+    }
+
     fn tasks_are_short(&self) -> bool {
         let micros = self
             .handler_micros
@@ -699,16 +743,22 @@ async fn settle<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
 }
 
 async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
+    // The handler gave the task its final status itself: that end is
+    // written already and stays, whatever the handler did next (returned
+    // an error, panicked, overran its timeout: a final status is not
+    // changed by any of those), even if the attempt was marked lost since
+    // (a daemon taken for dead loses only the tasks it still held).
+    if let Some(status) = ctx.settled_status() {
+        s.report_settled(&ctx.task_type().name, status);
+        debug!(?status, "attempt settled by its handler");
+        return;
+    }
     if ctx.lost() {
         info!("attempt lost its task (rescued elsewhere); its result is dropped");
         return;
     }
     let attempt = ctx.attempt();
     let change = match ending {
-        Ending::Returned(Ok(())) if ctx.settled() => {
-            s.settled.add_one();
-            return;
-        }
         Ending::Returned(Ok(())) => {
             StatusChange::new(attempt, Status::Finished, "Finished").unless_terminal()
         }
@@ -746,14 +796,23 @@ async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
     }
     match written.await {
         Ok(Ok(())) => {
-            s.settled.add_one();
-            debug!(?status, "attempt settled");
+            // A task handed back with all its starts used is failed by
+            // the store instead.
+            let written = match status {
+                Status::Accepted => {
+                    atp_core::status::after_release(ctx.start(), ctx.task_type().max_starts)
+                }
+                other => other,
+            };
+            s.report_settled(&ctx.task_type().name, written);
+            debug!(status = ?written, "attempt settled");
         }
         Ok(Err(StoreError::StaleAttempt { .. })) => {
             info!("attempt lost its task before it ended; its result is dropped");
         }
         Ok(Err(StoreError::InvalidTransition { .. })) if status == Status::Accepted => {
-            // The handler already gave a final status.
+            // The task already has a final status: the handler's own
+            // finish or fail, whose reply was lost.
             debug!("attempt had already settled");
         }
         Ok(Err(e)) => {

@@ -8,6 +8,8 @@
 //!   `fail`, `noop`.
 //! - [`exec`]: `exec:PROGRAM ARG…`, an external program in any language.
 //! - [`daemon`]: the claim loop, heartbeats, rescue and clean-up, shutdown.
+//! - [`observer`]: the [`Observer`] hook a program gives a daemon to keep
+//!   metrics of its attempts.
 //!
 //! Embedding it takes a few lines:
 //!
@@ -34,9 +36,11 @@ pub mod context;
 pub mod daemon;
 pub mod exec;
 pub mod handler;
+pub mod observer;
 
 pub use context::TaskContext;
 pub use daemon::{
     Daemon, DaemonConfig, DaemonError, SettledCounter, Shutdown, cleanup_once, shutdown_on_signals,
 };
 pub use handler::{HandlerError, HandlerResult, Registry, TaskHandler};
+pub use observer::Observer;

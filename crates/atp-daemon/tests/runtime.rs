@@ -1,13 +1,16 @@
 //! The daemon embedded in a program: handlers' outcomes, panics, the
 //! built-ins, fencing of a lost attempt, and clean shutdown, on each engine.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use atp_core::{Handler, NewTask, Response, Status, Store, TaskRef, TaskType, TypeName};
+use atp_core::{
+    Handler, NewTask, Response, StartedTask, Status, Store, TaskRef, TaskType, TypeName,
+};
 use atp_daemon::{
-    Daemon, DaemonConfig, HandlerError, HandlerResult, Registry, Shutdown, TaskContext,
+    Daemon, DaemonConfig, HandlerError, HandlerResult, Observer, Registry, Shutdown, TaskContext,
 };
 use atp_store::conformance::{ident, type_name};
 use atp_store::testing::TestDb;
@@ -68,6 +71,16 @@ where
     Fut: Future<Output = ()>,
 {
     let daemon = Daemon::new(db.store().clone(), registry, config());
+    run_daemon(db, daemon, work).await;
+}
+
+/// [`with_daemon`] with a daemon built by the caller.
+async fn run_daemon<D, F, Fut>(db: &D, daemon: Daemon<D::Store>, work: F)
+where
+    D: TestDb,
+    F: FnOnce(D::Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let shutdown = Shutdown::new();
     let run = {
         let shutdown = shutdown.clone();
@@ -390,9 +403,132 @@ async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
     run.await.unwrap().unwrap();
 }
 
+/// Counts what an [`Observer`] hears.
+#[derive(Default)]
+struct Counting {
+    started: Mutex<Vec<StartedTask>>,
+    finished: AtomicUsize,
+    failed: AtomicUsize,
+    accepted: AtomicUsize,
+    /// Settled attempts by type, to check the type is passed along.
+    by_type: Mutex<Vec<(TypeName, Status)>>,
+}
+
+impl Observer for Counting {
+    fn attempt_started(&self, task: &StartedTask) {
+        self.started.lock().unwrap().push(task.clone());
+    }
+
+    fn attempt_settled(&self, task_type: &TypeName, status: Status) {
+        let counter = match status {
+            Status::Finished => &self.finished,
+            Status::Failed => &self.failed,
+            Status::Accepted => &self.accepted,
+            other => panic!("settled as {other:?}"),
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+        self.by_type
+            .lock()
+            .unwrap()
+            .push((task_type.clone(), status));
+    }
+}
+
+/// Fails its task itself, then returns an error too: one FAILED end.
+async fn fails_itself(ctx: TaskContext) -> HandlerResult {
+    ctx.fail("gave up").await?;
+    Err(HandlerError::new("and says so again"))
+}
+
+/// An observer hears every start once (with when the task entered the
+/// queue) and every end once, whether the daemon wrote it (noop, fail, an
+/// error) or the handler settled the task itself (sum, echo, `ctx.fail`).
+async fn observer_hears_every_start_and_end(db: impl TestDb) {
+    let observer = Arc::new(Counting::default());
+    let mut registry = Registry::with_builtins();
+    registry.register("app:fails-itself", fails_itself);
+    let daemon =
+        Daemon::new(db.store().clone(), registry, config()).with_observer(observer.clone());
+    let tasks = Arc::new(Mutex::new(Vec::new()));
+    run_daemon(&db, daemon, |s| {
+        let tasks = tasks.clone();
+        async move {
+            let sum = register(&s, "sum", "builtin:sum").await;
+            let echo = register(&s, "echo", "builtin:echo").await;
+            let noop = register(&s, "noop", "builtin:noop").await;
+            let fail = register(&s, "fail", "builtin:fail").await;
+            let itself = register(&s, "itself", "app:fails-itself").await;
+            let mut all = Vec::new();
+            for i in 0..6 {
+                all.push(enqueue(&s, &sum, &format!("good{i}"), json!([i, "1"])).await);
+            }
+            for i in 0..2 {
+                all.push(enqueue(&s, &sum, &format!("bad{i}"), json!(["x"])).await);
+                all.push(enqueue(&s, &echo, &format!("e{i}"), json!({ "i": i })).await);
+                all.push(enqueue(&s, &itself, &format!("s{i}"), json!(null)).await);
+            }
+            for i in 0..4 {
+                all.push(enqueue(&s, &noop, &format!("n{i}"), json!(null)).await);
+            }
+            for i in 0..3 {
+                all.push(enqueue(&s, &fail, &format!("f{i}"), json!(null)).await);
+            }
+            settled(&s, &all).await;
+            *tasks.lock().unwrap() = all;
+        }
+    })
+    .await;
+
+    // The daemon has stopped: every end it wrote has been reported.
+    let s = db.store();
+    let tasks = tasks.lock().unwrap().clone();
+    let n = tasks.len();
+    assert_eq!(n, 19);
+    let mut finished = 0;
+    for t in &tasks {
+        if s.task_get(t).await.unwrap().status == Status::Finished {
+            finished += 1;
+        }
+    }
+    assert_eq!(finished, 6 + 2 + 4);
+    assert_eq!(observer.finished.load(Ordering::SeqCst), finished);
+    assert_eq!(observer.failed.load(Ordering::SeqCst), n - finished);
+    assert_eq!(observer.accepted.load(Ordering::SeqCst), 0);
+    let by_type = observer.by_type.lock().unwrap().clone();
+    assert_eq!(by_type.len(), n);
+    for (name, status, want) in [
+        ("sum", Status::Finished, 6),
+        ("sum", Status::Failed, 2),
+        ("echo", Status::Finished, 2),
+        ("noop", Status::Finished, 4),
+        ("fail", Status::Failed, 3),
+        ("itself", Status::Failed, 2),
+    ] {
+        let seen = by_type
+            .iter()
+            .filter(|(t, st)| t.as_str() == name && *st == status)
+            .count();
+        assert_eq!(seen, want, "{name} {status:?}: {by_type:?}");
+    }
+
+    let started = observer.started.lock().unwrap().clone();
+    assert_eq!(started.len(), n);
+    let distinct: HashSet<_> = started.iter().map(|t| t.attempt.task).collect();
+    assert_eq!(distinct.len(), n, "a task was reported started twice");
+    let now = time::OffsetDateTime::now_utc();
+    for t in &started {
+        assert_eq!(t.start, 1);
+        assert!(t.enqueued_at <= now, "{t:?}");
+        let stored = s.task_get(&TaskRef::Id(t.attempt.task)).await.unwrap();
+        assert_eq!(t.enqueued_at, stored.enqueued_at, "{t:?}");
+        assert_eq!(t.task_type.name, stored.task_type);
+    }
+}
+
 macro_rules! runtime_tests {
     ($db:expr) => {
         runtime_tests!(@each $db;
+            observer_hears_every_start_and_end,
             handler_outcomes_become_statuses,
             builtins_sum_echo_and_fail,
             only_runnable_types_are_claimed,

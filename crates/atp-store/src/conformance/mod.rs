@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             start_counts_the_start_and_returns_what_the_handler_needs,
             claim_start_leaves_tasks_as_claim_then_start_would,
             claim_start_again_counts_the_start_and_fences_the_old_attempt,
+            start_carries_when_the_task_entered_the_queue,
             holder_changes_follow_the_transition_table,
             release_requeues_or_fails_at_max_starts,
             finish_unless_terminal_keeps_a_final_status,

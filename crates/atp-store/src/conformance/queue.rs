@@ -780,3 +780,88 @@ pub async fn claim_start_again_counts_the_start_and_fences_the_old_attempt(db: &
     .unwrap();
     assert_queue_consistent(s).await;
 }
+
+/// Microseconds since the epoch: the precision both engines store.
+fn micros(t: time::OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000
+}
+
+/// A start says when its task last entered the queue, as `task_get` does,
+/// whichever way it started (claim-and-start, or claim then start), and a
+/// task back in the queue (re-enqueued, or handed back) starts with its new
+/// time.
+pub async fn start_carries_when_the_task_entered_the_queue(db: &impl TestDb) {
+    let s = db.store();
+    let t = register(s, task_type("t").with_max_starts(3)).await;
+    for id in ["x", "y", "z"] {
+        enqueue(s, &t, id).await;
+    }
+    let enqueued_at = |task| async move {
+        micros(
+            s.task_get(&TaskRef::Id(task))
+                .await
+                .expect("reading a task")
+                .enqueued_at,
+        )
+    };
+
+    // Claimed and started in one go.
+    let first = s
+        .task_claim_start(&ClaimParams::new(DAEMON_A, 1))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let x = &first[0];
+    assert_eq!(x.identifier.as_str(), "x");
+    assert_eq!(micros(x.enqueued_at), enqueued_at(x.attempt.task).await);
+
+    // Claimed, then started.
+    let claimed = s.task_claim(&ClaimParams::new(DAEMON_B, 5)).await.unwrap();
+    let attempts: Vec<Attempt> = claimed.iter().map(|c| c.attempt).collect();
+    assert_eq!(attempts.len(), 2);
+    let started: Vec<_> = s
+        .task_start_many(&attempts)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("starting"))
+        .collect();
+    let ids: Vec<_> = started.iter().map(|t| t.identifier.as_str()).collect();
+    assert_eq!(ids, ["y", "z"]);
+    for one in &started {
+        assert_eq!(micros(one.enqueued_at), enqueued_at(one.attempt.task).await);
+    }
+
+    // Re-enqueued by an operator: the next start carries the new time.
+    let before = micros(x.enqueued_at);
+    let again = s
+        .task_reenqueue(&TaskRef::Id(x.attempt.task), "again")
+        .await
+        .unwrap();
+    assert!(micros(again.enqueued_at) >= before);
+    let second = s
+        .task_claim_start(&ClaimParams::new(DAEMON_A, 5))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].attempt.task, x.attempt.task);
+    assert_eq!(micros(second[0].enqueued_at), micros(again.enqueued_at));
+    assert_eq!(
+        micros(second[0].enqueued_at),
+        enqueued_at(x.attempt.task).await
+    );
+
+    // Handed back by its holder: the same through claim then start.
+    let y = &started[0];
+    s.task_set_status(StatusChange::new(y.attempt, Status::Accepted, "back"))
+        .await
+        .unwrap();
+    let back = enqueued_at(y.attempt.task).await;
+    assert!(back >= micros(y.enqueued_at));
+    let reclaimed = claim_one(s, DAEMON_B).await;
+    assert_eq!(reclaimed.attempt.task, y.attempt.task);
+    let restarted = s.task_start(reclaimed.attempt).await.unwrap();
+    assert_eq!(restarted.start, 2);
+    assert_eq!(micros(restarted.enqueued_at), back);
+    assert_queue_consistent(s).await;
+}

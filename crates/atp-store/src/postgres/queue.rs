@@ -157,7 +157,7 @@ fn claim_start_sql(by_type: bool) -> String {
              UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM started)
              WHERE name = 'out' AND EXISTS (SELECT 1 FROM started)
          )
-         SELECT d.id, d.identifier, d.lease, d.starts, d.input, {type_columns_of_d}
+         SELECT d.id, d.identifier, d.lease, d.starts, d.input, d.enqueued_at, {type_columns_of_d}
          FROM typed d ORDER BY d.enqueued_at, d.id",
         type_columns = row::TYPE_COLUMNS,
         type_columns_of_d = row::TYPE_COLUMNS.replace("y.", "d."),
@@ -201,9 +201,10 @@ pub(super) async fn claim_start(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<Star
                     lease: row::lease_of(get(r, 2)?)?,
                 },
                 start: row::count(get(r, 3)?)?,
-                task_type: row::task_type(r, 5)?,
+                task_type: row::task_type(r, 6)?,
                 identifier: row::identifier_of(get(r, 1)?)?,
                 input,
+                enqueued_at: get(r, 5)?,
             })
         })
         .collect()
@@ -295,9 +296,13 @@ fn task_ids<'a>(attempts: impl Iterator<Item = &'a Attempt>) -> Vec<i64> {
     ids
 }
 
-/// The extra columns a start reads: identifier, input, then the type.
+/// The extra columns a start reads: identifier, input, enqueued_at, then the
+/// type.
 fn start_columns() -> String {
-    format!(", t.identifier, t.input, {}", row::TYPE_COLUMNS)
+    format!(
+        ", t.identifier, t.input, t.enqueued_at, {}",
+        row::TYPE_COLUMNS
+    )
 }
 
 /// Marks the started tasks RUNNING with one more start and logs each.
@@ -372,7 +377,7 @@ fn start_one(
     let r = r.ok_or_else(|| Error::Corrupt("a locked row went missing".into()))?;
     held.status = Status::Running;
     held.starts += 1;
-    let task_type = row::task_type(r, STATE_COLUMNS_LEN + 2)?;
+    let task_type = row::task_type(r, STATE_COLUMNS_LEN + 3)?;
     let message = messages::started(a.holder, held.starts, task_type.max_starts);
     let input: String = get(r, STATE_COLUMNS_LEN + 1)?;
     let input = serde_json::from_str(&input)
@@ -384,6 +389,7 @@ fn start_one(
             task_type,
             identifier: row::identifier_of(get(r, STATE_COLUMNS_LEN)?)?,
             input,
+            enqueued_at: get(r, STATE_COLUMNS_LEN + 2)?,
         },
         message,
     ))

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use atp_core::store::ClaimParams;
+use atp_core::time::from_micros;
 use atp_core::{
     Attempt, ClaimedTask, DaemonId, Error, Progress, Response, Result, StartedTask, Status,
     StatusChange, TaskId, TaskType, Transition, messages, payload, status,
@@ -129,22 +130,22 @@ fn start_one(
     now: i64,
     types: &mut HashMap<i64, TaskType>,
 ) -> Result<StartedTask> {
-    let started: Option<(i64, String, i64, String)> = tx
+    let started: Option<(i64, String, i64, String, i64)> = tx
         .prepare_cached(
             "UPDATE atp_task SET status = 3, starts = starts + 1, updated_at = ?4,
                  progress_percent = NULL, progress_message = NULL
              WHERE id = ?1 AND holder = ?2 AND lease = ?3 AND status = 2
-             RETURNING type_id, identifier, starts, input",
+             RETURNING type_id, identifier, starts, input, enqueued_at",
         )
         .and_then(|mut s| {
             s.query_row(
                 params![a.task.0, a.holder.to_db(), a.lease as i64, now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
         })
         .map_err(db("starting a task"))?;
-    let Some((type_id, identifier, starts, input)) = started else {
+    let Some((type_id, identifier, starts, input, enqueued)) = started else {
         let held = check_held(tx, a)?;
         return Err(invalid(a.task, Transition::Start, held.status));
     };
@@ -179,6 +180,7 @@ fn start_one(
         task_type,
         identifier: row::identifier_of(identifier)?,
         input,
+        enqueued_at: from_micros(enqueued),
     })
 }
 
