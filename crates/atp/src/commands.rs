@@ -250,22 +250,11 @@ pub async fn stats(store: &AnyStore, json: bool) -> anyhow::Result<()> {
     let queued = store.queue_size().await?;
     let daemons = store.daemon_list().await?;
     if json {
-        let by_status: serde_json::Map<String, Value> = counts
-            .by_status
-            .iter()
-            .map(|(s, n)| (s.name().to_owned(), json!(n)))
-            .collect();
-        let by_type: Vec<Value> = counts
-            .by_type
-            .iter()
-            .map(|(t, s, n)| json!({"type": t.as_str(), "status": s.name(), "count": n}))
-            .collect();
-        print_json(&json!({
-            "by_status": by_status,
-            "by_type": by_type,
-            "queue_size": queued,
-            "daemons": daemons.len(),
-        }));
+        print_json(&crate::output::to_json(&atp_server::wire::StatsView::new(
+            &counts,
+            queued,
+            daemons.len(),
+        )));
     } else {
         for (s, n) in &counts.by_status {
             say!("{:<9} {n}", s.name());

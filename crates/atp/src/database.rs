@@ -22,6 +22,9 @@ pub struct DatabaseArgs {
     /// Refuse enqueues once this many tasks wait (0 = unlimited).
     #[arg(long, global = true, env = "ATP_MAX_QUEUE_SIZE")]
     max_queue_size: Option<u64>,
+    /// Refuse task inputs larger than this many bytes of JSON.
+    #[arg(long, global = true, env = "ATP_MAX_INPUT_BYTES")]
+    max_input_bytes: Option<usize>,
 }
 
 impl DatabaseArgs {
@@ -42,6 +45,9 @@ impl DatabaseArgs {
         let mut options = StoreOptions::default();
         if let Some(n) = self.max_queue_size {
             options.max_queue_size = n;
+        }
+        if let Some(n) = self.max_input_bytes {
+            options.max_input_bytes = n;
         }
         if self.database.is_none() {
             let path = default_sqlite_path()?;

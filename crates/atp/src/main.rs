@@ -13,6 +13,7 @@ mod commands;
 mod database;
 mod demo;
 mod output;
+mod serve;
 
 use std::time::Duration;
 
@@ -44,6 +45,12 @@ enum Command {
     ///
     /// Example: atp --database postgres://atp@db/atp worker --concurrency 8
     Worker(WorkerArgs),
+    /// Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json),
+    /// /metrics and the live dashboard (/), with a daemon in the same
+    /// process unless --no-workers.
+    ///
+    /// Example: atp serve --listen 127.0.0.1:8080 --concurrency 8
+    Serve(serve::ServeArgs),
     /// Register, remove and list task types.
     #[command(subcommand)]
     Type(commands::TypeCommand),
@@ -155,7 +162,8 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-struct WorkerArgs {
+/// The daemon's flags, shared by `worker` and `serve`.
+pub struct WorkerArgs {
     /// Tasks run at once [default: the number of CPUs].
     #[arg(long, short = 'c')]
     concurrency: Option<usize>,
@@ -184,7 +192,7 @@ fn main() -> std::process::ExitCode {
     // Before any thread starts: reading the local offset is only sound then.
     output::init_human();
     // The daemon narrates; one-shot commands speak only of trouble.
-    let default_level = if matches!(cli.command, Command::Worker(_)) {
+    let default_level = if matches!(cli.command, Command::Worker(_) | Command::Serve(_)) {
         "info"
     } else {
         "warn"
@@ -220,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Worker(args) => return worker(&cli.database, args).await,
+        Command::Serve(args) => return serve::run(&cli.database, args).await,
         Command::Demo => return demo::run(json).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
@@ -239,7 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let store = cli.database.open().await?;
     match cli.command {
-        Command::Worker(_) | Command::Demo | Command::Completions { .. } => {
+        Command::Worker(_) | Command::Serve(_) | Command::Demo | Command::Completions { .. } => {
             unreachable!("handled above")
         }
         Command::Bench(args) => bench::run(&store, json, args).await,
@@ -303,9 +312,19 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
 }
 
 async fn worker(db: &database::DatabaseArgs, args: WorkerArgs) -> anyhow::Result<()> {
+    let config = daemon_config(&args)?;
+    let store = db.open().await?;
+    let daemon = Daemon::new(store, Registry::with_builtins(), config);
+    daemon.run(atp_daemon::shutdown_on_signals()).await?;
+    Ok(())
+}
+
+/// The daemon's settings from the worker flags (shared by `serve`).
+pub fn daemon_config(args: &WorkerArgs) -> anyhow::Result<DaemonConfig> {
     let defaults = DaemonConfig::default();
     let types = args
         .types
+        .as_ref()
         .map(|names| {
             names
                 .iter()
@@ -324,8 +343,5 @@ async fn worker(db: &database::DatabaseArgs, args: WorkerArgs) -> anyhow::Result
             .context("--grace-secs must be a non-negative number of seconds")?,
         ..defaults
     };
-    let store = db.open().await?;
-    let daemon = Daemon::new(store, Registry::with_builtins(), config);
-    daemon.run(atp_daemon::shutdown_on_signals()).await?;
-    Ok(())
+    Ok(config)
 }

@@ -2,8 +2,7 @@
 //! for people, and the exit code of each error kind.
 
 use atp_core::{Error, LogRecord, Task, TaskType};
-use serde_json::{Value, json};
-use time::format_description::well_known::Rfc3339;
+use serde_json::Value;
 
 /// Exit codes (README "Exit codes").
 pub mod exit {
@@ -34,46 +33,27 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
+pub use atp_server::wire::rfc3339;
 
-/// A task as `--json` prints it.
+/// A task as `--json` prints it: the HTTP API's task object.
 pub fn task_json(t: &Task) -> Value {
-    json!({
-        "id": t.id.0,
-        "type": t.task_type.as_str(),
-        "identifier": t.identifier.as_str(),
-        "status": t.status.name(),
-        "status_code": t.status.code(),
-        "starts": t.starts,
-        "holder": t.holder.map(|h| h.to_string()),
-        "progress": t.progress.as_ref().map(|p| json!({"percent": p.percent, "message": p.message})),
-        "inserted_at": rfc3339(t.inserted_at),
-        "updated_at": rfc3339(t.updated_at),
-        "enqueued_at": rfc3339(t.enqueued_at),
-    })
+    to_json(&atp_server::wire::TaskView::from(t))
 }
 
 /// A log record as `--json` prints it.
 pub fn log_json(r: &LogRecord) -> Value {
-    json!({
-        "time": rfc3339(r.time),
-        "status": r.status.name(),
-        "status_code": r.status.code(),
-        "message": r.message,
-    })
+    to_json(&atp_server::wire::LogRecordView::from(r))
 }
 
 /// A task type as `--json` prints it.
 pub fn type_json(t: &TaskType) -> Value {
-    json!({
-        "name": t.name.as_str(),
-        "handler": t.handler.as_str(),
-        "timeout_secs": t.timeout_secs,
-        "retention_secs": t.retention_secs,
-        "max_starts": t.max_starts,
-    })
+    to_json(&atp_server::wire::TaskTypeView::from(t))
+}
+
+/// Any wire view as a JSON value (these serialize infallibly: plain
+/// strings and numbers).
+pub fn to_json(view: &impl serde::Serialize) -> Value {
+    serde_json::to_value(view).unwrap_or(Value::Null)
 }
 
 /// How lines for people look: colours and the local time zone, decided once

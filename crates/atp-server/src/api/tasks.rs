@@ -1,0 +1,402 @@
+//! `/api/v1/tasks`: enqueue (one or a batch), list, and per task its
+//! status, input, log and response, re-enqueue and delete.
+
+use atp_core::{DaemonId, NewTask, Store, TaskFilter, TaskIdentifier, TaskRef};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::types::type_name;
+use crate::AppState;
+use crate::extract::{Json, Path, Query};
+use crate::problem::{ApiResult, Problem};
+use crate::wire::{LogRecordView, StatusName, TaskView};
+
+/// Most tasks one batch may hold.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Everything but RFC 3986's unreserved characters is escaped in a path
+/// segment, so every valid identifier (which may hold `/`, `?`, `%`, …)
+/// round-trips.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The address of a task's resource.
+pub fn task_url(task_type: &str, identifier: &str) -> String {
+    format!(
+        "/api/v1/tasks/{}/{}",
+        utf8_percent_encode(task_type, SEGMENT),
+        utf8_percent_encode(identifier, SEGMENT)
+    )
+}
+
+/// A task to enqueue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueBody {
+    /// The task type's name.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Unique within its type: 1–64 characters, no control characters, no
+    /// white space at either end.
+    pub identifier: String,
+    /// Any JSON value, handed to the handler.
+    #[serde(default)]
+    pub input: serde_json::Value,
+    /// The message of the ACCEPTED log record.
+    pub message: Option<String>,
+}
+
+impl EnqueueBody {
+    fn into_new_task(self) -> ApiResult<NewTask> {
+        let task_type = type_name(&self.task_type)?;
+        let identifier = TaskIdentifier::new(self.identifier).map_err(atp_core::Error::from)?;
+        let mut task = NewTask::new(task_type, identifier).with_input(self.input);
+        if let Some(m) = self.message {
+            task = task.with_message(m);
+        }
+        Ok(task)
+    }
+}
+
+/// Tasks to enqueue all together, or none of them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    /// 1 to 10,000 tasks.
+    pub tasks: Vec<EnqueueBody>,
+}
+
+/// A task a batch created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enqueued {
+    /// Database id.
+    pub id: i64,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Its identifier.
+    pub identifier: String,
+    /// Its address.
+    pub url: String,
+}
+
+/// What a batch created, in the order given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchEnqueued {
+    /// One entry per task.
+    pub tasks: Vec<Enqueued>,
+}
+
+/// Filters and position of a task listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only tasks in this status.
+    pub status: Option<StatusName>,
+    /// Only tasks of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub task_type: Option<String>,
+    /// Only tasks held by this daemon (`0x…`).
+    pub holder: Option<String>,
+    /// Page size, 1–10,000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of tasks, newest update first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskList {
+    /// The tasks.
+    pub tasks: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Optional body of a re-enqueue.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReenqueueBody {
+    /// The log message (default: the store's).
+    pub message: Option<String>,
+}
+
+/// A task's address: its type and identifier, percent-decoded.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskPath {
+    /// The task type's name.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub task_type: String,
+    /// The task's identifier (percent-encode `/` and other reserved
+    /// characters).
+    pub identifier: String,
+}
+
+impl TaskPath {
+    fn task_ref(&self) -> ApiResult<TaskRef> {
+        Ok(TaskRef::Key(
+            type_name(&self.task_type)?,
+            TaskIdentifier::new(self.identifier.clone()).map_err(atp_core::Error::from)?,
+        ))
+    }
+}
+
+fn created(location: &str, body: impl IntoResponse) -> Response {
+    let mut response = (StatusCode::CREATED, body).into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Enqueues one task.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
+    request_body = EnqueueBody,
+    responses(
+        (status = 201, description = "Enqueued; Location names it", body = TaskView,
+            headers(("Location" = String, description = "The task's address"))),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A task of this type and identifier exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Input too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Queue full; retry after Retry-After seconds", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn enqueue(
+    State(state): State<AppState>,
+    Json(body): Json<EnqueueBody>,
+) -> ApiResult<Response> {
+    let task = state.store.task_enqueue(body.into_new_task()?).await?;
+    state.metrics.enqueued(&task.task_type, 1);
+    let url = task_url(task.task_type.as_str(), task.identifier.as_str());
+    Ok(created(&url, Json(TaskView::from(&task))))
+}
+
+/// Enqueues every task or none: a duplicate, an unknown type or a full
+/// queue refuses the whole batch.
+#[utoipa::path(post, path = "/api/v1/tasks/batch", tag = "tasks",
+    request_body = BatchBody,
+    responses(
+        (status = 201, description = "All enqueued", body = BatchEnqueued),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A task exists already (or appears twice)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Input too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Queue full", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    Json(body): Json<BatchBody>,
+) -> ApiResult<Response> {
+    if body.tasks.is_empty() || body.tasks.len() > MAX_BATCH {
+        return Err(Problem::invalid(format!(
+            "a batch holds 1 to {MAX_BATCH} tasks, this one {}",
+            body.tasks.len()
+        )));
+    }
+    let tasks = body
+        .tasks
+        .into_iter()
+        .map(EnqueueBody::into_new_task)
+        .collect::<ApiResult<Vec<_>>>()?;
+    let keys: Vec<_> = tasks
+        .iter()
+        .map(|t| (t.task_type.clone(), t.identifier.clone()))
+        .collect();
+    let ids = state.store.task_enqueue_many(tasks).await?;
+    for (task_type, _) in &keys {
+        state.metrics.enqueued(task_type, 1);
+    }
+    let tasks = ids
+        .into_iter()
+        .zip(keys)
+        .map(|(id, (t, i))| Enqueued {
+            id: id.0,
+            url: task_url(t.as_str(), i.as_str()),
+            task_type: t.into_string(),
+            identifier: i.into_string(),
+        })
+        .collect();
+    Ok((StatusCode::CREATED, Json(BatchEnqueued { tasks })).into_response())
+}
+
+/// One page of tasks, newest update first, with a cursor for the next.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskList),
+        (status = 400, description = "Invalid filter or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<TaskList>> {
+    let filter = TaskFilter {
+        status: query.status.map(Into::into),
+        task_type: query.task_type.as_deref().map(type_name).transpose()?,
+        holder: query
+            .holder
+            .as_deref()
+            .map(|h| {
+                h.strip_prefix("0x")
+                    .or_else(|| h.strip_prefix("0X"))
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                    .map(DaemonId)
+                    .ok_or_else(|| {
+                        Problem::invalid(format!(
+                            "invalid daemon id {h:?} (expected 0x and 16 hex digits)"
+                        ))
+                    })
+            })
+            .transpose()?,
+        limit: match query.limit {
+            Some(n @ 1..=TaskFilter::MAX_LIMIT) => n,
+            None => TaskFilter::DEFAULT_LIMIT,
+            Some(n) => {
+                return Err(Problem::invalid(format!(
+                    "limit must be 1 to {}, not {n}",
+                    TaskFilter::MAX_LIMIT
+                )));
+            }
+        },
+        after: query.cursor.as_deref().map(str::parse).transpose()?,
+    };
+    let page = state.store.task_list(&filter).await?;
+    Ok(Json(TaskList {
+        tasks: page.tasks.iter().map(TaskView::from).collect(),
+        next_cursor: page.next.map(|c| c.to_string()),
+    }))
+}
+
+/// One task, as `atp --json status` prints it.
+#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}", tag = "tasks",
+    params(TaskPath),
+    responses(
+        (status = 200, description = "The task", body = TaskView),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(path): Path<TaskPath>,
+) -> ApiResult<Json<TaskView>> {
+    let task = state.store.task_get(&path.task_ref()?).await?;
+    Ok(Json(TaskView::from(&task)))
+}
+
+/// The input given at enqueue (`null` when none).
+#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/input", tag = "tasks",
+    params(TaskPath),
+    responses(
+        (status = 200, description = "The input", body = serde_json::Value),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn input(
+    State(state): State<AppState>,
+    Path(path): Path<TaskPath>,
+) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(state.store.task_input(&path.task_ref()?).await?))
+}
+
+/// Every status change of the task, oldest first.
+#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/log", tag = "tasks",
+    params(TaskPath),
+    responses(
+        (status = 200, description = "The log", body = [LogRecordView]),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn log(
+    State(state): State<AppState>,
+    Path(path): Path<TaskPath>,
+) -> ApiResult<Json<Vec<LogRecordView>>> {
+    let records = state.store.task_log(&path.task_ref()?).await?;
+    Ok(Json(records.iter().map(LogRecordView::from).collect()))
+}
+
+/// The stored response: its bytes with its MIME type.
+#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/response", tag = "tasks",
+    params(TaskPath),
+    responses(
+        (status = 200, description = "The response body, with the stored Content-Type", content_type = "*/*", body = Vec<u8>),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or no response yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn response(
+    State(state): State<AppState>,
+    Path(path): Path<TaskPath>,
+) -> ApiResult<Response> {
+    let task = path.task_ref()?;
+    let stored = state.store.task_response_get(&task).await?.ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-response",
+            "No response",
+            format!("task {task} has no response (yet)"),
+        )
+    })?;
+    let mime = HeaderValue::from_str(&stored.mime_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    Ok(([(header::CONTENT_TYPE, mime)], stored.body).into_response())
+}
+
+/// Puts the task back in the queue (from any status but ACCEPTED), with
+/// its full number of starts.
+#[utoipa::path(post, path = "/api/v1/tasks/{type}/{identifier}/reenqueue", tag = "tasks",
+    params(TaskPath),
+    request_body(content = Option<ReenqueueBody>, description = "Optional log message"),
+    responses(
+        (status = 200, description = "Back in the queue", body = TaskView),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The task is waiting already", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reenqueue(
+    State(state): State<AppState>,
+    Path(path): Path<TaskPath>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<TaskView>> {
+    // The body is optional: none, or a JSON object.
+    let body: ReenqueueBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReenqueueBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::invalid(format!("invalid JSON body: {e}")))?
+    };
+    // Empty: the store's own message.
+    let message = body.message.unwrap_or_default();
+    let task = state
+        .store
+        .task_reenqueue(&path.task_ref()?, &message)
+        .await?;
+    Ok(Json(TaskView::from(&task)))
+}
+
+/// Deletes the task with its log, input and response.
+#[utoipa::path(delete, path = "/api/v1/tasks/{type}/{identifier}", tag = "tasks",
+    params(TaskPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(path): Path<TaskPath>,
+) -> ApiResult<StatusCode> {
+    state.store.task_delete(&path.task_ref()?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,138 @@
+//! `/api/v1/types`: register, read and unregister task types.
+
+use atp_core::{Handler, Store, TaskType, TypeName};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::extract::{Json, Path, Query};
+use crate::problem::{ApiResult, Problem};
+use crate::wire::TaskTypeView;
+use axum::extract::State;
+
+/// A type's settings, as registered (`PUT /api/v1/types/{name}`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TypeBody {
+    /// What runs its tasks: `builtin:NAME`, `exec:PROGRAM ARGS`, or a
+    /// name a program registered.
+    pub handler: String,
+    /// Seconds an unfinished task may go without an update before it is
+    /// abandoned and re-enqueued (default 3600).
+    pub timeout_secs: Option<f64>,
+    /// Seconds finished tasks are kept; negative keeps them (default -1).
+    pub retention_secs: Option<f64>,
+    /// Starts before a task FAILS instead of being re-enqueued (default 3).
+    pub max_starts: Option<u32>,
+}
+
+/// `?force=true` deletes the type's tasks with it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UnregisterQuery {
+    /// Delete the type's tasks (with their logs, inputs and responses) too.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What unregistering did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Unregistered {
+    /// The type removed.
+    pub name: String,
+    /// Its tasks deleted with it.
+    pub tasks_deleted: u64,
+}
+
+pub(crate) fn type_name(name: &str) -> ApiResult<TypeName> {
+    TypeName::new(name).map_err(|e| atp_core::Error::from(e).into())
+}
+
+/// Lists every task type, by name.
+#[utoipa::path(get, path = "/api/v1/types", tag = "types",
+    responses((status = 200, description = "All types", body = [TaskTypeView])))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<TaskTypeView>>> {
+    let types = state.store.task_type_list().await?;
+    Ok(Json(types.iter().map(TaskTypeView::from).collect()))
+}
+
+/// One task type.
+#[utoipa::path(get, path = "/api/v1/types/{name}", tag = "types",
+    params(("name" = String, Path, description = "The type's name")),
+    responses(
+        (status = 200, description = "The type", body = TaskTypeView),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TaskTypeView>> {
+    let t = state.store.task_type_get(&type_name(&name)?).await?;
+    Ok(Json(TaskTypeView::from(&t)))
+}
+
+/// Registers a type, or updates it when the name exists.
+#[utoipa::path(put, path = "/api/v1/types/{name}", tag = "types",
+    params(("name" = String, Path, description = "The type's name")),
+    request_body = TypeBody,
+    responses(
+        (status = 201, description = "Registered", body = TaskTypeView),
+        (status = 200, description = "Updated", body = TaskTypeView),
+        (status = 400, description = "Invalid name or settings", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<TypeBody>,
+) -> ApiResult<(StatusCode, Json<TaskTypeView>)> {
+    let name = type_name(&name)?;
+    let handler = Handler::new(body.handler).map_err(atp_core::Error::from)?;
+    let mut t = TaskType::new(name.clone(), handler);
+    if let Some(secs) = body.timeout_secs {
+        t = t.with_timeout_secs(secs);
+    }
+    if let Some(secs) = body.retention_secs {
+        t = t.with_retention_secs(secs);
+    }
+    if let Some(n) = body.max_starts {
+        t = t.with_max_starts(n);
+    }
+    t.validate()?;
+    let existed = match state.store.task_type_get(&name).await {
+        Ok(_) => true,
+        Err(e) if e.is_not_found() => false,
+        Err(e) => return Err(e.into()),
+    };
+    state.store.task_type_upsert(&t).await?;
+    let code = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((code, Json(TaskTypeView::from(&t))))
+}
+
+/// Unregisters a type. Refused (409) while it has tasks, unless
+/// `force=true`.
+#[utoipa::path(delete, path = "/api/v1/types/{name}", tag = "types",
+    params(("name" = String, Path, description = "The type's name"), UnregisterQuery),
+    responses(
+        (status = 200, description = "Unregistered", body = Unregistered),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The type still has tasks", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<UnregisterQuery>,
+) -> ApiResult<Json<Unregistered>> {
+    let name = type_name(&name)?;
+    let deleted = state.store.task_type_delete(&name, query.force).await?;
+    Ok(Json(Unregistered {
+        name: name.into_string(),
+        tasks_deleted: deleted,
+    }))
+}

@@ -1,0 +1,162 @@
+//! ATP over HTTP: the JSON API under `/api/v1` (OpenAPI 3.1 at
+//! `/api/v1/openapi.json`), `/healthz`, Prometheus `/metrics`, the
+//! original's HTML views under `/process/` and the live dashboard at `/`.
+//!
+//! The server is a thin layer over one [`AnyStore`]: every rule (names,
+//! transitions, queue limit, input size) is the store's, and every refusal
+//! becomes an RFC 9457 problem in [`problem`]. `atp serve` (crate `atp`)
+//! runs it next to a daemon in one process.
+//!
+//! ```no_run
+//! # async fn f(store: atp_store::AnyStore) -> std::io::Result<()> {
+//! let state = atp_server::AppState::new(store, atp_server::ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! atp_server::serve(listener, state, std::future::pending()).await
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use atp_store::AnyStore;
+use axum::Router;
+
+pub mod api;
+pub mod auth;
+pub mod extract;
+pub mod html;
+pub mod metrics;
+pub mod problem;
+pub mod wire;
+
+pub use auth::Tokens;
+pub use metrics::Metrics;
+
+/// How a server behaves beyond its store.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Accepted bearer tokens; none means no authentication.
+    pub tokens: Tokens,
+    /// Largest request body, in bytes (413 beyond). The store's own
+    /// `max_input_bytes` still limits each task's input.
+    pub max_body_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Default body limit: 16 MiB, room for a batch of inputs at the
+    /// store's default 1 MiB each.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            tokens: Tokens::default(),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// What every request handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared parts of [`AppState`].
+pub struct Inner {
+    /// The database.
+    pub store: AnyStore,
+    /// Who may call.
+    pub tokens: Tokens,
+    /// Counters and histograms for `/metrics`; also the daemon's observer.
+    pub metrics: Arc<Metrics>,
+    /// See [`ServerConfig::max_body_bytes`].
+    pub max_body_bytes: usize,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// A state over `store`.
+    pub fn new(store: AnyStore, config: ServerConfig) -> Self {
+        AppState(Arc::new(Inner {
+            store,
+            tokens: config.tokens,
+            metrics: Arc::new(Metrics::new()),
+            max_body_bytes: config.max_body_bytes,
+        }))
+    }
+}
+
+/// Every route: API, metrics, health, HTML; behind the token check.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(html::routes())
+        .fallback(fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn fallback(uri: axum::http::Uri) -> problem::Problem {
+    problem::Problem::no_route(uri.path())
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Why a server refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// A non-loopback address with no token and no `--insecure`.
+    #[error(
+        "refusing to listen on {0} without a token: anyone who can reach it could run and delete tasks; give --token (or ATP_TOKENS), listen on 127.0.0.1, or pass --insecure"
+    )]
+    OpenToTheNetwork(SocketAddr),
+}
+
+/// Refuses a non-loopback address unless tokens are set or `insecure`.
+pub fn check_listen(addr: SocketAddr, tokens: &Tokens, insecure: bool) -> Result<(), ListenError> {
+    if addr.ip().is_loopback() || tokens.enabled() || insecure {
+        Ok(())
+    } else {
+        Err(ListenError::OpenToTheNetwork(addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_needs_a_token_or_insecure() {
+        let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let local6: SocketAddr = "[::1]:8080".parse().unwrap();
+        let none = Tokens::default();
+        let some = Tokens::new(vec!["t".into()]);
+        assert!(check_listen(open, &none, false).is_err());
+        assert!(check_listen(open, &some, false).is_ok());
+        assert!(check_listen(open, &none, true).is_ok());
+        assert!(check_listen(local, &none, false).is_ok());
+        assert!(check_listen(local6, &none, false).is_ok());
+    }
+}

@@ -1,0 +1,262 @@
+//! The JSON shapes ATP shows the outside world: the HTTP API and
+//! `atp --json` print the same objects, built here, so a script can switch
+//! between the two without translating.
+//!
+//! Times are RFC 3339 in UTC; statuses come as the name and the original's
+//! numeric code.
+
+use atp_core::{DaemonInfo, LogRecord, Status, Task, TaskCounts, TaskType};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+/// RFC 3339, UTC.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// A task's status name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum StatusName {
+    /// Code 0, reserved by the original; never stored.
+    Undefined,
+    /// Waiting in the queue.
+    Accepted,
+    /// Claimed by a daemon, not started yet.
+    Scheduled,
+    /// A handler runs it.
+    Running,
+    /// Its handler paused it.
+    Paused,
+    /// Done.
+    Finished,
+    /// Given up on.
+    Failed,
+}
+
+impl From<Status> for StatusName {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Undefined => StatusName::Undefined,
+            Status::Accepted => StatusName::Accepted,
+            Status::Scheduled => StatusName::Scheduled,
+            Status::Running => StatusName::Running,
+            Status::Paused => StatusName::Paused,
+            Status::Finished => StatusName::Finished,
+            Status::Failed => StatusName::Failed,
+        }
+    }
+}
+
+impl From<StatusName> for Status {
+    fn from(s: StatusName) -> Self {
+        match s {
+            StatusName::Undefined => Status::Undefined,
+            StatusName::Accepted => Status::Accepted,
+            StatusName::Scheduled => Status::Scheduled,
+            StatusName::Running => Status::Running,
+            StatusName::Paused => Status::Paused,
+            StatusName::Finished => Status::Finished,
+            StatusName::Failed => Status::Failed,
+        }
+    }
+}
+
+/// A task (without its input, log and response, which have their own
+/// addresses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    /// Database id.
+    pub id: i64,
+    /// The task type's name.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Unique within its type.
+    pub identifier: String,
+    /// Current status.
+    pub status: StatusName,
+    /// The original's numeric code of the status (0 ACCEPTED … 5 FAILED).
+    pub status_code: u8,
+    /// How many times a handler was started on it.
+    pub starts: u32,
+    /// The daemon holding it (`0x…`), while SCHEDULED, RUNNING or PAUSED.
+    pub holder: Option<String>,
+    /// What its handler last reported.
+    pub progress: Option<ProgressView>,
+    /// When it was first enqueued.
+    pub inserted_at: String,
+    /// Its last change.
+    pub updated_at: String,
+    /// When it last entered the queue.
+    pub enqueued_at: String,
+}
+
+impl From<&Task> for TaskView {
+    fn from(t: &Task) -> Self {
+        TaskView {
+            id: t.id.0,
+            task_type: t.task_type.as_str().to_owned(),
+            identifier: t.identifier.as_str().to_owned(),
+            status: t.status.into(),
+            status_code: t.status.code(),
+            starts: t.starts,
+            holder: t.holder.map(|h| h.to_string()),
+            progress: t.progress.as_ref().map(|p| ProgressView {
+                percent: p.percent,
+                message: p.message.clone(),
+            }),
+            inserted_at: rfc3339(t.inserted_at),
+            updated_at: rfc3339(t.updated_at),
+            enqueued_at: rfc3339(t.enqueued_at),
+        }
+    }
+}
+
+/// A handler's progress report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    /// 0–100, when the handler knows.
+    pub percent: Option<f64>,
+    /// What it is doing.
+    pub message: String,
+}
+
+/// One status change of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogRecordView {
+    /// When.
+    pub time: String,
+    /// The status entered.
+    pub status: StatusName,
+    /// Its numeric code.
+    pub status_code: u8,
+    /// Why.
+    pub message: String,
+}
+
+impl From<&LogRecord> for LogRecordView {
+    fn from(r: &LogRecord) -> Self {
+        LogRecordView {
+            time: rfc3339(r.time),
+            status: r.status.into(),
+            status_code: r.status.code(),
+            message: r.message.clone(),
+        }
+    }
+}
+
+/// A task type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskTypeView {
+    /// Unique name.
+    pub name: String,
+    /// What runs its tasks (`builtin:NAME`, `exec:PROGRAM ARGS`, or a
+    /// name a program registered).
+    pub handler: String,
+    /// An unfinished task not updated for this long is abandoned and
+    /// re-enqueued.
+    pub timeout_secs: f64,
+    /// Finished tasks older than this are deleted; negative keeps them.
+    pub retention_secs: f64,
+    /// Starts before a task FAILS instead of being re-enqueued.
+    pub max_starts: u32,
+}
+
+impl From<&TaskType> for TaskTypeView {
+    fn from(t: &TaskType) -> Self {
+        TaskTypeView {
+            name: t.name.as_str().to_owned(),
+            handler: t.handler.as_str().to_owned(),
+            timeout_secs: t.timeout_secs,
+            retention_secs: t.retention_secs,
+            max_starts: t.max_starts,
+        }
+    }
+}
+
+/// How many tasks of one type are in one status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TypeCount {
+    /// The type.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// The status.
+    pub status: StatusName,
+    /// How many.
+    pub count: u64,
+}
+
+/// Counts, the queue and the daemons, as `atp --json stats` prints them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StatsView {
+    /// Tasks by status name (every status, zeros included).
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// Tasks by type and status (non-zero only).
+    pub by_type: Vec<TypeCount>,
+    /// Tasks waiting (ACCEPTED).
+    pub queue_size: u64,
+    /// Live daemons.
+    pub daemons: usize,
+}
+
+impl StatsView {
+    /// From the store's counts.
+    pub fn new(counts: &TaskCounts, queue_size: u64, daemons: usize) -> Self {
+        let mut by_status: std::collections::BTreeMap<String, u64> = Status::ALL
+            .iter()
+            .filter(|s| **s != Status::Undefined)
+            .map(|s| (s.name().to_owned(), 0))
+            .collect();
+        for (s, n) in &counts.by_status {
+            by_status.insert(s.name().to_owned(), *n);
+        }
+        StatsView {
+            by_status,
+            by_type: counts
+                .by_type
+                .iter()
+                .map(|(t, s, n)| TypeCount {
+                    task_type: t.as_str().to_owned(),
+                    status: (*s).into(),
+                    count: *n,
+                })
+                .collect(),
+            queue_size,
+            daemons,
+        }
+    }
+}
+
+/// A live daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DaemonView {
+    /// `0x…`.
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id on that host.
+    pub pid: u32,
+    /// When it started.
+    pub started_at: String,
+    /// Its last heartbeat.
+    pub heartbeat_at: String,
+    /// Handlers it can run.
+    pub handlers: Vec<String>,
+}
+
+impl From<&DaemonInfo> for DaemonView {
+    fn from(d: &DaemonInfo) -> Self {
+        DaemonView {
+            id: d.id.to_string(),
+            host: d.host.clone(),
+            pid: d.pid,
+            started_at: rfc3339(d.started_at),
+            heartbeat_at: rfc3339(d.heartbeat_at),
+            handlers: d.handlers.clone(),
+        }
+    }
+}

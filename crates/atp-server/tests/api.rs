@@ -1,0 +1,655 @@
+//! Every JSON endpoint and every error code, over real HTTP against a
+//! server on a random port, on each engine.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use atp_core::StoreOptions;
+use atp_server::{ServerConfig, Tokens};
+use atp_store::testing::TestDb;
+use common::{IntoAny, TestServer, start, start_with_options};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Asserts an RFC 9457 problem with `status` and `kind`; returns its body.
+async fn problem(response: reqwest::Response, status: StatusCode, kind: &str) -> Value {
+    assert_eq!(response.status(), status, "{response:?}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{response:?}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert_eq!(body["type"], format!("/api/v1/problems#{kind}"), "{body}");
+    assert!(!body["title"].as_str().unwrap().is_empty(), "{body}");
+    assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
+    body
+}
+
+async fn put_type(s: &TestServer, name: &str, handler: &str) -> reqwest::Response {
+    let name = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    s.client
+        .put(s.url(&format!("/api/v1/types/{name}")))
+        .json(&json!({"handler": handler}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn enqueue(
+    s: &TestServer,
+    task_type: &str,
+    identifier: &str,
+    input: Value,
+) -> reqwest::Response {
+    s.client
+        .post(s.url("/api/v1/tasks"))
+        .json(&json!({"type": task_type, "identifier": identifier, "input": input}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_json(s: &TestServer, path: &str) -> (StatusCode, Value) {
+    let r = s.client.get(s.url(path)).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls the task at `url` until its status is `want`.
+async fn wait_status(s: &TestServer, url: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, task) = get_json(s, url).await;
+        assert_eq!(code, StatusCode::OK, "{task}");
+        if task["status"] == want {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "never {want}: {task}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn types_are_registered_read_and_unregistered<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    let r = put_type(&s, "Sum", "builtin:sum").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["name"], "Sum");
+    assert_eq!(created["max_starts"], 3);
+    let r = s
+        .client
+        .put(s.url("/api/v1/types/Sum"))
+        .json(&json!({"handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "an update is 200");
+    let (code, t) = get_json(&s, "/api/v1/types/Sum").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        t,
+        json!({"name": "Sum", "handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2})
+    );
+    let (_, list) = get_json(&s, "/api/v1/types").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Refusals change nothing.
+    let r = s
+        .client
+        .put(s.url("/api/v1/types/Sum"))
+        .json(&json!({"handler": "builtin:sum", "timeout_secs": -1.0}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let r = s
+        .client
+        .put(s.url("/api/v1/types/Sum"))
+        .json(&json!({"handler": "builtin:sum", "colour": "red"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let r = put_type(&s, &"x".repeat(65), "builtin:sum").await;
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let (_, t) = get_json(&s, "/api/v1/types/Sum").await;
+    assert_eq!(t["timeout_secs"], 5.0, "the refused update changed nothing");
+    let r = s
+        .client
+        .get(s.url("/api/v1/types/Nope"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::NOT_FOUND, "type-not-found").await;
+
+    // A type with tasks is kept unless forced.
+    assert_eq!(
+        enqueue(&s, "Sum", "a", json!([1])).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s
+        .client
+        .delete(s.url("/api/v1/types/Sum"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::CONFLICT, "type-has-tasks").await;
+    let r = s
+        .client
+        .delete(s.url("/api/v1/types/Sum?force=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"name": "Sum", "tasks_deleted": 1}));
+    let r = s
+        .client
+        .delete(s.url("/api/v1/types/Sum"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::NOT_FOUND, "type-not-found").await;
+    let r = s
+        .client
+        .delete(s.url("/api/v1/types/Sum?force=maybe"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+}
+
+async fn enqueue_answers_201_with_location_and_refuses_bad_input<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    put_type(&s, "Sum", "custom:nobody-runs-this").await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/tasks"))
+        .json(&json!({"type": "Sum", "identifier": "job-1", "input": [1, 2], "message": "from the test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, "/api/v1/tasks/Sum/job-1");
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["status"], "ACCEPTED");
+    assert_eq!(created["status_code"], 1);
+    assert_eq!(created["starts"], 0);
+    let (code, fetched) = get_json(&s, &location).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(fetched, created);
+    let (_, input) = get_json(&s, &format!("{location}/input")).await;
+    assert_eq!(input, json!([1, 2]));
+    let (_, log) = get_json(&s, &format!("{location}/log")).await;
+    assert_eq!(log[0]["status"], "ACCEPTED");
+    assert_eq!(log[0]["message"], "from the test");
+
+    let r = enqueue(&s, "Sum", "job-1", json!(null)).await;
+    problem(r, StatusCode::CONFLICT, "duplicate-task").await;
+    let r = enqueue(&s, "Nope", "job-2", json!(null)).await;
+    problem(r, StatusCode::NOT_FOUND, "type-not-found").await;
+    let r = enqueue(&s, "Sum", "bad\u{7}id", json!(null)).await;
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    for bad in ["", "..", " padded"] {
+        let r = enqueue(&s, "Sum", bad, json!(null)).await;
+        problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    }
+    let r = s
+        .client
+        .post(s.url("/api/v1/tasks"))
+        .header("content-type", "application/json")
+        .body("{\"type\": \"Sum\", ")
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/tasks"))
+        .json(&json!({"identifier": "no-type"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/tasks"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let (_, list) = get_json(&s, "/api/v1/tasks").await;
+    assert_eq!(
+        list["tasks"].as_array().unwrap().len(),
+        1,
+        "refusals added nothing"
+    );
+}
+
+async fn limits_give_413_and_503<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let options = StoreOptions {
+        max_queue_size: 2,
+        max_input_bytes: 100,
+    };
+    let config = ServerConfig {
+        max_body_bytes: 1000,
+        ..ServerConfig::default()
+    };
+    let s = start_with_options(db, options, config).await;
+    put_type(&s, "Sum", "custom:nobody-runs-this").await;
+    let r = enqueue(&s, "Sum", "big-input", json!("x".repeat(200))).await;
+    problem(r, StatusCode::PAYLOAD_TOO_LARGE, "too-large").await;
+    let r = enqueue(&s, "Sum", "big-body", json!("x".repeat(2000))).await;
+    problem(r, StatusCode::PAYLOAD_TOO_LARGE, "too-large").await;
+    assert_eq!(
+        enqueue(&s, "Sum", "a", json!(1)).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        enqueue(&s, "Sum", "b", json!(1)).await.status(),
+        StatusCode::CREATED
+    );
+    let r = enqueue(&s, "Sum", "c", json!(1)).await;
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0);
+    let body = problem(r, StatusCode::SERVICE_UNAVAILABLE, "queue-full").await;
+    assert_eq!(body["retry_after"], retry);
+    let (_, stats) = get_json(&s, "/api/v1/stats").await;
+    assert_eq!(stats["queue_size"], 2);
+}
+
+async fn every_valid_identifier_is_reachable<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    put_type(&s, "odd type/name", "custom:nobody-runs-this").await;
+    let identifiers = [
+        "a/b/c",
+        "100%",
+        "what?x=1#frag",
+        "with space",
+        "plus+sign",
+        "ünïcødé €",
+        "<script>alert(1)</script>",
+        "...",
+        "./x",
+        "-",
+    ];
+    for id in identifiers {
+        let r = enqueue(&s, "odd type/name", id, json!(id)).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{id}");
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let (code, task) = get_json(&s, &location).await;
+        assert_eq!(code, StatusCode::OK, "{id} at {location}");
+        assert_eq!(task["identifier"], id);
+        assert_eq!(task["type"], "odd type/name");
+        let (code, input) = get_json(&s, &format!("{location}/input")).await;
+        assert_eq!((code, input), (StatusCode::OK, json!(id)));
+        let (code, _) = get_json(&s, &format!("{location}/log")).await;
+        assert_eq!(code, StatusCode::OK);
+        let r = s.client.delete(s.url(&location)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{id}");
+        let r = s.client.get(s.url(&location)).send().await.unwrap();
+        problem(r, StatusCode::NOT_FOUND, "task-not-found").await;
+    }
+}
+
+async fn batches_are_all_or_nothing<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    put_type(&s, "Sum", "custom:nobody-runs-this").await;
+    assert_eq!(
+        enqueue(&s, "Sum", "taken", json!(1)).await.status(),
+        StatusCode::CREATED
+    );
+    let batch = |ids: &[&str]| json!({"tasks": ids.iter().map(|i| json!({"type": "Sum", "identifier": i, "input": [1]})).collect::<Vec<_>>()});
+    let post = |body: Value| {
+        s.client
+            .post(s.url("/api/v1/tasks/batch"))
+            .json(&body)
+            .send()
+    };
+    let r = post(batch(&["n1", "n2", "taken"])).await.unwrap();
+    problem(r, StatusCode::CONFLICT, "duplicate-task").await;
+    let r = post(batch(&["n1", "n1"])).await.unwrap();
+    problem(r, StatusCode::CONFLICT, "duplicate-task").await;
+    let r = post(json!({"tasks": [{"type": "Nope", "identifier": "x"}]}))
+        .await
+        .unwrap();
+    problem(r, StatusCode::NOT_FOUND, "type-not-found").await;
+    let r = post(json!({"tasks": []})).await.unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let (_, stats) = get_json(&s, "/api/v1/stats").await;
+    assert_eq!(stats["queue_size"], 1, "refused batches added nothing");
+
+    let r = post(batch(&["b1", "b2", "b/3"])).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    let tasks = body["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 3);
+    for (t, id) in tasks.iter().zip(["b1", "b2", "b/3"]) {
+        assert_eq!(t["identifier"], id);
+        let (code, task) = get_json(&s, t["url"].as_str().unwrap()).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(task["id"], t["id"]);
+    }
+}
+
+async fn lists_filter_and_page_with_a_cursor<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    put_type(&s, "A", "custom:nobody-runs-this").await;
+    put_type(&s, "B", "custom:nobody-runs-this").await;
+    for i in 0..5 {
+        enqueue(&s, "A", &format!("a{i}"), json!(i)).await;
+    }
+    enqueue(&s, "B", "b0", json!(0)).await;
+    s.client
+        .delete(s.url("/api/v1/tasks/A/a4"))
+        .send()
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/tasks?type=A&limit=2".to_owned();
+    loop {
+        let (code, page) = get_json(&s, &path).await;
+        assert_eq!(code, StatusCode::OK, "{page}");
+        let tasks = page["tasks"].as_array().unwrap();
+        assert!(tasks.len() <= 2);
+        seen.extend(
+            tasks
+                .iter()
+                .map(|t| t["identifier"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/tasks?type=A&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["a0", "a1", "a2", "a3"]);
+    let (_, page) = get_json(&s, "/api/v1/tasks?status=ACCEPTED&type=B").await;
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 1);
+    let (_, page) = get_json(&s, "/api/v1/tasks?status=FINISHED").await;
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 0);
+    for bad in [
+        "status=DONE",
+        "limit=0",
+        "limit=10001",
+        "limit=-1",
+        "cursor=nope",
+        "holder=12",
+        "type=",
+    ] {
+        let r = s
+            .client
+            .get(s.url(&format!("/api/v1/tasks?{bad}")))
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    }
+}
+
+async fn a_daemon_runs_tasks_and_the_api_shows_their_ends<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), true).await;
+    put_type(&s, "Echo", "builtin:echo").await;
+    put_type(&s, "Fail", "builtin:fail").await;
+    put_type(&s, "Idle", "custom:nobody-runs-this").await;
+    let r = enqueue(&s, "Echo", "e/1", json!({"hello": "world"})).await;
+    let echo = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = enqueue(&s, "Fail", "f1", json!("boom")).await;
+    let fail = r.headers()["location"].to_str().unwrap().to_owned();
+    enqueue(&s, "Idle", "i1", json!(null)).await;
+
+    let done = wait_status(&s, &echo, "FINISHED").await;
+    assert_eq!(done["starts"], 1);
+    let r = s
+        .client
+        .get(s.url(&format!("{echo}/response")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"hello": "world"}));
+    let (_, log) = get_json(&s, &format!("{echo}/log")).await;
+    let statuses: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ACCEPTED", "SCHEDULED", "RUNNING", "FINISHED"]);
+
+    wait_status(&s, &fail, "FAILED").await;
+    let r = s
+        .client
+        .get(s.url("/api/v1/tasks/Idle/i1/response"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::NOT_FOUND, "no-response").await;
+
+    // Re-enqueue: from FINISHED back to the queue, and it runs again; an
+    // ACCEPTED task cannot be re-enqueued.
+    let r = s
+        .client
+        .post(s.url(&format!("{echo}/reenqueue")))
+        .json(&json!({"message": "once more"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let again = wait_status(&s, &echo, "FINISHED").await;
+    assert_eq!(again["starts"], 1, "the start count was reset");
+    let (_, log) = get_json(&s, &format!("{echo}/log")).await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["message"] == "once more"),
+        "{log}"
+    );
+    let r = s
+        .client
+        .post(s.url("/api/v1/tasks/Idle/i1/reenqueue"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::CONFLICT, "invalid-transition").await;
+    let r = s
+        .client
+        .post(s.url(&format!("{fail}/reenqueue")))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/tasks/Idle/nope/reenqueue"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::NOT_FOUND, "task-not-found").await;
+
+    // Stats, daemons, health and metrics.
+    let (_, stats) = get_json(&s, "/api/v1/stats").await;
+    assert_eq!(stats["by_status"]["FINISHED"], 1, "{stats}");
+    assert_eq!(stats["by_status"]["FAILED"], 1, "{stats}");
+    assert_eq!(stats["by_status"]["ACCEPTED"], 1, "{stats}");
+    assert_eq!(stats["queue_size"], 1);
+    assert_eq!(stats["daemons"], 1);
+    let (_, daemons) = get_json(&s, "/api/v1/daemons").await;
+    assert!(
+        daemons[0]["id"].as_str().unwrap().starts_with("0x"),
+        "{daemons}"
+    );
+    assert!(
+        daemons[0]["handlers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "builtin:echo"),
+        "{daemons}"
+    );
+    let (code, health) = get_json(&s, "/healthz").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+    let r = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("text")
+    );
+    let text = r.text().await.unwrap();
+    for line in [
+        "atp_tasks_enqueued_total{type=\"Echo\"} 1",
+        "atp_tasks_finished_total{type=\"Echo\"} 2",
+        "atp_tasks_failed_total{type=\"Fail\"} 1",
+        "atp_pickup_latency_seconds_count 3",
+        "atp_tasks{status=\"ACCEPTED\"} 1",
+        "atp_queue_depth 1",
+        "atp_daemons 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+}
+
+async fn tokens_are_required_when_configured<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let config = ServerConfig {
+        tokens: Tokens::new(vec!["s3cret".into(), "second".into()]),
+        ..ServerConfig::default()
+    };
+    let s = start(db, config, false).await;
+    for path in [
+        "/api/v1/types",
+        "/api/v1/stats",
+        "/metrics",
+        "/api/v1/openapi.json",
+    ] {
+        let r = s.client.get(s.url(path)).send().await.unwrap();
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        let r = s
+            .client
+            .get(s.url(path))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        for token in ["s3cret", "second"] {
+            let r = s
+                .client
+                .get(s.url(path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{path} with {token}");
+        }
+    }
+    let r = s
+        .client
+        .put(s.url("/api/v1/types/T"))
+        .json(&json!({"handler": "builtin:noop"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let (_, types) = get_json(&s, "/healthz").await;
+    assert_eq!(types["status"], "ok", "/healthz needs no token");
+}
+
+async fn openapi_document_and_unknown_routes<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    let (code, doc) = get_json(&s, "/api/v1/openapi.json").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/types",
+        "/api/v1/types/{name}",
+        "/api/v1/tasks",
+        "/api/v1/tasks/batch",
+        "/api/v1/tasks/{type}/{identifier}",
+        "/api/v1/tasks/{type}/{identifier}/input",
+        "/api/v1/tasks/{type}/{identifier}/log",
+        "/api/v1/tasks/{type}/{identifier}/response",
+        "/api/v1/tasks/{type}/{identifier}/reenqueue",
+        "/api/v1/stats",
+        "/api/v1/daemons",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the document");
+    }
+    let r = s
+        .client
+        .get(s.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::NOT_FOUND, "not-found").await;
+    let r = s.client.patch(s.url("/api/v1/tasks")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+http_tests!(
+    types_are_registered_read_and_unregistered,
+    enqueue_answers_201_with_location_and_refuses_bad_input,
+    limits_give_413_and_503,
+    every_valid_identifier_is_reachable,
+    batches_are_all_or_nothing,
+    lists_filter_and_page_with_a_cursor,
+    a_daemon_runs_tasks_and_the_api_shows_their_ends,
+    tokens_are_required_when_configured,
+    openapi_document_and_unknown_routes,
+);

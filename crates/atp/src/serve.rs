@@ -1,0 +1,80 @@
+//! `atp serve`: the HTTP API, metrics and dashboard (crate `atp-server`)
+//! and, unless `--no-workers`, a daemon, in one process that stops
+//! gracefully on the first SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use atp_core::Store as _;
+use atp_daemon::{Daemon, Registry};
+use atp_server::{AppState, ServerConfig, Tokens};
+use clap::Args;
+
+use crate::database::DatabaseArgs;
+use crate::{WorkerArgs, daemon_config};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the address in use
+    /// is printed). Non-loopback addresses need a token or --insecure.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Accept only requests with `Authorization: Bearer TOKEN` (repeat for
+    /// several; env ATP_TOKENS takes a comma-separated list).
+    #[arg(
+        long = "token",
+        env = "ATP_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    tokens: Vec<String>,
+    /// Listen on a non-loopback address without a token.
+    #[arg(long)]
+    insecure: bool,
+    /// Serve only: run no daemon in this process.
+    #[arg(long)]
+    no_workers: bool,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+pub async fn run(db: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let tokens = Tokens::new(args.tokens.iter().map(|t| t.trim().to_owned()));
+    atp_server::check_listen(args.listen, &tokens, args.insecure)?;
+    let config = daemon_config(&args.worker)?;
+    let store = db.open().await?;
+    let state = AppState::new(
+        store.clone(),
+        ServerConfig {
+            tokens,
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    say!("listening on http://{addr}");
+    tracing::info!(%addr, engine = store.engine(), "serving");
+
+    let shutdown = atp_daemon::shutdown_on_signals();
+    let stopping = {
+        let shutdown = shutdown.clone();
+        async move { shutdown.stopping().await }
+    };
+    let server = atp_server::serve(listener, state.clone(), stopping);
+    if args.no_workers {
+        server.await.context("serving HTTP")?;
+        return Ok(());
+    }
+    let daemon = Daemon::new(store, Registry::with_builtins(), config)
+        .with_observer(state.metrics.clone() as Arc<dyn atp_daemon::Observer>);
+    let (served, ran) = tokio::join!(server, daemon.run(shutdown));
+    served.context("serving HTTP")?;
+    ran?;
+    Ok(())
+}
