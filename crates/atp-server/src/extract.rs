@@ -4,7 +4,8 @@
 
 use axum::extract::FromRequest;
 use axum::extract::FromRequestParts;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::Request;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 
 use crate::problem::Problem;
@@ -29,6 +30,32 @@ pub struct Path<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(Problem))]
 pub struct Query<T>(pub T);
+
+/// The raw request body (`axum::body::Bytes`) whose rejection, a body over
+/// the size limit above all, is a [`Problem`].
+#[derive(Debug)]
+pub struct Body(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(Problem::from)
+    }
+}
+
+impl From<BytesRejection> for Problem {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::too_large(r.body_text())
+        } else {
+            Problem::invalid(r.body_text())
+        }
+    }
+}
 
 impl From<JsonRejection> for Problem {
     fn from(r: JsonRejection) -> Self {

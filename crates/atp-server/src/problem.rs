@@ -71,6 +71,16 @@ impl Problem {
         )
     }
 
+    /// 405 for a method a route does not serve (the router adds `Allow`).
+    pub fn method_not_allowed(method: &axum::http::Method, path: &str) -> Self {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{path} does not answer {method}; its Allow header lists what it does"),
+        )
+    }
+
     /// 413: the body or the input is too large.
     pub fn too_large(detail: impl Into<String>) -> Self {
         Problem::new(

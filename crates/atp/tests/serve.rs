@@ -4,75 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use atp_store::testing::TestDb;
-use common::{ATP, wait_for};
+use common::{ATP, Server, wait_for};
 use serde_json::{Value, json};
-
-/// An `atp serve` process; killed if still running when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Starts `atp serve` on a free loopback port with `extra` arguments and
-    /// waits for its "listening on" line.
-    fn spawn(env: Vec<(String, String)>, extra: &[&str]) -> Server {
-        let listen: &[&str] = if extra.contains(&"--listen") {
-            &[]
-        } else {
-            &["--listen", "127.0.0.1:0"]
-        };
-        let mut child = Command::new(ATP)
-            .args(["serve", "--poll-interval-ms", "20"])
-            .args(listen)
-            .args(extra)
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning atp serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the address line");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn terminate(&mut self) -> Option<i32> {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        for _ in 0..500 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `atp --json ARGS` on the database in `env`.
 fn cli_json(env: &[(String, String)], args: &[&str]) -> Value {
@@ -188,6 +125,72 @@ async fn no_workers_serves_without_running_tasks(db: impl TestDb) {
     assert_eq!(cli_json(&env, &["stats"])["daemons"], 0);
 }
 
+async fn two_servers_share_one_database(db: impl TestDb) {
+    let env = db.child_env();
+    let a = Server::spawn(env.clone(), &["--concurrency", "2"]);
+    let b = Server::spawn(env.clone(), &["--concurrency", "2"]);
+    let http = reqwest::Client::new();
+    http.put(a.url("/api/v1/types/Sum"))
+        .json(&json!({"handler": "builtin:sum"}))
+        .send()
+        .await
+        .unwrap();
+    // Enqueued through either server, run by either daemon, seen by both.
+    for i in 0..20 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let r = http
+            .post(server.url("/api/v1/tasks"))
+            .json(&json!({"type": "Sum", "identifier": format!("t{i}"), "input": [i, 1]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = http
+        .post(b.url("/api/v1/tasks"))
+        .json(&json!({"type": "Sum", "identifier": "t0", "input": [0]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        409,
+        "a duplicate is refused by the other server too"
+    );
+    for server in [&a, &b] {
+        let stats: Value = wait_for(Duration::from_secs(30), "all 20 to finish", || async {
+            let stats: Value = http
+                .get(server.url("/api/v1/stats"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (stats["by_status"]["FINISHED"] == 20).then_some(stats)
+        })
+        .await;
+        assert_eq!(stats["daemons"], 2, "{stats}");
+    }
+    for i in 0..20 {
+        let log: Value = http
+            .get(a.url(&format!("/api/v1/tasks/Sum/t{i}/log")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let runs = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "RUNNING")
+            .count();
+        assert_eq!(runs, 1, "t{i} ran exactly once: {log}");
+    }
+}
+
 #[tokio::test]
 async fn an_open_address_needs_a_token_or_insecure() {
     let dir = tempfile::tempdir().unwrap();
@@ -225,6 +228,12 @@ macro_rules! serve_tests {
         async fn serve_runs_tasks_and_answers_like_the_cli() {
             let Some(db) = $db else { return };
             super::serve_runs_tasks_and_answers_like_the_cli(db).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn two_servers_share_one_database() {
+            let Some(db) = $db else { return };
+            super::two_servers_share_one_database(db).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,12 +3,13 @@
 
 use axum::Router;
 use axum::routing::{get, post};
-use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{OpenApi, PartialSchema};
 
 use crate::AppState;
 
 pub mod ops;
+pub mod schema;
 pub mod tasks;
 pub mod types;
 
@@ -32,21 +33,87 @@ pub mod types;
 )]
 pub struct ApiDoc;
 
-/// Declares the bearer scheme and applies it to every operation; servers
-/// without tokens simply do not check it.
+/// Declares the bearer scheme and applies it to every operation but
+/// `/healthz` (which is public); servers without tokens simply do not check
+/// it. Adds the refusals any operation may give: 401 (when tokens are
+/// configured) and 503 (the database does not answer).
 struct BearerAuth;
+
+/// The path anyone may fetch without a token (see `auth::is_public`).
+const PUBLIC_PATH: &str = "/healthz";
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
+
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build()
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.responses.insert(
+            "Unauthorized".into(),
+            ResponseBuilder::new()
+                .description("This server needs a bearer token and got none or a wrong one")
+                .content(crate::problem::PROBLEM_JSON, problem())
+                .header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(String::schema())
+                        .description(Some("`Bearer realm=\"atp\"`"))
+                        .build(),
+                )
+                .build()
+                .into(),
+        );
+        components.responses.insert(
+            "Unavailable".into(),
+            ResponseBuilder::new()
+                .description("The database does not answer; retry after Retry-After seconds")
+                .content(crate::problem::PROBLEM_JSON, problem())
+                .header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(u64::schema())
+                        .description(Some("Seconds to wait"))
+                        .build(),
+                )
+                .build()
+                .into(),
+        );
         openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
             "bearer",
             Vec::<String>::new(),
         )]);
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let responses = &mut operation.responses.responses;
+                if path == PUBLIC_PATH {
+                    operation.security = Some(Vec::new());
+                } else {
+                    responses
+                        .entry("401".into())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Unauthorized")));
+                }
+                responses
+                    .entry("503".into())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Unavailable")));
+            }
+        }
     }
 }
 
@@ -93,4 +160,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/daemons", get(ops::daemons))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A 405 is a problem like every other refusal; axum still adds `Allow`.
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> crate::problem::Problem {
+    crate::problem::Problem::method_not_allowed(&method, uri.path())
 }

@@ -14,7 +14,7 @@ use crate::wire::{DaemonView, StatsView};
 
 /// Counts by status and type, the queue size and the number of live
 /// daemons, as `atp --json stats` prints them.
-#[utoipa::path(get, path = "/api/v1/stats", tag = "operations",
+#[utoipa::path(get, path = "/api/v1/stats", operation_id = "get_stats", tag = "operations",
     responses((status = 200, description = "Counts", body = StatsView)))]
 pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<StatsView>> {
     let counts = state.store.task_counts().await?;
@@ -24,7 +24,7 @@ pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<StatsView>> 
 }
 
 /// Live daemons, oldest first.
-#[utoipa::path(get, path = "/api/v1/daemons", tag = "operations",
+#[utoipa::path(get, path = "/api/v1/daemons", operation_id = "list_daemons", tag = "operations",
     responses((status = 200, description = "Live daemons", body = [DaemonView])))]
 pub async fn daemons(State(state): State<AppState>) -> ApiResult<Json<Vec<DaemonView>>> {
     let daemons = state.store.daemon_list().await?;
@@ -43,7 +43,7 @@ pub struct Health {
 }
 
 /// 200 when the database answers, else a 503 problem.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses(
         (status = 200, description = "Healthy", body = Health),
         (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
@@ -65,7 +65,7 @@ pub async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
 }
 
 /// Prometheus metrics in the OpenMetrics text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let text = state.metrics.render(&state.store).await?;

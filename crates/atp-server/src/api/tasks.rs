@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::types::type_name;
 use crate::AppState;
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Body, Json, Path, Query};
 use crate::problem::{ApiResult, Problem};
 use crate::wire::{LogRecordView, StatusName, TaskView};
 
@@ -42,15 +42,31 @@ pub fn task_url(task_type: &str, identifier: &str) -> String {
 pub struct EnqueueBody {
     /// The task type's name.
     #[serde(rename = "type")]
+    #[schema(value_type = super::schema::TypeName)]
     pub task_type: String,
     /// Unique within its type: 1–64 characters, no control characters, no
     /// white space at either end.
+    #[schema(value_type = super::schema::TaskIdentifier)]
     pub identifier: String,
     /// Any JSON value, handed to the handler.
     #[serde(default)]
+    #[schema(examples(json!([1, 2, 3])))]
     pub input: serde_json::Value,
-    /// The message of the ACCEPTED log record.
+    /// The message of the ACCEPTED log record (no NUL characters).
+    #[schema(value_type = Option<super::schema::LogMessage>)]
     pub message: Option<String>,
+}
+
+/// Refuses a log message with a NUL character, which PostgreSQL cannot
+/// store: the same 400 on every engine instead of a 500 on one.
+fn check_message(message: &str) -> ApiResult<()> {
+    if message.contains('\0') {
+        Err(Problem::invalid(
+            "a log message must not contain NUL (U+0000) characters",
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 impl EnqueueBody {
@@ -59,6 +75,7 @@ impl EnqueueBody {
         let identifier = TaskIdentifier::new(self.identifier).map_err(atp_core::Error::from)?;
         let mut task = NewTask::new(task_type, identifier).with_input(self.input);
         if let Some(m) = self.message {
+            check_message(&m)?;
             task = task.with_message(m);
         }
         Ok(task)
@@ -68,8 +85,13 @@ impl EnqueueBody {
 /// Tasks to enqueue all together, or none of them.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"tasks": [
+    {"type": "SequenceSum", "identifier": "job-2", "input": [4, 5]},
+    {"type": "SequenceSum", "identifier": "job-3", "input": ["6", 7.5]},
+]})))]
 pub struct BatchBody {
     /// 1 to 10,000 tasks.
+    #[schema(min_items = 1, max_items = 10000)]
     pub tasks: Vec<EnqueueBody>,
 }
 
@@ -102,9 +124,10 @@ pub struct ListQuery {
     pub status: Option<StatusName>,
     /// Only tasks of this type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<super::schema::TypeName>)]
     pub task_type: Option<String>,
     /// Only tasks held by this daemon (`0x…`).
+    #[param(pattern = "^0[xX][0-9A-Fa-f]{1,16}$")]
     pub holder: Option<String>,
     /// Page size, 1–10,000 (default 100).
     #[param(minimum = 1, maximum = 10000)]
@@ -118,7 +141,7 @@ pub struct ListQuery {
 pub struct TaskList {
     /// The tasks.
     pub tasks: Vec<TaskView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -126,7 +149,8 @@ pub struct TaskList {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReenqueueBody {
-    /// The log message (default: the store's).
+    /// The log message (default: the store's; no NUL characters).
+    #[schema(value_type = Option<super::schema::LogMessage>)]
     pub message: Option<String>,
 }
 
@@ -136,10 +160,11 @@ pub struct ReenqueueBody {
 pub struct TaskPath {
     /// The task type's name.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = super::schema::TypeName)]
     pub task_type: String,
     /// The task's identifier (percent-encode `/` and other reserved
     /// characters).
+    #[param(value_type = super::schema::TaskIdentifier)]
     pub identifier: String,
 }
 
@@ -152,6 +177,24 @@ impl TaskPath {
     }
 }
 
+/// A stored response's bytes, unchanged, in whatever media type its
+/// handler gave: any value at all as far as the document is concerned (a
+/// JSON response may be `null`, a text one any text).
+pub struct RawBody;
+
+impl utoipa::PartialSchema for RawBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .description(Some(
+                "The stored bytes, unchanged, in the media type the handler gave",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RawBody {}
+
 fn created(location: &str, body: impl IntoResponse) -> Response {
     let mut response = (StatusCode::CREATED, body).into_response();
     if let Ok(value) = HeaderValue::from_str(location) {
@@ -161,7 +204,7 @@ fn created(location: &str, body: impl IntoResponse) -> Response {
 }
 
 /// Enqueues one task.
-#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/tasks", operation_id = "enqueue_task", tag = "tasks",
     request_body = EnqueueBody,
     responses(
         (status = 201, description = "Enqueued; Location names it", body = TaskView,
@@ -170,7 +213,7 @@ fn created(location: &str, body: impl IntoResponse) -> Response {
         (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A task of this type and identifier exists", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Input too large", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Queue full; retry after Retry-After seconds", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Queue full (or the database does not answer); retry after Retry-After seconds", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn enqueue(
@@ -185,7 +228,7 @@ pub async fn enqueue(
 
 /// Enqueues every task or none: a duplicate, an unknown type or a full
 /// queue refuses the whole batch.
-#[utoipa::path(post, path = "/api/v1/tasks/batch", tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/tasks/batch", operation_id = "enqueue_batch", tag = "tasks",
     request_body = BatchBody,
     responses(
         (status = 201, description = "All enqueued", body = BatchEnqueued),
@@ -193,7 +236,7 @@ pub async fn enqueue(
         (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A task exists already (or appears twice)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Input too large", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Queue full", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Queue full (or the database does not answer); retry after Retry-After seconds", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn enqueue_batch(
@@ -233,11 +276,12 @@ pub async fn enqueue_batch(
 }
 
 /// One page of tasks, newest update first, with a cursor for the next.
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks", operation_id = "list_tasks", tag = "tasks",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of tasks", body = TaskList),
         (status = 400, description = "Invalid filter or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown type in the `type` filter", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -281,7 +325,7 @@ pub async fn list(
 }
 
 /// One task, as `atp --json status` prints it.
-#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}", tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}", operation_id = "get_task", tag = "tasks",
     params(TaskPath),
     responses(
         (status = 200, description = "The task", body = TaskView),
@@ -297,7 +341,7 @@ pub async fn get(
 }
 
 /// The input given at enqueue (`null` when none).
-#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/input", tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/input", operation_id = "get_task_input", tag = "tasks",
     params(TaskPath),
     responses(
         (status = 200, description = "The input", body = serde_json::Value),
@@ -312,7 +356,7 @@ pub async fn input(
 }
 
 /// Every status change of the task, oldest first.
-#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/log", tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/log", operation_id = "get_task_log", tag = "tasks",
     params(TaskPath),
     responses(
         (status = 200, description = "The log", body = [LogRecordView]),
@@ -328,10 +372,10 @@ pub async fn log(
 }
 
 /// The stored response: its bytes with its MIME type.
-#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/response", tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks/{type}/{identifier}/response", operation_id = "get_task_response", tag = "tasks",
     params(TaskPath),
     responses(
-        (status = 200, description = "The response body, with the stored Content-Type", content_type = "*/*", body = Vec<u8>),
+        (status = 200, description = "The response body, with the stored Content-Type", content_type = "*/*", body = RawBody),
         (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task, or no response yet", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -355,7 +399,7 @@ pub async fn response(
 
 /// Puts the task back in the queue (from any status but ACCEPTED), with
 /// its full number of starts.
-#[utoipa::path(post, path = "/api/v1/tasks/{type}/{identifier}/reenqueue", tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/tasks/{type}/{identifier}/reenqueue", operation_id = "reenqueue_task", tag = "tasks",
     params(TaskPath),
     request_body(content = Option<ReenqueueBody>, description = "Optional log message"),
     responses(
@@ -363,21 +407,24 @@ pub async fn response(
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The task is waiting already", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn reenqueue(
     State(state): State<AppState>,
     Path(path): Path<TaskPath>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> ApiResult<Json<TaskView>> {
-    // The body is optional: none, or a JSON object.
+    // The body is optional: none, `null` (as documented), or a JSON object.
     let body: ReenqueueBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReenqueueBody::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice::<Option<ReenqueueBody>>(&body)
             .map_err(|e| Problem::invalid(format!("invalid JSON body: {e}")))?
+            .unwrap_or_default()
     };
     // Empty: the store's own message.
     let message = body.message.unwrap_or_default();
+    check_message(&message)?;
     let task = state
         .store
         .task_reenqueue(&path.task_ref()?, &message)
@@ -386,7 +433,7 @@ pub async fn reenqueue(
 }
 
 /// Deletes the task with its log, input and response.
-#[utoipa::path(delete, path = "/api/v1/tasks/{type}/{identifier}", tag = "tasks",
+#[utoipa::path(delete, path = "/api/v1/tasks/{type}/{identifier}", operation_id = "delete_task", tag = "tasks",
     params(TaskPath),
     responses(
         (status = 204, description = "Deleted"),

@@ -17,14 +17,27 @@ use axum::extract::State;
 pub struct TypeBody {
     /// What runs its tasks: `builtin:NAME`, `exec:PROGRAM ARGS`, or a
     /// name a program registered.
+    #[schema(value_type = super::schema::Handler)]
     pub handler: String,
     /// Seconds an unfinished task may go without an update before it is
     /// abandoned and re-enqueued (default 3600).
+    #[schema(exclusive_minimum = 0, maximum = 1e11)]
     pub timeout_secs: Option<f64>,
     /// Seconds finished tasks are kept; negative keeps them (default -1).
+    #[schema(maximum = 1e11)]
     pub retention_secs: Option<f64>,
     /// Starts before a task FAILS instead of being re-enqueued (default 3).
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub max_starts: Option<u32>,
+}
+
+/// A type's address.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TypePath {
+    /// The type's name.
+    #[param(value_type = super::schema::TypeName)]
+    pub name: String,
 }
 
 /// `?force=true` deletes the type's tasks with it.
@@ -50,7 +63,7 @@ pub(crate) fn type_name(name: &str) -> ApiResult<TypeName> {
 }
 
 /// Lists every task type, by name.
-#[utoipa::path(get, path = "/api/v1/types", tag = "types",
+#[utoipa::path(get, path = "/api/v1/types", operation_id = "list_types", tag = "types",
     responses((status = 200, description = "All types", body = [TaskTypeView])))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<TaskTypeView>>> {
     let types = state.store.task_type_list().await?;
@@ -58,8 +71,8 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<TaskTypeV
 }
 
 /// One task type.
-#[utoipa::path(get, path = "/api/v1/types/{name}", tag = "types",
-    params(("name" = String, Path, description = "The type's name")),
+#[utoipa::path(get, path = "/api/v1/types/{name}", operation_id = "get_type", tag = "types",
+    params(TypePath),
     responses(
         (status = 200, description = "The type", body = TaskTypeView),
         (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
@@ -67,24 +80,25 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<TaskTypeV
     ))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(TypePath { name }): Path<TypePath>,
 ) -> ApiResult<Json<TaskTypeView>> {
     let t = state.store.task_type_get(&type_name(&name)?).await?;
     Ok(Json(TaskTypeView::from(&t)))
 }
 
 /// Registers a type, or updates it when the name exists.
-#[utoipa::path(put, path = "/api/v1/types/{name}", tag = "types",
-    params(("name" = String, Path, description = "The type's name")),
+#[utoipa::path(put, path = "/api/v1/types/{name}", operation_id = "put_type", tag = "types",
+    params(TypePath),
     request_body = TypeBody,
     responses(
         (status = 201, description = "Registered", body = TaskTypeView),
         (status = 200, description = "Updated", body = TaskTypeView),
         (status = 400, description = "Invalid name or settings", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(TypePath { name }): Path<TypePath>,
     Json(body): Json<TypeBody>,
 ) -> ApiResult<(StatusCode, Json<TaskTypeView>)> {
     let name = type_name(&name)?;
@@ -116,8 +130,8 @@ pub async fn put(
 
 /// Unregisters a type. Refused (409) while it has tasks, unless
 /// `force=true`.
-#[utoipa::path(delete, path = "/api/v1/types/{name}", tag = "types",
-    params(("name" = String, Path, description = "The type's name"), UnregisterQuery),
+#[utoipa::path(delete, path = "/api/v1/types/{name}", operation_id = "delete_type", tag = "types",
+    params(TypePath, UnregisterQuery),
     responses(
         (status = 200, description = "Unregistered", body = Unregistered),
         (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
@@ -126,7 +140,7 @@ pub async fn put(
     ))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(TypePath { name }): Path<TypePath>,
     Query(query): Query<UnregisterQuery>,
 ) -> ApiResult<Json<Unregistered>> {
     let name = type_name(&name)?;

@@ -1,0 +1,125 @@
+//! Live updates: `/events`, a server-sent event stream of the counts by
+//! status and a change token, which the dashboard's script follows to
+//! refresh the open page's `[data-live]` parts in place.
+//!
+//! Each connection reads the store once per second (one count query and
+//! one single-row, index-ordered list) and sends only when something
+//! changed. The stream ends when the client goes away (axum drops it at
+//! the first failed write; a keep-alive comment every 5 s makes sure there
+//! is one) and in any case after [`LIFETIME`], so that a forgotten browser
+//! tab never holds a graceful shutdown for long: the browser reconnects by
+//! itself after the `retry` delay.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use atp_core::{Store, TaskCounts, TaskCursor, TaskFilter};
+use axum::extract::State;
+use axum::http::HeaderName;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use super::layout::statuses;
+use crate::AppState;
+
+/// How often a connection looks for changes.
+const TICK: Duration = Duration::from_secs(1);
+/// How long one connection lasts before the browser is made to reconnect.
+pub const LIFETIME: Duration = Duration::from_secs(10);
+/// The reconnection delay the browser is told.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The counts and a token that changes whenever any task does.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Tasks by status.
+    pub counts: TaskCounts,
+    /// The newest update's position (time and id) and every count: a
+    /// status change, progress or heartbeat moves the first, an enqueue or
+    /// delete the others.
+    pub token: String,
+}
+
+impl Snapshot {
+    /// Reads the counts and the newest update.
+    pub async fn read<S: Store>(store: &S) -> atp_core::Result<Snapshot> {
+        let counts = store.task_counts().await?;
+        let newest = store
+            .task_list(&TaskFilter {
+                limit: 1,
+                ..TaskFilter::default()
+            })
+            .await?;
+        let mut token = newest
+            .tasks
+            .first()
+            .map_or_else(|| "none".to_owned(), |t| TaskCursor::after(t).to_string());
+        for s in statuses() {
+            let _ = write!(token, ":{}", counts.status(s));
+        }
+        Ok(Snapshot { counts, token })
+    }
+
+    /// The event's data: `{"token", "total", "counts": {NAME: n}}`.
+    pub fn to_json(&self) -> String {
+        let counts: serde_json::Map<String, serde_json::Value> = statuses()
+            .map(|s| (s.name().to_owned(), self.counts.status(s).into()))
+            .collect();
+        serde_json::json!({
+            "token": self.token,
+            "total": self.counts.total(),
+            "counts": counts,
+        })
+        .to_string()
+    }
+}
+
+struct Follow {
+    state: AppState,
+    ticks: Interval,
+    ends: Instant,
+    last: Option<String>,
+}
+
+impl Follow {
+    /// The next event: waits for a tick at which the snapshot differs from
+    /// the last one sent; `None` once the connection has lived its time.
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Follow)> {
+        loop {
+            self.ticks.tick().await;
+            if Instant::now() >= self.ends {
+                return None;
+            }
+            match Snapshot::read(&self.state.store).await {
+                Ok(snapshot) => {
+                    let data = snapshot.to_json();
+                    if self.last.as_ref() != Some(&data) {
+                        let event = Event::default().retry(RETRY).data(&data);
+                        self.last = Some(data);
+                        return Some((Ok(event), self));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "dashboard events: reading counts failed"),
+            }
+        }
+    }
+}
+
+/// `GET /events`.
+pub async fn events(State(state): State<AppState>) -> impl IntoResponse {
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let follow = Follow {
+        state,
+        ticks,
+        ends: Instant::now() + LIFETIME,
+        last: None,
+    };
+    let sse = Sse::new(stream::unfold(follow, Follow::next))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)));
+    // Proxies such as nginx must not buffer the stream.
+    ([(HeaderName::from_static("x-accel-buffering"), "no")], sse)
+}

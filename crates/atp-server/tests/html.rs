@@ -1,0 +1,629 @@
+//! The HTML views and the dashboard over real HTTP, on each engine: every
+//! page, escaping, odd identifiers, the original's filters and response
+//! view, the forms and their CSRF check, login, live events and assets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use atp_core::{
+    ClaimParams, DaemonId, NewTask, Status, StatusChange, Store, StoreExt, TaskIdentifier, TaskRef,
+    TypeName,
+};
+use atp_server::{ServerConfig, Tokens};
+use atp_store::testing::TestDb;
+use common::{IntoAny, TestServer, start};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, HeaderMap, LOCATION, ORIGIN};
+use serde_json::{Value, json};
+
+const XSS: &str = "<script>alert(1)</script>&\"'";
+
+/// Every character but letters and digits percent-encoded: the server must
+/// decode whatever a client escapes.
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+fn key(task_type: &str, identifier: &str) -> TaskRef {
+    TaskRef::Key(
+        TypeName::new(task_type).unwrap(),
+        TaskIdentifier::new(identifier).unwrap(),
+    )
+}
+
+async fn enqueue(s: &TestServer, task_type: &str, identifier: &str, input: Value, message: &str) {
+    let task = NewTask::new(
+        TypeName::new(task_type).unwrap(),
+        TaskIdentifier::new(identifier).unwrap(),
+    )
+    .with_input(input)
+    .with_message(message);
+    s.store.task_enqueue(task).await.unwrap();
+}
+
+/// Claims and finishes every queued task (as a daemon would), with `body`
+/// as a text/plain response.
+async fn finish_all(s: &TestServer, body: &str) {
+    let started = s
+        .store
+        .task_claim_start(&ClaimParams::new(DaemonId(7), 100))
+        .await
+        .unwrap();
+    for t in started {
+        let change = StatusChange::new(t.attempt, Status::Finished, "done")
+            .with_response(atp_core::Response::new("text/plain", body));
+        s.store.task_set_status(change).await.unwrap();
+    }
+}
+
+async fn get(s: &TestServer, path: &str) -> (StatusCode, HeaderMap, String) {
+    let r = s
+        .client
+        .get(s.url(path))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    (status, headers, r.text().await.unwrap())
+}
+
+/// GET `path`, asserting a 200 HTML page; its body.
+async fn page(s: &TestServer, path: &str) -> String {
+    let (status, headers, body) = get(s, path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    assert_eq!(headers[CONTENT_TYPE], "text/html; charset=utf-8", "{path}");
+    assert!(body.starts_with("<!DOCTYPE html>"), "{path}");
+    assert!(body.contains(r#"<meta charset="utf-8">"#), "{path}");
+    assert!(body.contains("<title>"), "{path}");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+    body
+}
+
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Table rows of tasks in a page.
+fn rows(body: &str) -> usize {
+    body.matches(r#"<tr class="task""#).count()
+}
+
+/// The `href` of the element with `id`, unescaped.
+fn href_of(body: &str, id: &str) -> Option<String> {
+    let at = body.find(&format!(r#"id="{id}""#))?;
+    let rest = &body[at..];
+    let start = rest.find(r#"href=""#)? + 6;
+    let end = start + rest[start..].find('"')?;
+    Some(rest[start..end].replace("&amp;", "&"))
+}
+
+async fn wait_status(s: &TestServer, task: &TaskRef, want: Status) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = s.store.task_get(task).await.unwrap();
+        if t.status == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {want}: {t:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn every_page_renders<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    s.register("Sum", "builtin:sum").await;
+    enqueue(&s, "Sum", "first", json!([1, 2]), "Queued by the test").await;
+
+    let dash = page(&s, "/").await;
+    assert!(dash.contains(r#"data-page="dashboard""#));
+    assert!(dash.contains(r#"id="counts""#));
+    assert!(dash.contains(r#"<span class="count-n" data-count="ACCEPTED">1</span>"#));
+    assert!(dash.contains(r#"data-events="/events""#));
+    assert!(dash.contains(r#"id="filters""#));
+    assert!(dash.contains(r#"href="/tasks/Sum/first""#));
+    assert_eq!(rows(&dash), 1);
+    // Live pages reload like the original only without JavaScript.
+    assert!(dash.contains(r#"<noscript><meta http-equiv="refresh" content="15"></noscript>"#));
+
+    let task = page(&s, "/tasks/Sum/first").await;
+    assert!(task.contains(r#"data-page="task""#));
+    assert!(task.contains(r#"id="timeline""#));
+    assert!(task.contains("Queued by the test"));
+    assert!(task.contains(r#"<span class="status" data-status="ACCEPTED">ACCEPTED</span>"#));
+    assert!(task.contains(r#"id="delete-form""#));
+    assert!(
+        !task.contains(r#"id="reenqueue-form""#),
+        "ACCEPTED cannot be re-enqueued"
+    );
+    assert!(task.contains(r#"id="no-response""#));
+    assert!(
+        task.contains("id=\"input\">[\n  1,\n  2\n]</pre>"),
+        "{task}"
+    );
+
+    let daemons = page(&s, "/daemons").await;
+    assert!(daemons.contains(r#"id="no-daemons""#));
+
+    for path in [
+        "/process/task",
+        "/process/status",
+        "/process/status/Sum/first",
+    ] {
+        let body = page(&s, path).await;
+        assert!(
+            body.contains(r#"<meta http-equiv="refresh" content="15">"#),
+            "{path}"
+        );
+        assert!(body.contains("first"), "{path}");
+    }
+    assert!(
+        page(&s, "/process/task")
+            .await
+            .contains(r#"href="/process/status/Sum/first""#)
+    );
+    assert!(
+        page(&s, "/process/status")
+            .await
+            .contains("Queued by the test")
+    );
+
+    // Without tokens the login page has nothing to do.
+    let r = no_redirects().get(s.url("/login")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/");
+
+    // Unknown tasks and bad names are HTML pages too.
+    let (status, headers, body) = get(&s, "/tasks/Sum/missing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[CONTENT_TYPE], "text/html; charset=utf-8");
+    assert!(body.contains("No such task"), "{body}");
+    let (status, _, _) = get(&s, "/?status=NOPE").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = get(&s, "/process/task?status=NOPE").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn names_and_messages_are_escaped<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    s.register("T", "custom:none").await;
+    enqueue(&s, "T", XSS, json!({ "x": XSS }), XSS).await;
+    let paths = [
+        "/".to_owned(),
+        "/?q=script".to_owned(),
+        format!("/tasks/T/{}", enc(XSS)),
+        "/process/task".to_owned(),
+        "/process/status".to_owned(),
+        format!("/process/status/T/{}", enc(XSS)),
+    ];
+    for path in &paths {
+        let body = page(&s, path).await;
+        assert!(!body.contains("<script>alert(1)"), "{path}: {body}");
+        assert!(
+            body.contains("&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;'"),
+            "{path}: {body}"
+        );
+    }
+}
+
+async fn odd_identifiers_reach_their_pages<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    s.register("ty pe/x", "custom:none").await;
+    let ids = [
+        "a/b",
+        "100%",
+        "what?",
+        "a#b",
+        "with space",
+        "ünï cødé ✓",
+        "%2F",
+        "...",
+        "./..",
+    ];
+    for id in ids {
+        enqueue(&s, "ty pe/x", id, json!(null), &format!("message of {id}")).await;
+    }
+    let dash = page(&s, "/").await;
+    assert_eq!(rows(&dash), ids.len());
+    assert!(
+        dash.contains(r#"href="/tasks/ty%20pe%2Fx/a%2Fb""#),
+        "{dash}"
+    );
+    assert!(
+        dash.contains(r#"href="/tasks/ty%20pe%2Fx/.%2F..""#),
+        "{dash}"
+    );
+    for id in ids {
+        let task_page = format!("/tasks/{}/{}", enc("ty pe/x"), enc(id));
+        let log_page = format!("/process/status/{}/{}", enc("ty pe/x"), enc(id));
+        let message = format!("message of {id}");
+        for path in [task_page, log_page] {
+            let body = page(&s, &path).await;
+            assert!(body.contains(&message), "{path}: {body}");
+        }
+    }
+}
+
+async fn original_views_filter_and_serve_responses<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), true).await;
+    s.register("Echo", "builtin:echo").await;
+    s.register("Idle", "custom:none").await;
+    let input = json!({ "greeting": "<b>hello</b>", "n": [1, 2, 3] });
+    enqueue(&s, "Echo", "e1", input.clone(), "echo me").await;
+    enqueue(&s, "Idle", "i1", json!(null), "waits").await;
+    wait_status(&s, &key("Echo", "e1"), Status::Finished).await;
+
+    let finished = page(&s, "/process/task?status=FINISHED").await;
+    assert_eq!(rows(&finished), 1, "{finished}");
+    assert!(finished.contains(r#"data-identifier="e1""#));
+    assert!(finished.contains(r#"href="/process/response/Echo/e1""#));
+    let accepted = page(&s, "/process/task?status=1").await;
+    assert_eq!(rows(&accepted), 1, "{accepted}");
+    assert!(accepted.contains(r#"data-identifier="i1""#));
+    assert!(
+        accepted.contains("free"),
+        "the queue lock of a waiting task"
+    );
+    let idle = page(&s, "/process/task?type=Idle").await;
+    assert_eq!(rows(&idle), 1);
+    assert_eq!(rows(&page(&s, "/process/task").await), 2);
+
+    let r = s
+        .client
+        .get(s.url("/process/response/Echo/e1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["content-security-policy"], "sandbox");
+    assert_eq!(
+        r.bytes().await.unwrap(),
+        serde_json::to_vec(&input).unwrap()
+    );
+
+    for path in [
+        "/process/response/Idle/i1",
+        "/process/response/Idle/missing",
+    ] {
+        let (status, headers, body) = get(&s, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(headers[CONTENT_TYPE], "text/html; charset=utf-8", "{path}");
+        assert!(body.contains("<h1>"), "{path}");
+    }
+
+    // The task page previews the (text) response, escaped.
+    let task = page(&s, "/tasks/Echo/e1").await;
+    assert!(task.contains(r#"id="response-preview""#));
+    assert!(task.contains("&lt;b&gt;hello&lt;/b&gt;"));
+    assert!(task.contains(r#"href="/api/v1/tasks/Echo/e1/response""#));
+    assert!(task.contains(r#"id="reenqueue-form""#));
+}
+
+async fn dashboard_filters_searches_and_pages<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    s.register("A", "custom:none").await;
+    s.register("B", "custom:none").await;
+    for i in 0..60 {
+        enqueue(&s, "A", &format!("job-{i:02}"), json!(i), "queued").await;
+    }
+    enqueue(&s, "B", "job-07", json!(null), "queued").await;
+
+    let first = page(&s, "/").await;
+    assert_eq!(rows(&first), 50);
+    assert!(!first.contains(r#"id="first-page""#));
+    let next = href_of(&first, "next-page").expect("a next page");
+    let second = page(&s, &next).await;
+    assert_eq!(rows(&second), 11);
+    assert_eq!(href_of(&second, "first-page").as_deref(), Some("/"));
+    assert!(href_of(&second, "next-page").is_none());
+
+    assert_eq!(rows(&page(&s, "/?type=B").await), 1);
+    assert_eq!(rows(&page(&s, "/?status=ACCEPTED&type=A").await), 50);
+    assert_eq!(rows(&page(&s, "/?status=FINISHED").await), 0);
+    assert!(
+        page(&s, "/?status=FINISHED")
+            .await
+            .contains(r#"id="no-tasks""#)
+    );
+    // An "any" select submits an empty value.
+    assert_eq!(rows(&page(&s, "/?status=&type=&q=").await), 50);
+
+    // Exact identifier in every type, or in the chosen one.
+    assert_eq!(rows(&page(&s, "/?q=job-07").await), 2);
+    assert_eq!(rows(&page(&s, "/?q=job-07&type=A").await), 1);
+    // Part of an identifier.
+    assert_eq!(rows(&page(&s, "/?q=-5").await), 10);
+    assert_eq!(rows(&page(&s, "/?q=JOB-1&type=A").await), 10);
+    assert_eq!(rows(&page(&s, "/?q=nothing").await), 0);
+    assert_eq!(rows(&page(&s, "/?q=job-07&status=FINISHED").await), 0);
+}
+
+async fn forms_reenqueue_and_delete_same_origin_only<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    s.register("T", "custom:none").await;
+    enqueue(&s, "T", "a/b", json!(null), "queued").await;
+    finish_all(&s, "out").await;
+    let c = no_redirects();
+    let reenqueue = s.url(&format!("/tasks/T/{}/reenqueue", enc("a/b")));
+
+    // Unconfirmed: a confirmation page, nothing changed.
+    let r = c.post(&reenqueue).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(body.contains(r#"name="confirm" value="yes""#), "{body}");
+    assert_eq!(
+        s.store.task_get(&key("T", "a/b")).await.unwrap().status,
+        Status::Finished
+    );
+
+    // From another site: refused.
+    let r = c
+        .post(&reenqueue)
+        .header(ORIGIN, "http://evil.example")
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.store.task_get(&key("T", "a/b")).await.unwrap().status,
+        Status::Finished
+    );
+
+    // Confirmed, from this site: back in the queue, 303 to the task.
+    let r = c
+        .post(&reenqueue)
+        .header(ORIGIN, &s.base)
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/tasks/T/a%2Fb");
+    assert_eq!(
+        s.store.task_get(&key("T", "a/b")).await.unwrap().status,
+        Status::Accepted
+    );
+    let body = page(&s, "/tasks/T/a%2Fb").await;
+    assert!(
+        body.contains(r#"<dd data-field="status"><span class="status" data-status="ACCEPTED">"#),
+        "{body}"
+    );
+
+    // Again: the store refuses, shown as a page.
+    let r = c
+        .post(&reenqueue)
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // Delete, refused cross-site, then done.
+    let delete = s.url(&format!("/tasks/T/{}/delete", enc("a/b")));
+    let r = c
+        .post(&delete)
+        .header(ORIGIN, "null")
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(s.store.task_get(&key("T", "a/b")).await.is_ok());
+    let r = c
+        .post(&delete)
+        .header(ORIGIN, &s.base)
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/");
+    assert!(
+        s.store
+            .task_get(&key("T", "a/b"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+
+async fn login_sets_a_cookie_that_admits<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let config = ServerConfig {
+        tokens: Tokens::new(vec!["t".into()]),
+        ..ServerConfig::default()
+    };
+    let s = start(db, config, false).await;
+    let c = no_redirects();
+    let r = c
+        .get(s.url("/"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/login");
+
+    let r = c.get(s.url("/login")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let form = r.text().await.unwrap();
+    assert!(form.contains(r#"id="login-form""#), "{form}");
+    assert!(form.contains(r#"name="token""#));
+
+    let r = c
+        .post(s.url("/login"))
+        .form(&[("token", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.text().await.unwrap().contains(r#"id="login-error""#));
+
+    let r = c
+        .post(s.url("/login"))
+        .form(&[("token", "t")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("atp_token=t;"), "{cookie}");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+
+    let r = c
+        .get(s.url("/"))
+        .header(ACCEPT, "text/html")
+        .header(COOKIE, "atp_token=t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(body.contains(r#"action="/logout""#));
+
+    // Assets need no token (the login page uses them).
+    let r = c.get(s.url("/assets/atp.css")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn events_send_counts<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    s.register("T", "custom:none").await;
+    enqueue(&s, "T", "one", json!(null), "queued").await;
+    let mut r = s.client.get(s.url("/events")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[CONTENT_TYPE], "text/event-stream");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = String::new();
+    let data = loop {
+        if let Some(line) = seen.lines().find(|l| l.starts_with("data:")) {
+            break line["data:".len()..].trim().to_owned();
+        }
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .expect("the stream goes on");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    };
+    let event: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(event["counts"]["ACCEPTED"], 1, "{event}");
+    assert_eq!(event["counts"]["FINISHED"], 0, "{event}");
+    assert_eq!(event["total"], 1, "{event}");
+    assert!(
+        event["token"].as_str().is_some_and(|t| !t.is_empty()),
+        "{event}"
+    );
+}
+
+async fn assets_are_served_with_their_types<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    let dash = page(&s, "/").await;
+    let css = href_of(&dash.replace("rel=\"stylesheet\" ", "id=\"css\" "), "css").unwrap();
+    assert!(css.starts_with("/assets/atp.css?v="), "{css}");
+    let r = s.client.get(s.url(&css)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[CONTENT_TYPE], "text/css; charset=utf-8");
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=31536000")
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(r#"[data-status="FINISHED"] { --st: blue; }"#),
+        "{text}"
+    );
+    assert!(dash.contains(r#"<script src="/assets/atp.js?v="#));
+    let r = s.client.get(s.url("/assets/atp.js")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[CONTENT_TYPE], "text/javascript; charset=utf-8");
+    assert!(r.text().await.unwrap().contains("EventSource"));
+    let r = s
+        .client
+        .get(s.url("/assets/missing.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+async fn daemons_page_shows_held_tasks<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), true).await;
+    s.register("Sleep", "builtin:sleep").await;
+    enqueue(&s, "Sleep", "long nap", json!({ "seconds": 60 }), "queued").await;
+    wait_status(&s, &key("Sleep", "long nap"), Status::Running).await;
+    let holder = s
+        .store
+        .task_get(&key("Sleep", "long nap"))
+        .await
+        .unwrap()
+        .holder
+        .unwrap();
+    let body = page(&s, "/daemons").await;
+    assert!(body.contains(&format!(r#"id="daemon-{holder}""#)), "{body}");
+    assert!(body.contains(r#"data-identifier="long nap""#), "{body}");
+    assert!(body.contains("builtin:sleep"));
+    let dash = page(&s, "/?status=RUNNING").await;
+    assert!(
+        dash.contains(&format!(r#"href="/daemons#daemon-{holder}""#)),
+        "{dash}"
+    );
+}
+
+http_tests!(
+    every_page_renders,
+    names_and_messages_are_escaped,
+    odd_identifiers_reach_their_pages,
+    original_views_filter_and_serve_responses,
+    dashboard_filters_searches_and_pages,
+    forms_reenqueue_and_delete_same_origin_only,
+    login_sets_a_cookie_that_admits,
+    events_send_counts,
+    assets_are_served_with_their_types,
+    daemons_page_shows_held_tasks,
+);
