@@ -110,6 +110,10 @@ pub async fn dead_daemons_tasks_are_rescued(db: &impl TestDb) {
             .await,
         Err(atp_core::Error::StaleAttempt { .. })
     ));
+    // Reaping again finds nothing: A is gone and B (heartbeating right
+    // now, so a slow machine cannot make it look silent) keeps its task.
+    assert!(s.daemon_heartbeat(DAEMON_B).await.unwrap());
+    s.task_heartbeat(alive).await.unwrap();
     assert!(s.daemon_reap_dead(0.1).await.unwrap().is_empty());
     assert_queue_consistent(s).await;
 }
