@@ -185,6 +185,18 @@ pub struct WorkerArgs {
     /// Seconds a graceful shutdown lets running tasks finish.
     #[arg(long, default_value_t = 30.0)]
     grace_secs: f64,
+    /// Run no `exec:` handlers (external programs): tasks of such types
+    /// are left to other daemons. For daemons whose task types untrusted
+    /// callers may register (e.g. over the HTTP API).
+    #[arg(long)]
+    no_exec: bool,
+}
+
+/// The handlers a daemon started with these flags can run.
+pub fn registry(args: &WorkerArgs) -> Registry {
+    let mut registry = Registry::with_builtins();
+    registry.allow_exec(!args.no_exec);
+    registry
 }
 
 fn main() -> std::process::ExitCode {
@@ -314,7 +326,7 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
 async fn worker(db: &database::DatabaseArgs, args: WorkerArgs) -> anyhow::Result<()> {
     let config = daemon_config(&args)?;
     let store = db.open().await?;
-    let daemon = Daemon::new(store, Registry::with_builtins(), config);
+    let daemon = Daemon::new(store, registry(&args), config);
     daemon.run(atp_daemon::shutdown_on_signals()).await?;
     Ok(())
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use atp_core::Store as _;
-use atp_daemon::{Daemon, Registry};
+use atp_daemon::Daemon;
 use atp_server::{AppState, ServerConfig, Tokens};
 use clap::Args;
 
 use crate::database::DatabaseArgs;
-use crate::{WorkerArgs, daemon_config};
+use crate::{WorkerArgs, daemon_config, registry};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -71,7 +71,7 @@ pub async fn run(db: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         server.await.context("serving HTTP")?;
         return Ok(());
     }
-    let daemon = Daemon::new(store, Registry::with_builtins(), config)
+    let daemon = Daemon::new(store, registry(&args.worker), config)
         .with_observer(state.metrics.clone() as Arc<dyn atp_daemon::Observer>);
     let (served, ran) = tokio::join!(server, daemon.run(shutdown));
     served.context("serving HTTP")?;

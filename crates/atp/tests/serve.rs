@@ -251,3 +251,40 @@ mod sqlite {
 mod postgres {
     serve_tests!(atp_store::testing::postgres_db().await);
 }
+
+#[tokio::test]
+async fn no_exec_leaves_external_programs_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let env = vec![(
+        "ATP_DATABASE_URL".to_owned(),
+        format!("sqlite://{}", dir.path().join("a.sqlite").display()),
+    )];
+    let server = Server::spawn(env.clone(), &["--no-exec"]);
+    let http = reqwest::Client::new();
+    let touch = format!("exec:touch {}", marker.display());
+    for (name, handler) in [("Touch", touch.as_str()), ("Sum", "builtin:sum")] {
+        http.put(server.url(&format!("/api/v1/types/{name}")))
+            .json(&json!({"handler": handler}))
+            .send()
+            .await
+            .unwrap();
+        let r = http
+            .post(server.url("/api/v1/tasks"))
+            .json(&json!({"type": name, "identifier": "j", "input": [1]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    wait_for(Duration::from_secs(30), "the built-in task", || async {
+        (cli_json(&env, &["status", "Sum", "j"])["status"] == "FINISHED").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        cli_json(&env, &["status", "Touch", "j"])["status"],
+        "ACCEPTED"
+    );
+    assert!(!marker.exists(), "the program did not run");
+}
