@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, wait_for};
+use common::{Server, get_json, wait_for};
 use serde_json::{Value, json};
 
 /// The browser and the script's folder, or why the test cannot run.
@@ -87,14 +87,7 @@ async fn the_dashboard_works_in_chromium() {
     .await
     .unwrap();
     wait_for(Duration::from_secs(30), "the tasks to settle", || async {
-        let stats: Value = http
-            .get(server.url("/api/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats: Value = get_json(&http, &server.url("/api/v1/stats")).await;
         (stats["by_status"]["FINISHED"] == 3 && stats["by_status"]["FAILED"] == 1).then_some(())
     })
     .await;
@@ -116,14 +109,7 @@ async fn the_dashboard_works_in_chromium() {
 
     // The click reached the server: the failed task was re-enqueued (and,
     // `builtin:fail` being what it is, failed again).
-    let log: Value = http
-        .get(server.url("/api/v1/tasks/Fail/fail-1/log"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = get_json(&http, &server.url("/api/v1/tasks/Fail/fail-1/log")).await;
     let accepted = log
         .as_array()
         .unwrap()

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use atp_store::testing::TestDb;
-use common::{ATP, Server, wait_for};
+use common::{ATP, Server, get_json, wait_for};
 use serde_json::{Value, json};
 
 /// `atp --json ARGS` on the database in `env`.
@@ -47,44 +47,16 @@ async fn serve_runs_tasks_and_answers_like_the_cli(db: impl TestDb) {
     assert_eq!(r.status(), 201);
     let location = server.url(r.headers()["location"].to_str().unwrap());
     let task: Value = wait_for(Duration::from_secs(30), "the task to finish", || async {
-        let t: Value = http
-            .get(&location)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let t: Value = get_json(&http, &location).await;
         (t["status"] == "FINISHED").then_some(t)
     })
     .await;
     assert_eq!(task, cli_json(&env, &["status", "Sum", "job/1"]));
-    let log: Value = http
-        .get(format!("{location}/log"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = get_json(&http, &format!("{location}/log")).await;
     assert_eq!(log, cli_json(&env, &["log", "Sum", "job/1"]));
-    let types: Value = http
-        .get(server.url("/api/v1/types"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let types: Value = get_json(&http, &server.url("/api/v1/types")).await;
     assert_eq!(types, cli_json(&env, &["type", "list"]));
-    let stats: Value = http
-        .get(server.url("/api/v1/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = get_json(&http, &server.url("/api/v1/stats")).await;
     assert_eq!(stats, cli_json(&env, &["stats"]));
     assert_eq!(stats["daemons"], 1, "serve runs a daemon");
     let body = http
@@ -159,28 +131,14 @@ async fn two_servers_share_one_database(db: impl TestDb) {
     );
     for server in [&a, &b] {
         let stats: Value = wait_for(Duration::from_secs(30), "all 20 to finish", || async {
-            let stats: Value = http
-                .get(server.url("/api/v1/stats"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let stats: Value = get_json(&http, &server.url("/api/v1/stats")).await;
             (stats["by_status"]["FINISHED"] == 20).then_some(stats)
         })
         .await;
         assert_eq!(stats["daemons"], 2, "{stats}");
     }
     for i in 0..20 {
-        let log: Value = http
-            .get(a.url(&format!("/api/v1/tasks/Sum/t{i}/log")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let log: Value = get_json(&http, &a.url(&format!("/api/v1/tasks/Sum/t{i}/log"))).await;
         let runs = log
             .as_array()
             .unwrap()

@@ -206,3 +206,14 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// GETs `url` and parses the JSON body (panics on failure: callers are tests).
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
