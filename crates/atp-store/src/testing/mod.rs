@@ -122,3 +122,54 @@ pub async fn drop_schema(url: &str, schema: &str) {
         .await
         .unwrap_or_else(|e| panic!("dropping schema {schema}: {e}"));
 }
+
+/// Waits until `check` yields a value and returns it, checking every 20 ms;
+/// panics naming `what` once `limit` has passed. The one way tests wait for
+/// something that has no signal of its own (another process's write, a
+/// status reached through the database): a deadline, never a fixed sleep.
+pub async fn eventually<T, F, Fut>(limit: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Declares each listed `async fn case(db: impl TestDb)` once per engine:
+/// modules `sqlite` and `postgres`, one `#[tokio::test]` each, on a fresh
+/// database ([`sqlite_db`], [`postgres_db`]; a PostgreSQL test that cannot
+/// get a server returns early, after the factory printed why). The one
+/// per-engine test macro of the workspace.
+#[macro_export]
+macro_rules! per_engine_tests {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = $crate::testing::sqlite_db().await else { return };
+                    super::$case(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = $crate::testing::postgres_db().await else { return };
+                    super::$case(db).await;
+                }
+            )*
+        }
+    };
+}
