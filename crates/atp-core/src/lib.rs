@@ -14,6 +14,8 @@
 //! - [`store`]: the `Store` trait and its parameters.
 //! - [`daemon`]: daemon records (liveness).
 //! - [`messages`]: log lines the stores write themselves.
+//! - [`limits`]: the size and range limits every layer agrees on.
+//! - [`observer`]: the `Observer` a daemon tells about its attempts.
 //! - [`error`]: the `Error` enum every store returns.
 //!
 //! # Example
@@ -28,7 +30,9 @@
 pub mod daemon;
 pub mod error;
 pub mod id;
+pub mod limits;
 pub mod messages;
+pub mod observer;
 pub mod payload;
 pub mod status;
 pub mod store;
@@ -39,6 +43,7 @@ pub mod time;
 pub use daemon::{DaemonInfo, ReapedDaemon};
 pub use error::{Error, Result};
 pub use id::{DaemonId, Handler, TaskId, TaskIdentifier, TypeName};
+pub use observer::{AttemptSettled, Observer};
 pub use payload::Response;
 pub use status::{Status, Transition};
 pub use store::{ClaimParams, Store, StoreExt, StoreOptions};

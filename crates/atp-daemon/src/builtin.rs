@@ -7,18 +7,27 @@ use atp_core::Response;
 use serde_json::Value;
 
 use crate::context::TaskContext;
-use crate::handler::{HandlerError, HandlerResult, Registry};
+use crate::error::{HandlerError, HandlerResult};
+use crate::handler::Registry;
 
 /// The original demo's failure message, kept word for word.
 pub const SUM_INPUT_ERROR: &str = "Input must be a sequence of numbers!";
 
-pub(crate) fn register_all(registry: &mut Registry) {
-    registry
-        .register("builtin:sum", sum)
-        .register("builtin:sleep", sleep)
-        .register("builtin:echo", echo)
-        .register("builtin:fail", fail)
-        .register("builtin:noop", noop);
+impl Registry {
+    /// The built-in handlers (`builtin:sum`, `builtin:sleep`, `builtin:echo`,
+    /// `builtin:fail`, `builtin:noop`) and `exec:`. Defined here, beside
+    /// them, so that the registry does not depend on its handlers.
+    pub fn with_builtins() -> Self {
+        let mut registry = Registry::empty();
+        registry
+            .register("builtin:sum", sum)
+            .register("builtin:sleep", sleep)
+            .register("builtin:echo", echo)
+            .register("builtin:fail", fail)
+            .register("builtin:noop", noop)
+            .allow_exec(true);
+        registry
+    }
 }
 
 /// The sum of a JSON array of numbers or numeric strings, as `text/plain`.

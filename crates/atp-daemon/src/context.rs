@@ -20,7 +20,7 @@ use atp_core::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::HandlerError;
+use crate::error::HandlerError;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -70,7 +70,7 @@ pub struct TaskContext {
 
 struct Inner {
     started: StartedTask,
-    worker: DaemonId,
+    daemon: DaemonId,
     store: Arc<dyn AttemptStore>,
     cancel: CancellationToken,
     /// The final status the handler gave the task itself, once it did.
@@ -92,14 +92,14 @@ impl std::fmt::Debug for TaskContext {
 impl TaskContext {
     pub(crate) fn new(
         started: StartedTask,
-        worker: DaemonId,
+        daemon: DaemonId,
         store: Arc<dyn AttemptStore>,
         cancel: CancellationToken,
     ) -> Self {
         TaskContext {
             inner: Arc::new(Inner {
                 started,
-                worker,
+                daemon,
                 store,
                 cancel,
                 settled: OnceLock::new(),
@@ -138,9 +138,16 @@ impl TaskContext {
         self.inner.started.attempt
     }
 
-    /// The daemon running the attempt.
-    pub fn worker_id(&self) -> DaemonId {
-        self.inner.worker
+    /// The daemon running the attempt (the task's holder).
+    pub fn daemon_id(&self) -> DaemonId {
+        self.inner.daemon
+    }
+
+    /// When the task last entered the queue (at enqueue, or when it was
+    /// handed back or re-enqueued): how long it waited is the start time
+    /// minus this.
+    pub fn enqueued_at(&self) -> time::OffsetDateTime {
+        self.inner.started.enqueued_at
     }
 
     /// Whether the attempt should stop: the daemon is shutting down, the

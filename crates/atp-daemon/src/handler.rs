@@ -12,41 +12,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::context::TaskContext;
+pub use crate::error::{HandlerError, HandlerResult};
 
 /// The future a handler returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'static>>;
-
-/// `Ok` leaves the task FINISHED unless the handler already gave it a final
-/// status; `Err` leaves it FAILED with the error's text.
-pub type HandlerResult = Result<(), HandlerError>;
-
-/// Why a handler failed; its text becomes the FAILED log message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandlerError(String);
-
-impl HandlerError {
-    /// An error with this message.
-    pub fn new(message: impl Into<String>) -> Self {
-        HandlerError(message.into())
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<E: std::error::Error> From<E> for HandlerError {
-    fn from(e: E) -> Self {
-        HandlerError(e.to_string())
-    }
-}
 
 /// Runs one attempt of a task. Implemented for every
 /// `Fn(TaskContext) -> impl Future<Output = HandlerResult>`, so an async
@@ -102,15 +71,6 @@ impl Registry {
     /// No handlers at all.
     pub fn empty() -> Self {
         Registry::default()
-    }
-
-    /// The built-in handlers (`builtin:sum`, `builtin:sleep`, `builtin:echo`,
-    /// `builtin:fail`, `builtin:noop`) and `exec:`.
-    pub fn with_builtins() -> Self {
-        let mut registry = Registry::empty();
-        crate::builtin::register_all(&mut registry);
-        registry.exec = true;
-        registry
     }
 
     /// Adds (or replaces) the handler for the exact handler string `name`.

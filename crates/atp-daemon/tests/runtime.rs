@@ -4,16 +4,17 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atp_core::{
-    Handler, NewTask, Response, StartedTask, Status, Store, TaskRef, TaskType, TypeName,
+    Handler, NewTask, Response, StartedTask, Status, Store, TaskId, TaskRef, TaskType, TypeName,
 };
 use atp_daemon::{
-    Daemon, DaemonConfig, HandlerError, HandlerResult, Observer, Registry, Shutdown, TaskContext,
+    AttemptSettled, Daemon, DaemonConfig, HandlerError, HandlerResult, Observer, Registry,
+    Shutdown, TaskContext,
 };
 use atp_store::conformance::{ident, type_name};
-use atp_store::testing::TestDb;
+use atp_store::testing::{TestDb, eventually};
 use serde_json::{Value, json};
 
 fn config() -> DaemonConfig {
@@ -44,18 +45,23 @@ async fn enqueue<S: Store>(s: &S, t: &TypeName, id: &str, input: Value) -> TaskR
 
 /// Waits until every task in `tasks` is FINISHED or FAILED.
 async fn settled<S: Store>(s: &S, tasks: &[TaskRef]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut done = true;
+    eventually(Duration::from_secs(30), "the tasks to settle", || async {
         for t in tasks {
-            done &= s.task_get(t).await.unwrap().status.is_terminal();
+            if !s.task_get(t).await.unwrap().status.is_terminal() {
+                return None;
+            }
         }
-        if done {
-            return;
-        }
-        assert!(Instant::now() < deadline, "tasks did not settle");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Some(())
+    })
+    .await;
+}
+
+/// Waits until `task` has status `want`.
+async fn reaches<S: Store>(s: &S, task: &TaskRef, want: Status) {
+    eventually(Duration::from_secs(10), &format!("{want:?}"), || async {
+        (s.task_get(task).await.unwrap().status == want).then_some(())
+    })
+    .await;
 }
 
 async fn last_message<S: Store>(s: &S, t: &TaskRef) -> String {
@@ -212,7 +218,9 @@ async fn builtins_sum_echo_and_fail(db: impl TestDb) {
 }
 
 /// A daemon claims only types whose handler it can run: a task of a type
-/// it cannot run stays queued for another daemon.
+/// it cannot run stays queued for another daemon. (Theirs is older than
+/// ours and the claim is FIFO with room for both, so had it been claimable
+/// it would have gone with ours: no need to wait and see.)
 async fn only_runnable_types_are_claimed(db: impl TestDb) {
     let mut registry = Registry::empty();
     registry.register("app:returns", returns);
@@ -222,7 +230,6 @@ async fn only_runnable_types_are_claimed(db: impl TestDb) {
         let theirs = enqueue(&s, &other, "x", json!(null)).await;
         let ours = enqueue(&s, &mine, "x", json!(null)).await;
         settled(&s, &[ours]).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(s.task_get(&theirs).await.unwrap().status, Status::Accepted);
     })
     .await;
@@ -255,11 +262,10 @@ async fn runs_many_tasks_within_its_concurrency(db: impl TestDb) {
             .map(|i| NewTask::new(t.clone(), ident(&format!("c{i}"))))
             .collect();
         s.task_enqueue_many(batch).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while s.task_counts().await.unwrap().status(Status::Finished) < 300 {
-            assert!(Instant::now() < deadline, "not all tasks finished");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(Duration::from_secs(60), "300 tasks to finish", || async {
+            (s.task_counts().await.unwrap().status(Status::Finished) == 300).then_some(())
+        })
+        .await;
     })
     .await;
     assert_eq!(runs.load(Ordering::SeqCst), 300);
@@ -271,25 +277,34 @@ async fn runs_many_tasks_within_its_concurrency(db: impl TestDb) {
 /// re-enqueues it) is taken from the attempt: its later result is refused
 /// and never overwrites the new state.
 async fn a_lost_attempts_result_is_dropped(db: impl TestDb) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let mut registry = Registry::empty();
-    registry.register("app:slow", |ctx: TaskContext| async move {
-        // Wait long enough for the operator's re-enqueue, then try to
-        // finish: the store must refuse it.
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        ctx.finish_with(Response::new("text/plain", "late"), "late finish")
-            .await
-    });
+    {
+        let gate = gate.clone();
+        registry.register("app:slow", move |ctx: TaskContext| {
+            let gate = gate.clone();
+            async move {
+                // Wait for the operator's re-enqueue (or the heartbeat
+                // noticing it), then try to finish: the store must refuse
+                // the first attempt's finish.
+                tokio::select! {
+                    permit = gate.acquire() => permit.expect("open gate").forget(),
+                    () = ctx.cancelled() => {}
+                }
+                ctx.finish_with(Response::new("text/plain", "late"), "late finish")
+                    .await
+            }
+        });
+    }
     with_daemon(&db, registry, |s| async move {
         let t = register(&s, "slow", "app:slow").await;
         let task = enqueue(&s, &t, "x", json!(null)).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.task_get(&task).await.unwrap().status != Status::Running {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        reaches(&s, &task, Status::Running).await;
         s.task_reenqueue(&task, "operator says again")
             .await
             .unwrap();
+        // One permit for the first attempt, one for the second.
+        gate.add_permits(2);
         settled(&s, std::slice::from_ref(&task)).await;
         let log = s.task_log(&task).await.unwrap();
         // Two attempts ran; the first one's finish was refused, so there is
@@ -319,24 +334,18 @@ async fn a_task_held_but_not_running_is_handed_back(db: impl TestDb) {
         // The daemon cannot run this type, so only our claim takes it.
         let other = register(&s, "orphan", "app:elsewhere").await;
         let task = enqueue(&s, &other, "o", json!(null)).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let daemon = loop {
-            if let Some(d) = s.daemon_list().await.unwrap().first() {
-                break d.id;
-            }
-            assert!(Instant::now() < deadline, "the daemon did not register");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let daemon = eventually(
+            Duration::from_secs(10),
+            "the daemon to register",
+            || async { s.daemon_list().await.unwrap().first().map(|d| d.id) },
+        )
+        .await;
         let claimed = s
             .task_claim(&atp_core::ClaimParams::new(daemon, 1))
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.task_get(&task).await.unwrap().status != Status::Accepted {
-            assert!(Instant::now() < deadline, "the orphan was not handed back");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        reaches(&s, &task, Status::Accepted).await;
         assert!(last_message(&s, &task).await.contains("not running there"));
     })
     .await;
@@ -347,15 +356,10 @@ async fn sleep_reports_progress(db: impl TestDb) {
     with_daemon(&db, Registry::with_builtins(), |s| async move {
         let t = register(&s, "nap", "builtin:sleep").await;
         let task = enqueue(&s, &t, "n", json!({"seconds": 1.5})).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let progress = loop {
-            let now = s.task_get(&task).await.unwrap();
-            if let Some(p) = now.progress {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "no progress was reported");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let progress = eventually(Duration::from_secs(10), "progress", || async {
+            s.task_get(&task).await.unwrap().progress
+        })
+        .await;
         let percent = progress.percent.unwrap();
         assert!(percent > 0.0 && percent < 100.0, "{progress:?}");
         assert!(
@@ -367,42 +371,6 @@ async fn sleep_reports_progress(db: impl TestDb) {
     .await;
 }
 
-/// A busy daemon claims ahead only while its tasks are short: with long
-/// tasks, a queued task stays ACCEPTED (free for another daemon) until a
-/// slot frees. With short ones it may be claimed ahead, but never more run
-/// at once than the concurrency (see `runs_many_tasks_within_its_concurrency`).
-async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
-    let daemon = Daemon::new(
-        db.store().clone(),
-        Registry::with_builtins(),
-        DaemonConfig {
-            concurrency: 1,
-            ..config()
-        },
-    );
-    let shutdown = Shutdown::new();
-    let run = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { daemon.run(shutdown).await })
-    };
-    let s = db.store().clone();
-    let t = register(&s, "long", "builtin:sleep").await;
-    let first = enqueue(&s, &t, "1", json!({"seconds": 0.8})).await;
-    let second = enqueue(&s, &t, "2", json!({"seconds": 0.8})).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.task_get(&first).await.unwrap().status != Status::Running {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    for _ in 0..10 {
-        assert_eq!(s.task_get(&second).await.unwrap().status, Status::Accepted);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    settled(&s, &[first, second]).await;
-    shutdown.stop();
-    run.await.unwrap().unwrap();
-}
-
 /// Counts what an [`Observer`] hears.
 #[derive(Default)]
 struct Counting {
@@ -410,8 +378,10 @@ struct Counting {
     finished: AtomicUsize,
     failed: AtomicUsize,
     accepted: AtomicUsize,
-    /// Settled attempts by type, to check the type is passed along.
-    by_type: Mutex<Vec<(TypeName, Status)>>,
+    /// Settled attempts by task and type, to check both are passed along.
+    by_type: Mutex<Vec<(TaskId, TypeName, Status)>>,
+    /// Settled attempts that did not name this daemon or the first start.
+    odd: Mutex<Vec<String>>,
 }
 
 impl Observer for Counting {
@@ -419,7 +389,11 @@ impl Observer for Counting {
         self.started.lock().unwrap().push(task.clone());
     }
 
-    fn attempt_settled(&self, task_type: &TypeName, status: Status) {
+    fn attempt_settled(&self, end: &AttemptSettled<'_>) {
+        let status = end.status;
+        if end.attempt.holder != atp_store::conformance::DAEMON_A || end.start != 1 {
+            self.odd.lock().unwrap().push(format!("{end:?}"));
+        }
         let counter = match status {
             Status::Finished => &self.finished,
             Status::Failed => &self.failed,
@@ -430,7 +404,7 @@ impl Observer for Counting {
         self.by_type
             .lock()
             .unwrap()
-            .push((task_type.clone(), status));
+            .push((end.attempt.task, end.task_type.clone(), status));
     }
 }
 
@@ -447,8 +421,11 @@ async fn observer_hears_every_start_and_end(db: impl TestDb) {
     let observer = Arc::new(Counting::default());
     let mut registry = Registry::with_builtins();
     registry.register("app:fails-itself", fails_itself);
-    let daemon =
-        Daemon::new(db.store().clone(), registry, config()).with_observer(observer.clone());
+    let config = DaemonConfig {
+        id: Some(atp_store::conformance::DAEMON_A),
+        ..config()
+    };
+    let daemon = Daemon::new(db.store().clone(), registry, config).with_observer(observer.clone());
     let tasks = Arc::new(Mutex::new(Vec::new()));
     run_daemon(&db, daemon, |s| {
         let tasks = tasks.clone();
@@ -506,10 +483,26 @@ async fn observer_hears_every_start_and_end(db: impl TestDb) {
     ] {
         let seen = by_type
             .iter()
-            .filter(|(t, st)| t.as_str() == name && *st == status)
+            .filter(|(_, t, st)| t.as_str() == name && *st == status)
             .count();
         assert_eq!(seen, want, "{name} {status:?}: {by_type:?}");
     }
+
+    // Each task's end was heard once, under its own id.
+    let ended: HashSet<TaskId> = by_type.iter().map(|(id, _, _)| *id).collect();
+    let ids: HashSet<TaskId> = {
+        let mut ids = HashSet::new();
+        for t in &tasks {
+            ids.insert(s.task_get(t).await.unwrap().id);
+        }
+        ids
+    };
+    assert_eq!(ended, ids);
+    assert!(
+        observer.odd.lock().unwrap().is_empty(),
+        "{:?}",
+        observer.odd
+    );
 
     let started = observer.started.lock().unwrap().clone();
     assert_eq!(started.len(), n);
@@ -525,35 +518,13 @@ async fn observer_hears_every_start_and_end(db: impl TestDb) {
     }
 }
 
-macro_rules! runtime_tests {
-    ($db:expr) => {
-        runtime_tests!(@each $db;
-            observer_hears_every_start_and_end,
-            handler_outcomes_become_statuses,
-            builtins_sum_echo_and_fail,
-            only_runnable_types_are_claimed,
-            runs_many_tasks_within_its_concurrency,
-            a_lost_attempts_result_is_dropped,
-            a_task_held_but_not_running_is_handed_back,
-            sleep_reports_progress,
-            long_tasks_are_not_claimed_ahead,
-        );
-    };
-    (@each $db:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $db else { return };
-                super::$case(db).await;
-            }
-        )*
-    };
-}
-
-mod sqlite {
-    runtime_tests!(atp_store::testing::sqlite_db().await);
-}
-
-mod postgres {
-    runtime_tests!(atp_store::testing::postgres_db().await);
+atp_store::per_engine_tests! {
+    observer_hears_every_start_and_end,
+    handler_outcomes_become_statuses,
+    builtins_sum_echo_and_fail,
+    only_runnable_types_are_claimed,
+    runs_many_tasks_within_its_concurrency,
+    a_lost_attempts_result_is_dropped,
+    a_task_held_but_not_running_is_handed_back,
+    sleep_reports_progress,
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Mutex;
 
-use atp_core::{StartedTask, Status, Store, TypeName};
+use atp_core::{AttemptSettled, Observer, StartedTask, Status, Store, TypeName};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -157,17 +157,18 @@ impl Metrics {
     }
 }
 
-impl atp_daemon::Observer for Metrics {
+/// The daemon's observer (a core trait, so this crate needs no daemon).
+impl Observer for Metrics {
     fn attempt_started(&self, task: &StartedTask) {
         let waited = time::OffsetDateTime::now_utc() - task.enqueued_at;
         self.pickup.observe(waited.as_seconds_f64().max(0.0));
     }
 
-    fn attempt_settled(&self, task_type: &TypeName, status: Status) {
+    fn attempt_settled(&self, end: &AttemptSettled<'_>) {
         let label = TypeLabel {
-            r#type: task_type.as_str().to_owned(),
+            r#type: end.task_type.as_str().to_owned(),
         };
-        match status {
+        match end.status {
             Status::Finished => self.finished.get_or_create(&label).inc(),
             Status::Failed => self.failed.get_or_create(&label).inc(),
             _ => self.requeued.get_or_create(&label).inc(),

@@ -1,0 +1,321 @@
+//! The claim loop: claims as many of the oldest ACCEPTED tasks as there are
+//! free slots (and, while tasks are short, a batch ahead), starts them in
+//! the same transaction, and spawns one attempt each.
+//!
+//! [`Claimer::claim_once`] is one pass; [`claim_loop`] adds the waiting
+//! (for a free slot, for the queue, for a stop) and the back-off.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atp_core::{ClaimParams, Error as StoreError, StartedTask, Store, TypeName};
+use tokio::task::JoinSet;
+
+use super::attempt::spawn_attempt;
+use super::retry::Backoff;
+use super::{Shared, Shutdown};
+
+/// Below this average handler time a busy daemon claims a batch ahead.
+/// Longer tasks are never claimed before a slot is free for them: another
+/// daemon may be idle. Before any handler has ended the average is unknown,
+/// and nothing is claimed ahead either.
+pub(super) const PREFETCH_BELOW: Duration = Duration::from_millis(20);
+
+/// How long a busy daemon waits for more free slots before claiming: a
+/// claim costs a round trip and a commit whatever its size.
+const CLAIM_LINGER: Duration = Duration::from_millis(2);
+
+/// How long the list of runnable types is reused before it is read again.
+const TYPES_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// What one pass of the claim loop did.
+#[derive(Debug)]
+pub(super) enum Pass {
+    /// Every slot is busy and nothing may be claimed ahead.
+    Full,
+    /// No task type has a handler here.
+    NoTypes,
+    /// Listing the types or claiming failed.
+    Failed(StoreError),
+    /// The claim returned nothing: the queue has nothing for us.
+    Empty,
+    /// This many tasks were claimed and started (run now or buffered).
+    Claimed(usize),
+}
+
+/// What a pass will claim, once it knows there is room.
+struct Ready {
+    want: usize,
+    types: Vec<TypeName>,
+}
+
+/// The claim loop's state: the attempts it spawned, the tasks it claimed
+/// ahead, the runnable types it last read.
+pub(super) struct Claimer<S> {
+    s: Arc<Shared<S>>,
+    attempts: JoinSet<()>,
+    /// Started tasks waiting for a slot, oldest first; mirrored in
+    /// `Shared::buffered` for the heartbeat.
+    ahead: VecDeque<StartedTask>,
+    runnable: RunnableTypes,
+}
+
+impl<S: Store + Clone> Claimer<S> {
+    pub(super) fn new(s: &Arc<Shared<S>>) -> Self {
+        Claimer {
+            s: s.clone(),
+            attempts: JoinSet::new(),
+            ahead: VecDeque::new(),
+            runnable: RunnableTypes::default(),
+        }
+    }
+
+    /// One pass: runs tasks claimed ahead in the slots that are free, then
+    /// claims and starts what fits (the free slots, plus a batch ahead
+    /// while tasks are short) and spawns or buffers each. The loop runs the
+    /// same two halves with its listening for new tasks in between; tests
+    /// run this.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the loop runs its two halves"))]
+    pub(super) async fn claim_once(&mut self) -> Pass {
+        match self.prepare().await {
+            Ok(ready) => self.claim(ready).await,
+            Err(pass) => pass,
+        }
+    }
+
+    /// The pass up to the claim: fills free slots from the tasks claimed
+    /// ahead and works out how many to claim, and of which types.
+    async fn prepare(&mut self) -> Result<Ready, Pass> {
+        // Reap finished attempt tasks so the set does not grow.
+        while self.attempts.try_join_next().is_some() {}
+        let s = &self.s;
+        let mut free = self.free();
+        while free > 0
+            && let Some(task) = self.ahead.pop_front()
+        {
+            s.buffered
+                .lock()
+                .expect("buffer")
+                .remove(&task.attempt.task);
+            spawn_attempt(s, task, &mut self.attempts);
+            free -= 1;
+        }
+        // With short tasks, claim a batch ahead while the slots are busy, so
+        // the next claim's round trip overlaps the running batch.
+        let room = if self.tasks_are_short() {
+            s.config.concurrency.saturating_sub(self.ahead.len())
+        } else {
+            0
+        };
+        if free == 0 && room == 0 {
+            return Err(Pass::Full);
+        }
+        let types = self.runnable.get(s).await.map_err(Pass::Failed)?;
+        if types.is_empty() {
+            return Err(Pass::NoTypes);
+        }
+        Ok(Ready {
+            want: free + room,
+            types,
+        })
+    }
+
+    /// Claims and starts up to `ready.want` tasks in one transaction, then
+    /// spawns one attempt per free slot and buffers the rest.
+    async fn claim(&mut self, ready: Ready) -> Pass {
+        let s = &self.s;
+        let params = ClaimParams::new(s.id, u32::try_from(ready.want).unwrap_or(u32::MAX))
+            .with_types(ready.types);
+        // The claim is never raced or cancelled: a claim dropped mid-flight
+        // may still commit, leaving tasks held by no attempt.
+        let started = match s.store.task_claim_start(&params).await {
+            Ok(started) => started,
+            Err(e) => return Pass::Failed(e),
+        };
+        // The store has recorded these starts: report them now, whether
+        // they run at once or wait ahead for a slot.
+        s.report_started(&started);
+        if started.is_empty() {
+            return Pass::Empty;
+        }
+        let claimed = started.len();
+        // Started even if a stop came meanwhile: they get the grace period
+        // like every running attempt (handing them back would cost a start).
+        let mut free = self.free();
+        for task in started {
+            if free > 0 {
+                spawn_attempt(s, task, &mut self.attempts);
+                free -= 1;
+            } else {
+                s.buffered
+                    .lock()
+                    .expect("buffer")
+                    .insert(task.attempt.task, task.attempt);
+                self.ahead.push_back(task);
+            }
+        }
+        Pass::Claimed(claimed)
+    }
+
+    /// Slots no attempt's handler occupies.
+    fn free(&self) -> usize {
+        let running = self.s.running.lock().expect("running map").len();
+        self.s.config.concurrency.saturating_sub(running)
+    }
+
+    /// Whether handlers are known to end quickly enough to claim ahead.
+    fn tasks_are_short(&self) -> bool {
+        self.s.handler_time().is_some_and(|t| t < PREFETCH_BELOW)
+    }
+
+    /// Stopping: what was claimed ahead is already started; run it within
+    /// the grace period like the rest (it is short work by construction).
+    /// Returns every attempt spawned, for the shutdown to wait on.
+    pub(super) fn finish(mut self) -> JoinSet<()> {
+        for task in std::mem::take(&mut self.ahead) {
+            self.s
+                .buffered
+                .lock()
+                .expect("buffer")
+                .remove(&task.attempt.task);
+            spawn_attempt(&self.s, task, &mut self.attempts);
+        }
+        self.attempts
+    }
+
+    /// Waits until an attempt's end frees a slot, or `shutdown`.
+    #[cfg(test)]
+    pub(super) async fn join_next(&mut self) -> Option<()> {
+        self.attempts
+            .join_next()
+            .await
+            .map(|r| r.expect("an attempt task panicked"))
+    }
+}
+
+/// Claims and starts tasks until a stop is asked for; returns the attempts
+/// it spawned (some may still run).
+pub(super) async fn claim_loop<S: Store + Clone>(
+    s: &Arc<Shared<S>>,
+    shutdown: &Shutdown,
+) -> JoinSet<()> {
+    let mut claimer = Claimer::new(s);
+    let mut backoff = Backoff::new();
+    while !shutdown.graceful.is_cancelled() {
+        let ready = match claimer.prepare().await {
+            Ok(ready) => ready,
+            Err(Pass::Full) => {
+                tokio::select! {
+                    () = s.slot_freed.notified() => {}
+                    () = shutdown.graceful.cancelled() => {}
+                }
+                // Busy: let a few more attempts end so that the next claim
+                // fetches a batch rather than one task per round trip.
+                linger_for_slots(s).await;
+                continue;
+            }
+            Err(Pass::NoTypes) => {
+                tokio::select! {
+                    () = s.store.wait_for_tasks(s.config.poll_interval) => {}
+                    () = s.wake.notified() => {}
+                    () = shutdown.graceful.cancelled() => {}
+                }
+                continue;
+            }
+            Err(Pass::Failed(e)) => {
+                backoff
+                    .failed(&e, "listing task types", &shutdown.graceful)
+                    .await;
+                continue;
+            }
+            Err(Pass::Empty | Pass::Claimed(_)) => unreachable!("prepare does not claim"),
+        };
+        // Listen before looking: a task enqueued while the claim runs must
+        // still wake the wait below. (Polling the wait once registers it.)
+        let woken = s.store.wait_for_tasks(s.config.poll_interval);
+        tokio::pin!(woken);
+        let mut woken_early = false;
+        tokio::select! {
+            biased;
+            () = &mut woken => woken_early = true,
+            () = std::future::ready(()) => {}
+        }
+        match claimer.claim(ready).await {
+            Pass::Failed(e) => {
+                backoff
+                    .failed(&e, "claiming tasks", &shutdown.graceful)
+                    .await;
+            }
+            Pass::Empty => {
+                backoff.reset();
+                if woken_early {
+                    continue;
+                }
+                let ahead = !claimer.ahead.is_empty();
+                tokio::select! {
+                    () = woken => {}
+                    () = s.wake.notified() => {}
+                    // Tasks claimed ahead run as soon as a slot frees.
+                    () = s.slot_freed.notified(), if ahead => {}
+                    () = shutdown.graceful.cancelled() => {}
+                }
+            }
+            Pass::Claimed(n) => {
+                backoff.reset();
+                tracing::trace!(claimed = n, "claimed");
+            }
+            Pass::Full | Pass::NoTypes => unreachable!("claim only claims"),
+        }
+    }
+    claimer.finish()
+}
+
+/// Waits (at most [`CLAIM_LINGER`]) until half the slots are free.
+async fn linger_for_slots<S>(s: &Shared<S>) {
+    let half = s.config.concurrency.div_ceil(2);
+    let deadline = tokio::time::Instant::now() + CLAIM_LINGER;
+    loop {
+        let running = s.running.lock().expect("running map").len();
+        if s.config.concurrency.saturating_sub(running) >= half {
+            return;
+        }
+        tokio::select! {
+            () = s.slot_freed.notified() => {}
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// Types whose handler this daemon can run (narrowed by
+/// [`DaemonConfig::types`](super::DaemonConfig::types) when set), read
+/// again every [`TYPES_FRESH_FOR`].
+#[derive(Default)]
+struct RunnableTypes {
+    types: Vec<TypeName>,
+    fetched: Option<tokio::time::Instant>,
+}
+
+impl RunnableTypes {
+    async fn get<S: Store>(&mut self, s: &Shared<S>) -> atp_core::Result<Vec<TypeName>> {
+        let fresh = self
+            .fetched
+            .is_some_and(|at| at.elapsed() < TYPES_FRESH_FOR);
+        if !fresh {
+            let all = s.store.task_type_list().await?;
+            self.types = all
+                .into_iter()
+                .filter(|t| s.registry.can_run(t.handler.as_str()))
+                .filter(|t| {
+                    s.config
+                        .types
+                        .as_ref()
+                        .is_none_or(|only| only.contains(&t.name))
+                })
+                .map(|t| t.name)
+                .collect();
+            self.fetched = Some(tokio::time::Instant::now());
+        }
+        Ok(self.types.clone())
+    }
+}

@@ -1,0 +1,73 @@
+//! [`DaemonConfig`]: how a daemon behaves, and [`DaemonError`]: what stops
+//! one from running.
+
+use std::time::Duration;
+
+use atp_core::{DaemonId, Error as StoreError, TypeName};
+
+/// How a daemon behaves. Every duration has a default that suits one host;
+/// see the field docs.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The daemon's id; random when `None`.
+    pub id: Option<DaemonId>,
+    /// Attempts running at once (default: the number of CPUs).
+    pub concurrency: usize,
+    /// Narrows what the daemon claims to these types. Leave it `None` (the
+    /// default) and the daemon claims every type whose handler its
+    /// [`Registry`](crate::Registry) can run: registering a handler is all
+    /// an embedding program needs. With a list, a type must be in it *and*
+    /// have a handler here; a listed type without one is never claimed.
+    pub types: Option<Vec<TypeName>>,
+    /// How long an idle daemon waits before looking at the queue again
+    /// (default 200 ms). An in-process wake-up cuts it short.
+    pub poll_interval: Duration,
+    /// How often the daemon and its running attempts heartbeat (default 2 s).
+    pub heartbeat_interval: Duration,
+    /// A daemon silent this long is dead and its tasks are rescued
+    /// (default 15 s; keep it several heartbeat intervals long).
+    pub dead_after: Duration,
+    /// How often the clean-up runs (default 10 s, with jitter).
+    pub cleanup_interval: Duration,
+    /// How long a graceful shutdown lets running attempts finish
+    /// (default 30 s).
+    pub grace_period: Duration,
+    /// Retired tasks deleted per statement (default 1,000).
+    pub retire_batch: u32,
+}
+
+impl DaemonConfig {
+    /// The default [`DaemonConfig::dead_after`]: `atp cleanup` uses it too.
+    pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(15);
+
+    /// The default [`DaemonConfig::retire_batch`]: `atp cleanup` uses it too.
+    pub const DEFAULT_RETIRE_BATCH: u32 = 1_000;
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            id: None,
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            types: None,
+            poll_interval: Duration::from_millis(200),
+            heartbeat_interval: Duration::from_secs(2),
+            dead_after: Self::DEFAULT_DEAD_AFTER,
+            cleanup_interval: Duration::from_secs(10),
+            grace_period: Duration::from_secs(30),
+            retire_batch: Self::DEFAULT_RETIRE_BATCH,
+        }
+    }
+}
+
+/// Errors that stop a daemon (everything else is logged and retried).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The configuration cannot work.
+    #[error("invalid daemon configuration: {0}")]
+    Config(String),
+    /// The daemon could not record itself in the database.
+    #[error("registering the daemon: {0}")]
+    Register(#[source] StoreError),
+}

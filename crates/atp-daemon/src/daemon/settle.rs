@@ -1,0 +1,159 @@
+//! Writing attempts' ends: [`settle`] turns an attempt's [`Ending`] into a
+//! status change under the attempt's fencing token, and the settler
+//! ([`settler_loop`]) writes the changes of every attempt that ended
+//! meanwhile in one transaction.
+
+use std::sync::Arc;
+
+use atp_core::{Error as StoreError, Status, StatusChange, Store, StoreExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::Shared;
+use super::attempt::{CancelCause, Ending};
+use super::retry::retry_unavailable;
+use crate::context::TaskContext;
+
+/// An attempt's end and where to report whether it was written.
+pub(super) type Settle = (StatusChange, oneshot::Sender<atp_core::Result<()>>);
+
+/// Most changes the settler writes in one transaction.
+const MOST_PER_BATCH: usize = 256;
+
+/// Writes how the attempt ended, unless the attempt lost the task.
+pub(super) async fn settle<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
+    write_end(s, ctx, ending).await;
+    s.settling.lock().expect("settling set").remove(&ctx.id());
+}
+
+/// The change that records `ending`. The log speaks of the start (the
+/// task's n-th run), which is what an operator counts; the attempt is the
+/// fencing token the change is written under.
+fn change_for<S>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) -> StatusChange {
+    let attempt = ctx.attempt();
+    match ending {
+        Ending::Returned(Ok(())) => {
+            StatusChange::new(attempt, Status::Finished, "Finished").unless_terminal()
+        }
+        Ending::Returned(Err(e)) => {
+            StatusChange::new(attempt, Status::Failed, e.message()).unless_terminal()
+        }
+        Ending::Panicked(text) => {
+            StatusChange::new(attempt, Status::Failed, format!("Handler panicked: {text}"))
+                .unless_terminal()
+        }
+        Ending::Cancelled(CancelCause::Timeout) => StatusChange::new(
+            attempt,
+            Status::Accepted,
+            format!(
+                "Start {} overran the type's timeout of {} s and was aborted by daemon {}",
+                ctx.start(),
+                ctx.task_type().timeout_secs,
+                s.id
+            ),
+        ),
+        Ending::Cancelled(CancelCause::Shutdown) => StatusChange::new(
+            attempt,
+            Status::Accepted,
+            format!(
+                "Aborted: daemon {} shut down before start {} ended",
+                s.id,
+                ctx.start()
+            ),
+        ),
+    }
+}
+
+async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
+    // The handler gave the task its final status itself: that end is
+    // written already and stays, whatever the handler did next (returned
+    // an error, panicked, overran its timeout: a final status is not
+    // changed by any of those), even if the attempt was marked lost since
+    // (a daemon taken for dead loses only the tasks it still held).
+    if let Some(status) = ctx.settled_status() {
+        s.report_settled(ctx, status);
+        debug!(?status, "attempt settled by its handler");
+        return;
+    }
+    if ctx.lost() {
+        info!("attempt lost its task (rescued elsewhere); its result is dropped");
+        return;
+    }
+    let change = change_for(s, ctx, ending);
+    let status = change.status;
+    let (ack, written) = oneshot::channel();
+    if s.settle_tx.send((change, ack)).is_err() {
+        error!("the settler is gone; the task will be rescued");
+        return;
+    }
+    match written.await {
+        Ok(Ok(())) => {
+            // A task handed back with all its starts used is failed by
+            // the store instead.
+            let written = match status {
+                Status::Accepted => {
+                    atp_core::status::after_release(ctx.start(), ctx.task_type().max_starts)
+                }
+                other => other,
+            };
+            s.report_settled(ctx, written);
+            debug!(status = ?written, "attempt settled");
+        }
+        Ok(Err(StoreError::StaleAttempt { .. })) => {
+            info!("attempt lost its task before it ended; its result is dropped");
+        }
+        Ok(Err(StoreError::InvalidTransition { .. })) if status == Status::Accepted => {
+            // The task already has a final status: the handler's own
+            // finish or fail, whose reply was lost.
+            debug!("attempt had already settled");
+        }
+        Ok(Err(e)) => {
+            error!(error = %e, "could not record an attempt's end; the task will be rescued")
+        }
+        Err(_) => error!("the settler stopped before writing an attempt's end"),
+    }
+}
+
+/// Writes attempts' ends in batches: whatever ended while the previous
+/// batch was being written goes in the next transaction, so a busy daemon
+/// pays one commit for many tasks. Each change keeps its own result.
+pub(super) async fn settler_loop<S: Store>(
+    s: Arc<Shared<S>>,
+    mut queue: mpsc::UnboundedReceiver<Settle>,
+) {
+    let never = CancellationToken::new();
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MOST_PER_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let changes: Vec<StatusChange> = batch.iter().map(|(c, _)| c.clone()).collect();
+        let written = retry_unavailable(&never, "recording attempts' ends", || {
+            s.store.task_set_status_many(&changes)
+        })
+        .await;
+        match written {
+            Ok(results) => {
+                for ((_, ack), result) in batch.into_iter().zip(results) {
+                    let _ = ack.send(result);
+                }
+            }
+            Err(e) => {
+                // The batch as a whole failed: try each on its own, so
+                // every attempt learns its own fate.
+                warn!(error = %e, "writing a batch of attempts' ends failed; writing them one by one");
+                for (change, ack) in batch {
+                    let result = retry_unavailable(&never, "recording an attempt's end", || {
+                        s.store.task_set_status(change.clone())
+                    })
+                    .await;
+                    let _ = ack.send(result);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The daemon's jobs driven one pass at a time, on each engine: no loop
+//! runs, so each test chooses the moment every pass sees.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use atp_core::{
+    Attempt, DaemonInfo, Handler, NewTask, Status, StatusChange, Store, StoreExt as _, TaskRef,
+    TaskType, TypeName,
+};
+use atp_store::conformance::{DAEMON_A, DAEMON_B, ident, type_name};
+use atp_store::testing::TestDb;
+use tokio::sync::Semaphore;
+
+use super::claim::{Claimer, PREFETCH_BELOW, Pass};
+use super::heartbeat::{Heartbeat, ORPHAN_MESSAGE};
+use super::{Daemon, DaemonConfig, Shared, cleanup_once, settle};
+use crate::{HandlerResult, Registry, TaskContext};
+
+/// A daemon that is not running, with a claimer and a heartbeat to drive
+/// by hand and the settler writing attempts' ends. Its one handler,
+/// `app:gate`, runs until the test lets it through the gate.
+struct Harness<S: Store + Clone> {
+    daemon: Daemon<S>,
+    claimer: Claimer<S>,
+    heartbeat: Heartbeat,
+    gate: Arc<Semaphore>,
+}
+
+impl<S: Store + Clone> Harness<S> {
+    /// Registered like a running daemon (its heartbeat would otherwise
+    /// find it taken for dead).
+    async fn new(store: S, config: DaemonConfig) -> Self {
+        let gate = Arc::new(Semaphore::new(0));
+        let mut registry = Registry::empty();
+        let g = gate.clone();
+        registry.register("app:gate", move |_ctx: TaskContext| {
+            let g = g.clone();
+            async move {
+                g.acquire().await.expect("the gate is open").forget();
+                HandlerResult::Ok(())
+            }
+        });
+        let config = DaemonConfig {
+            id: Some(DAEMON_A),
+            ..config
+        };
+        let daemon = Daemon::new(store, registry, config);
+        let rx = daemon.shared.settle_rx.lock().unwrap().take().unwrap();
+        tokio::spawn(settle::settler_loop(daemon.shared.clone(), rx));
+        let claimer = Claimer::new(&daemon.shared);
+        let info = daemon.shared.info();
+        daemon.shared.store.daemon_register(&info).await.unwrap();
+        let heartbeat = Heartbeat::new(info);
+        Harness {
+            daemon,
+            claimer,
+            heartbeat,
+            gate,
+        }
+    }
+
+    fn s(&self) -> &Arc<Shared<S>> {
+        &self.daemon.shared
+    }
+
+    fn store(&self) -> &S {
+        &self.s().store
+    }
+
+    async fn claim_once(&mut self) -> Pass {
+        self.claimer.claim_once().await
+    }
+
+    async fn heartbeat_once(&mut self) {
+        let s = self.daemon.shared.clone();
+        self.heartbeat.heartbeat_once(&s).await;
+    }
+
+    /// Lets `n` handlers end and waits until their ends are written.
+    async fn let_through(&mut self, n: usize) {
+        self.gate.add_permits(n);
+        for _ in 0..n {
+            self.claimer.join_next().await.expect("an attempt to end");
+        }
+    }
+
+    /// The context of the attempt running `task`.
+    fn running(&self, task: &Attempt) -> TaskContext {
+        self.s().running.lock().unwrap()[&task.task].ctx.clone()
+    }
+
+    fn running_attempts(&self) -> Vec<Attempt> {
+        let running = self.s().running.lock().unwrap();
+        running.values().map(|r| r.ctx.attempt()).collect()
+    }
+}
+
+fn config(concurrency: usize) -> DaemonConfig {
+    DaemonConfig {
+        concurrency,
+        ..DaemonConfig::default()
+    }
+}
+
+async fn gate_type<S: Store>(s: &S, name: &str) -> TypeName {
+    let t = TaskType::new(type_name(name), Handler::new("app:gate").unwrap());
+    s.task_type_upsert(&t).await.unwrap();
+    t.name
+}
+
+async fn enqueue<S: Store>(s: &S, t: &TypeName, id: &str) -> TaskRef {
+    s.task_enqueue(NewTask::new(t.clone(), ident(id)))
+        .await
+        .unwrap();
+    TaskRef::Key(t.clone(), ident(id))
+}
+
+async fn status<S: Store>(s: &S, t: &TaskRef) -> Status {
+    s.task_get(t).await.unwrap().status
+}
+
+/// The start-up warning of issue 10: a handler's own `finish` commits
+/// (`builtin:sum` ends its task so) while the heartbeat is between listing
+/// the running attempts and heartbeating them. The store refuses that
+/// heartbeat (the task is no longer live), but nothing was lost: the
+/// attempt must be neither warned about nor cancelled.
+async fn a_heartbeat_racing_a_handlers_own_end_cancels_nothing(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(2)).await;
+    let t = gate_type(h.store(), "gate").await;
+    let task = enqueue(h.store(), &t, "1").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    let attempt = h.running_attempts()[0];
+    let ctx = h.running(&attempt);
+    // The racy moment: the handler's finish is written, its reply not yet
+    // back (the context does not know it settled).
+    h.store()
+        .task_set_status(StatusChange::new(attempt, Status::Finished, "done"))
+        .await
+        .unwrap();
+    assert!(!ctx.settled());
+    h.heartbeat_once().await;
+    assert!(!ctx.lost(), "the attempt was taken for lost");
+    assert!(!ctx.is_cancelled(), "the attempt was cancelled");
+    h.let_through(1).await;
+    assert_eq!(status(h.store(), &task).await, Status::Finished);
+}
+
+/// The heartbeat's real job: a task taken from a running attempt (here an
+/// operator re-enqueues it) cancels the attempt, whose result is dropped.
+async fn a_heartbeat_refused_for_a_taken_task_cancels_its_attempt(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    let task = enqueue(h.store(), &t, "1").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    let ctx = h.running(&h.running_attempts()[0]);
+    h.store()
+        .task_reenqueue(&task, "operator says again")
+        .await
+        .unwrap();
+    h.heartbeat_once().await;
+    assert!(ctx.lost() && ctx.is_cancelled());
+    h.let_through(1).await;
+    assert_eq!(status(h.store(), &task).await, Status::Accepted);
+}
+
+/// Heartbeats keep running and claimed-ahead tasks fresh.
+async fn heartbeats_refresh_every_held_task(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    h.s().record_handler_time(Duration::ZERO);
+    let t = gate_type(h.store(), "gate").await;
+    let first = enqueue(h.store(), &t, "1").await;
+    let second = enqueue(h.store(), &t, "2").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(2)));
+    assert_eq!(h.s().buffered.lock().unwrap().len(), 1);
+    let before = [
+        h.store().task_get(&first).await.unwrap().updated_at,
+        h.store().task_get(&second).await.unwrap().updated_at,
+    ];
+    h.heartbeat_once().await;
+    for (t, was) in [&first, &second].into_iter().zip(before) {
+        let now = h.store().task_get(t).await.unwrap();
+        assert!(now.updated_at > was, "{t:?} was not heartbeated");
+        assert_eq!(now.status, Status::Running);
+    }
+    h.let_through(1).await;
+    // The second runs from the buffer once the first's slot is free.
+    assert!(matches!(h.claim_once().await, Pass::Empty));
+    h.let_through(1).await;
+    assert_eq!(status(h.store(), &second).await, Status::Finished);
+}
+
+/// The guard `long_tasks_are_not_claimed_ahead` names: once handlers are
+/// known to take longer than [`PREFETCH_BELOW`], a busy daemon leaves the
+/// queue alone (another daemon may be idle); with short ones it claims a
+/// batch ahead.
+async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    let first = enqueue(h.store(), &t, "1").await;
+    let second = enqueue(h.store(), &t, "2").await;
+    h.s().record_handler_time(PREFETCH_BELOW * 10);
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    assert_eq!(status(h.store(), &first).await, Status::Running);
+    // The slot is busy and tasks are long: nothing is claimed ahead.
+    assert!(matches!(h.claim_once().await, Pass::Full));
+    assert_eq!(status(h.store(), &second).await, Status::Accepted);
+    // Short tasks: the next is claimed (and started) ahead, and waits.
+    for _ in 0..32 {
+        h.s().record_handler_time(Duration::from_micros(10));
+    }
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    assert_eq!(status(h.store(), &second).await, Status::Running);
+    assert_eq!(h.running_attempts().len(), 1, "never more than concurrency");
+    h.let_through(1).await;
+    assert!(matches!(h.claim_once().await, Pass::Empty));
+    h.let_through(1).await;
+    assert_eq!(status(h.store(), &second).await, Status::Finished);
+}
+
+/// Until a handler has ended, the daemon does not know its tasks are
+/// short, and claims nothing ahead; an attempt's end teaches it.
+async fn nothing_is_claimed_ahead_before_a_handler_time_is_known(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    enqueue(h.store(), &t, "1").await;
+    let second = enqueue(h.store(), &t, "2").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    assert_eq!(h.s().handler_time(), None);
+    assert!(matches!(h.claim_once().await, Pass::Full));
+    assert_eq!(status(h.store(), &second).await, Status::Accepted);
+    h.let_through(1).await;
+    assert!(
+        h.s().handler_time().is_some(),
+        "the attempt's time was not recorded"
+    );
+}
+
+/// The simple embedding: a type whose handler is registered is claimed
+/// with no `DaemonConfig::types`; a type whose handler is not stays queued
+/// for another daemon; `types` narrows further.
+async fn what_is_claimed_follows_the_registry(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(4)).await;
+    let mine = gate_type(h.store(), "mine").await;
+    let other = TaskType::new(type_name("other"), Handler::new("app:elsewhere").unwrap());
+    h.store().task_type_upsert(&other).await.unwrap();
+    let theirs = enqueue(h.store(), &other.name, "x").await;
+    let ours = enqueue(h.store(), &mine, "x").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    assert_eq!(status(h.store(), &ours).await, Status::Running);
+    assert_eq!(status(h.store(), &theirs).await, Status::Accepted);
+    h.let_through(1).await;
+
+    let narrowed = DaemonConfig {
+        types: Some(vec![type_name("elsewhere")]),
+        ..config(4)
+    };
+    let mut n = Harness::new(db.store().clone(), narrowed).await;
+    enqueue(n.store(), &mine, "y").await;
+    assert!(matches!(n.claim_once().await, Pass::NoTypes));
+}
+
+/// A task the database says this daemon holds but that it does not run
+/// (the reply to a claim was lost) is handed back by the second heartbeat
+/// that finds it so, not the first (a claim may be in flight).
+async fn a_task_held_but_not_running_is_handed_back_at_the_second_round(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    let task = enqueue(h.store(), &t, "o").await;
+    let claimed = h
+        .store()
+        .task_claim(&atp_core::ClaimParams::new(DAEMON_A, 1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    h.heartbeat_once().await;
+    assert_eq!(status(h.store(), &task).await, Status::Scheduled);
+    h.heartbeat_once().await;
+    assert_eq!(status(h.store(), &task).await, Status::Accepted);
+    let log = h.store().task_log(&task).await.unwrap();
+    assert_eq!(log.last().unwrap().message, ORPHAN_MESSAGE);
+}
+
+/// A dead daemon's tasks are rescued by one clean-up pass.
+async fn cleanup_once_rescues_a_dead_daemons_tasks(db: impl TestDb) {
+    let s = db.store().clone();
+    let t = gate_type(&s, "gate").await;
+    let task = enqueue(&s, &t, "1").await;
+    let now = time::OffsetDateTime::now_utc();
+    let dead = DaemonInfo {
+        id: DAEMON_B,
+        host: "elsewhere".into(),
+        pid: 1,
+        started_at: now,
+        heartbeat_at: now,
+        handlers: vec![],
+    };
+    s.daemon_register(&dead).await.unwrap();
+    s.task_claim(&atp_core::ClaimParams::new(DAEMON_B, 1))
+        .await
+        .unwrap();
+    // A long limit: the daemon is not dead yet.
+    let report = cleanup_once(&s, Duration::from_secs(3600), 100).await;
+    assert_eq!(report.dead_daemons, 0);
+    assert_eq!(status(&s, &task).await, Status::Scheduled);
+    let report = atp_store::testing::eventually(
+        Duration::from_secs(5),
+        "the daemon to be reaped",
+        || async {
+            let r = cleanup_once(&s, Duration::from_millis(1), 100).await;
+            (r.dead_daemons == 1).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(report.rescued, 1);
+    assert_eq!(status(&s, &task).await, Status::Accepted);
+}
+
+atp_store::per_engine_tests! {
+    a_heartbeat_racing_a_handlers_own_end_cancels_nothing,
+    a_heartbeat_refused_for_a_taken_task_cancels_its_attempt,
+    heartbeats_refresh_every_held_task,
+    long_tasks_are_not_claimed_ahead,
+    nothing_is_claimed_ahead_before_a_handler_time_is_known,
+    what_is_claimed_follows_the_registry,
+    a_task_held_but_not_running_is_handed_back_at_the_second_round,
+    cleanup_once_rescues_a_dead_daemons_tasks,
+}
