@@ -126,6 +126,21 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn builtins_are_registered() {
+        let r = Registry::with_builtins();
+        for name in [
+            "builtin:sum",
+            "builtin:sleep",
+            "builtin:echo",
+            "builtin:fail",
+            "builtin:noop",
+        ] {
+            assert!(r.can_run(name), "{name}");
+        }
+        assert!(r.can_run("exec:/bin/true"), "with_builtins allows exec");
+    }
+
+    #[test]
     fn sums_numbers_and_numeric_strings() {
         assert_eq!(sum_of(&json!([1, 2, 3])).unwrap(), 6.0);
         assert_eq!(sum_of(&json!(["1.5", 2, " 3 "])).unwrap(), 6.5);

@@ -146,6 +146,20 @@ async fn a_heartbeat_racing_a_handlers_own_end_cancels_nothing(db: impl TestDb) 
     assert_eq!(status(h.store(), &task).await, Status::Finished);
 }
 
+/// A handler's context names its holder and when its task entered the
+/// queue (a program embedding the daemon measures waits with it).
+async fn the_context_tells_the_holder_and_the_enqueue_time(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    let task = enqueue(h.store(), &t, "1").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    let ctx = h.running(&h.running_attempts()[0]);
+    assert_eq!(ctx.daemon_id(), DAEMON_A);
+    let stored = h.store().task_get(&task).await.unwrap();
+    assert_eq!(ctx.enqueued_at(), stored.enqueued_at);
+    h.let_through(1).await;
+}
+
 /// The heartbeat's real job: a task taken from a running attempt (here an
 /// operator re-enqueues it) cancels the attempt, whose result is dropped.
 async fn a_heartbeat_refused_for_a_taken_task_cancels_its_attempt(db: impl TestDb) {
@@ -320,6 +334,7 @@ atp_store::per_engine_tests! {
     a_heartbeat_racing_a_handlers_own_end_cancels_nothing,
     a_heartbeat_refused_for_a_taken_task_cancels_its_attempt,
     heartbeats_refresh_every_held_task,
+    the_context_tells_the_holder_and_the_enqueue_time,
     long_tasks_are_not_claimed_ahead,
     nothing_is_claimed_ahead_before_a_handler_time_is_known,
     what_is_claimed_follows_the_registry,
