@@ -5,21 +5,21 @@
 //! One [`Daemon`] runs four jobs, each in a file of its own; every
 //! background loop is a one-pass function plus timing, and tests call the
 //! one pass directly:
-//! - [`claim`]: claims as many of the oldest ACCEPTED tasks as it has free
+//! - `claim`: claims as many of the oldest ACCEPTED tasks as it has free
 //!   slots (only types whose handler it can run), starts them and spawns
 //!   one attempt each (`claim_once`); when the queue is empty it waits for
 //!   the poll interval or an in-process wake-up ([`Daemon::waker`]).
-//! - [`heartbeat`]: refreshes the daemon's record and every held task's
+//! - `heartbeat`: refreshes the daemon's record and every held task's
 //!   update time, and hands back tasks held here but run by no attempt
 //!   (`heartbeat_once`); an attempt whose heartbeat is refused because the
 //!   task was rescued meanwhile is cancelled and its late result dropped.
-//! - [`cleanup`]: abandoned tasks, retired tasks and dead daemons
+//! - `cleanup`: abandoned tasks, retired tasks and dead daemons
 //!   ([`cleanup_once`]); safe in every daemon at once.
-//! - [`attempt`] and [`settle`]: each attempt bounded by its type's
+//! - `attempt` and `settle`: each attempt bounded by its type's
 //!   timeout; its end written with the attempt's fencing token, in batches,
-//!   retried while the database is away ([`retry`]).
+//!   retried while the database is away (`retry`).
 //!
-//! [`config`] and [`shutdown`] hold what a program passes in.
+//! `config` and `shutdown` hold what a program passes in.
 
 mod attempt;
 mod claim;

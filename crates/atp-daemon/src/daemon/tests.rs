@@ -178,6 +178,22 @@ async fn a_heartbeat_refused_for_a_taken_task_cancels_its_attempt(db: impl TestD
     assert_eq!(status(h.store(), &task).await, Status::Accepted);
 }
 
+/// A daemon whose record is gone was taken for dead and its tasks rescued:
+/// the next heartbeat cancels its attempts and records the daemon again.
+async fn a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    enqueue(h.store(), &t, "1").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    let ctx = h.running(&h.running_attempts()[0]);
+    h.store().daemon_deregister(DAEMON_A).await.unwrap();
+    h.heartbeat_once().await;
+    assert!(ctx.lost() && ctx.is_cancelled());
+    let daemons = h.store().daemon_list().await.unwrap();
+    assert_eq!(daemons.iter().map(|d| d.id).collect::<Vec<_>>(), [DAEMON_A]);
+    h.let_through(1).await;
+}
+
 /// Heartbeats keep running and claimed-ahead tasks fresh.
 async fn heartbeats_refresh_every_held_task(db: impl TestDb) {
     let mut h = Harness::new(db.store().clone(), config(1)).await;
@@ -334,6 +350,7 @@ atp_store::per_engine_tests! {
     a_heartbeat_racing_a_handlers_own_end_cancels_nothing,
     a_heartbeat_refused_for_a_taken_task_cancels_its_attempt,
     heartbeats_refresh_every_held_task,
+    a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again,
     the_context_tells_the_holder_and_the_enqueue_time,
     long_tasks_are_not_claimed_ahead,
     nothing_is_claimed_ahead_before_a_handler_time_is_known,
