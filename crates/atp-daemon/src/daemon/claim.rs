@@ -6,6 +6,8 @@
 //! (for a free slot, for the queue, for a stop) and the back-off.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +38,8 @@ pub(super) enum Pass {
     Full,
     /// No task type has a handler here.
     NoTypes,
-    /// Listing the types or claiming failed.
-    Failed(StoreError),
+    /// Listing the types or claiming (what) failed.
+    Failed(&'static str, StoreError),
     /// The claim returned nothing: the queue has nothing for us.
     Empty,
     /// This many tasks were claimed and started (run now or buffered).
@@ -74,14 +76,33 @@ impl<S: Store + Clone> Claimer<S> {
     /// One pass: runs tasks claimed ahead in the slots that are free, then
     /// claims and starts what fits (the free slots, plus a batch ahead
     /// while tasks are short) and spawns or buffers each. The loop runs the
-    /// same two halves with its listening for new tasks in between; tests
-    /// run this.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the loop runs its two halves"))]
+    /// same pass listening for new tasks ([`Claimer::claim_once_listening`]).
+    #[cfg(test)]
     pub(super) async fn claim_once(&mut self) -> Pass {
-        match self.prepare().await {
-            Ok(ready) => self.claim(ready).await,
-            Err(pass) => pass,
-        }
+        let never = std::pin::pin!(std::future::pending::<()>());
+        self.claim_once_listening(never).await.0
+    }
+
+    /// [`Claimer::claim_once`], polling `listen` (the wait for new tasks)
+    /// once just before the claim: a task enqueued while the claim runs
+    /// must still end the wait that follows an empty claim. Also returns
+    /// whether `listen` had resolved by then. `listen` is not polled when
+    /// the pass claims nothing (all slots busy, no runnable type).
+    pub(super) async fn claim_once_listening<W: Future<Output = ()>>(
+        &mut self,
+        mut listen: Pin<&mut W>,
+    ) -> (Pass, bool) {
+        let ready = match self.prepare().await {
+            Ok(ready) => ready,
+            Err(pass) => return (pass, false),
+        };
+        // Polling the wait once registers it.
+        let woken_early = tokio::select! {
+            biased;
+            () = listen.as_mut() => true,
+            () = std::future::ready(()) => false,
+        };
+        (self.claim(ready).await, woken_early)
     }
 
     /// The pass up to the claim: fills free slots from the tasks claimed
@@ -111,7 +132,11 @@ impl<S: Store + Clone> Claimer<S> {
         if free == 0 && room == 0 {
             return Err(Pass::Full);
         }
-        let types = self.runnable.get(s).await.map_err(Pass::Failed)?;
+        let types = self
+            .runnable
+            .get(s)
+            .await
+            .map_err(|e| Pass::Failed("listing task types", e))?;
         if types.is_empty() {
             return Err(Pass::NoTypes);
         }
@@ -131,7 +156,7 @@ impl<S: Store + Clone> Claimer<S> {
         // may still commit, leaving tasks held by no attempt.
         let started = match s.store.task_claim_start(&params).await {
             Ok(started) => started,
-            Err(e) => return Pass::Failed(e),
+            Err(e) => return Pass::Failed("claiming tasks", e),
         };
         // The store has recorded these starts: report them now, whether
         // they run at once or wait ahead for a slot.
@@ -203,9 +228,13 @@ pub(super) async fn claim_loop<S: Store + Clone>(
     let mut claimer = Claimer::new(s);
     let mut backoff = Backoff::new();
     while !shutdown.graceful.is_cancelled() {
-        let ready = match claimer.prepare().await {
-            Ok(ready) => ready,
-            Err(Pass::Full) => {
+        // Creating the wait costs nothing; the pass polls it only when it
+        // claims.
+        let woken = s.store.wait_for_tasks(s.config.poll_interval);
+        tokio::pin!(woken);
+        let (pass, woken_early) = claimer.claim_once_listening(woken.as_mut()).await;
+        match pass {
+            Pass::Full => {
                 tokio::select! {
                     () = s.slot_freed.notified() => {}
                     () = shutdown.graceful.cancelled() => {}
@@ -213,40 +242,15 @@ pub(super) async fn claim_loop<S: Store + Clone>(
                 // Busy: let a few more attempts end so that the next claim
                 // fetches a batch rather than one task per round trip.
                 linger_for_slots(s).await;
-                continue;
             }
-            Err(Pass::NoTypes) => {
+            Pass::NoTypes => {
                 tokio::select! {
-                    () = s.store.wait_for_tasks(s.config.poll_interval) => {}
+                    () = woken => {}
                     () = s.wake.notified() => {}
                     () = shutdown.graceful.cancelled() => {}
                 }
-                continue;
             }
-            Err(Pass::Failed(e)) => {
-                backoff
-                    .failed(&e, "listing task types", &shutdown.graceful)
-                    .await;
-                continue;
-            }
-            Err(Pass::Empty | Pass::Claimed(_)) => unreachable!("prepare does not claim"),
-        };
-        // Listen before looking: a task enqueued while the claim runs must
-        // still wake the wait below. (Polling the wait once registers it.)
-        let woken = s.store.wait_for_tasks(s.config.poll_interval);
-        tokio::pin!(woken);
-        let mut woken_early = false;
-        tokio::select! {
-            biased;
-            () = &mut woken => woken_early = true,
-            () = std::future::ready(()) => {}
-        }
-        match claimer.claim(ready).await {
-            Pass::Failed(e) => {
-                backoff
-                    .failed(&e, "claiming tasks", &shutdown.graceful)
-                    .await;
-            }
+            Pass::Failed(what, e) => backoff.failed(&e, what, &shutdown.graceful).await,
             Pass::Empty => {
                 backoff.reset();
                 if woken_early {
@@ -265,7 +269,6 @@ pub(super) async fn claim_loop<S: Store + Clone>(
                 backoff.reset();
                 tracing::trace!(claimed = n, "claimed");
             }
-            Pass::Full | Pass::NoTypes => unreachable!("claim only claims"),
         }
     }
     claimer.finish()

@@ -19,7 +19,8 @@ use crate::{HandlerResult, Registry, TaskContext};
 
 /// A daemon that is not running, with a claimer and a heartbeat to drive
 /// by hand and the settler writing attempts' ends. Its one handler,
-/// `app:gate`, runs until the test lets it through the gate.
+/// `app:gate`, runs until the test lets it through the gate (or the
+/// attempt is cancelled).
 struct Harness<S: Store + Clone> {
     daemon: Daemon<S>,
     claimer: Claimer<S>,
@@ -34,10 +35,13 @@ impl<S: Store + Clone> Harness<S> {
         let gate = Arc::new(Semaphore::new(0));
         let mut registry = Registry::empty();
         let g = gate.clone();
-        registry.register("app:gate", move |_ctx: TaskContext| {
+        registry.register("app:gate", move |ctx: TaskContext| {
             let g = g.clone();
             async move {
-                g.acquire().await.expect("the gate is open").forget();
+                tokio::select! {
+                    permit = g.acquire() => permit.expect("the gate is open").forget(),
+                    () = ctx.cancelled() => return Err(crate::HandlerError::new("cancelled")),
+                }
                 HandlerResult::Ok(())
             }
         });
@@ -157,6 +161,60 @@ async fn the_context_tells_the_holder_and_the_enqueue_time(db: impl TestDb) {
     assert_eq!(ctx.daemon_id(), DAEMON_A);
     let stored = h.store().task_get(&task).await.unwrap();
     assert_eq!(ctx.enqueued_at(), stored.enqueued_at);
+    h.let_through(1).await;
+}
+
+/// An attempt that overruns its type's timeout is cancelled and its task
+/// goes back to the queue; the log names the start (the task's n-th run),
+/// not the attempt (the fencing token).
+async fn a_start_that_overruns_its_timeout_is_handed_back_naming_the_start(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t =
+        TaskType::new(type_name("slow"), Handler::new("app:gate").unwrap()).with_timeout_secs(0.05);
+    h.store().task_type_upsert(&t).await.unwrap();
+    let task = enqueue(h.store(), &t.name, "1").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    // No permit: the attempt ends by its timeout alone.
+    h.claimer.join_next().await.expect("the attempt to end");
+    assert_eq!(status(h.store(), &task).await, Status::Accepted);
+    let log = h.store().task_log(&task).await.unwrap();
+    assert_eq!(
+        log.last().unwrap().message,
+        format!(
+            "Start 1 overran the type's timeout of 0.05 s and was aborted by daemon {DAEMON_A}"
+        )
+    );
+}
+
+/// A pass polls its wait for new tasks just before it claims, and not at
+/// all when it claims nothing.
+async fn a_pass_listens_only_when_it_claims(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    enqueue(h.store(), &t, "1").await;
+    let polled = std::sync::atomic::AtomicUsize::new(0);
+    let listen = || {
+        std::future::poll_fn(|_| {
+            polled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::task::Poll::Ready(())
+        })
+    };
+    let (pass, early) = h
+        .claimer
+        .claim_once_listening(std::pin::pin!(listen()))
+        .await;
+    assert!(matches!(pass, Pass::Claimed(1)) && early);
+    assert_eq!(polled.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (pass, early) = h
+        .claimer
+        .claim_once_listening(std::pin::pin!(listen()))
+        .await;
+    assert!(matches!(pass, Pass::Full) && !early);
+    assert_eq!(
+        polled.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a full pass listened"
+    );
     h.let_through(1).await;
 }
 
@@ -350,6 +408,8 @@ atp_store::per_engine_tests! {
     a_heartbeat_racing_a_handlers_own_end_cancels_nothing,
     a_heartbeat_refused_for_a_taken_task_cancels_its_attempt,
     heartbeats_refresh_every_held_task,
+    a_start_that_overruns_its_timeout_is_handed_back_naming_the_start,
+    a_pass_listens_only_when_it_claims,
     a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again,
     the_context_tells_the_holder_and_the_enqueue_time,
     long_tasks_are_not_claimed_ahead,
