@@ -2,6 +2,7 @@
 //! what exceeds them, and producers (the daemon's `exec:` protocol, say)
 //! cut or check their input against the same numbers instead of copies.
 
+use std::borrow::Cow;
 use std::ops::RangeInclusive;
 
 /// Longest progress message a store accepts, in characters (not bytes:
@@ -29,6 +30,21 @@ pub fn cut_progress_message(message: &str) -> &str {
     }
 }
 
+/// `message` cut to at most [`MAX_MESSAGE_BYTES`], at a character
+/// boundary, ending in `…` when it was cut: for messages that come from
+/// outside (a handler's error, a panic) and must not make the store refuse
+/// the status they go with.
+pub fn cut_message(message: &str) -> Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return Cow::Borrowed(message);
+    }
+    let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &message[..end]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +69,16 @@ mod tests {
         let exact = "a".repeat(MAX_PROGRESS_CHARS);
         assert_eq!(cut_progress_message(&exact), exact);
         assert_eq!(cut_progress_message("short"), "short");
+    }
+
+    #[test]
+    fn log_messages_are_cut_in_bytes_at_a_character_boundary() {
+        let fits = "a".repeat(MAX_MESSAGE_BYTES);
+        assert!(matches!(cut_message(&fits), Cow::Borrowed(_)));
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = cut_message(&long);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+        assert!(cut.len() > MAX_MESSAGE_BYTES - 8);
+        assert!(cut.ends_with('…'));
     }
 }

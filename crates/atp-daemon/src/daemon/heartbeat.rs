@@ -48,15 +48,6 @@ pub(super) struct Heartbeat {
     suspects: HashMap<TaskId, u64>,
 }
 
-/// What became of one held task's heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Beat {
-    /// Refreshed, or ended meanwhile (by its handler or the settler).
-    Alive,
-    /// Taken from this daemon: its attempt is cancelled.
-    Lost,
-}
-
 impl Heartbeat {
     pub(super) fn new(info: DaemonInfo) -> Self {
         Heartbeat {
@@ -124,7 +115,7 @@ async fn heartbeat_holds<S: Store>(s: &Shared<S>) {
 /// before the handler, or this daemon, hears the reply). Only the first is
 /// a loss worth a warning and a cancellation; the store tells them apart:
 /// a task ended under this very hold keeps its holder and lease.
-async fn refused<S: Store>(s: &Shared<S>, attempt: &Attempt) -> Beat {
+async fn refused<S: Store>(s: &Shared<S>, attempt: &Attempt) {
     let ctx = {
         let running = s.running.lock().expect("running map");
         match running.get(&attempt.task) {
@@ -136,7 +127,7 @@ async fn refused<S: Store>(s: &Shared<S>, attempt: &Attempt) -> Beat {
             // it runs): nothing to cancel.
             _ => {
                 debug!(task = %attempt.task, "heartbeat raced the attempt's end");
-                return Beat::Alive;
+                return;
             }
         }
     };
@@ -147,17 +138,14 @@ async fn refused<S: Store>(s: &Shared<S>, attempt: &Attempt) -> Beat {
                 && task.lease == attempt.lease =>
         {
             debug!(task = %attempt.task, status = ?task.status, "heartbeat raced the attempt's own end");
-            Beat::Alive
         }
         Ok(_) | Err(StoreError::TaskNotFound(_)) => {
             warn!(task = %attempt.task, "attempt lost its task; cancelling it");
             ctx.mark_lost();
-            Beat::Lost
         }
         Err(e) => {
             // Not known to be lost: the next round asks again.
             debug!(task = %attempt.task, error = %e, "could not check a refused heartbeat");
-            Beat::Alive
         }
     }
 }

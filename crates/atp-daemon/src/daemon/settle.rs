@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use atp_core::{Error as StoreError, Status, StatusChange, Store, StoreExt as _};
+use atp_core::{Error as StoreError, Status, StatusChange, Store, StoreExt as _, limits};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -36,13 +36,18 @@ fn change_for<S>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) -> StatusChan
         Ending::Returned(Ok(())) => {
             StatusChange::new(attempt, Status::Finished, "Finished").unless_terminal()
         }
+        // A handler's words are cut to what the store takes: refused, they
+        // would leave the task held until its timeout.
         Ending::Returned(Err(e)) => {
-            StatusChange::new(attempt, Status::Failed, e.message()).unless_terminal()
-        }
-        Ending::Panicked(text) => {
-            StatusChange::new(attempt, Status::Failed, format!("Handler panicked: {text}"))
+            StatusChange::new(attempt, Status::Failed, limits::cut_message(e.message()))
                 .unless_terminal()
         }
+        Ending::Panicked(text) => StatusChange::new(
+            attempt,
+            Status::Failed,
+            limits::cut_message(&format!("Handler panicked: {text}")),
+        )
+        .unless_terminal(),
         Ending::Cancelled(CancelCause::Timeout) => StatusChange::new(
             attempt,
             Status::Accepted,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use atp_core::{
     Attempt, DaemonInfo, Handler, NewTask, Status, StatusChange, Store, StoreExt as _, TaskRef,
-    TaskType, TypeName,
+    TaskType, TypeName, limits,
 };
 use atp_store::conformance::{DAEMON_A, DAEMON_B, ident, type_name};
 use atp_store::testing::TestDb;
@@ -44,6 +44,11 @@ impl<S: Store + Clone> Harness<S> {
                 }
                 HandlerResult::Ok(())
             }
+        });
+        registry.register("app:rant", |_ctx: TaskContext| async {
+            Err(crate::HandlerError::new(
+                "no! ".repeat(limits::MAX_MESSAGE_BYTES),
+            ))
         });
         let config = DaemonConfig {
             id: Some(DAEMON_A),
@@ -184,6 +189,22 @@ async fn a_start_that_overruns_its_timeout_is_handed_back_naming_the_start(db: i
             "Start 1 overran the type's timeout of 0.05 s and was aborted by daemon {DAEMON_A}"
         )
     );
+}
+
+/// A handler's error longer than the store takes is cut, so the task
+/// still ends FAILED (refused, it would stay held until its timeout).
+async fn an_over_long_handler_error_is_cut_to_the_store_limit(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = TaskType::new(type_name("rant"), Handler::new("app:rant").unwrap());
+    h.store().task_type_upsert(&t).await.unwrap();
+    let task = enqueue(h.store(), &t.name, "1").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    h.claimer.join_next().await.expect("the attempt to end");
+    assert_eq!(status(h.store(), &task).await, Status::Failed);
+    let log = h.store().task_log(&task).await.unwrap();
+    let message = &log.last().unwrap().message;
+    assert!(message.starts_with("no! no! ") && message.ends_with('…'));
+    assert!(message.len() <= limits::MAX_MESSAGE_BYTES);
 }
 
 /// A pass polls its wait for new tasks just before it claims, and not at
@@ -410,6 +431,7 @@ atp_store::per_engine_tests! {
     heartbeats_refresh_every_held_task,
     a_start_that_overruns_its_timeout_is_handed_back_naming_the_start,
     a_pass_listens_only_when_it_claims,
+    an_over_long_handler_error_is_cut_to_the_store_limit,
     a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again,
     the_context_tells_the_holder_and_the_enqueue_time,
     long_tasks_are_not_claimed_ahead,
