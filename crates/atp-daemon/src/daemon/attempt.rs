@@ -1,6 +1,6 @@
 //! One attempt: runs the task's handler bounded by its type's timeout,
 //! turns how it ended (returned, failed, panicked, cancelled) into an
-//! [`Ending`], frees the slot and hands the ending to [`settle`](super::settle).
+//! [`Ending`], frees the slot and hands the ending to [`settle`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
-use super::settle::settle;
+use super::settle::{CancelCause, Ending, settle};
 use super::{Running, Shared};
 use crate::context::{AttemptStore, TaskContext};
 use crate::error::HandlerError;
@@ -22,23 +22,6 @@ const CLEAN_UP: Duration = Duration::from_secs(5);
 
 /// The timeout of a type whose timeout cannot be a duration.
 const FALLBACK_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Why an attempt was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CancelCause {
-    /// It overran its type's timeout.
-    Timeout,
-    /// The daemon is shutting down and the grace period is over (or it was
-    /// aborted).
-    Shutdown,
-}
-
-/// How an attempt ended, before it is written down.
-pub(super) enum Ending {
-    Returned(Result<(), HandlerError>),
-    Panicked(String),
-    Cancelled(CancelCause),
-}
 
 /// Makes `started` a running attempt: its context, its entry in the
 /// running map, and its task in `attempts`.

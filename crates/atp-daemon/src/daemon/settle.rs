@@ -11,9 +11,26 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::Shared;
-use super::attempt::{CancelCause, Ending};
 use super::retry::retry_unavailable;
 use crate::context::TaskContext;
+use crate::error::HandlerError;
+
+/// Why an attempt was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CancelCause {
+    /// It overran its type's timeout.
+    Timeout,
+    /// The daemon is shutting down and the grace period is over (or it was
+    /// aborted).
+    Shutdown,
+}
+
+/// How an attempt ended, before it is written down.
+pub(super) enum Ending {
+    Returned(Result<(), HandlerError>),
+    Panicked(String),
+    Cancelled(CancelCause),
+}
 
 /// An attempt's end and where to report whether it was written.
 pub(super) type Settle = (StatusChange, oneshot::Sender<atp_core::Result<()>>);
