@@ -4,7 +4,8 @@
 
 use std::collections::VecDeque;
 
-use super::MAX_LINE_BYTES;
+/// Longest stderr line kept, in bytes; the rest of a longer line is dropped.
+pub const MAX_LINE_BYTES: usize = 4 * 1024;
 
 /// How many of the last non-protocol stderr lines make a failure message.
 const TAIL_LINES: usize = 20;

@@ -48,14 +48,12 @@ use crate::error::{HandlerError, HandlerResult};
 
 use group::Group;
 use lines::LineSplitter;
+pub use lines::MAX_LINE_BYTES;
 use session::Session;
 
 /// Most bytes of stdout kept as the response; a program writing more is
 /// killed and its task fails.
 pub const MAX_STDOUT_BYTES: usize = 64 * 1024 * 1024;
-
-/// Longest stderr line kept, in bytes; the rest of a longer line is dropped.
-pub const MAX_LINE_BYTES: usize = 4 * 1024;
 
 /// How long stdout and stderr may stay open after the program exited
 /// (held by a background child) before the process group is killed.
