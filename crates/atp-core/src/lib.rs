@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! - [`status`]: `Status` and the table of legal transitions.
+//! - [`decide`]: the store's decisions (what a change, a release, a rescue
+//!   or an enqueue makes of a task), pure, shared by every engine.
 //! - [`id`]: validated names (`TypeName`, `TaskIdentifier`, `Handler`) and ids.
 //! - [`task_type`]: `TaskType` and its limits.
 //! - [`task`]: `Task`, its log, attempts (fencing tokens) and list filters.
@@ -26,6 +28,7 @@
 //! ```
 
 pub mod daemon;
+pub mod decide;
 pub mod error;
 pub mod id;
 pub mod messages;
@@ -43,7 +46,7 @@ pub use payload::Response;
 pub use status::{Status, Transition};
 pub use store::{ClaimParams, Store, StoreExt, StoreOptions};
 pub use task::{
-    Attempt, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired, StartedTask,
+    Attempt, ChangeKind, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired, StartedTask,
     StatusChange, Task, TaskCounts, TaskCursor, TaskFilter, TaskPage, TaskRef,
 };
 pub use task_type::TaskType;

@@ -66,17 +66,9 @@ pub(crate) fn check_message(message: &str) -> Result<()> {
 
 /// Checks what a holder may ask for before touching the database.
 pub(crate) fn validate_change(change: &StatusChange) -> Result<()> {
-    match change.status {
-        Status::Running | Status::Paused | Status::Finished | Status::Failed | Status::Accepted => {
-        }
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "a holder cannot set a task {other}; use claim or start"
-            )));
-        }
-    }
-    check_message(&change.message)?;
-    if let Some(r) = &change.response {
+    atp_core::decide::check_change(change)?;
+    check_message(change.message())?;
+    if let Some(r) = change.response() {
         payload::validate_mime(&r.mime_type)?;
     }
     Ok(())

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use atp_core::{ClaimParams, DaemonId, Status, StatusChange, Store, StoreOptions};
+use atp_core::{ClaimParams, DaemonId, StatusChange, Store, StoreOptions};
 use atp_store::AnyStore;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +72,7 @@ async fn drain(
         }
         let done: Vec<_> = attempts
             .iter()
-            .map(|a| StatusChange::new(*a, Status::Finished, "done"))
+            .map(|a| StatusChange::finish(*a, "done"))
             .collect();
         for result in store.task_set_status_many(&done).await? {
             result?;

@@ -61,7 +61,7 @@ pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
                 }
                 let done: Vec<_> = attempts
                     .iter()
-                    .map(|a| StatusChange::new(*a, Status::Finished, "done"))
+                    .map(|a| StatusChange::finish(*a, "done"))
                     .collect();
                 for result in s.task_set_status_many(&done).await.unwrap() {
                     result.unwrap();
@@ -128,7 +128,7 @@ pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: &impl TestD
                 }
                 let done: Vec<_> = started
                     .iter()
-                    .map(|t| StatusChange::new(t.attempt, Status::Finished, "done"))
+                    .map(|t| StatusChange::finish(t.attempt, "done"))
                     .collect();
                 for result in s.task_set_status_many(&done).await.unwrap() {
                     result.unwrap();

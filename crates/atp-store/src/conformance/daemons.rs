@@ -106,8 +106,7 @@ pub async fn dead_daemons_tasks_are_rescued(db: &impl TestDb) {
         "the dead daemon learns it"
     );
     assert!(matches!(
-        s.task_set_status(StatusChange::new(fresh, Status::Finished, "late"))
-            .await,
+        s.task_set_status(StatusChange::finish(fresh, "late")).await,
         Err(atp_core::Error::StaleAttempt { .. })
     ));
     // Reaping again finds nothing: A is gone and B (heartbeating right

@@ -71,8 +71,7 @@ pub async fn missing_task_is_not_found_everywhere(db: &impl TestDb) {
         Err(Error::TaskNotFound(_))
     ));
     assert!(matches!(
-        s.task_set_status(StatusChange::new(ghost, Status::Finished, "x"))
-            .await,
+        s.task_set_status(StatusChange::finish(ghost, "x")).await,
         Err(Error::TaskNotFound(_))
     ));
 }
@@ -173,7 +172,7 @@ pub async fn list_filters_by_holder(db: &impl TestDb) {
             s.task_start(a).await.unwrap();
         }
         if matches!(to, Status::Paused | Status::Finished | Status::Failed) {
-            s.task_set_status(StatusChange::new(a, to, "by the test"))
+            s.task_set_status(change_to(a, to, "by the test"))
                 .await
                 .unwrap();
         }
@@ -184,7 +183,7 @@ pub async fn list_filters_by_holder(db: &impl TestDb) {
             let b = claim_one(s, DAEMON_B).await.attempt;
             s.task_start(b).await.unwrap();
             if i == 0 {
-                s.task_set_status(StatusChange::new(b, Status::Finished, "done"))
+                s.task_set_status(StatusChange::finish(b, "done"))
                     .await
                     .unwrap();
             } else {
@@ -331,7 +330,7 @@ pub async fn counts_by_status_and_type(db: &impl TestDb) {
         .task_start(claim_one(s, DAEMON_A).await.attempt)
         .await
         .unwrap();
-    s.task_set_status(StatusChange::new(x.attempt, Status::Finished, "ok"))
+    s.task_set_status(StatusChange::finish(x.attempt, "ok"))
         .await
         .unwrap();
 
@@ -360,8 +359,7 @@ pub async fn delete_removes_the_task_with_its_log_and_response(db: &impl TestDb)
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "done", DAEMON_A).await;
     s.task_set_status(
-        StatusChange::new(a, Status::Finished, "ok")
-            .with_response(Response::new("text/plain", "r")),
+        StatusChange::finish(a, "ok").with_response(Response::new("text/plain", "r")),
     )
     .await
     .unwrap();
@@ -399,7 +397,7 @@ pub async fn operator_reenqueue_follows_the_table_and_resets_starts(db: &impl Te
     s.task_delete(&queued.key()).await.unwrap();
 
     let a = running(s, &t, "failed", DAEMON_A).await;
-    s.task_set_status(StatusChange::new(a, Status::Failed, "boom"))
+    s.task_set_status(StatusChange::fail(a, "boom"))
         .await
         .unwrap();
     let task = s.task_reenqueue(&TaskRef::Id(a.task), "").await.unwrap();
@@ -429,19 +427,15 @@ pub async fn operator_reenqueue_follows_the_table_and_resets_starts(db: &impl Te
             .unwrap()
             .attempt;
         for other in claimed.iter().filter(|c| c.identifier.as_str() != id) {
-            s.task_set_status(StatusChange::new(
-                other.attempt,
-                Status::Accepted,
-                "not mine",
-            ))
-            .await
-            .unwrap();
+            s.task_set_status(StatusChange::hand_back(other.attempt, "not mine"))
+                .await
+                .unwrap();
         }
         if target != Status::Scheduled {
             s.task_start(mine).await.unwrap();
         }
         if target == Status::Paused {
-            s.task_set_status(StatusChange::new(mine, Status::Paused, "pause"))
+            s.task_set_status(StatusChange::pause(mine, "pause"))
                 .await
                 .unwrap();
         }

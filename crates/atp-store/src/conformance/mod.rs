@@ -16,7 +16,7 @@ pub mod wake;
 
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, Handler, NewTask, Status, Store, StoreExt, Task,
+    Attempt, ClaimedTask, DaemonId, Handler, NewTask, Status, StatusChange, Store, StoreExt, Task,
     TaskIdentifier, TaskRef, TaskType, TypeName,
 };
 
@@ -151,6 +151,19 @@ pub async fn running<S: Store>(store: &S, t: &TypeName, id: &str, holder: Daemon
         .await
         .expect("starting")
         .attempt
+}
+
+/// The holder's change that asks for `status`, through its named
+/// constructor (for tests that walk statuses).
+pub fn change_to(a: Attempt, status: Status, message: &str) -> StatusChange {
+    match status {
+        Status::Running => StatusChange::resume(a, message),
+        Status::Paused => StatusChange::pause(a, message),
+        Status::Finished => StatusChange::finish(a, message),
+        Status::Failed => StatusChange::fail(a, message),
+        Status::Accepted => StatusChange::hand_back(a, message),
+        other => panic!("a holder cannot ask for {other}"),
+    }
 }
 
 /// The task's status.

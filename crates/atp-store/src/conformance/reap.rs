@@ -28,12 +28,12 @@ pub async fn abandoned_tasks_are_requeued_or_failed(db: &impl TestDb) {
     };
     let once = running(s, &short, "once", DAEMON_A).await;
     let paused = running(s, &short, "paused", DAEMON_A).await;
-    s.task_set_status(StatusChange::new(paused, Status::Paused, "wait"))
+    s.task_set_status(StatusChange::pause(paused, "wait"))
         .await
         .unwrap();
     let safe = running(s, &long, "long", DAEMON_A).await;
     let finished = running(s, &short, "finished", DAEMON_A).await;
-    s.task_set_status(StatusChange::new(finished, Status::Finished, "ok"))
+    s.task_set_status(StatusChange::finish(finished, "ok"))
         .await
         .unwrap();
 
@@ -80,8 +80,7 @@ pub async fn abandoned_tasks_are_requeued_or_failed(db: &impl TestDb) {
     assert!(last.message.contains("max starts"));
     // The late finish of the rescued attempt is refused.
     assert!(matches!(
-        s.task_set_status(StatusChange::new(once, Status::Finished, "late"))
-            .await,
+        s.task_set_status(StatusChange::finish(once, "late")).await,
         Err(atp_core::Error::StaleAttempt { .. })
     ));
     assert_queue_consistent(s).await;
@@ -117,7 +116,7 @@ pub async fn retired_tasks_are_deleted_after_their_retention(db: &impl TestDb) {
         (&forever, "kept", Status::Finished),
     ] {
         let a = running(s, t, id, DAEMON_A).await;
-        s.task_set_status(StatusChange::new(a, status, "end"))
+        s.task_set_status(change_to(a, status, "end"))
             .await
             .unwrap();
         ended.push(a.task);
@@ -126,7 +125,7 @@ pub async fn retired_tasks_are_deleted_after_their_retention(db: &impl TestDb) {
     enqueue(s, &brief, "queued").await;
     tokio::time::sleep(PAST_TIMEOUT).await;
     let young = running(s, &brief, "young", DAEMON_A).await;
-    s.task_set_status(StatusChange::new(young, Status::Finished, "end"))
+    s.task_set_status(StatusChange::finish(young, "end"))
         .await
         .unwrap();
 

@@ -1,6 +1,6 @@
 //! Contract: task types.
 
-use atp_core::{Error, Handler, NewTask, Status, StatusChange, Store, StoreExt, TaskRef};
+use atp_core::{Error, Handler, NewTask, StatusChange, Store, StoreExt, TaskRef};
 
 use super::*;
 use crate::testing::TestDb;
@@ -108,8 +108,7 @@ pub async fn forced_unregister_deletes_tasks_and_all_they_own(db: &impl TestDb) 
     enqueue(s, &t, "queued").await;
     let a = running(s, &t, "done", DAEMON_A).await;
     s.task_set_status(
-        StatusChange::new(a, Status::Finished, "ok")
-            .with_response(atp_core::Response::new("text/plain", "42")),
+        StatusChange::finish(a, "ok").with_response(atp_core::Response::new("text/plain", "42")),
     )
     .await
     .unwrap();

@@ -102,7 +102,7 @@ pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
     let waiter = pending_waiter(s).await;
     let acted = Instant::now();
     let results = other
-        .task_set_status_many(&[StatusChange::new(a, Status::Accepted, "shutting down")])
+        .task_set_status_many(&[StatusChange::hand_back(a, "shutting down")])
         .await
         .unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -115,7 +115,7 @@ pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
         .await
         .unwrap();
     other
-        .task_set_status(StatusChange::new(b.attempt, Status::Finished, "done"))
+        .task_set_status(StatusChange::finish(b.attempt, "done"))
         .await
         .unwrap();
     let waiter = pending_waiter(s).await;

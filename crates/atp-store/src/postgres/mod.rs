@@ -516,14 +516,14 @@ impl Store for PgStore {
     }
 
     async fn task_claim(&self, params: &ClaimParams) -> Result<Vec<ClaimedTask>> {
-        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+        if atp_core::decide::claims_nothing(params) {
             return Ok(Vec::new());
         }
         statement!(self, |c| queue::claim(c, params))
     }
 
     async fn task_claim_start(&self, params: &ClaimParams) -> Result<Vec<StartedTask>> {
-        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+        if atp_core::decide::claims_nothing(params) {
             return Ok(Vec::new());
         }
         statement!(self, |c| queue::claim_start(c, params))
@@ -624,11 +624,7 @@ impl Store for PgStore {
     }
 
     async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
-        if !(silent_secs.is_finite() && silent_secs > 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "silence threshold must be a positive number of seconds, got {silent_secs}"
-            )));
-        }
+        atp_core::decide::check_silence(silent_secs)?;
         transaction!(self, |c| reap::daemon_reap_dead(c, silent_secs))
     }
 }

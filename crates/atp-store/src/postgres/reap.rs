@@ -5,9 +5,9 @@
 //! longer matches once locked (READ COMMITTED re-checks the condition on the
 //! newest row), so every task is rescued or deleted once, and counted once.
 
+use atp_core::decide::{self, Release, TaskState};
 use atp_core::{
-    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId, messages,
-    status,
+    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
 };
 
 use super::row::{self, get};
@@ -17,12 +17,10 @@ use super::{Conn, Params};
 /// A held task selected for rescue, locked by this transaction.
 struct Candidate {
     id: i64,
-    starts: u32,
-    max_starts: u32,
+    state: TaskState,
     timeout_secs: f64,
     type_name: String,
     identifier: String,
-    holder: Option<i64>,
 }
 
 /// Locks the held tasks that match `condition` (over `t` the task and `y`
@@ -30,7 +28,8 @@ struct Candidate {
 /// it, so it is not abandoned.
 async fn candidates(c: Conn<'_>, condition: &str, params: &Params<'_>) -> Result<Vec<Candidate>> {
     let sql = format!(
-        "SELECT t.id, t.starts, y.max_starts, y.timeout_secs, y.name, t.identifier, t.holder
+        "SELECT t.id, t.status, t.holder, t.lease, t.starts, y.max_starts, y.timeout_secs,
+             y.name, t.identifier
          FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
          WHERE t.status IN (2, 3, 4) AND {condition}
          ORDER BY t.id
@@ -42,33 +41,32 @@ async fn candidates(c: Conn<'_>, condition: &str, params: &Params<'_>) -> Result
         .map(|r| {
             Ok(Candidate {
                 id: get(r, 0)?,
-                starts: row::count(get(r, 1)?)?,
-                max_starts: row::count(get(r, 2)?)?,
-                timeout_secs: get(r, 3)?,
-                type_name: get(r, 4)?,
-                identifier: get(r, 5)?,
-                holder: get(r, 6)?,
+                state: TaskState {
+                    status: row::status_of(get(r, 1)?)?,
+                    holder: get::<Option<i64>>(r, 2)?.map(DaemonId::from_db),
+                    lease: row::lease_of(get(r, 3)?)?,
+                    starts: row::count(get(r, 4)?)?,
+                    max_starts: row::count(get(r, 5)?)?,
+                },
+                timeout_secs: get(r, 6)?,
+                type_name: get(r, 7)?,
+                identifier: get(r, 8)?,
             })
         })
         .collect()
 }
 
-/// Decides where one locked task goes: back to the queue, or FAILED when
-/// its starts are used up.
-fn rescue(changes: &mut Changes, c: Candidate, requeued: &str, failed: &str) -> Result<Rescued> {
-    let outcome = status::after_release(c.starts, c.max_starts);
-    let message = if outcome == Status::Failed {
-        failed
-    } else {
-        requeued
-    };
-    changes.push(c.id, outcome, message.to_owned());
+/// Decides where one locked task goes ([`decide::release`]: back to the
+/// queue, or FAILED when its starts are used up) and records the move.
+fn rescue(changes: &mut Changes, c: Candidate, why: Release<'_>) -> Result<Rescued> {
+    let decided = decide::release(&c.state, why)?;
+    changes.push(c.id, decided.to, decided.message);
     Ok(Rescued {
         id: TaskId(c.id),
         task_type: row::type_name(c.type_name)?,
         identifier: row::identifier_of(c.identifier)?,
-        outcome,
-        starts: c.starts,
+        outcome: decided.to,
+        starts: c.state.starts,
     })
 }
 
@@ -83,10 +81,10 @@ pub(super) async fn requeue_abandoned(c: Conn<'_>) -> Result<Vec<Rescued>> {
     let mut changes = Changes::default();
     let mut rescued = Vec::with_capacity(found.len());
     for task in found {
-        let requeued =
-            messages::abandoned_requeued(task.timeout_secs, task.starts, task.max_starts);
-        let failed = messages::abandoned_failed(task.timeout_secs, task.max_starts);
-        rescued.push(rescue(&mut changes, task, &requeued, &failed)?);
+        let why = Release::Abandoned {
+            timeout_secs: task.timeout_secs,
+        };
+        rescued.push(rescue(&mut changes, task, why)?);
     }
     write_changes(c, &changes).await?;
     Ok(rescued)
@@ -266,10 +264,12 @@ pub(super) async fn daemon_reap_dead(c: Conn<'_>, silent_secs: f64) -> Result<Ve
         .collect();
     let mut changes = Changes::default();
     for task in orphans {
-        let holder = DaemonId::from_db(task.holder.unwrap_or_default());
-        let requeued = messages::rescued(holder, silent_secs);
-        let failed = messages::rescued_failed(holder, silent_secs, task.max_starts);
-        let r = rescue(&mut changes, task, &requeued, &failed)?;
+        let holder = task.state.holder.unwrap_or(DaemonId::from_db(0));
+        let why = Release::HolderDead {
+            holder,
+            silent_secs,
+        };
+        let r = rescue(&mut changes, task, why)?;
         match reaped.iter_mut().find(|d| d.id == holder) {
             Some(d) => d.rescued.push(r),
             None => reaped.push(ReapedDaemon {

@@ -2,10 +2,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use atp_core::decide;
 use atp_core::store::StoreOptions;
 use atp_core::{
     Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter, TaskId,
-    TaskPage, TaskRef, Transition, messages, payload,
+    TaskPage, TaskRef, payload,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -26,19 +27,12 @@ pub(super) async fn enqueue_one(
 ) -> Result<Task> {
     let (ids, at) = enqueue_many(c, prepared, options).await?;
     let p = &prepared[0];
-    Ok(Task {
-        id: ids[0],
-        task_type: p.task_type.clone(),
-        identifier: p.identifier.clone(),
-        status: Status::Accepted,
-        inserted_at: at,
-        updated_at: at,
-        enqueued_at: at,
-        starts: 0,
-        lease: 0,
-        holder: None,
-        progress: None,
-    })
+    Ok(decide::enqueued(
+        ids[0],
+        p.task_type.clone(),
+        p.identifier.clone(),
+        at,
+    ))
 }
 
 /// Inserts every task and its first log record in one statement (arrays
@@ -433,17 +427,7 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
     let r = rows.first().ok_or_else(|| not_found(task))?;
     let id: i64 = row::get(r, 0)?;
     let status = row::status_of(row::get(r, 1)?)?;
-    Transition::Reenqueue
-        .check(status)
-        .map_err(|source| Error::InvalidTransition {
-            task: TaskId(id),
-            source,
-        })?;
-    let message = if message.is_empty() {
-        messages::REENQUEUED
-    } else {
-        message
-    };
+    let decided = decide::reenqueue(TaskId(id), status, message)?;
     let sql = format!(
         "WITH t AS (
              UPDATE atp_task SET status = 1, holder = NULL, starts = 0, progress_percent = NULL,
@@ -463,7 +447,7 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
         .query(
             "re-enqueueing a task",
             &sql,
-            &[&id, &row::code(status), &message],
+            &[&id, &row::code(decided.from), &decided.message],
         )
         .await?;
     rows.first().map_or_else(|| Err(not_found(task)), row::task)
@@ -563,7 +547,7 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
 mod tests {
     use atp_core::{
         DaemonId, Handler, NewTask, Status, StatusChange, Store, StoreExt, StoreOptions,
-        TaskIdentifier, TaskType, TypeName,
+        TaskIdentifier, TaskType, TypeName, messages,
     };
 
     use super::super::test_schema::TestSchema;
@@ -612,11 +596,9 @@ mod tests {
         let started = s.task_start(a).await.unwrap();
         assert_eq!((started.start, &started.input), (1, &input));
         let response = Response::new("application/octet-stream", vec![9u8; 1000]);
-        s.task_set_status(
-            StatusChange::new(a, Status::Finished, "done").with_response(response.clone()),
-        )
-        .await
-        .unwrap();
+        s.task_set_status(StatusChange::finish(a, "done").with_response(response.clone()))
+            .await
+            .unwrap();
 
         let done = s.task_get(&task.key()).await.unwrap();
         assert_eq!(

@@ -423,7 +423,7 @@ impl Store for SqliteStore {
     }
 
     async fn task_claim(&self, params: &ClaimParams) -> Result<Vec<ClaimedTask>> {
-        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+        if atp_core::decide::claims_nothing(params) {
             return Ok(Vec::new());
         }
         let params = params.clone();
@@ -432,7 +432,7 @@ impl Store for SqliteStore {
     }
 
     async fn task_claim_start(&self, params: &ClaimParams) -> Result<Vec<StartedTask>> {
-        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+        if atp_core::decide::claims_nothing(params) {
             return Ok(Vec::new());
         }
         let params = params.clone();
@@ -567,11 +567,7 @@ impl Store for SqliteStore {
     }
 
     async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
-        if !(silent_secs.is_finite() && silent_secs > 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "silence threshold must be a positive number of seconds, got {silent_secs}"
-            )));
-        }
+        atp_core::decide::check_silence(silent_secs)?;
         let out = self
             .write(move |tx| reap::daemon_reap_dead(tx, silent_secs, now_micros()))
             .await;

@@ -3,27 +3,23 @@
 //! Each runs in one write transaction, so several daemons running the same
 //! clean-up at once simply take turns; the second finds nothing left to do.
 
+use atp_core::decide::{self, Release, TaskState};
 use atp_core::time::{from_micros, secs_to_micros};
 use atp_core::{
-    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId, messages,
-    status,
+    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
 };
 use rusqlite::{Connection, Transaction, params};
 
-use super::task::{count_queue_entries, write_log};
+use super::task::write_move;
 use super::{db, row};
 
 /// A held task selected for rescue.
 struct Candidate {
     id: i64,
-    status: Status,
-    lease: i64,
-    starts: u32,
-    max_starts: u32,
+    state: TaskState,
     timeout_secs: f64,
     type_name: String,
     identifier: String,
-    holder: Option<i64>,
 }
 
 fn candidates(
@@ -59,56 +55,40 @@ fn candidates(
             r.map_err(db("finding tasks to rescue"))?;
         Ok(Candidate {
             id,
-            status: row::status_of(status)?,
-            lease,
-            starts: starts as u32,
-            max_starts: max_starts as u32,
+            state: TaskState {
+                status: row::status_of(status)?,
+                holder: holder.map(DaemonId::from_db),
+                lease: lease as u64,
+                starts: starts as u32,
+                max_starts: max_starts as u32,
+            },
             timeout_secs,
             type_name,
             identifier,
-            holder,
         })
     })
     .collect()
 }
 
-/// Moves one held task back to the queue, or to FAILED when its starts are
-/// used up, with a compare-and-set on the status and lease it was seen with.
+/// Moves one held task where [`decide::release`] says (back to the queue,
+/// or FAILED when its starts are used up), with a compare-and-set on the
+/// state it was seen in.
 fn rescue(
     tx: &Transaction<'_>,
     c: Candidate,
-    requeued: &str,
-    failed: &str,
+    why: Release<'_>,
     now: i64,
 ) -> Result<Option<Rescued>> {
-    let outcome = status::after_release(c.starts, c.max_starts);
-    let changed = tx
-        .prepare_cached(
-            "UPDATE atp_task SET status = ?4, updated_at = ?5,
-                 holder = CASE WHEN ?4 = 1 THEN NULL ELSE holder END,
-                 enqueued_at = CASE WHEN ?4 = 1 THEN ?5 ELSE enqueued_at END
-             WHERE id = ?1 AND status = ?2 AND lease = ?3",
-        )
-        .and_then(|mut s| s.execute(params![c.id, c.status.code(), c.lease, outcome.code(), now]))
-        .map_err(db("rescuing a task"))?;
-    if changed == 0 {
+    let decided = decide::release(&c.state, why)?;
+    if !write_move(tx, c.id, &decided, (c.state.holder, c.state.lease), now)? {
         return Ok(None);
-    }
-    let message = if outcome == Status::Failed {
-        failed
-    } else {
-        requeued
-    };
-    write_log(tx, c.id, outcome, message, now)?;
-    if outcome == Status::Accepted {
-        count_queue_entries(tx, 1)?;
     }
     Ok(Some(Rescued {
         id: TaskId(c.id),
         task_type: row::type_name(c.type_name)?,
         identifier: row::identifier_of(c.identifier)?,
-        outcome,
-        starts: c.starts,
+        outcome: decided.to,
+        starts: c.state.starts,
     }))
 }
 
@@ -121,9 +101,10 @@ pub(super) fn requeue_abandoned(tx: &Transaction<'_>, now: i64) -> Result<Vec<Re
     )?;
     let mut rescued = Vec::new();
     for c in found {
-        let requeued = messages::abandoned_requeued(c.timeout_secs, c.starts, c.max_starts);
-        let failed = messages::abandoned_failed(c.timeout_secs, c.max_starts);
-        rescued.extend(rescue(tx, c, &requeued, &failed, now)?);
+        let why = Release::Abandoned {
+            timeout_secs: c.timeout_secs,
+        };
+        rescued.extend(rescue(tx, c, why, now)?);
     }
     Ok(rescued)
 }
@@ -285,10 +266,12 @@ pub(super) fn daemon_reap_dead(
         })
         .collect();
     for c in orphans {
-        let holder = DaemonId::from_db(c.holder.unwrap_or_default());
-        let requeued = messages::rescued(holder, silent_secs);
-        let failed = messages::rescued_failed(holder, silent_secs, c.max_starts);
-        if let Some(r) = rescue(tx, c, &requeued, &failed, now)? {
+        let holder = c.state.holder.unwrap_or(DaemonId::from_db(0));
+        let why = Release::HolderDead {
+            holder,
+            silent_secs,
+        };
+        if let Some(r) = rescue(tx, c, why, now)? {
             match reaped.iter_mut().find(|d| d.id == holder) {
                 Some(d) => d.rescued.push(r),
                 None => reaped.push(ReapedDaemon {
