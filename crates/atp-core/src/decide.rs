@@ -70,7 +70,7 @@ impl Move {
         Move {
             from,
             to,
-            message,
+            message: safe_text(&message).into_owned(),
             counts_start: false,
         }
     }
@@ -79,6 +79,19 @@ impl Move {
     /// clear its holder, move it to the back of the FIFO and count the entry).
     pub fn enters_queue(&self) -> bool {
         self.to == Status::Accepted
+    }
+}
+
+/// `text` as every engine can store it: each NUL (U+0000, which
+/// PostgreSQL's text refuses) becomes U+FFFD, the replacement character. A
+/// log or progress message is for people to read, and a handler's failure
+/// message built from a program's stderr must never make the write that
+/// records the failure fail.
+pub fn safe_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 

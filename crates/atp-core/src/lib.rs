@@ -15,6 +15,7 @@
 //! - [`payload`]: responses and the "compress unless text" rule.
 //! - [`store`]: the `Store` trait and its parameters.
 //! - [`daemon`]: daemon records (liveness).
+//! - [`clock`]: where a store takes "now" from, and a clock tests move.
 //! - [`messages`]: log lines the stores write themselves.
 //! - [`error`]: the `Error` enum every store returns.
 //!
@@ -27,6 +28,7 @@
 //! assert_eq!("running".parse::<Status>(), Ok(Status::Running));
 //! ```
 
+pub mod clock;
 pub mod daemon;
 pub mod decide;
 pub mod error;
@@ -39,6 +41,7 @@ pub mod task;
 pub mod task_type;
 pub mod time;
 
+pub use clock::{Clock, TestClock};
 pub use daemon::{DaemonInfo, ReapedDaemon};
 pub use error::{Error, Result};
 pub use id::{DaemonId, Handler, TaskId, TaskIdentifier, TypeName};

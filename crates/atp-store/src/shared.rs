@@ -1,7 +1,10 @@
 //! Engine-independent checks and shaping, so both engines validate and
 //! word things the same way.
 
-use atp_core::store::StoreOptions;
+use std::borrow::Cow;
+
+use atp_core::decide::{self, safe_text};
+use atp_core::store::{ClaimParams, StoreOptions};
 use atp_core::{
     Error, Progress, Result, Status, StatusChange, TaskIdentifier, TypeName, messages, payload,
 };
@@ -34,7 +37,7 @@ pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Resu
             let message = match t.message {
                 Some(m) if !m.is_empty() => {
                     check_message(&m)?;
-                    m
+                    safe_text(&m).into_owned()
                 }
                 _ => messages::ENQUEUED.to_owned(),
             };
@@ -77,8 +80,25 @@ pub(crate) fn validate_change(change: &StatusChange) -> Result<()> {
 /// Longest progress message accepted, in characters.
 pub(crate) const MAX_PROGRESS_CHARS: usize = 1024;
 
-/// Percent in 0–100, message of bounded length.
-pub(crate) fn validate_progress(progress: &Progress) -> Result<()> {
+/// A claim's parameters as the engines write them (the SCHEDULED message
+/// made safe, see [`safe_text`]), or `None` when the claim can take nothing
+/// (a zero limit, an empty type list) and no engine need be asked.
+pub(crate) fn claim_params(params: &ClaimParams) -> Option<Cow<'_, ClaimParams>> {
+    if decide::claims_nothing(params) {
+        return None;
+    }
+    Some(match safe_text(&params.message) {
+        Cow::Borrowed(_) => Cow::Borrowed(params),
+        Cow::Owned(message) => Cow::Owned(ClaimParams {
+            message,
+            ..params.clone()
+        }),
+    })
+}
+
+/// Percent in 0–100, message of bounded length; returned with its message
+/// made safe (see [`safe_text`]).
+pub(crate) fn validate_progress(progress: &Progress) -> Result<Cow<'_, Progress>> {
     if let Some(p) = progress.percent
         && !(p.is_finite() && (0.0..=100.0).contains(&p))
     {
@@ -91,7 +111,13 @@ pub(crate) fn validate_progress(progress: &Progress) -> Result<()> {
             "progress message is longer than {MAX_PROGRESS_CHARS} characters"
         )));
     }
-    Ok(())
+    Ok(match safe_text(&progress.message) {
+        Cow::Borrowed(_) => Cow::Borrowed(progress),
+        Cow::Owned(message) => Cow::Owned(Progress {
+            message,
+            ..progress.clone()
+        }),
+    })
 }
 
 /// Totals per status from per-(type, status) counts.

@@ -340,6 +340,29 @@ fn an_enqueued_task_is_queued_and_fresh() {
 }
 
 #[test]
+fn nul_characters_become_replacement_characters_in_every_move() {
+    assert_eq!(safe_text("a\0b\0"), "a\u{FFFD}b\u{FFFD}");
+    assert!(matches!(
+        safe_text("plain"),
+        std::borrow::Cow::Borrowed("plain")
+    ));
+    let a = attempt();
+    let decided = change(
+        Some(&state(Status::Running)),
+        &StatusChange::fail(a, "boom\0"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(decided.message, "boom\u{FFFD}");
+    let decided = release(&state(Status::Running), Release::HandBack("x\0")).unwrap();
+    assert_eq!(decided.message, "x\u{FFFD}");
+    assert_eq!(
+        reenqueue(TaskId(7), Status::Failed, "\0").unwrap().message,
+        "\u{FFFD}"
+    );
+}
+
+#[test]
 fn entry_checks_refuse_empty_claims_and_bad_silences() {
     let mut p = ClaimParams::new(HOLDER, 1);
     assert!(!claims_nothing(&p));

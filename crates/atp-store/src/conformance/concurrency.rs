@@ -171,8 +171,8 @@ pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: &impl TestD
 
 /// Four clean-ups at once rescue each abandoned task exactly once.
 pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
-    let s = db.store().clone();
-    let t = register(&s, task_type("t").with_timeout_secs(0.05)).await;
+    let (s, clock) = clocked(db).await;
+    let t = register(&s, task_type("t").with_timeout_secs(30.0)).await;
     let batch = (0..200)
         .map(|i| NewTask::new(t.clone(), ident(&format!("z{i}"))))
         .collect();
@@ -183,7 +183,7 @@ pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
         .unwrap();
     let attempts: Vec<_> = claimed.iter().map(|c| c.attempt).collect();
     s.task_start_many(&attempts[..100]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    clock.advance(Duration::from_secs(31));
 
     let reapers: Vec<_> = (0..4)
         .map(|_| {

@@ -5,6 +5,7 @@
 //! behaviour as `sqlite::<name>` and `postgres::<name>`. A change to the
 //! `Store` trait needs a change here.
 
+pub mod boundary;
 pub mod concurrency;
 pub mod daemons;
 pub mod enqueue;
@@ -16,10 +17,11 @@ pub mod wake;
 
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, Handler, NewTask, Status, StatusChange, Store, StoreExt, Task,
-    TaskIdentifier, TaskRef, TaskType, TypeName,
+    Attempt, ClaimedTask, DaemonId, Handler, NewTask, Status, StatusChange, Store, StoreExt,
+    StoreOptions, Task, TaskIdentifier, TaskRef, TaskType, TestClock, TypeName,
 };
 
+pub use boundary::*;
 pub use concurrency::*;
 pub use daemons::*;
 pub use enqueue::*;
@@ -83,6 +85,9 @@ macro_rules! conformance_tests {
             wait_for_tasks_wakes_on_enqueue,
             wait_for_tasks_times_out_without_work,
             wait_for_tasks_wakes_on_a_hand_back,
+            nul_characters_in_messages_become_replacement_characters,
+            an_input_with_a_nul_character_round_trips,
+            a_pool_of_one_connection_serves_concurrent_calls,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -151,6 +156,19 @@ pub async fn running<S: Store>(store: &S, t: &TypeName, id: &str, holder: Daemon
         .await
         .expect("starting")
         .attempt
+}
+
+/// Another handle on `db` whose clock the test moves, and that clock: time
+/// passes for this handle when the test says so, not while it sleeps.
+pub async fn clocked<D: crate::testing::TestDb>(db: &D) -> (D::Store, TestClock) {
+    let clock = TestClock::new();
+    let store = db
+        .open(StoreOptions {
+            clock: clock.clock(),
+            ..StoreOptions::default()
+        })
+        .await;
+    (store, clock)
 }
 
 /// The holder's change that asks for `status`, through its named

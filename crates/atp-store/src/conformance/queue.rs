@@ -394,12 +394,12 @@ pub async fn stale_attempt_after_a_rescue_and_reclaim_by_the_same_daemon(db: &im
 
 /// A heartbeat moves the update time forward and writes no log record.
 pub async fn heartbeat_refreshes_without_a_log_record(db: &impl TestDb) {
-    let s = db.store();
+    let (s, clock) = &clocked(db).await;
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "x", DAEMON_A).await;
     let before = s.task_get(&TaskRef::Id(a.task)).await.unwrap();
     let log_before = log_len(s, a.task).await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    clock.advance(std::time::Duration::from_millis(5));
     let results = s.task_heartbeat_many(&[a]).await.unwrap();
     assert!(results.iter().all(|r| r.is_ok()));
     let after = s.task_get(&TaskRef::Id(a.task)).await.unwrap();

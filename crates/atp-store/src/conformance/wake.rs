@@ -96,7 +96,7 @@ pub async fn wait_for_tasks_times_out_without_work(db: &impl TestDb) {
 pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("back").with_max_starts(5)).await;
-    let other = db.open(StoreOptions::default()).await;
+    let (other, clock) = clocked(db).await;
     let a = running(&other, &t, "x", DAEMON_A).await;
 
     let waiter = pending_waiter(s).await;
@@ -128,10 +128,10 @@ pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
 
     // The rescue of a task whose holder stopped heartbeating.
     claim_one(&other, DAEMON_B).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    clock.advance(Duration::from_secs(31));
     let waiter = pending_waiter(s).await;
     let acted = Instant::now();
-    let reaped = other.daemon_reap_dead(0.1).await.unwrap();
+    let reaped = other.daemon_reap_dead(30.0).await.unwrap();
     assert_eq!(reaped.len(), 1, "{reaped:?}");
     assert_eq!(reaped[0].rescued[0].outcome, Status::Accepted);
     assert_woken(waiter, acted, "a rescue").await;

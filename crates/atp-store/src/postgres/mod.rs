@@ -58,9 +58,8 @@ use tokio_postgres::{NoTls, Row, Statement};
 
 pub use migrate::LATEST_VERSION;
 
-/// Connections per handle. A daemon uses a few at a time (claims, status
-/// batches, heartbeats, clean-ups); more would only queue inside the server.
-pub const MAX_CONNECTIONS: usize = 16;
+/// Connections per handle by default (see [`StoreOptions::pool_size`]).
+pub const MAX_CONNECTIONS: usize = StoreOptions::DEFAULT_POOL_SIZE;
 /// How long a call waits for a free pooled connection before it reports the
 /// database unavailable.
 const POOL_WAIT: Duration = Duration::from_secs(30);
@@ -90,7 +89,7 @@ macro_rules! transaction {
                     .await
                     .map_err(pg("beginning a transaction"))?;
                 let out = {
-                    let $c = Conn::of_transaction(&tx);
+                    let $c = Conn::of_transaction(&tx, $store.clock_shift());
                     $work.await
                 };
                 match out {
@@ -126,7 +125,7 @@ macro_rules! statement {
         let mut retries = Retries::new();
         loop {
             let outcome: Result<_> = {
-                let $c = Conn::of_client(&client);
+                let $c = Conn::of_client(&client, $store.clock_shift());
                 $work.await
             };
             match outcome {
@@ -190,6 +189,7 @@ impl PgStore {
         options: StoreOptions,
         version: u32,
     ) -> Result<Self> {
+        options.validate()?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::InvalidArgument(format!("invalid PostgreSQL URL {url:?}: {e}")))?;
@@ -215,7 +215,7 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(MAX_CONNECTIONS)
+            .max_size(options.pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(CONNECT_TIMEOUT))
@@ -243,6 +243,11 @@ impl PgStore {
     /// The schema this handle works in, when one was given.
     pub fn schema(&self) -> Option<&str> {
         self.inner.schema.as_deref()
+    }
+
+    /// How far this handle's clock is ahead of the server's (microseconds).
+    fn clock_shift(&self) -> i64 {
+        self.inner.options.clock.shift_micros()
     }
 
     async fn client(&self) -> Result<Object> {
@@ -316,28 +321,49 @@ pub(super) fn sql_state(e: &Error) -> Option<&SqlState> {
 pub(super) struct Conn<'a> {
     client: &'a tokio_postgres::Client,
     statements: &'a StatementCache,
+    /// How far the handle's clock is ahead of the server's, in
+    /// microseconds; 0 unless a test moved it (see [`Conn::prepare`]).
+    clock_shift: i64,
 }
 
 /// Parameters of one statement.
 pub(super) type Params<'p> = [&'p (dyn ToSql + Sync)];
 
 impl<'a> Conn<'a> {
-    fn of_client(client: &'a deadpool_postgres::ClientWrapper) -> Self {
+    fn of_client(client: &'a deadpool_postgres::ClientWrapper, clock_shift: i64) -> Self {
         Conn {
             client,
             statements: &client.statement_cache,
+            clock_shift,
         }
     }
 
-    fn of_transaction(tx: &'a deadpool_postgres::Transaction<'_>) -> Self {
+    fn of_transaction(tx: &'a deadpool_postgres::Transaction<'_>, clock_shift: i64) -> Self {
         Conn {
             client: tx.client(),
             statements: &tx.statement_cache,
+            clock_shift,
         }
     }
 
     /// The prepared statement for `sql`, from the cache after the first use.
+    ///
+    /// Every statement reads the time as `now()`, the server's clock. When
+    /// a test moved the handle's clock, each `now()` becomes the server's
+    /// clock plus the shift, here, for every statement at once: writes and
+    /// comparisons keep reading one clock. (The shifted text is a statement
+    /// of its own in the cache; only tests ever shift.)
     pub(super) async fn prepare(self, context: &str, sql: &str) -> Result<Statement> {
+        let shifted;
+        let sql = if self.clock_shift == 0 {
+            sql
+        } else {
+            shifted = sql.replace(
+                "now()",
+                &format!("(now() + {} * interval '1 microsecond')", self.clock_shift),
+            );
+            &shifted
+        };
         self.statements
             .prepare(self.client, sql)
             .await
@@ -471,7 +497,7 @@ impl Store for PgStore {
     }
 
     fn options(&self) -> StoreOptions {
-        self.inner.options
+        self.inner.options.clone()
     }
 
     async fn wait_for_tasks(&self, within: Duration) {
@@ -501,8 +527,8 @@ impl Store for PgStore {
 
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
         let prepared = task::prepare(vec![new], &self.inner.options)?;
-        let options = self.inner.options;
-        statement!(self, |c| task::enqueue_one(c, &prepared, &options))
+        let options = &self.inner.options;
+        statement!(self, |c| task::enqueue_one(c, &prepared, options))
     }
 
     async fn task_enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
@@ -510,23 +536,23 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let prepared = task::prepare(tasks, &self.inner.options)?;
-        let options = self.inner.options;
-        let (ids, _) = statement!(self, |c| task::enqueue_many(c, &prepared, &options))?;
+        let options = &self.inner.options;
+        let (ids, _) = statement!(self, |c| task::enqueue_many(c, &prepared, options))?;
         Ok(ids)
     }
 
     async fn task_claim(&self, params: &ClaimParams) -> Result<Vec<ClaimedTask>> {
-        if atp_core::decide::claims_nothing(params) {
+        let Some(params) = crate::shared::claim_params(params) else {
             return Ok(Vec::new());
-        }
-        statement!(self, |c| queue::claim(c, params))
+        };
+        statement!(self, |c| queue::claim(c, &params))
     }
 
     async fn task_claim_start(&self, params: &ClaimParams) -> Result<Vec<StartedTask>> {
-        if atp_core::decide::claims_nothing(params) {
+        let Some(params) = crate::shared::claim_params(params) else {
             return Ok(Vec::new());
-        }
-        statement!(self, |c| queue::claim_start(c, params))
+        };
+        statement!(self, |c| queue::claim_start(c, &params))
     }
 
     async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {
@@ -554,8 +580,8 @@ impl Store for PgStore {
     }
 
     async fn task_progress(&self, attempt: Attempt, progress: &Progress) -> Result<()> {
-        crate::shared::validate_progress(progress)?;
-        statement!(self, |c| queue::progress(c, attempt, progress))
+        let progress = crate::shared::validate_progress(progress)?;
+        statement!(self, |c| queue::progress(c, attempt, &progress))
     }
 
     async fn task_response_put(&self, attempt: Attempt, response: &Response) -> Result<()> {
