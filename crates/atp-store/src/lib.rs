@@ -32,6 +32,7 @@
 
 mod any;
 pub mod postgres;
+mod row;
 mod shared;
 pub mod sqlite;
 mod url;

@@ -6,7 +6,8 @@ use std::borrow::Cow;
 use atp_core::decide::{self, safe_text};
 use atp_core::store::{ClaimParams, StoreOptions};
 use atp_core::{
-    Error, Progress, Result, Status, StatusChange, TaskIdentifier, TypeName, messages, payload,
+    DaemonId, Error, Progress, ReapedDaemon, Rescued, Result, Status, StatusChange, Task,
+    TaskCursor, TaskId, TaskIdentifier, TaskPage, TypeName, messages, payload,
 };
 
 /// A task validated and serialized for insertion.
@@ -118,6 +119,73 @@ pub(crate) fn validate_progress(progress: &Progress) -> Result<Cow<'_, Progress>
             ..progress.clone()
         }),
     })
+}
+
+/// A held task a clean-up selected for rescue, as both engines read it.
+pub(crate) struct Candidate {
+    pub id: i64,
+    pub state: decide::TaskState,
+    pub timeout_secs: f64,
+    pub type_name: String,
+    pub identifier: String,
+}
+
+impl Candidate {
+    /// What the rescue did, once `decided` is written.
+    pub(crate) fn rescued(self, decided: &decide::Move) -> Result<Rescued> {
+        Ok(Rescued {
+            id: TaskId(self.id),
+            task_type: crate::row::type_name(self.type_name)?,
+            identifier: crate::row::identifier_of(self.identifier)?,
+            outcome: decided.to,
+            starts: self.state.starts,
+        })
+    }
+}
+
+/// What a dead-daemon reap reports: each removed record, and each rescued
+/// task under its holder (a holder that had no record gets an entry too).
+pub(crate) struct ReapReport(Vec<ReapedDaemon>);
+
+impl ReapReport {
+    /// The report of removing these daemon records (ids as stored).
+    pub(crate) fn new(dead: impl IntoIterator<Item = i64>) -> Self {
+        ReapReport(
+            dead.into_iter()
+                .map(|id| ReapedDaemon {
+                    id: DaemonId::from_db(id),
+                    rescued: Vec::new(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Files a rescued task under its holder.
+    pub(crate) fn rescued(&mut self, holder: DaemonId, task: Rescued) {
+        match self.0.iter_mut().find(|d| d.id == holder) {
+            Some(d) => d.rescued.push(task),
+            None => self.0.push(ReapedDaemon {
+                id: holder,
+                rescued: vec![task],
+            }),
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<ReapedDaemon> {
+        self.0
+    }
+}
+
+/// One page of a listing from up to `limit + 1` tasks (the extra one only
+/// says that another page follows).
+pub(crate) fn page(mut tasks: Vec<Task>, limit: u32) -> TaskPage {
+    let next = if tasks.len() > limit as usize {
+        tasks.truncate(limit as usize);
+        tasks.last().map(TaskCursor::after)
+    } else {
+        None
+    };
+    TaskPage { tasks, next }
 }
 
 /// Totals per status from per-(type, status) counts.

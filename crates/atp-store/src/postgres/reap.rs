@@ -13,17 +13,9 @@ use atp_core::{
 use super::row::{self, get};
 use super::task::{Changes, write_changes};
 use super::{Conn, Params};
+use crate::shared::{Candidate, ReapReport};
 
-/// A held task selected for rescue, locked by this transaction.
-struct Candidate {
-    id: i64,
-    state: TaskState,
-    timeout_secs: f64,
-    type_name: String,
-    identifier: String,
-}
-
-/// Locks the held tasks that match `condition` (over `t` the task and `y`
+/// Locks (for this transaction) the held tasks that match `condition` (over `t` the task and `y`
 /// its type), skipping any another transaction holds: that one is changing
 /// it, so it is not abandoned.
 async fn candidates(c: Conn<'_>, condition: &str, params: &Params<'_>) -> Result<Vec<Candidate>> {
@@ -60,14 +52,8 @@ async fn candidates(c: Conn<'_>, condition: &str, params: &Params<'_>) -> Result
 /// queue, or FAILED when its starts are used up) and records the move.
 fn rescue(changes: &mut Changes, c: Candidate, why: Release<'_>) -> Result<Rescued> {
     let decided = decide::release(&c.state, why)?;
-    changes.push(c.id, decided.to, decided.message);
-    Ok(Rescued {
-        id: TaskId(c.id),
-        task_type: row::type_name(c.type_name)?,
-        identifier: row::identifier_of(c.identifier)?,
-        outcome: decided.to,
-        starts: c.state.starts,
-    })
+    changes.push(c.id, decided.to, decided.message.clone());
+    c.rescued(&decided)
 }
 
 pub(super) async fn requeue_abandoned(c: Conn<'_>) -> Result<Vec<Rescued>> {
@@ -255,13 +241,7 @@ pub(super) async fn daemon_reap_dead(c: Conn<'_>, silent_secs: f64) -> Result<Ve
         &[&silent_secs],
     )
     .await?;
-    let mut reaped: Vec<ReapedDaemon> = dead
-        .into_iter()
-        .map(|id| ReapedDaemon {
-            id: DaemonId::from_db(id),
-            rescued: Vec::new(),
-        })
-        .collect();
+    let mut reaped = ReapReport::new(dead);
     let mut changes = Changes::default();
     for task in orphans {
         let holder = task.state.holder.unwrap_or(DaemonId::from_db(0));
@@ -269,15 +249,8 @@ pub(super) async fn daemon_reap_dead(c: Conn<'_>, silent_secs: f64) -> Result<Ve
             holder,
             silent_secs,
         };
-        let r = rescue(&mut changes, task, why)?;
-        match reaped.iter_mut().find(|d| d.id == holder) {
-            Some(d) => d.rescued.push(r),
-            None => reaped.push(ReapedDaemon {
-                id: holder,
-                rescued: vec![r],
-            }),
-        }
+        reaped.rescued(holder, rescue(&mut changes, task, why)?);
     }
     write_changes(c, &changes).await?;
-    Ok(reaped)
+    Ok(reaped.into_vec())
 }

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use atp_core::decide;
 use atp_core::store::StoreOptions;
 use atp_core::{
-    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter, TaskId,
-    TaskPage, TaskRef, payload,
+    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskFilter, TaskId, TaskPage,
+    TaskRef, payload,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -359,14 +359,8 @@ pub(super) async fn list(c: Conn<'_>, filter: &TaskFilter) -> Result<TaskPage> {
         args.len()
     ));
     let rows = c.query("listing tasks", &sql, &args).await?;
-    let mut tasks = rows.iter().map(row::task).collect::<Result<Vec<Task>>>()?;
-    let next = if tasks.len() > limit as usize {
-        tasks.truncate(limit as usize);
-        tasks.last().map(TaskCursor::after)
-    } else {
-        None
-    };
-    Ok(TaskPage { tasks, next })
+    let tasks = rows.iter().map(row::task).collect::<Result<Vec<Task>>>()?;
+    Ok(crate::shared::page(tasks, limit))
 }
 
 /// Per (type, status), types in byte order of their names as SQLite sorts.

@@ -12,15 +12,7 @@ use rusqlite::{Connection, Transaction, params};
 
 use super::task::write_move;
 use super::{db, row};
-
-/// A held task selected for rescue.
-struct Candidate {
-    id: i64,
-    state: TaskState,
-    timeout_secs: f64,
-    type_name: String,
-    identifier: String,
-}
+use crate::shared::{Candidate, ReapReport};
 
 fn candidates(
     tx: &Transaction<'_>,
@@ -83,13 +75,7 @@ fn rescue(
     if !write_move(tx, c.id, &decided, (c.state.holder, c.state.lease), now)? {
         return Ok(None);
     }
-    Ok(Some(Rescued {
-        id: TaskId(c.id),
-        task_type: row::type_name(c.type_name)?,
-        identifier: row::identifier_of(c.identifier)?,
-        outcome: decided.to,
-        starts: c.state.starts,
-    }))
+    c.rescued(&decided).map(Some)
 }
 
 pub(super) fn requeue_abandoned(tx: &Transaction<'_>, now: i64) -> Result<Vec<Rescued>> {
@@ -258,13 +244,7 @@ pub(super) fn daemon_reap_dead(
         "t.holder NOT IN (SELECT id FROM atp_daemon) AND t.updated_at < ?1",
         [cutoff],
     )?;
-    let mut reaped: Vec<ReapedDaemon> = dead
-        .into_iter()
-        .map(|id| ReapedDaemon {
-            id: DaemonId::from_db(id),
-            rescued: Vec::new(),
-        })
-        .collect();
+    let mut reaped = ReapReport::new(dead);
     for c in orphans {
         let holder = c.state.holder.unwrap_or(DaemonId::from_db(0));
         let why = Release::HolderDead {
@@ -272,14 +252,8 @@ pub(super) fn daemon_reap_dead(
             silent_secs,
         };
         if let Some(r) = rescue(tx, c, why, now)? {
-            match reaped.iter_mut().find(|d| d.id == holder) {
-                Some(d) => d.rescued.push(r),
-                None => reaped.push(ReapedDaemon {
-                    id: holder,
-                    rescued: vec![r],
-                }),
-            }
+            reaped.rescued(holder, r);
         }
     }
-    Ok(reaped)
+    Ok(reaped.into_vec())
 }

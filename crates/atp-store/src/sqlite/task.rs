@@ -6,8 +6,8 @@ use atp_core::decide;
 use atp_core::store::StoreOptions;
 use atp_core::time::from_micros;
 use atp_core::{
-    DaemonId, Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter,
-    TaskId, TaskPage, TaskRef, payload,
+    DaemonId, Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskFilter, TaskId,
+    TaskPage, TaskRef, payload,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
@@ -317,16 +317,10 @@ pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<TaskPage> {
     let rows = stmt
         .query_map(params_from_iter(args), row::task)
         .map_err(db("listing tasks"))?;
-    let mut tasks = rows
+    let tasks = rows
         .map(|r| r.map_err(db("listing tasks"))?)
         .collect::<Result<Vec<Task>>>()?;
-    let next = if tasks.len() > limit as usize {
-        tasks.truncate(limit as usize);
-        tasks.last().map(TaskCursor::after)
-    } else {
-        None
-    };
-    Ok(TaskPage { tasks, next })
+    Ok(crate::shared::page(tasks, limit))
 }
 
 /// The statement [`list`] runs, with its arguments (one row more than the
