@@ -11,7 +11,7 @@ use crate::testing::TestDb;
 /// writes, whoever wrote it (a producer, a claimer, a handler's failure
 /// built from a program's stderr, its progress, an operator), become
 /// U+FFFD, so no write is ever refused for them.
-pub async fn nul_characters_in_messages_become_replacement_characters(db: &impl TestDb) {
+pub async fn nul_characters_in_messages_become_replacement_characters(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let task = s
@@ -68,7 +68,7 @@ pub async fn nul_characters_in_messages_become_replacement_characters(db: &impl 
 
 /// A JSON input holding a NUL character (escaped in JSON text) is stored and
 /// handed to the handler exactly as given.
-pub async fn an_input_with_a_nul_character_round_trips(db: &impl TestDb) {
+pub async fn an_input_with_a_nul_character_round_trips(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let input = json!({ "text": "a\u{0}b", "list": ["\u{0}"] });
@@ -86,7 +86,7 @@ pub async fn an_input_with_a_nul_character_round_trips(db: &impl TestDb) {
 
 /// A handle with a pool of one connection still serves many calls at once:
 /// they take turns.
-pub async fn a_pool_of_one_connection_serves_concurrent_calls(db: &impl TestDb) {
+pub async fn a_pool_of_one_connection_serves_concurrent_calls(db: impl TestDb) {
     let s = db
         .open(StoreOptions {
             pool_size: 1,

@@ -17,7 +17,7 @@ pub const CLAIMERS: u64 = 16;
 
 /// 16 claimers drain 10,000 tasks (claim, start and finish in batches): every
 /// task is claimed exactly once, none is lost, all end FINISHED.
-pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
+pub async fn concurrent_claimers_take_each_task_exactly_once(db: impl TestDb) {
     let s = db.store().clone();
     let t = register(&s, task_type("drain")).await;
     let unlimited = db
@@ -85,7 +85,7 @@ pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
 /// 16 callers drain 10,000 tasks with claim-and-start (then finish): every
 /// task is started exactly once, by its first start, none is lost, and the
 /// queue counter stays exact.
-pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: &impl TestDb) {
+pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: impl TestDb) {
     let s = db.store().clone();
     let t = register(&s, task_type("drain")).await;
     let unlimited = db
@@ -170,8 +170,8 @@ pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: &impl TestD
 }
 
 /// Four clean-ups at once rescue each abandoned task exactly once.
-pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
-    let (s, clock) = clocked(db).await;
+pub async fn concurrent_cleanups_rescue_each_task_once(db: impl TestDb) {
+    let (s, clock) = clocked(&db).await;
     let t = register(&s, task_type("t").with_timeout_secs(30.0)).await;
     let batch = (0..200)
         .map(|i| NewTask::new(t.clone(), ident(&format!("z{i}"))))
@@ -211,7 +211,7 @@ pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
 }
 
 /// Eight producers racing for the last places: exactly the limit gets in.
-pub async fn concurrent_producers_respect_the_queue_limit(db: &impl TestDb) {
+pub async fn concurrent_producers_respect_the_queue_limit(db: impl TestDb) {
     let limited = db
         .open(StoreOptions {
             max_queue_size: 50,

@@ -24,8 +24,8 @@ fn daemon(id: atp_core::DaemonId) -> DaemonInfo {
 }
 
 /// Register, heartbeat, list and deregister a daemon.
-pub async fn daemons_register_heartbeat_and_deregister(db: &impl TestDb) {
-    let (s, clock) = &clocked(db).await;
+pub async fn daemons_register_heartbeat_and_deregister(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     s.daemon_register(&daemon(DAEMON_A)).await.unwrap();
     s.daemon_register(&daemon(DAEMON_B)).await.unwrap();
     let listed = s.daemon_list().await.unwrap();
@@ -58,8 +58,8 @@ pub async fn daemons_register_heartbeat_and_deregister(db: &impl TestDb) {
 /// A daemon silent for longer than the threshold loses its record and its
 /// tasks (re-enqueued, or FAILED with starts used up), long before the
 /// type's timeout; a live daemon keeps its tasks.
-pub async fn dead_daemons_tasks_are_rescued(db: &impl TestDb) {
-    let (s, clock) = &clocked(db).await;
+pub async fn dead_daemons_tasks_are_rescued(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     let t = register(s, task_type("t").with_max_starts(1)).await;
     let u = register(s, task_type("u").with_max_starts(3)).await;
     s.daemon_register(&daemon(DAEMON_A)).await.unwrap();
@@ -123,7 +123,7 @@ pub async fn dead_daemons_tasks_are_rescued(db: &impl TestDb) {
 
 /// A fresh database is at the latest schema; opening it again changes
 /// nothing and keeps the data.
-pub async fn schema_is_at_the_latest_version_and_reopening_is_harmless(db: &impl TestDb) {
+pub async fn schema_is_at_the_latest_version_and_reopening_is_harmless(db: impl TestDb) {
     let s = db.store();
     let version = s.schema_version().await.unwrap();
     assert!(version >= 2, "version {version}");

@@ -8,7 +8,7 @@ use super::*;
 use crate::testing::TestDb;
 
 /// The same task by id and by (type, identifier).
-pub async fn task_is_found_by_id_and_by_key(db: &impl TestDb) {
+pub async fn task_is_found_by_id_and_by_key(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let task = enqueue(s, &t, "x").await;
@@ -25,7 +25,7 @@ pub async fn task_is_found_by_id_and_by_key(db: &impl TestDb) {
 }
 
 /// Reads and writes on a task that does not exist say so, by id and by key.
-pub async fn missing_task_is_not_found_everywhere(db: &impl TestDb) {
+pub async fn missing_task_is_not_found_everywhere(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     for missing in [
@@ -78,7 +78,7 @@ pub async fn missing_task_is_not_found_everywhere(db: &impl TestDb) {
 
 /// Pages follow (update time, id) newest first, never repeat or skip a
 /// task, and filter by status, by type, or both.
-pub async fn list_pages_newest_first_with_filters(db: &impl TestDb) {
+pub async fn list_pages_newest_first_with_filters(db: impl TestDb) {
     let s = db.store();
     let a = register(s, task_type("a")).await;
     let b = register(s, task_type("b")).await;
@@ -147,7 +147,7 @@ pub async fn list_pages_newest_first_with_filters(db: &impl TestDb) {
 /// A holder filter lists exactly the tasks that daemon holds (SCHEDULED,
 /// RUNNING, PAUSED): not the ones it ran to their end, not another
 /// daemon's, not queued ones; it combines with a status filter and pages.
-pub async fn list_filters_by_holder(db: &impl TestDb) {
+pub async fn list_filters_by_holder(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     for i in 0..10 {
@@ -319,7 +319,7 @@ pub async fn list_filters_by_holder(db: &impl TestDb) {
 }
 
 /// Counts by status and by (type, status) match the tasks.
-pub async fn counts_by_status_and_type(db: &impl TestDb) {
+pub async fn counts_by_status_and_type(db: impl TestDb) {
     let s = db.store();
     let a = register(s, task_type("a")).await;
     let b = register(s, task_type("b")).await;
@@ -354,7 +354,7 @@ pub async fn counts_by_status_and_type(db: &impl TestDb) {
 
 /// Delete takes the log and the response with the task and frees its
 /// identifier; deleting a queued task shrinks the queue.
-pub async fn delete_removes_the_task_with_its_log_and_response(db: &impl TestDb) {
+pub async fn delete_removes_the_task_with_its_log_and_response(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "done", DAEMON_A).await;
@@ -387,7 +387,7 @@ pub async fn delete_removes_the_task_with_its_log_and_response(db: &impl TestDb)
 
 /// An operator re-enqueues from any status but ACCEPTED; the task gets its
 /// full starts back, loses its holder and is logged.
-pub async fn operator_reenqueue_follows_the_table_and_resets_starts(db: &impl TestDb) {
+pub async fn operator_reenqueue_follows_the_table_and_resets_starts(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t").with_max_starts(1)).await;
     let queued = enqueue(s, &t, "queued").await;

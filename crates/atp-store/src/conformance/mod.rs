@@ -1,7 +1,7 @@
 //! The contract every engine passes: one async function per behaviour.
 //!
 //! [`conformance_tests!`](crate::conformance_tests) turns the whole list
-//! into `#[tokio::test]`s for one engine, so `tests/contract.rs` runs each
+//! into `#[tokio::test]`s for both engines, so `tests/contract.rs` runs each
 //! behaviour as `sqlite::<name>` and `postgres::<name>`. A change to the
 //! `Store` trait needs a change here.
 
@@ -31,13 +31,22 @@ pub use reap::*;
 pub use task_type::*;
 pub use wake::*;
 
-/// Expands to one `#[tokio::test]` per contract case, each on a fresh
-/// database from `$make` (an expression giving `Future<Output =
-/// Option<impl TestDb>>`; `None` skips, after the factory printed why).
+/// The contract, as `#[tokio::test]`s for every engine: expands
+/// [`per_engine_tests!`](crate::per_engine_tests) with every case (modules
+/// `sqlite` and `postgres`, each case on a fresh database). Invoke it where
+/// the cases are in scope: `use atp_store::conformance::*;` then
+/// `atp_store::conformance_tests!();`.
+///
+/// The list is written here once; [`CASES`] is made from it, and a unit
+/// test compares it with the `pub async fn …(db: impl TestDb)` cases the
+/// files of this folder define, so a case cannot be defined and forgotten.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($make:expr) => {
-        $crate::conformance_tests!(@cases $make;
+    () => {
+        $crate::conformance_tests!(@with $crate::per_engine_tests);
+    };
+    (@with $($then:tt)*) => {
+        $($then)* ! {
             type_is_registered_read_listed_and_updated,
             type_with_bad_limits_is_refused,
             unknown_type_is_not_found_everywhere,
@@ -88,18 +97,19 @@ macro_rules! conformance_tests {
             nul_characters_in_messages_become_replacement_characters,
             an_input_with_a_nul_character_round_trips,
             a_pool_of_one_connection_serves_concurrent_calls,
-        );
-    };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let Some(db) = $make.await else { return };
-                $crate::conformance::$case(&db).await;
-            }
-        )*
+        }
     };
 }
+
+/// Names its arguments, for [`CASES`].
+macro_rules! case_names {
+    ($($case:ident),* $(,)?) => {
+        &[$(stringify!($case)),*]
+    };
+}
+
+/// Every contract case, by name, in the order they run.
+pub const CASES: &[&str] = conformance_tests!(@with case_names);
 
 /// A type name (panics on an invalid literal: tests only).
 pub fn type_name(name: &str) -> TypeName {
@@ -216,3 +226,54 @@ pub async fn assert_queue_consistent<S: Store>(store: &S) {
 pub const DAEMON_A: DaemonId = DaemonId(0xA000_0000_0000_000A);
 /// A second daemon.
 pub const DAEMON_B: DaemonId = DaemonId(0xB000_0000_0000_000B);
+
+#[cfg(test)]
+mod tests {
+    /// The files that define cases, as compiled into this crate.
+    const SOURCES: &[&str] = &[
+        include_str!("boundary.rs"),
+        include_str!("concurrency.rs"),
+        include_str!("daemons.rs"),
+        include_str!("enqueue.rs"),
+        include_str!("lookups.rs"),
+        include_str!("queue.rs"),
+        include_str!("reap.rs"),
+        include_str!("task_type.rs"),
+        include_str!("wake.rs"),
+    ];
+
+    /// Every `pub async fn name(db: impl TestDb)` of the folder is in the
+    /// list, once, and the list names nothing else.
+    #[test]
+    fn the_case_list_names_every_case_defined() {
+        let mut defined: Vec<&str> = SOURCES
+            .iter()
+            .flat_map(|source| source.lines())
+            .filter_map(|line| {
+                let rest = line.strip_prefix("pub async fn ")?;
+                let (name, args) = rest.split_once('(')?;
+                args.starts_with("db: impl TestDb").then_some(name)
+            })
+            .collect();
+        defined.sort_unstable();
+        let mut listed = super::CASES.to_vec();
+        listed.sort_unstable();
+        let before = listed.len();
+        listed.dedup();
+        assert_eq!(listed.len(), before, "a case is listed twice");
+        assert_eq!(listed, defined);
+    }
+
+    /// Every file of the folder is read above.
+    #[test]
+    fn every_case_file_is_searched() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/conformance");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".rs") && name != "mod.rs")
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), SOURCES.len(), "{files:?}");
+    }
+}

@@ -20,7 +20,7 @@ async fn claim_ids<S: Store>(s: &S, params: ClaimParams) -> Vec<String> {
 }
 
 /// The oldest ACCEPTED tasks come first, whatever their type.
-pub async fn claim_is_fifo_across_types(db: &impl TestDb) {
+pub async fn claim_is_fifo_across_types(db: impl TestDb) {
     let s = db.store();
     let a = register(s, task_type("a")).await;
     let b = register(s, task_type("b")).await;
@@ -49,7 +49,7 @@ pub async fn claim_is_fifo_across_types(db: &impl TestDb) {
 }
 
 /// A daemon that names types gets only those, still in FIFO order.
-pub async fn claim_can_be_restricted_to_types(db: &impl TestDb) {
+pub async fn claim_can_be_restricted_to_types(db: impl TestDb) {
     let s = db.store();
     let a = register(s, task_type("a")).await;
     let b = register(s, task_type("b")).await;
@@ -72,7 +72,7 @@ pub async fn claim_can_be_restricted_to_types(db: &impl TestDb) {
 
 /// A claim moves the task to SCHEDULED for the holder, bumps the lease,
 /// logs it and leaves the queue.
-pub async fn claim_marks_scheduled_and_logs_the_holder(db: &impl TestDb) {
+pub async fn claim_marks_scheduled_and_logs_the_holder(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let task = enqueue(s, &t, "x").await;
@@ -102,7 +102,7 @@ pub async fn claim_marks_scheduled_and_logs_the_holder(db: &impl TestDb) {
 }
 
 /// Start: RUNNING, one more start, the type (handler, limits) and the input.
-pub async fn start_counts_the_start_and_returns_what_the_handler_needs(db: &impl TestDb) {
+pub async fn start_counts_the_start_and_returns_what_the_handler_needs(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("sum").with_max_starts(4)).await;
     s.task_enqueue(NewTask::new(t.clone(), ident("x")).with_input(json!([1, 2])))
@@ -160,7 +160,7 @@ async fn task_in<S: Store>(s: &S, t: &atp_core::TypeName, id: &str, status: Stat
 /// Every (held or final status) × (status a holder may ask for) pair is
 /// allowed exactly when the transition table says so; a refused change
 /// leaves status and log as they were.
-pub async fn holder_changes_follow_the_transition_table(db: &impl TestDb) {
+pub async fn holder_changes_follow_the_transition_table(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("table").with_max_starts(10)).await;
     let sources = [
@@ -233,7 +233,7 @@ pub async fn holder_changes_follow_the_transition_table(db: &impl TestDb) {
 
 /// A holder handing a task back re-enqueues it while it has starts left,
 /// and FAILs it (saying why) once they are used up.
-pub async fn release_requeues_or_fails_at_max_starts(db: &impl TestDb) {
+pub async fn release_requeues_or_fails_at_max_starts(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("rel").with_max_starts(2)).await;
     let a = running(s, &t, "x", DAEMON_A).await;
@@ -281,7 +281,7 @@ pub async fn release_requeues_or_fails_at_max_starts(db: &impl TestDb) {
 
 /// "Finish unless terminal" finishes a running task but leaves a task its
 /// handler already failed as FAILED, without a new log record.
-pub async fn finish_unless_terminal_keeps_a_final_status(db: &impl TestDb) {
+pub async fn finish_unless_terminal_keeps_a_final_status(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "ran", DAEMON_A).await;
@@ -315,7 +315,7 @@ pub async fn finish_unless_terminal_keeps_a_final_status(db: &impl TestDb) {
 
 /// After an operator re-enqueue, every change from the old attempt
 /// (finish, heartbeat, progress, response) is stale and changes nothing.
-pub async fn stale_attempt_changes_nothing_after_a_reenqueue(db: &impl TestDb) {
+pub async fn stale_attempt_changes_nothing_after_a_reenqueue(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let old = running(s, &t, "x", DAEMON_A).await;
@@ -373,7 +373,7 @@ pub async fn stale_attempt_changes_nothing_after_a_reenqueue(db: &impl TestDb) {
 
 /// The same daemon claiming the same task again gets a new lease, so its
 /// own earlier attempt is stale too (fencing is per attempt, not per daemon).
-pub async fn stale_attempt_after_a_rescue_and_reclaim_by_the_same_daemon(db: &impl TestDb) {
+pub async fn stale_attempt_after_a_rescue_and_reclaim_by_the_same_daemon(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     enqueue(s, &t, "x").await;
@@ -393,8 +393,8 @@ pub async fn stale_attempt_after_a_rescue_and_reclaim_by_the_same_daemon(db: &im
 }
 
 /// A heartbeat moves the update time forward and writes no log record.
-pub async fn heartbeat_refreshes_without_a_log_record(db: &impl TestDb) {
-    let (s, clock) = &clocked(db).await;
+pub async fn heartbeat_refreshes_without_a_log_record(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "x", DAEMON_A).await;
     let before = s.task_get(&TaskRef::Id(a.task)).await.unwrap();
@@ -424,7 +424,7 @@ pub async fn heartbeat_refreshes_without_a_log_record(db: &impl TestDb) {
 
 /// Progress shows in the task and is reset by the next start; bad values
 /// are refused.
-pub async fn progress_is_recorded_and_validated(db: &impl TestDb) {
+pub async fn progress_is_recorded_and_validated(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "x", DAEMON_A).await;
@@ -477,7 +477,7 @@ pub async fn progress_is_recorded_and_validated(db: &impl TestDb) {
 
 /// Text and binary responses round-trip; storing again replaces; bad MIME
 /// types are refused.
-pub async fn response_is_stored_replaced_and_read_back(db: &impl TestDb) {
+pub async fn response_is_stored_replaced_and_read_back(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "x", DAEMON_A).await;
@@ -509,7 +509,7 @@ pub async fn response_is_stored_replaced_and_read_back(db: &impl TestDb) {
 }
 
 /// A finish that carries a response stores both or, when refused, neither.
-pub async fn response_with_a_status_change_is_atomic(db: &impl TestDb) {
+pub async fn response_with_a_status_change_is_atomic(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "x", DAEMON_A).await;
@@ -550,7 +550,7 @@ async fn log_lines<S: Store>(s: &S, task: impl Into<TaskRef>) -> Vec<(Status, St
 /// Claim-and-start: FIFO, restricted to types and limited like a claim; each
 /// task RUNNING for the holder with a new lease and one start, logged
 /// SCHEDULED then RUNNING, exactly as a claim followed by a start leaves it.
-pub async fn claim_start_leaves_tasks_as_claim_then_start_would(db: &impl TestDb) {
+pub async fn claim_start_leaves_tasks_as_claim_then_start_would(db: impl TestDb) {
     let s = db.store();
     let a = register(s, task_type("a")).await;
     let b = register(s, task_type("b").with_max_starts(4)).await;
@@ -704,7 +704,7 @@ pub async fn claim_start_leaves_tasks_as_claim_then_start_would(db: &impl TestDb
 /// A task handed back and claimed-and-started again gets its second start
 /// and a new lease; the first attempt is stale from then on. At the last
 /// start, handing it back fails it, as after a plain start.
-pub async fn claim_start_again_counts_the_start_and_fences_the_old_attempt(db: &impl TestDb) {
+pub async fn claim_start_again_counts_the_start_and_fences_the_old_attempt(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t").with_max_starts(2)).await;
     enqueue(s, &t, "x").await;
@@ -781,7 +781,7 @@ fn micros(t: time::OffsetDateTime) -> i128 {
 /// whichever way it started (claim-and-start, or claim then start), and a
 /// task back in the queue (re-enqueued, or handed back) starts with its new
 /// time.
-pub async fn start_carries_when_the_task_entered_the_queue(db: &impl TestDb) {
+pub async fn start_carries_when_the_task_entered_the_queue(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t").with_max_starts(3)).await;
     for id in ["x", "y", "z"] {

@@ -15,8 +15,8 @@ const PAST_TIMEOUT: Duration = Duration::from_secs(31);
 
 /// Held tasks not updated within their type's timeout go back to the queue,
 /// or FAIL once their starts are used up; fresh ones and other types stay.
-pub async fn abandoned_tasks_are_requeued_or_failed(db: &impl TestDb) {
-    let (s, clock) = &clocked(db).await;
+pub async fn abandoned_tasks_are_requeued_or_failed(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     let short = register(
         s,
         task_type("short")
@@ -90,8 +90,8 @@ pub async fn abandoned_tasks_are_requeued_or_failed(db: &impl TestDb) {
 }
 
 /// A task whose holder heartbeats is never taken for abandoned.
-pub async fn heartbeat_keeps_a_long_task_from_being_abandoned(db: &impl TestDb) {
-    let (s, clock) = &clocked(db).await;
+pub async fn heartbeat_keeps_a_long_task_from_being_abandoned(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     let t = register(s, task_type("t").with_timeout_secs(SHORT_SECS)).await;
     let beating = running(s, &t, "beating", DAEMON_A).await;
     let silent = running(s, &t, "silent", DAEMON_A).await;
@@ -108,8 +108,8 @@ pub async fn heartbeat_keeps_a_long_task_from_being_abandoned(db: &impl TestDb) 
 
 /// FINISHED and FAILED tasks older than a positive retention are deleted
 /// (at most `limit` per call); others stay.
-pub async fn retired_tasks_are_deleted_after_their_retention(db: &impl TestDb) {
-    let (s, clock) = &clocked(db).await;
+pub async fn retired_tasks_are_deleted_after_their_retention(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     let brief = register(s, task_type("brief").with_retention_secs(SHORT_SECS)).await;
     let forever = register(s, task_type("forever").with_retention_secs(0.0)).await;
     let mut ended = Vec::new();

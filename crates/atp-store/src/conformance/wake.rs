@@ -53,7 +53,7 @@ async fn assert_woken(waiter: JoinHandle<Instant>, acted: Instant, what: &str) -
 
 /// An enqueue through another handle wakes a waiting daemon long before
 /// its `within`.
-pub async fn wait_for_tasks_wakes_on_enqueue(db: &impl TestDb) {
+pub async fn wait_for_tasks_wakes_on_enqueue(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("wake")).await;
     let producer = db.open(StoreOptions::default()).await;
@@ -75,7 +75,7 @@ pub async fn wait_for_tasks_wakes_on_enqueue(db: &impl TestDb) {
 
 /// With nothing enqueued, a waiter returns after `within` (or earlier: a
 /// spurious wake-up is allowed), never hangs.
-pub async fn wait_for_tasks_times_out_without_work(db: &impl TestDb) {
+pub async fn wait_for_tasks_times_out_without_work(db: impl TestDb) {
     let s = db.store();
     for _ in 0..3 {
         tokio::time::timeout(
@@ -93,10 +93,10 @@ pub async fn wait_for_tasks_times_out_without_work(db: &impl TestDb) {
 /// A holder handing a task back to the queue wakes a waiter, and so do an
 /// operator's re-enqueue and the rescue of a dead daemon's task; changes
 /// that put nothing in the queue need not wake anyone.
-pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
+pub async fn wait_for_tasks_wakes_on_a_hand_back(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("back").with_max_starts(5)).await;
-    let (other, clock) = clocked(db).await;
+    let (other, clock) = clocked(&db).await;
     let a = running(&other, &t, "x", DAEMON_A).await;
 
     let waiter = pending_waiter(s).await;

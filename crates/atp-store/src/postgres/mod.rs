@@ -655,117 +655,17 @@ impl Store for PgStore {
     }
 }
 
-/// A fresh schema per test on the server named by `ATP_TEST_DATABASE_URL`
-/// (default: the local server), dropped with the value.
-#[cfg(test)]
-pub(super) mod test_schema {
-    use super::*;
-
-    const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-    pub(crate) fn url() -> String {
-        std::env::var("ATP_TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned())
-    }
-
-    /// A random schema name, so that tests run in parallel.
-    pub(crate) fn random_name() -> String {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        let suffix: String = (0..12)
-            .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
-            .collect();
-        format!("atp_unit_{suffix}")
-    }
-
-    /// One test's schema and a store on it.
-    pub(crate) struct TestSchema {
-        pub store: PgStore,
-        pub url: String,
-        pub name: String,
-    }
-
-    impl TestSchema {
-        /// A fresh schema, or `None` (after a notice) when no server
-        /// answers and `ATP_TEST_REQUIRE_POSTGRES` is not `1`.
-        pub(crate) async fn new(options: StoreOptions) -> Option<Self> {
-            let url = url();
-            if let Err(e) = tokio_postgres::connect(&url, NoTls).await {
-                if std::env::var("ATP_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                    panic!("PostgreSQL is required but {url} does not answer: {e}");
-                }
-                eprintln!("NOTICE: PostgreSQL unit test skipped: {url} does not answer: {e}");
-                return None;
-            }
-            let name = random_name();
-            let store = PgStore::connect_with_schema(&url, &name, options)
-                .await
-                .expect("opening a fresh schema");
-            Some(TestSchema { store, url, name })
-        }
-
-        /// Another handle on the same schema.
-        pub(crate) async fn open(&self, options: StoreOptions) -> PgStore {
-            PgStore::connect_with_schema(&self.url, &self.name, options)
-                .await
-                .expect("opening another handle")
-        }
-
-        /// A plain connection with the schema on its search path, for
-        /// setting up what the API cannot (old versions, old timestamps).
-        pub(crate) async fn raw(&self) -> tokio_postgres::Client {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-                .await
-                .expect("connecting");
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!("SET search_path = \"{}\"", self.name))
-                .await
-                .expect("setting the search path");
-            client
-        }
-    }
-
-    impl Drop for TestSchema {
-        fn drop(&mut self) {
-            let url = self.url.clone();
-            let name = self.name.clone();
-            // Drop runs inside the test's runtime: use a thread with its own.
-            let dropped = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                rt.block_on(async {
-                    let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-                    tokio::spawn(connection);
-                    client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                        .await
-                })
-                .map_err(|e| e.to_string())
-            })
-            .join();
-            if !matches!(dropped, Ok(Ok(()))) {
-                eprintln!("NOTICE: could not drop test schema {}", self.name);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_schema::TestSchema;
     use super::*;
+    use crate::testing::{PgDb, TestDb};
 
     #[tokio::test]
     async fn migrating_twice_or_at_once_is_harmless() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
-        assert_eq!(db.store.schema_version().await.unwrap(), LATEST_VERSION);
+        assert_eq!(db.store().schema_version().await.unwrap(), LATEST_VERSION);
         let again = db.open(StoreOptions::default()).await;
         assert_eq!(again.schema_version().await.unwrap(), LATEST_VERSION);
         let raw = db.raw().await;
@@ -777,8 +677,8 @@ mod tests {
         assert_eq!(rows, i64::from(LATEST_VERSION), "each migration once");
 
         // Four processes opening one fresh schema at the same moment.
-        let fresh = test_schema::random_name();
-        let url = test_schema::url();
+        let fresh = format!("atp_unit_{}", crate::testing::random_suffix());
+        let url = db.url().to_owned();
         let opening: Vec<_> = (0..4)
             .map(|_| {
                 let (url, fresh) = (url.clone(), fresh.clone());
@@ -798,16 +698,17 @@ mod tests {
 
     #[tokio::test]
     async fn an_old_schema_is_upgraded_and_a_newer_one_refused() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
-        let old_name = test_schema::random_name();
-        let old = PgStore::connect_at_version(&db.url, Some(&old_name), StoreOptions::default(), 1)
-            .await
-            .unwrap();
+        let old_name = format!("atp_unit_{}", crate::testing::random_suffix());
+        let old =
+            PgStore::connect_at_version(db.url(), Some(&old_name), StoreOptions::default(), 1)
+                .await
+                .unwrap();
         assert_eq!(old.schema_version().await.unwrap(), 1);
         drop(old);
-        let new = PgStore::connect_with_schema(&db.url, &old_name, StoreOptions::default())
+        let new = PgStore::connect_with_schema(db.url(), &old_name, StoreOptions::default())
             .await
             .unwrap();
         assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
@@ -820,7 +721,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let err = PgStore::connect_with_schema(&db.url, &db.name, StoreOptions::default())
+        let err = PgStore::connect_with_schema(db.url(), db.schema(), StoreOptions::default())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
@@ -852,7 +753,7 @@ mod tests {
 
     #[tokio::test]
     async fn deadlocks_are_retried_and_other_errors_are_not() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
         let (a, b) = (db.raw().await, db.raw().await);

@@ -536,20 +536,20 @@ pub(super) async fn response_put(c: Conn<'_>, a: Attempt, response: &Response) -
 
 #[cfg(test)]
 mod tests {
-    use atp_core::{Handler, NewTask, Store, StoreOptions, TaskIdentifier, TaskType, TypeName};
+    use atp_core::{Handler, NewTask, Store, TaskIdentifier, TaskType, TypeName};
 
-    use super::super::test_schema::TestSchema;
     use super::*;
+    use crate::testing::{PgDb, TestDb};
 
     /// The log records of one claim-and-start come in id order: tasks in
     /// FIFO order, SCHEDULED before RUNNING for each; and the pick walks the
     /// partial queue index, like the claim's.
     #[tokio::test]
     async fn claim_start_logs_in_order_and_walks_the_queue_index() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
-        let s = &db.store;
+        let s = db.store();
         let t = TypeName::new("t").unwrap();
         s.task_type_upsert(&TaskType::new(
             t.clone(),

@@ -544,8 +544,9 @@ mod tests {
         TaskIdentifier, TaskType, TypeName, messages,
     };
 
-    use super::super::test_schema::TestSchema;
     use super::*;
+    use crate::postgres::PgStore;
+    use crate::testing::{PgDb, TestDb};
 
     const HOLDER: DaemonId = DaemonId(0xDEAD_BEEF_0000_0001);
 
@@ -557,19 +558,21 @@ mod tests {
         NewTask::new(name(t), TaskIdentifier::new(id).unwrap())
     }
 
-    async fn with_type(options: StoreOptions) -> Option<TestSchema> {
-        let db = TestSchema::new(options).await?;
+    /// A fresh schema with type `t`, and a handle on it with `options`.
+    async fn with_type(options: StoreOptions) -> Option<(PgDb, PgStore)> {
+        let db = PgDb::new().await?;
+        let store = db.open(options).await;
         let t = TaskType::new(name("t"), Handler::new("builtin:noop").unwrap());
-        db.store.task_type_upsert(&t).await.unwrap();
-        Some(db)
+        store.task_type_upsert(&t).await.unwrap();
+        Some((db, store))
     }
 
     #[tokio::test]
     async fn enqueue_claim_start_finish_round_trip() {
-        let Some(db) = with_type(StoreOptions::default()).await else {
+        let Some((_db, store)) = with_type(StoreOptions::default()).await else {
             return;
         };
-        let s = &db.store;
+        let s = &store;
         let input = serde_json::json!({"a": [1, 2], "ü": "日本"});
         let task = s
             .task_enqueue(new_task("t", "x").with_input(input.clone()))
@@ -635,10 +638,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_keeps_input_order_and_fails_whole_on_a_duplicate() {
-        let Some(db) = with_type(StoreOptions::default()).await else {
+        let Some((_db, store)) = with_type(StoreOptions::default()).await else {
             return;
         };
-        let s = &db.store;
+        let s = &store;
         let batch: Vec<_> = (0..50)
             .rev()
             .map(|i| new_task("t", &format!("b{i}")))
@@ -690,10 +693,10 @@ mod tests {
             max_queue_size: 3,
             ..StoreOptions::default()
         };
-        let Some(db) = with_type(limited).await else {
+        let Some((_db, store)) = with_type(limited).await else {
             return;
         };
-        let s = &db.store;
+        let s = &store;
         s.task_enqueue_many(vec![new_task("t", "1"), new_task("t", "2")])
             .await
             .unwrap();
@@ -713,10 +716,10 @@ mod tests {
 
     #[tokio::test]
     async fn listing_pages_by_keyset_and_sorts_names_bytewise() {
-        let Some(db) = with_type(StoreOptions::default()).await else {
+        let Some((_db, store)) = with_type(StoreOptions::default()).await else {
             return;
         };
-        let s = &db.store;
+        let s = &store;
         for t in ["b", "B", "a", "Z"] {
             s.task_type_upsert(&TaskType::new(name(t), Handler::new("h").unwrap()))
                 .await

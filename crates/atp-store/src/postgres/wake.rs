@@ -191,8 +191,8 @@ mod tests {
     use atp_core::{Handler, NewTask, Store, StoreOptions, TaskIdentifier, TaskType, TypeName};
 
     use super::super::PgStore;
-    use super::super::test_schema::TestSchema;
     use super::*;
+    use crate::testing::{PgDb, TestDb};
 
     /// Waits until the handle's listener listens (on a server process other
     /// than `other_than`); returns that process's pid.
@@ -212,21 +212,21 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lost_listener_reconnects_and_other_schemas_wake_nobody() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
         let name = TypeName::new("t").unwrap();
         let t = TaskType::new(name.clone(), Handler::new("builtin:noop").unwrap());
-        db.store.task_type_upsert(&t).await.unwrap();
-        let first = listening(&db.store, None).await;
+        db.store().task_type_upsert(&t).await.unwrap();
+        let first = listening(db.store(), None).await;
 
         let raw = db.raw().await;
         raw.execute("SELECT pg_terminate_backend($1)", &[&first])
             .await
             .unwrap();
-        listening(&db.store, Some(first)).await;
+        listening(db.store(), Some(first)).await;
 
-        let store = db.store.clone();
+        let store = db.store().clone();
         let waiter = tokio::spawn(async move {
             store.wait_for_tasks(Duration::from_secs(10)).await;
         });
@@ -237,7 +237,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!waiter.is_finished(), "woken by another schema's tasks");
         let task = NewTask::new(name, TaskIdentifier::new("x").unwrap());
-        db.store.task_enqueue(task).await.unwrap();
+        db.store().task_enqueue(task).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken after the reconnection")
@@ -246,7 +246,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_listener_ends_with_the_last_clone() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
         let store = db.open(StoreOptions::default()).await;
