@@ -59,7 +59,9 @@ async fn drain(
         let claimed = store.task_claim(&ClaimParams::new(holder, batch)).await?;
         if claimed.is_empty() {
             idle_rounds += 1;
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Woken by this process's enqueues; other processes' are seen
+            // when the wait times out (SQLite has no cross-process signal).
+            store.wait_for_tasks(Duration::from_millis(10)).await;
             continue;
         }
         idle_rounds = 0;

@@ -6,6 +6,7 @@
 //! `Store` trait needs a change here.
 
 pub mod boundary;
+pub mod claim;
 pub mod concurrency;
 pub mod daemons;
 pub mod enqueue;
@@ -22,6 +23,7 @@ use atp_core::{
 };
 
 pub use boundary::*;
+pub use claim::*;
 pub use concurrency::*;
 pub use daemons::*;
 pub use enqueue::*;
@@ -232,6 +234,7 @@ mod tests {
     /// The files that define cases, as compiled into this crate.
     const SOURCES: &[&str] = &[
         include_str!("boundary.rs"),
+        include_str!("claim.rs"),
         include_str!("concurrency.rs"),
         include_str!("daemons.rs"),
         include_str!("enqueue.rs"),
