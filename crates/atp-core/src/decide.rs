@@ -289,28 +289,31 @@ pub fn reenqueue(task: TaskId, from: Status, message: &str) -> Result<Move> {
     Ok(Move::new(from, to, message.to_owned()))
 }
 
-/// The task an enqueue creates, as the store returns it: ACCEPTED, never
-/// started or claimed, enqueued `at`.
+/// The task an enqueue creates, as the store returns it (see
+/// [`Task::enqueued`], which sits beside the fields it sets).
 pub fn enqueued(
     id: TaskId,
     task_type: TypeName,
     identifier: TaskIdentifier,
     at: OffsetDateTime,
 ) -> Task {
-    Task {
-        id,
-        task_type,
-        identifier,
-        status: Transition::Enqueue.target(),
-        inserted_at: at,
-        updated_at: at,
-        enqueued_at: at,
-        starts: 0,
-        holder: None,
-        lease: 0,
-        progress: None,
-    }
+    Task::enqueued(id, task_type, identifier, at)
 }
+
+/// The one move a claim makes: its source and target codes. The claim
+/// statements of both engines write them as literals (a partial index's
+/// predicate must be literal to be used) and assert them against this table
+/// at compile time.
+pub const CLAIM: (u8, u8) = (
+    Transition::Claim.sources()[0].code(),
+    Transition::Claim.target().code(),
+);
+
+/// The move a start makes, as [`CLAIM`] for the start statements.
+pub const START: (u8, u8) = (
+    Transition::Start.sources()[0].code(),
+    Transition::Start.target().code(),
+);
 
 /// Whether a claim can take nothing (a zero limit, or an empty type list),
 /// so the engine returns at once without touching the database.

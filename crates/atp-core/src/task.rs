@@ -45,6 +45,30 @@ pub struct Task {
 }
 
 impl Task {
+    /// The task an enqueue creates, as the store returns it: ACCEPTED,
+    /// never started or claimed, enqueued `at`. Every column a new task
+    /// starts with is set here, for every engine.
+    pub fn enqueued(
+        id: TaskId,
+        task_type: TypeName,
+        identifier: TaskIdentifier,
+        at: OffsetDateTime,
+    ) -> Task {
+        Task {
+            id,
+            task_type,
+            identifier,
+            status: crate::status::Transition::Enqueue.target(),
+            inserted_at: at,
+            updated_at: at,
+            enqueued_at: at,
+            starts: 0,
+            holder: None,
+            lease: 0,
+            progress: None,
+        }
+    }
+
     /// The (type, identifier) reference of this task.
     pub fn key(&self) -> TaskRef {
         TaskRef::Key(self.task_type.clone(), self.identifier.clone())

@@ -35,6 +35,7 @@
 //! ```
 
 mod any;
+mod migrations;
 pub mod postgres;
 mod row;
 mod shared;

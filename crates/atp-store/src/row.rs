@@ -1,7 +1,8 @@
-//! Rows to domain values, for both engines. Each engine reads the columns
-//! of [`TASK_COLUMNS`] into a [`TaskRow`] (and a type's into a [`TypeRow`])
-//! with its own column types; the domain values are built here, once, with
-//! the same checks on stored data.
+//! Rows to domain values, for both engines: a task's columns
+//! ([`TASK_COLUMNS`]) and a type's are read into a [`Task`] and a
+//! [`TaskType`] here, once, through [`Columns`], which each engine
+//! implements for its rows with its own column types. A new column is read
+//! in one place.
 
 use atp_core::{
     DaemonId, Error, Handler, Progress, Result, Status, Task, TaskId, TaskIdentifier, TaskType,
@@ -10,75 +11,68 @@ use atp_core::{
 use time::OffsetDateTime;
 
 /// The columns a task is read from, for `FROM` [`TASK_FROM`], in the order
-/// of [`TaskRow`]'s fields.
+/// [`task`] reads them.
 pub(crate) const TASK_COLUMNS: &str = "t.id, y.name, t.identifier, t.status, t.inserted_at, \
      t.updated_at, t.enqueued_at, t.starts, t.lease, t.holder, t.progress_percent, t.progress_message";
 
 /// The join every task query uses.
 pub(crate) const TASK_FROM: &str = "atp_task t JOIN atp_task_type y ON y.id = t.type_id";
 
-/// A task's columns as an engine read them ([`TASK_COLUMNS`], in order).
-pub(crate) struct TaskRow {
-    pub id: i64,
-    pub type_name: String,
-    pub identifier: String,
-    pub status: i64,
-    pub inserted_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    pub enqueued_at: OffsetDateTime,
-    pub starts: i64,
-    pub lease: i64,
-    pub holder: Option<i64>,
-    pub progress_percent: Option<f64>,
-    pub progress_message: Option<String>,
+/// The values of one row as ATP reads them, whatever the engine stores:
+/// integers of any width, floats, text and timestamps; `None` for NULL.
+/// A value the column cannot give is `Corrupt`.
+pub(crate) trait Columns {
+    /// An integer column.
+    fn int(&self, idx: usize) -> Result<Option<i64>>;
+    /// A floating-point column.
+    fn real(&self, idx: usize) -> Result<Option<f64>>;
+    /// A text column.
+    fn text(&self, idx: usize) -> Result<Option<String>>;
+    /// A timestamp column (UTC, microseconds).
+    fn time(&self, idx: usize) -> Result<Option<OffsetDateTime>>;
 }
 
-impl TaskRow {
-    /// The task, or `Corrupt` when a stored value breaks the domain's rules.
-    pub(crate) fn into_task(self) -> Result<Task> {
-        Ok(Task {
-            id: TaskId(self.id),
-            task_type: type_name(self.type_name)?,
-            identifier: identifier_of(self.identifier)?,
-            status: status_of(self.status)?,
-            inserted_at: self.inserted_at,
-            updated_at: self.updated_at,
-            enqueued_at: self.enqueued_at,
-            starts: count(self.starts)?,
-            lease: lease_of(self.lease)?,
-            holder: self.holder.map(DaemonId::from_db),
-            progress: match (self.progress_percent, self.progress_message) {
-                (None, None) => None,
-                (percent, message) => Some(Progress {
-                    percent,
-                    message: message.unwrap_or_default(),
-                }),
-            },
-        })
-    }
+/// A value that may not be NULL.
+fn required<T>(value: Option<T>, idx: usize) -> Result<T> {
+    value.ok_or_else(|| Error::Corrupt(format!("column {idx} is NULL")))
 }
 
-/// A task type's columns as an engine read them (name, handler, timeout,
-/// retention, max starts).
-pub(crate) struct TypeRow {
-    pub name: String,
-    pub handler: String,
-    pub timeout_secs: f64,
-    pub retention_secs: f64,
-    pub max_starts: i64,
+/// A task from a row selected with [`TASK_COLUMNS`].
+pub(crate) fn task(r: &impl Columns) -> Result<Task> {
+    let percent = r.real(10)?;
+    let message = r.text(11)?;
+    Ok(Task {
+        id: TaskId(required(r.int(0)?, 0)?),
+        task_type: type_name(required(r.text(1)?, 1)?)?,
+        identifier: identifier_of(required(r.text(2)?, 2)?)?,
+        status: status_of(required(r.int(3)?, 3)?)?,
+        inserted_at: required(r.time(4)?, 4)?,
+        updated_at: required(r.time(5)?, 5)?,
+        enqueued_at: required(r.time(6)?, 6)?,
+        starts: count(required(r.int(7)?, 7)?)?,
+        lease: lease_of(required(r.int(8)?, 8)?)?,
+        holder: r.int(9)?.map(DaemonId::from_db),
+        progress: match (percent, message) {
+            (None, None) => None,
+            (percent, message) => Some(Progress {
+                percent,
+                message: message.unwrap_or_default(),
+            }),
+        },
+    })
 }
 
-impl TypeRow {
-    /// The type, or `Corrupt`.
-    pub(crate) fn into_type(self) -> Result<TaskType> {
-        Ok(TaskType {
-            name: type_name(self.name)?,
-            handler: Handler::new(self.handler).map_err(corrupt)?,
-            timeout_secs: self.timeout_secs,
-            retention_secs: self.retention_secs,
-            max_starts: count(self.max_starts)?,
-        })
-    }
+/// A task type from a row with its name, handler, timeout, retention and
+/// max starts at `offset` and on.
+pub(crate) fn task_type(r: &impl Columns, offset: usize) -> Result<TaskType> {
+    let at = |i: usize| offset + i;
+    Ok(TaskType {
+        name: type_name(required(r.text(at(0))?, at(0))?)?,
+        handler: Handler::new(required(r.text(at(1))?, at(1))?).map_err(corrupt)?,
+        timeout_secs: required(r.real(at(2))?, at(2))?,
+        retention_secs: required(r.real(at(3))?, at(3))?,
+        max_starts: count(required(r.int(at(4))?, at(4))?)?,
+    })
 }
 
 /// A stored status code.

@@ -23,6 +23,10 @@ use super::task::{Changes, write_changes};
 use super::{Conn, Params};
 use crate::shared::keep_item;
 
+// The claim and start statements below write these codes as literals.
+const _: () = assert!(decide::CLAIM.0 == 1 && decide::CLAIM.1 == 2);
+const _: () = assert!(decide::START.0 == 2 && decide::START.1 == 3);
+
 /// Takes the oldest ACCEPTED tasks (walking the partial queue index in FIFO
 /// order), skipping rows another claimer has locked, so every claimer gets
 /// tasks of its own without waiting; marks them, logs them and counts them

@@ -1,12 +1,13 @@
-//! PostgreSQL rows into the shared row shapes ([`crate::row`]), and the
-//! column types of this engine (`SMALLINT` status, `INTEGER` counts).
+//! PostgreSQL rows as [`Columns`], and the column types of this engine
+//! (`SMALLINT` status, `INTEGER` counts, `BIGINT` ids and leases).
 
 use atp_core::{Error, Result, Status, Task, TaskType};
+use time::OffsetDateTime;
 use tokio_postgres::Row;
-use tokio_postgres::types::FromSql;
+use tokio_postgres::types::{FromSql, Type};
 
+use crate::row::{self, Columns};
 pub(super) use crate::row::{TASK_COLUMNS, TASK_FROM, identifier_of, lease_of, type_name};
-use crate::row::{TaskRow, TypeRow};
 
 /// Column `idx` of `row`; a value the column type cannot give is corrupt data.
 pub(super) fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
@@ -14,23 +15,32 @@ pub(super) fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
         .map_err(|e| Error::Corrupt(format!("column {idx} cannot be read: {e}")))
 }
 
-/// A task from a row selected with [`TASK_COLUMNS`].
-pub(super) fn task(row: &Row) -> Result<Task> {
-    TaskRow {
-        id: get(row, 0)?,
-        type_name: get(row, 1)?,
-        identifier: get(row, 2)?,
-        status: i64::from(get::<i16>(row, 3)?),
-        inserted_at: get(row, 4)?,
-        updated_at: get(row, 5)?,
-        enqueued_at: get(row, 6)?,
-        starts: i64::from(get::<i32>(row, 7)?),
-        lease: get(row, 8)?,
-        holder: get(row, 9)?,
-        progress_percent: get(row, 10)?,
-        progress_message: get(row, 11)?,
+impl Columns for Row {
+    fn int(&self, idx: usize) -> Result<Option<i64>> {
+        let ty = self.columns().get(idx).map(|c| c.type_().clone());
+        Ok(match ty {
+            Some(Type::INT2) => get::<Option<i16>>(self, idx)?.map(i64::from),
+            Some(Type::INT4) => get::<Option<i32>>(self, idx)?.map(i64::from),
+            _ => get::<Option<i64>>(self, idx)?,
+        })
     }
-    .into_task()
+
+    fn real(&self, idx: usize) -> Result<Option<f64>> {
+        get(self, idx)
+    }
+
+    fn text(&self, idx: usize) -> Result<Option<String>> {
+        get(self, idx)
+    }
+
+    fn time(&self, idx: usize) -> Result<Option<OffsetDateTime>> {
+        get(self, idx)
+    }
+}
+
+/// A task from a row selected with [`TASK_COLUMNS`].
+pub(super) fn task(r: &Row) -> Result<Task> {
+    row::task(r)
 }
 
 /// The columns [`task_type`] reads from `atp_task_type` (aliased `y`).
@@ -38,15 +48,8 @@ pub(super) const TYPE_COLUMNS: &str =
     "y.name, y.handler, y.timeout_secs, y.retention_secs, y.max_starts";
 
 /// A task type from a row selected with [`TYPE_COLUMNS`] (at `offset`).
-pub(super) fn task_type(row: &Row, offset: usize) -> Result<TaskType> {
-    TypeRow {
-        name: get(row, offset)?,
-        handler: get(row, offset + 1)?,
-        timeout_secs: get(row, offset + 2)?,
-        retention_secs: get(row, offset + 3)?,
-        max_starts: i64::from(get::<i32>(row, offset + 4)?),
-    }
-    .into_type()
+pub(super) fn task_type(r: &Row, offset: usize) -> Result<TaskType> {
+    row::task_type(r, offset)
 }
 
 /// The stored code of a status (a `SMALLINT` parameter).

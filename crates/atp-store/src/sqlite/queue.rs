@@ -16,6 +16,10 @@ use super::task::{count_queue_exits, write_log, write_move};
 use super::{db, row};
 use crate::shared::keep_item;
 
+// The claim and start statements below write these codes as literals.
+const _: () = assert!(decide::CLAIM.0 == 1 && decide::CLAIM.1 == 2);
+const _: () = assert!(decide::START.0 == 2 && decide::START.1 == 3);
+
 pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<Vec<ClaimedTask>> {
     let types_json = p.types.as_ref().map(|names| {
         serde_json::Value::from(names.iter().map(|n| n.as_str()).collect::<Vec<_>>()).to_string()
