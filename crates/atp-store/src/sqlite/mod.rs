@@ -620,18 +620,21 @@ mod tests {
             .unwrap();
         store.task_type_upsert(&sample_type()).await.unwrap();
 
-        // Another connection (as another process would) holds the write lock.
+        // Another connection (as another process would) holds the write
+        // lock for 300 ms; it says when it has it.
+        let (locked, has_lock) = std::sync::mpsc::channel();
         let holder = std::thread::spawn({
             let path = path.clone();
             move || {
                 let conn = Connection::open(&path).unwrap();
                 conn.execute_batch("BEGIN IMMEDIATE; UPDATE atp_queue_counter SET value = value WHERE name = 'in';")
                     .unwrap();
+                locked.send(()).unwrap();
                 std::thread::sleep(Duration::from_millis(300));
                 conn.execute_batch("COMMIT").unwrap();
             }
         });
-        std::thread::sleep(Duration::from_millis(50));
+        has_lock.recv().unwrap();
         let started = Instant::now();
         let task = store
             .task_enqueue(NewTask::new(
