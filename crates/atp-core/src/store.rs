@@ -250,6 +250,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Task>> + Send;
 
     // --- clean-ups --------------------------------------------------------
+    //
+    // "Now" is the handle's clock ([`StoreOptions::clock`]), which also
+    // stamps every time the store writes.
 
     /// Re-enqueues tasks SCHEDULED, RUNNING or PAUSED and not updated within
     /// their type's timeout, or FAILs them when their starts are used up.

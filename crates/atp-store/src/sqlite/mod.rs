@@ -7,7 +7,8 @@
 //! processes wait on `busy_timeout`, and a transaction that still meets
 //! `SQLITE_BUSY` is retried from the start, so "database is locked" never
 //! reaches a caller. Reads use a small pool of their own connections, which
-//! WAL lets run beside the writer. [`Store::wait_for_tasks`] is woken by
+//! WAL lets run beside the writer: at most `StoreOptions::pool_size` open at
+//! once (reads beyond wait for one), up to 8 of them kept while idle. [`Store::wait_for_tasks`] is woken by
 //! writes of this process only (`wake.rs`): other processes' producers are
 //! seen when the wait times out.
 //!
