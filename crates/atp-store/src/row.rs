@@ -4,11 +4,14 @@
 //! implements for its rows with its own column types. A new column is read
 //! in one place.
 
+use atp_core::decide::TaskState;
 use atp_core::{
     DaemonId, Error, Handler, Progress, Result, Status, Task, TaskId, TaskIdentifier, TaskType,
     TypeName,
 };
 use time::OffsetDateTime;
+
+use crate::shared::Candidate;
 
 /// The columns a task is read from, for `FROM` [`TASK_FROM`], in the order
 /// [`task`] reads them.
@@ -72,6 +75,45 @@ pub(crate) fn task_type(r: &impl Columns, offset: usize) -> Result<TaskType> {
         timeout_secs: required(r.real(at(2))?, at(2))?,
         retention_secs: required(r.real(at(3))?, at(3))?,
         max_starts: count(required(r.int(at(4))?, at(4))?)?,
+    })
+}
+
+/// The columns a task's state is read from ([`state`]), for `FROM`
+/// [`TASK_FROM`]: the id, then what the decisions look at.
+pub(crate) const STATE_COLUMNS: &str = "t.id, t.status, t.holder, t.lease, t.starts, y.max_starts";
+
+/// How many columns [`STATE_COLUMNS`] has (extra columns follow them).
+pub(crate) const STATE_COLUMNS_LEN: usize = 6;
+
+/// A task's id and state, from a row selected with [`STATE_COLUMNS`].
+pub(crate) fn state(r: &impl Columns) -> Result<(i64, TaskState)> {
+    Ok((
+        required(r.int(0)?, 0)?,
+        TaskState {
+            status: status_of(required(r.int(1)?, 1)?)?,
+            holder: r.int(2)?.map(DaemonId::from_db),
+            lease: lease_of(required(r.int(3)?, 3)?)?,
+            starts: count(required(r.int(4)?, 4)?)?,
+            max_starts: count(required(r.int(5)?, 5)?)?,
+        },
+    ))
+}
+
+/// The columns a rescue candidate is read from ([`candidate`]):
+/// [`STATE_COLUMNS`], then the type's timeout and name and the identifier.
+pub(crate) const CANDIDATE_COLUMNS: &str = "t.id, t.status, t.holder, t.lease, t.starts, \
+     y.max_starts, y.timeout_secs, y.name, t.identifier";
+
+/// A rescue candidate from a row selected with [`CANDIDATE_COLUMNS`].
+pub(crate) fn candidate(r: &impl Columns) -> Result<Candidate> {
+    let (id, state) = state(r)?;
+    let at = STATE_COLUMNS_LEN;
+    Ok(Candidate {
+        id,
+        state,
+        timeout_secs: required(r.real(at)?, at)?,
+        type_name: required(r.text(at + 1)?, at + 1)?,
+        identifier: required(r.text(at + 2)?, at + 2)?,
     })
 }
 

@@ -380,3 +380,11 @@ fn entry_checks_refuse_empty_claims_and_bad_silences() {
         );
     }
 }
+
+#[test]
+fn claims_and_starts_are_the_table_s_moves() {
+    assert_eq!(CLAIM, (Status::Accepted.code(), Status::Scheduled.code()));
+    assert_eq!(START, (Status::Scheduled.code(), Status::Running.code()));
+    assert_eq!(Transition::Claim.sources(), [Status::Accepted]);
+    assert_eq!(Transition::Start.sources(), [Status::Scheduled]);
+}

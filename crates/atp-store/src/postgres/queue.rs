@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use atp_core::decide::{self, TaskState};
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, Error, Progress, Response, Result, StartedTask, StatusChange,
-    TaskId, payload,
+    Attempt, ClaimedTask, Error, Progress, Response, Result, StartedTask, StatusChange, TaskId,
+    payload,
 };
 use tokio_postgres::Row;
 
@@ -215,26 +215,8 @@ pub(super) async fn claim_start(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<Star
         .collect()
 }
 
-/// The columns [`held_of`] reads, first in every state query.
-const STATE_COLUMNS: &str = "t.id, t.status, t.holder, t.lease, t.starts, y.max_starts";
-
-/// The state of a task as the decisions read it (as the batch has left it
-/// so far, once decisions are applied to it).
-fn held_of(r: &Row) -> Result<(i64, TaskState)> {
-    Ok((
-        get(r, 0)?,
-        TaskState {
-            status: row::status_of(get(r, 1)?)?,
-            holder: get::<Option<i64>>(r, 2)?.map(DaemonId::from_db),
-            lease: row::lease_of(get(r, 3)?)?,
-            starts: row::count(get(r, 4)?)?,
-            max_starts: row::count(get(r, 5)?)?,
-        },
-    ))
-}
-
 /// The state of the tasks `ids` (with `extra` columns after
-/// [`STATE_COLUMNS`]); with `lock`, locked for this transaction in id order,
+/// [`crate::row::STATE_COLUMNS`]); with `lock`, locked for this transaction in id order,
 /// so that two batches over the same tasks cannot deadlock.
 async fn states(c: Conn<'_>, ids: &[i64], extra: &str, lock: bool) -> Result<Vec<Row>> {
     let lock = if lock {
@@ -243,8 +225,9 @@ async fn states(c: Conn<'_>, ids: &[i64], extra: &str, lock: bool) -> Result<Vec
         ""
     };
     let sql = format!(
-        "SELECT {STATE_COLUMNS}{extra} FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
-         WHERE t.id = ANY($1) {lock}"
+        "SELECT {}{extra} FROM {} WHERE t.id = ANY($1) {lock}",
+        crate::row::STATE_COLUMNS,
+        row::TASK_FROM
     );
     c.query("checking a task's holder", &sql, &[&ids]).await
 }
@@ -295,7 +278,7 @@ pub(super) async fn start_many(
     .await?;
     let mut locked: HashMap<i64, (TaskState, &Row)> = HashMap::with_capacity(rows.len());
     for r in &rows {
-        let (id, held) = held_of(r)?;
+        let (id, held) = crate::row::state(r)?;
         locked.insert(id, (held, r));
     }
     let mut started_ids = Vec::new();
@@ -337,8 +320,8 @@ fn start_one(
     let decided = decide::start(found.as_ref().map(|(state, _)| state), a)?;
     let (state, r) = found.ok_or_else(|| Error::Corrupt("a locked row went missing".into()))?;
     state.apply(&decided);
-    let task_type = row::task_type(r, STATE_COLUMNS_LEN + 3)?;
-    let input: String = get(r, STATE_COLUMNS_LEN + 1)?;
+    let task_type = row::task_type(r, crate::row::STATE_COLUMNS_LEN + 3)?;
+    let input: String = get(r, crate::row::STATE_COLUMNS_LEN + 1)?;
     let input = serde_json::from_str(&input)
         .map_err(|e| Error::Corrupt(format!("stored input of task {} is not JSON: {e}", a.task)))?;
     Ok((
@@ -346,16 +329,13 @@ fn start_one(
             attempt: *a,
             start: state.starts,
             task_type,
-            identifier: row::identifier_of(get(r, STATE_COLUMNS_LEN)?)?,
+            identifier: row::identifier_of(get(r, crate::row::STATE_COLUMNS_LEN)?)?,
             input,
-            enqueued_at: get(r, STATE_COLUMNS_LEN + 2)?,
+            enqueued_at: get(r, crate::row::STATE_COLUMNS_LEN + 2)?,
         },
         decided.message,
     ))
 }
-
-/// How many columns [`STATE_COLUMNS`] has.
-const STATE_COLUMNS_LEN: usize = 6;
 
 pub(super) async fn set_status_many(
     c: Conn<'_>,
@@ -363,7 +343,8 @@ pub(super) async fn set_status_many(
 ) -> Result<Vec<Result<()>>> {
     let ids = task_ids(changes.iter().map(|ch| ch.attempt()));
     let rows = states(c, &ids, "", true).await?;
-    let mut locked: HashMap<i64, TaskState> = rows.iter().map(held_of).collect::<Result<_>>()?;
+    let mut locked: HashMap<i64, TaskState> =
+        rows.iter().map(crate::row::state).collect::<Result<_>>()?;
     let mut writes = Changes::default();
     let mut responses: Vec<(i64, &Response)> = Vec::new();
     let mut results = Vec::with_capacity(changes.len());
@@ -473,7 +454,7 @@ async fn diagnose<'a>(
     states(c, &ids, "", false)
         .await?
         .iter()
-        .map(held_of)
+        .map(crate::row::state)
         .collect()
 }
 
@@ -540,7 +521,7 @@ pub(super) async fn response_put(c: Conn<'_>, a: Attempt, response: &Response) -
 
 #[cfg(test)]
 mod tests {
-    use atp_core::{Handler, NewTask, Store, TaskIdentifier, TaskType, TypeName};
+    use atp_core::{DaemonId, Handler, NewTask, Store, TaskIdentifier, TaskType, TypeName};
 
     use super::*;
     use crate::testing::{PgDb, TestDb};

@@ -5,7 +5,7 @@
 //! longer matches once locked (READ COMMITTED re-checks the condition on the
 //! newest row), so every task is rescued or deleted once, and counted once.
 
-use atp_core::decide::{self, Release, TaskState};
+use atp_core::decide::{self, Release};
 use atp_core::{
     DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
 };
@@ -15,36 +15,21 @@ use super::task::{Changes, write_changes};
 use super::{Conn, Params};
 use crate::shared::{Candidate, ReapReport};
 
-/// Locks (for this transaction) the held tasks that match `condition` (over `t` the task and `y`
-/// its type), skipping any another transaction holds: that one is changing
-/// it, so it is not abandoned.
+/// Locks (for this transaction) the held tasks that match `condition` (over
+/// `t` the task and `y` its type), skipping any another transaction holds:
+/// that one is changing it, so it is not abandoned.
 async fn candidates(c: Conn<'_>, condition: &str, params: &Params<'_>) -> Result<Vec<Candidate>> {
     let sql = format!(
-        "SELECT t.id, t.status, t.holder, t.lease, t.starts, y.max_starts, y.timeout_secs,
-             y.name, t.identifier
-         FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
-         WHERE t.status IN (2, 3, 4) AND {condition}
+        "SELECT {} FROM {} WHERE t.status IN (2, 3, 4) AND {condition}
          ORDER BY t.id
-         FOR NO KEY UPDATE OF t SKIP LOCKED"
+         FOR NO KEY UPDATE OF t SKIP LOCKED",
+        crate::row::CANDIDATE_COLUMNS,
+        row::TASK_FROM
     );
     c.query("finding tasks to rescue", &sql, params)
         .await?
         .iter()
-        .map(|r| {
-            Ok(Candidate {
-                id: get(r, 0)?,
-                state: TaskState {
-                    status: row::status_of(get(r, 1)?)?,
-                    holder: get::<Option<i64>>(r, 2)?.map(DaemonId::from_db),
-                    lease: row::lease_of(get(r, 3)?)?,
-                    starts: row::count(get(r, 4)?)?,
-                    max_starts: row::count(get(r, 5)?)?,
-                },
-                timeout_secs: get(r, 6)?,
-                type_name: get(r, 7)?,
-                identifier: get(r, 8)?,
-            })
-        })
+        .map(crate::row::candidate)
         .collect()
 }
 

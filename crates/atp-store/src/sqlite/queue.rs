@@ -7,8 +7,8 @@ use atp_core::decide::{self, TaskState};
 use atp_core::store::ClaimParams;
 use atp_core::time::from_micros;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, Error, Progress, Response, Result, StartedTask, Status,
-    StatusChange, TaskId, TaskType, messages, payload,
+    Attempt, ClaimedTask, Error, Progress, Response, Result, StartedTask, Status, StatusChange,
+    TaskId, TaskType, messages, payload,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -195,29 +195,19 @@ fn start_one(
 
 /// The task's state as the decisions read it; `None` when it is gone.
 fn state(tx: &Transaction<'_>, task: TaskId) -> Result<Option<TaskState>> {
-    let found: Option<(i64, Option<i64>, i64, i64, i64)> = tx
-        .prepare_cached(
-            "SELECT t.status, t.holder, t.lease, t.starts, y.max_starts
-             FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id WHERE t.id = ?1",
-        )
+    let sql = format!(
+        "SELECT {} FROM {} WHERE t.id = ?1",
+        crate::row::STATE_COLUMNS,
+        row::TASK_FROM
+    );
+    let found = tx
+        .prepare_cached(&sql)
         .and_then(|mut s| {
-            s.query_row([task.0], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .optional()
+            s.query_row([task.0], |r| Ok(crate::row::state(r)))
+                .optional()
         })
         .map_err(db("checking a task's holder"))?;
-    found
-        .map(|(status, holder, lease, starts, max_starts)| {
-            Ok(TaskState {
-                status: row::status_of(status)?,
-                holder: holder.map(DaemonId::from_db),
-                lease: lease as u64,
-                starts: starts as u32,
-                max_starts: max_starts as u32,
-            })
-        })
-        .transpose()
+    found.transpose().map(|state| state.map(|(_, state)| state))
 }
 
 /// Confirms that `a` is the task's current attempt (see [`decide::check_held`]).

@@ -3,7 +3,7 @@
 //! Each runs in one write transaction, so several daemons running the same
 //! clean-up at once simply take turns; the second finds nothing left to do.
 
-use atp_core::decide::{self, Release, TaskState};
+use atp_core::decide::{self, Release};
 use atp_core::time::{from_micros, secs_to_micros};
 use atp_core::{
     DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
@@ -14,52 +14,26 @@ use super::task::write_move;
 use super::{db, row};
 use crate::shared::{Candidate, ReapReport};
 
+/// The held tasks that match `condition` (over `t` the task and `y` its
+/// type), in id order.
 fn candidates(
     tx: &Transaction<'_>,
     condition: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<Candidate>> {
     let sql = format!(
-        "SELECT t.id, t.status, t.lease, t.starts, y.max_starts, y.timeout_secs, y.name, t.identifier, t.holder
-         FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
-         WHERE t.status IN (2, 3, 4) AND {condition} ORDER BY t.id"
+        "SELECT {} FROM {} WHERE t.status IN (2, 3, 4) AND {condition} ORDER BY t.id",
+        crate::row::CANDIDATE_COLUMNS,
+        row::TASK_FROM
     );
     let mut stmt = tx
         .prepare_cached(&sql)
         .map_err(db("finding tasks to rescue"))?;
     let rows = stmt
-        .query_map(args, |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, f64>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, Option<i64>>(8)?,
-            ))
-        })
+        .query_map(args, |r| Ok(crate::row::candidate(r)))
         .map_err(db("finding tasks to rescue"))?;
-    rows.map(|r| {
-        let (id, status, lease, starts, max_starts, timeout_secs, type_name, identifier, holder) =
-            r.map_err(db("finding tasks to rescue"))?;
-        Ok(Candidate {
-            id,
-            state: TaskState {
-                status: row::status_of(status)?,
-                holder: holder.map(DaemonId::from_db),
-                lease: lease as u64,
-                starts: starts as u32,
-                max_starts: max_starts as u32,
-            },
-            timeout_secs,
-            type_name,
-            identifier,
-        })
-    })
-    .collect()
+    rows.map(|r| r.map_err(db("finding tasks to rescue"))?)
+        .collect()
 }
 
 /// Moves one held task where [`decide::release`] says (back to the queue,
