@@ -2,6 +2,7 @@
 //! fenced by the holder's [`Attempt`].
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use atp_core::decide::{self, TaskState};
 use atp_core::store::ClaimParams;
@@ -195,13 +196,16 @@ fn start_one(
 
 /// The task's state as the decisions read it; `None` when it is gone.
 fn state(tx: &Transaction<'_>, task: TaskId) -> Result<Option<TaskState>> {
-    let sql = format!(
-        "SELECT {} FROM {} WHERE t.id = ?1",
-        crate::row::STATE_COLUMNS,
-        row::TASK_FROM
-    );
+    /// Built once: every status change of a holder runs it.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM {} WHERE t.id = ?1",
+            crate::row::STATE_COLUMNS,
+            row::TASK_FROM
+        )
+    });
     let found = tx
-        .prepare_cached(&sql)
+        .prepare_cached(&SQL)
         .and_then(|mut s| {
             s.query_row([task.0], |r| Ok(crate::row::state(r)))
                 .optional()
