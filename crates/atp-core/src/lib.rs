@@ -7,12 +7,15 @@
 //!
 //! # Layout
 //! - [`status`]: `Status` and the table of legal transitions.
+//! - [`decide`]: the store's decisions (what a change, a release, a rescue
+//!   or an enqueue makes of a task), pure, shared by every engine.
 //! - [`id`]: validated names (`TypeName`, `TaskIdentifier`, `Handler`) and ids.
 //! - [`task_type`]: `TaskType` and its limits.
 //! - [`task`]: `Task`, its log, attempts (fencing tokens) and list filters.
 //! - [`payload`]: responses and the "compress unless text" rule.
 //! - [`store`]: the `Store` trait and its parameters.
 //! - [`daemon`]: daemon records (liveness).
+//! - [`clock`]: where a store takes "now" from, and a clock tests move.
 //! - [`messages`]: log lines the stores write themselves.
 //! - [`limits`]: the size and range limits every layer agrees on.
 //! - [`observer`]: the `Observer` a daemon tells about its attempts.
@@ -27,7 +30,9 @@
 //! assert_eq!("running".parse::<Status>(), Ok(Status::Running));
 //! ```
 
+pub mod clock;
 pub mod daemon;
+pub mod decide;
 pub mod error;
 pub mod id;
 pub mod limits;
@@ -40,6 +45,7 @@ pub mod task;
 pub mod task_type;
 pub mod time;
 
+pub use clock::{Clock, TestClock};
 pub use daemon::{DaemonInfo, ReapedDaemon};
 pub use error::{Error, Result};
 pub use id::{DaemonId, Handler, TaskId, TaskIdentifier, TypeName};
@@ -48,7 +54,7 @@ pub use payload::Response;
 pub use status::{Status, Transition};
 pub use store::{ClaimParams, Store, StoreExt, StoreOptions};
 pub use task::{
-    Attempt, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired, StartedTask,
+    Attempt, ChangeKind, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired, StartedTask,
     StatusChange, Task, TaskCounts, TaskCursor, TaskFilter, TaskPage, TaskRef,
 };
 pub use task_type::TaskType;

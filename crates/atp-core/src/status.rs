@@ -1,8 +1,9 @@
 //! The task status and the one table of legal transitions.
 //!
-//! Every store applies [`Transition::check`] before it writes, and writes with
-//! a compare-and-set on the status it checked, so a transition that is not in
-//! this table can never reach the database.
+//! Every store decides a move through [`crate::decide`], which checks it
+//! with [`Transition::check`], and writes it with a compare-and-set on the
+//! status it checked, so a transition that is not in this table can never
+//! reach the database.
 
 use std::fmt;
 use std::str::FromStr;

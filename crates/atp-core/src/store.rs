@@ -9,6 +9,7 @@
 
 use std::future::Future;
 
+use crate::clock::Clock;
 use crate::daemon::{DaemonInfo, ReapedDaemon};
 use crate::error::Result;
 use crate::id::{DaemonId, TaskId, TypeName};
@@ -19,8 +20,9 @@ use crate::task::{
 };
 use crate::task_type::TaskType;
 
-/// Limits a store handle enforces on producers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Limits a store handle enforces on producers, and how it reaches its
+/// database. Build it with `..Default::default()` for the fields you leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Enqueue fails with `QueueFull` once this many tasks are ACCEPTED;
     /// 0 means no limit. Re-enqueues by operators and the clean-up are
@@ -28,6 +30,12 @@ pub struct StoreOptions {
     pub max_queue_size: u64,
     /// Largest serialized JSON input accepted, in bytes.
     pub max_input_bytes: usize,
+    /// Most connections the handle opens at once: the PostgreSQL pool's
+    /// size; on SQLite, the read connections beside the one writer. At
+    /// least 1.
+    pub pool_size: usize,
+    /// Where "now" comes from (the engine's clock unless a test moves it).
+    pub clock: Clock,
 }
 
 impl StoreOptions {
@@ -36,6 +44,20 @@ impl StoreOptions {
     pub const DEFAULT_MAX_QUEUE_SIZE: u64 = 100_000;
     /// Default input limit: 1 MiB.
     pub const DEFAULT_MAX_INPUT_BYTES: usize = 1024 * 1024;
+    /// Default pool size. A daemon uses a few connections at a time
+    /// (claims, status batches, heartbeats, clean-ups); more would only
+    /// queue inside the server.
+    pub const DEFAULT_POOL_SIZE: usize = 16;
+
+    /// Refuses options no store can work with (a pool of no connections).
+    pub fn validate(&self) -> Result<()> {
+        if self.pool_size == 0 {
+            return Err(crate::error::Error::InvalidArgument(
+                "the connection pool size must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for StoreOptions {
@@ -43,6 +65,8 @@ impl Default for StoreOptions {
         StoreOptions {
             max_queue_size: Self::DEFAULT_MAX_QUEUE_SIZE,
             max_input_bytes: Self::DEFAULT_MAX_INPUT_BYTES,
+            pool_size: Self::DEFAULT_POOL_SIZE,
+            clock: Clock::engine(),
         }
     }
 }
@@ -226,6 +250,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Task>> + Send;
 
     // --- clean-ups --------------------------------------------------------
+    //
+    // "Now" is the handle's clock ([`StoreOptions::clock`]), which also
+    // stamps every time the store writes.
 
     /// Re-enqueues tasks SCHEDULED, RUNNING or PAUSED and not updated within
     /// their type's timeout, or FAILs them when their starts are used up.

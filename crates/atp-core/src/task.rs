@@ -45,6 +45,30 @@ pub struct Task {
 }
 
 impl Task {
+    /// The task an enqueue creates, as the store returns it: ACCEPTED,
+    /// never started or claimed, enqueued `at`. Every column a new task
+    /// starts with is set here, for every engine.
+    pub fn enqueued(
+        id: TaskId,
+        task_type: TypeName,
+        identifier: TaskIdentifier,
+        at: OffsetDateTime,
+    ) -> Task {
+        Task {
+            id,
+            task_type,
+            identifier,
+            status: crate::status::Transition::Enqueue.target(),
+            inserted_at: at,
+            updated_at: at,
+            enqueued_at: at,
+            starts: 0,
+            holder: None,
+            lease: 0,
+            progress: None,
+        }
+    }
+
     /// The (type, identifier) reference of this task.
     pub fn key(&self) -> TaskRef {
         TaskRef::Key(self.task_type.clone(), self.identifier.clone())
@@ -184,46 +208,192 @@ pub struct StartedTask {
     pub enqueued_at: OffsetDateTime,
 }
 
-/// A change a holding daemon asks for: a new status, its log message, and
-/// optionally the response to store in the same transaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusChange {
-    /// The hold.
-    pub attempt: Attempt,
-    /// RUNNING (resume), PAUSED, FINISHED, FAILED, or ACCEPTED (hand the task
-    /// back to the queue; FAILED instead when its starts are used up).
-    pub status: Status,
-    /// The log message.
-    pub message: String,
-    /// Stored with the change when given.
-    pub response: Option<Response>,
-    /// When set, a task already FINISHED or FAILED by this attempt is left as
-    /// it is instead of refused ("success if not finished").
-    pub unless_terminal: bool,
+/// What a holding daemon asks a held task to do. Each kind names one row of
+/// [`Transition`](crate::status::Transition)'s table, so a holder cannot ask
+/// for a move it may not make (claim, start, undefined).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// PAUSED → RUNNING.
+    Resume,
+    /// RUNNING → PAUSED.
+    Pause,
+    /// Held → FINISHED.
+    Finish,
+    /// Held → FAILED.
+    Fail,
+    /// Held → ACCEPTED: the holder gives the task back to the queue (FAILED
+    /// instead when its starts are used up).
+    HandBack,
+    /// Only the transitional [`StatusChange::new`] builds this, from a status
+    /// no holder may set (UNDEFINED, SCHEDULED); the store refuses it with
+    /// `InvalidArgument`. Goes with that shim.
+    #[doc(hidden)]
+    Unsupported(Status),
 }
 
-impl StatusChange {
-    /// A plain status change.
-    pub fn new(attempt: Attempt, status: Status, message: impl Into<String>) -> Self {
-        StatusChange {
-            attempt,
-            status,
-            message: message.into(),
-            response: None,
-            unless_terminal: false,
+impl ChangeKind {
+    /// The status the holder asks for (ACCEPTED for a hand-back, even when
+    /// the store fails the task instead).
+    pub const fn status(self) -> Status {
+        match self {
+            ChangeKind::Resume => Status::Running,
+            ChangeKind::Pause => Status::Paused,
+            ChangeKind::Finish => Status::Finished,
+            ChangeKind::Fail => Status::Failed,
+            ChangeKind::HandBack => Status::Accepted,
+            ChangeKind::Unsupported(status) => status,
         }
     }
 
-    /// Stores `response` with the change.
+    /// The kind that asks for `status`, as the daemon's `set_status` names it.
+    fn of_status(status: Status) -> ChangeKind {
+        match status {
+            Status::Running => ChangeKind::Resume,
+            Status::Paused => ChangeKind::Pause,
+            Status::Finished => ChangeKind::Finish,
+            Status::Failed => ChangeKind::Fail,
+            Status::Accepted => ChangeKind::HandBack,
+            other => ChangeKind::Unsupported(other),
+        }
+    }
+}
+
+/// A change a holding daemon asks for: what to do (a [`ChangeKind`]), its log
+/// message, and optionally the response to store in the same transaction.
+///
+/// Built only through the named constructors ([`StatusChange::finish`],
+/// [`StatusChange::fail`], [`StatusChange::pause`], [`StatusChange::resume`],
+/// [`StatusChange::hand_back`] and the "unless terminal" forms of finish and
+/// fail), in the way River's `JobSetStateCompleted` and
+/// `JobSetStateErrorRetryable` work: "leave a terminal task alone" exists
+/// only for the two final moves, where it means "success if not finished".
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    attempt: Attempt,
+    kind: ChangeKind,
+    message: String,
+    unless_terminal: bool,
+    /// Transitional mirror of `kind().status()`, read by the daemon crate
+    /// until it uses [`StatusChange::status`]. Writing it changes nothing:
+    /// the store reads the kind. Goes with [`StatusChange::new`].
+    #[doc(hidden)]
+    pub status: Status,
+    /// Stored with the change when given. Public only while the daemon
+    /// crate assigns it directly; use [`StatusChange::with_response`].
+    #[doc(hidden)]
+    pub response: Option<Response>,
+}
+
+impl StatusChange {
+    fn of(attempt: Attempt, kind: ChangeKind, message: impl Into<String>) -> Self {
+        StatusChange {
+            attempt,
+            kind,
+            message: message.into(),
+            unless_terminal: false,
+            status: kind.status(),
+            response: None,
+        }
+    }
+
+    /// The task ends well (held → FINISHED).
+    pub fn finish(attempt: Attempt, message: impl Into<String>) -> Self {
+        Self::of(attempt, ChangeKind::Finish, message)
+    }
+
+    /// The task ends badly (held → FAILED).
+    pub fn fail(attempt: Attempt, message: impl Into<String>) -> Self {
+        Self::of(attempt, ChangeKind::Fail, message)
+    }
+
+    /// Finishes the task unless this attempt already gave it a final status,
+    /// which is then kept ("success if not finished": a handler that failed
+    /// its task itself and then returned normally).
+    pub fn finish_unless_terminal(attempt: Attempt, message: impl Into<String>) -> Self {
+        Self::finish(attempt, message).leaving_terminal()
+    }
+
+    /// Fails the task unless this attempt already gave it a final status.
+    pub fn fail_unless_terminal(attempt: Attempt, message: impl Into<String>) -> Self {
+        Self::fail(attempt, message).leaving_terminal()
+    }
+
+    /// The handler pauses (RUNNING → PAUSED).
+    pub fn pause(attempt: Attempt, message: impl Into<String>) -> Self {
+        Self::of(attempt, ChangeKind::Pause, message)
+    }
+
+    /// The handler resumes (PAUSED → RUNNING).
+    pub fn resume(attempt: Attempt, message: impl Into<String>) -> Self {
+        Self::of(attempt, ChangeKind::Resume, message)
+    }
+
+    /// The holder gives the task back to the queue (held → ACCEPTED, or
+    /// FAILED once its starts are used up), logged with `reason`.
+    pub fn hand_back(attempt: Attempt, reason: impl Into<String>) -> Self {
+        Self::of(attempt, ChangeKind::HandBack, reason)
+    }
+
+    /// Transitional: the change that asks for `status`. A status no holder
+    /// may set (UNDEFINED, SCHEDULED) is refused by the store with
+    /// `InvalidArgument`. For the daemon crate and atp-server's tests until
+    /// they use the named constructors; then it goes.
+    #[doc(hidden)]
+    pub fn new(attempt: Attempt, status: Status, message: impl Into<String>) -> Self {
+        Self::of(attempt, ChangeKind::of_status(status), message)
+    }
+
+    /// Transitional: leaves an already terminal task as it is, whatever the
+    /// kind. Use [`StatusChange::finish_unless_terminal`] or
+    /// [`StatusChange::fail_unless_terminal`]; this goes with
+    /// [`StatusChange::new`].
+    #[doc(hidden)]
+    pub fn unless_terminal(self) -> Self {
+        self.leaving_terminal()
+    }
+
+    fn leaving_terminal(mut self) -> Self {
+        self.unless_terminal = true;
+        self
+    }
+
+    /// Stores `response` with the change, in the same transaction (the
+    /// result of a finish or a failure, or what a paused handler has so far).
     pub fn with_response(mut self, response: Response) -> Self {
         self.response = Some(response);
         self
     }
 
-    /// Leaves an already terminal task as it is.
-    pub fn unless_terminal(mut self) -> Self {
-        self.unless_terminal = true;
-        self
+    /// The hold the change is made under.
+    pub fn attempt(&self) -> Attempt {
+        self.attempt
+    }
+
+    /// What is asked.
+    pub fn kind(&self) -> ChangeKind {
+        self.kind
+    }
+
+    /// The status asked for (see [`ChangeKind::status`]).
+    pub fn status(&self) -> Status {
+        self.kind.status()
+    }
+
+    /// The log message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The response stored with the change, if any.
+    pub fn response(&self) -> Option<&Response> {
+        self.response.as_ref()
+    }
+
+    /// Whether a task this attempt already ended is left as it is instead
+    /// of refused.
+    pub fn leaves_terminal(&self) -> bool {
+        self.unless_terminal
     }
 }
 

@@ -244,6 +244,7 @@ where
     let options = StoreOptions {
         max_queue_size: 2,
         max_input_bytes: 100,
+        ..StoreOptions::default()
     };
     let config = ServerConfig {
         max_body_bytes: 1000,

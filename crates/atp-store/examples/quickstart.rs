@@ -9,7 +9,7 @@
 //! (The real daemon is `atp worker`; this consumer only shows the calls.)
 
 use atp_core::{
-    ClaimParams, DaemonId, Handler, NewTask, Response, Status, StatusChange, Store, TaskIdentifier,
+    ClaimParams, DaemonId, Handler, NewTask, Response, StatusChange, Store, TaskIdentifier,
     TaskType, TypeName,
 };
 use serde_json::{Value, json};
@@ -81,9 +81,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for started in store.task_start_many(&attempts).await? {
             let started = started?;
             changes.push(match sequence_sum(&started.input) {
-                Ok(total) => StatusChange::new(started.attempt, Status::Finished, "Sum computed")
+                Ok(total) => StatusChange::finish(started.attempt, "Sum computed")
                     .with_response(Response::new("text/plain", total)),
-                Err(message) => StatusChange::new(started.attempt, Status::Failed, message),
+                Err(message) => StatusChange::fail(started.attempt, message),
             });
         }
         for result in store.task_set_status_many(&changes).await? {

@@ -1,9 +1,13 @@
 //! Engine-independent checks and shaping, so both engines validate and
 //! word things the same way.
 
-use atp_core::store::StoreOptions;
+use std::borrow::Cow;
+
+use atp_core::decide::{self, safe_text};
+use atp_core::store::{ClaimParams, StoreOptions};
 use atp_core::{
-    Error, Progress, Result, Status, StatusChange, TaskIdentifier, TypeName, messages, payload,
+    DaemonId, Error, Progress, ReapedDaemon, Rescued, Result, Status, StatusChange, Task,
+    TaskCursor, TaskId, TaskIdentifier, TaskPage, TypeName, messages, payload,
 };
 
 /// A task validated and serialized for insertion.
@@ -34,7 +38,7 @@ pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Resu
             let message = match t.message {
                 Some(m) if !m.is_empty() => {
                     check_message(&m)?;
-                    m
+                    safe_text(&m).into_owned()
                 }
                 _ => messages::ENQUEUED.to_owned(),
             };
@@ -66,17 +70,9 @@ pub(crate) fn check_message(message: &str) -> Result<()> {
 
 /// Checks what a holder may ask for before touching the database.
 pub(crate) fn validate_change(change: &StatusChange) -> Result<()> {
-    match change.status {
-        Status::Running | Status::Paused | Status::Finished | Status::Failed | Status::Accepted => {
-        }
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "a holder cannot set a task {other}; use claim or start"
-            )));
-        }
-    }
-    check_message(&change.message)?;
-    if let Some(r) = &change.response {
+    atp_core::decide::check_change(change)?;
+    check_message(change.message())?;
+    if let Some(r) = change.response() {
         payload::validate_mime(&r.mime_type)?;
     }
     Ok(())
@@ -85,8 +81,25 @@ pub(crate) fn validate_change(change: &StatusChange) -> Result<()> {
 /// Longest progress message accepted, in characters.
 pub(crate) const MAX_PROGRESS_CHARS: usize = 1024;
 
-/// Percent in 0–100, message of bounded length.
-pub(crate) fn validate_progress(progress: &Progress) -> Result<()> {
+/// A claim's parameters as the engines write them (the SCHEDULED message
+/// made safe, see [`safe_text`]), or `None` when the claim can take nothing
+/// (a zero limit, an empty type list) and no engine need be asked.
+pub(crate) fn claim_params(params: &ClaimParams) -> Option<Cow<'_, ClaimParams>> {
+    if decide::claims_nothing(params) {
+        return None;
+    }
+    Some(match safe_text(&params.message) {
+        Cow::Borrowed(_) => Cow::Borrowed(params),
+        Cow::Owned(message) => Cow::Owned(ClaimParams {
+            message,
+            ..params.clone()
+        }),
+    })
+}
+
+/// Percent in 0–100, message of bounded length; returned with its message
+/// made safe (see [`safe_text`]).
+pub(crate) fn validate_progress(progress: &Progress) -> Result<Cow<'_, Progress>> {
     if let Some(p) = progress.percent
         && !(p.is_finite() && (0.0..=100.0).contains(&p))
     {
@@ -99,7 +112,80 @@ pub(crate) fn validate_progress(progress: &Progress) -> Result<()> {
             "progress message is longer than {MAX_PROGRESS_CHARS} characters"
         )));
     }
-    Ok(())
+    Ok(match safe_text(&progress.message) {
+        Cow::Borrowed(_) => Cow::Borrowed(progress),
+        Cow::Owned(message) => Cow::Owned(Progress {
+            message,
+            ..progress.clone()
+        }),
+    })
+}
+
+/// A held task a clean-up selected for rescue, as both engines read it.
+pub(crate) struct Candidate {
+    pub id: i64,
+    pub state: decide::TaskState,
+    pub timeout_secs: f64,
+    pub type_name: String,
+    pub identifier: String,
+}
+
+impl Candidate {
+    /// What the rescue did, once `decided` is written.
+    pub(crate) fn rescued(self, decided: &decide::Move) -> Result<Rescued> {
+        Ok(Rescued {
+            id: TaskId(self.id),
+            task_type: crate::row::type_name(self.type_name)?,
+            identifier: crate::row::identifier_of(self.identifier)?,
+            outcome: decided.to,
+            starts: self.state.starts,
+        })
+    }
+}
+
+/// What a dead-daemon reap reports: each removed record, and each rescued
+/// task under its holder (a holder that had no record gets an entry too).
+pub(crate) struct ReapReport(Vec<ReapedDaemon>);
+
+impl ReapReport {
+    /// The report of removing these daemon records (ids as stored).
+    pub(crate) fn new(dead: impl IntoIterator<Item = i64>) -> Self {
+        ReapReport(
+            dead.into_iter()
+                .map(|id| ReapedDaemon {
+                    id: DaemonId::from_db(id),
+                    rescued: Vec::new(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Files a rescued task under its holder.
+    pub(crate) fn rescued(&mut self, holder: DaemonId, task: Rescued) {
+        match self.0.iter_mut().find(|d| d.id == holder) {
+            Some(d) => d.rescued.push(task),
+            None => self.0.push(ReapedDaemon {
+                id: holder,
+                rescued: vec![task],
+            }),
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<ReapedDaemon> {
+        self.0
+    }
+}
+
+/// One page of a listing from up to `limit + 1` tasks (the extra one only
+/// says that another page follows).
+pub(crate) fn page(mut tasks: Vec<Task>, limit: u32) -> TaskPage {
+    let next = if tasks.len() > limit as usize {
+        tasks.truncate(limit as usize);
+        tasks.last().map(TaskCursor::after)
+    } else {
+        None
+    };
+    TaskPage { tasks, next }
 }
 
 /// Totals per status from per-(type, status) counts.

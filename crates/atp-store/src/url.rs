@@ -79,6 +79,23 @@ pub async fn open(url: &str, options: StoreOptions) -> Result<AnyStore> {
 mod tests {
     use super::*;
 
+    /// A pool of no connections is refused by both engines, before any
+    /// connection is tried.
+    #[tokio::test]
+    async fn a_pool_size_of_zero_is_refused() {
+        let options = atp_core::StoreOptions {
+            pool_size: 0,
+            ..Default::default()
+        };
+        for url in ["sqlite::memory:", "postgres://nobody@127.0.0.1:1/none"] {
+            let err = open(url, options.clone()).await.unwrap_err();
+            assert!(
+                matches!(&err, atp_core::Error::InvalidArgument(m) if m.contains("pool size")),
+                "{url}: {err:?}"
+            );
+        }
+    }
+
     #[test]
     fn urls_choose_the_engine() {
         assert_eq!(

@@ -1,10 +1,6 @@
 //! The contract suite on every engine: `sqlite::<case>` and
 //! `postgres::<case>`.
 
-mod sqlite {
-    atp_store::conformance_tests!(atp_store::testing::sqlite_db());
-}
+use atp_store::conformance::*;
 
-mod postgres {
-    atp_store::conformance_tests!(atp_store::testing::postgres_db());
-}
+atp_store::conformance_tests!();

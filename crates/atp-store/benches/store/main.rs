@@ -14,9 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use atp_core::{
-    ClaimParams, DaemonId, NewTask, Status, StatusChange, Store, StoreOptions, TaskRef,
-};
+use atp_core::{ClaimParams, DaemonId, NewTask, StatusChange, Store, StoreOptions, TaskRef};
 use atp_store::AnyStore;
 use atp_store::conformance::{ident, register, task_type};
 
@@ -131,7 +129,7 @@ async fn cycle(db: &Db) -> f64 {
         }
         let changes: Vec<_> = attempts
             .iter()
-            .map(|a| StatusChange::new(*a, Status::Finished, "done"))
+            .map(|a| StatusChange::finish(*a, "done"))
             .collect();
         for r in db.store.task_set_status_many(&changes).await.unwrap() {
             r.unwrap();
@@ -160,7 +158,7 @@ async fn cycle_claim_start(db: &Db) -> f64 {
         }
         let changes: Vec<_> = started
             .iter()
-            .map(|t| StatusChange::new(t.attempt, Status::Finished, "done"))
+            .map(|t| StatusChange::finish(t.attempt, "done"))
             .collect();
         for r in db.store.task_set_status_many(&changes).await.unwrap() {
             r.unwrap();

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use atp_core::{ClaimParams, DaemonId, Status, StatusChange, Store, StoreOptions};
+use atp_core::{ClaimParams, DaemonId, StatusChange, Store, StoreOptions};
 use atp_store::AnyStore;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +59,9 @@ async fn drain(
         let claimed = store.task_claim(&ClaimParams::new(holder, batch)).await?;
         if claimed.is_empty() {
             idle_rounds += 1;
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Woken by this process's enqueues; other processes' are seen
+            // when the wait times out (SQLite has no cross-process signal).
+            store.wait_for_tasks(Duration::from_millis(10)).await;
             continue;
         }
         idle_rounds = 0;
@@ -72,7 +74,7 @@ async fn drain(
         }
         let done: Vec<_> = attempts
             .iter()
-            .map(|a| StatusChange::new(*a, Status::Finished, "done"))
+            .map(|a| StatusChange::finish(*a, "done"))
             .collect();
         for result in store.task_set_status_many(&done).await? {
             result?;

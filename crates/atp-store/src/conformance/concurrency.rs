@@ -17,7 +17,7 @@ pub const CLAIMERS: u64 = 16;
 
 /// 16 claimers drain 10,000 tasks (claim, start and finish in batches): every
 /// task is claimed exactly once, none is lost, all end FINISHED.
-pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
+pub async fn concurrent_claimers_take_each_task_exactly_once(db: impl TestDb) {
     let s = db.store().clone();
     let t = register(&s, task_type("drain")).await;
     let unlimited = db
@@ -61,7 +61,7 @@ pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
                 }
                 let done: Vec<_> = attempts
                     .iter()
-                    .map(|a| StatusChange::new(*a, Status::Finished, "done"))
+                    .map(|a| StatusChange::finish(*a, "done"))
                     .collect();
                 for result in s.task_set_status_many(&done).await.unwrap() {
                     result.unwrap();
@@ -85,7 +85,7 @@ pub async fn concurrent_claimers_take_each_task_exactly_once(db: &impl TestDb) {
 /// 16 callers drain 10,000 tasks with claim-and-start (then finish): every
 /// task is started exactly once, by its first start, none is lost, and the
 /// queue counter stays exact.
-pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: &impl TestDb) {
+pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: impl TestDb) {
     let s = db.store().clone();
     let t = register(&s, task_type("drain")).await;
     let unlimited = db
@@ -128,7 +128,7 @@ pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: &impl TestD
                 }
                 let done: Vec<_> = started
                     .iter()
-                    .map(|t| StatusChange::new(t.attempt, Status::Finished, "done"))
+                    .map(|t| StatusChange::finish(t.attempt, "done"))
                     .collect();
                 for result in s.task_set_status_many(&done).await.unwrap() {
                     result.unwrap();
@@ -170,9 +170,9 @@ pub async fn concurrent_claim_starts_take_each_task_exactly_once(db: &impl TestD
 }
 
 /// Four clean-ups at once rescue each abandoned task exactly once.
-pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
-    let s = db.store().clone();
-    let t = register(&s, task_type("t").with_timeout_secs(0.05)).await;
+pub async fn concurrent_cleanups_rescue_each_task_once(db: impl TestDb) {
+    let (s, clock) = clocked(&db).await;
+    let t = register(&s, task_type("t").with_timeout_secs(30.0)).await;
     let batch = (0..200)
         .map(|i| NewTask::new(t.clone(), ident(&format!("z{i}"))))
         .collect();
@@ -183,7 +183,7 @@ pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
         .unwrap();
     let attempts: Vec<_> = claimed.iter().map(|c| c.attempt).collect();
     s.task_start_many(&attempts[..100]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    clock.advance(Duration::from_secs(31));
 
     let reapers: Vec<_> = (0..4)
         .map(|_| {
@@ -211,7 +211,7 @@ pub async fn concurrent_cleanups_rescue_each_task_once(db: &impl TestDb) {
 }
 
 /// Eight producers racing for the last places: exactly the limit gets in.
-pub async fn concurrent_producers_respect_the_queue_limit(db: &impl TestDb) {
+pub async fn concurrent_producers_respect_the_queue_limit(db: impl TestDb) {
     let limited = db
         .open(StoreOptions {
             max_queue_size: 50,

@@ -7,6 +7,10 @@ use atp_core::{DaemonInfo, Status, StatusChange, Store, StoreExt, StoreOptions, 
 use super::*;
 use crate::testing::TestDb;
 
+/// The silence that declares a daemon dead: long enough that no test
+/// machine lets it pass on its own, so only the moved clock does.
+const SILENT_SECS: f64 = 30.0;
+
 fn daemon(id: atp_core::DaemonId) -> DaemonInfo {
     let now = atp_core::time::now();
     DaemonInfo {
@@ -20,8 +24,8 @@ fn daemon(id: atp_core::DaemonId) -> DaemonInfo {
 }
 
 /// Register, heartbeat, list and deregister a daemon.
-pub async fn daemons_register_heartbeat_and_deregister(db: &impl TestDb) {
-    let s = db.store();
+pub async fn daemons_register_heartbeat_and_deregister(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     s.daemon_register(&daemon(DAEMON_A)).await.unwrap();
     s.daemon_register(&daemon(DAEMON_B)).await.unwrap();
     let listed = s.daemon_list().await.unwrap();
@@ -30,7 +34,7 @@ pub async fn daemons_register_heartbeat_and_deregister(db: &impl TestDb) {
     assert_eq!((a.host.as_str(), a.pid), ("host-1", 4242));
     assert_eq!(a.handlers, ["builtin:noop", "exec:*"]);
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock.advance(Duration::from_millis(5));
     assert!(s.daemon_heartbeat(DAEMON_A).await.unwrap());
     let after = s.daemon_list().await.unwrap();
     let a2 = after.iter().find(|d| d.id == DAEMON_A).unwrap();
@@ -54,8 +58,8 @@ pub async fn daemons_register_heartbeat_and_deregister(db: &impl TestDb) {
 /// A daemon silent for longer than the threshold loses its record and its
 /// tasks (re-enqueued, or FAILED with starts used up), long before the
 /// type's timeout; a live daemon keeps its tasks.
-pub async fn dead_daemons_tasks_are_rescued(db: &impl TestDb) {
-    let s = db.store();
+pub async fn dead_daemons_tasks_are_rescued(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     let t = register(s, task_type("t").with_max_starts(1)).await;
     let u = register(s, task_type("u").with_max_starts(3)).await;
     s.daemon_register(&daemon(DAEMON_A)).await.unwrap();
@@ -68,10 +72,10 @@ pub async fn dead_daemons_tasks_are_rescued(db: &impl TestDb) {
     };
     let alive = running(s, &u, "alive", DAEMON_B).await;
 
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    clock.advance(Duration::from_secs_f64(SILENT_SECS * 1.5));
     assert!(s.daemon_heartbeat(DAEMON_B).await.unwrap());
     s.task_heartbeat(alive).await.unwrap();
-    let reaped = s.daemon_reap_dead(0.1).await.unwrap();
+    let reaped = s.daemon_reap_dead(SILENT_SECS).await.unwrap();
     assert_eq!(reaped.len(), 1);
     assert_eq!(reaped[0].id, DAEMON_A);
     let mut outcomes: Vec<_> = reaped[0]
@@ -106,21 +110,20 @@ pub async fn dead_daemons_tasks_are_rescued(db: &impl TestDb) {
         "the dead daemon learns it"
     );
     assert!(matches!(
-        s.task_set_status(StatusChange::new(fresh, Status::Finished, "late"))
-            .await,
+        s.task_set_status(StatusChange::finish(fresh, "late")).await,
         Err(atp_core::Error::StaleAttempt { .. })
     ));
     // Reaping again finds nothing: A is gone and B (heartbeating right
     // now, so a slow machine cannot make it look silent) keeps its task.
     assert!(s.daemon_heartbeat(DAEMON_B).await.unwrap());
     s.task_heartbeat(alive).await.unwrap();
-    assert!(s.daemon_reap_dead(0.1).await.unwrap().is_empty());
+    assert!(s.daemon_reap_dead(SILENT_SECS).await.unwrap().is_empty());
     assert_queue_consistent(s).await;
 }
 
 /// A fresh database is at the latest schema; opening it again changes
 /// nothing and keeps the data.
-pub async fn schema_is_at_the_latest_version_and_reopening_is_harmless(db: &impl TestDb) {
+pub async fn schema_is_at_the_latest_version_and_reopening_is_harmless(db: impl TestDb) {
     let s = db.store();
     let version = s.schema_version().await.unwrap();
     assert!(version >= 2, "version {version}");

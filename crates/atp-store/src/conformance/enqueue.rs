@@ -7,7 +7,7 @@ use super::*;
 use crate::testing::TestDb;
 
 /// A new task is ACCEPTED, logged once, queued, and keeps its input.
-pub async fn enqueue_creates_an_accepted_logged_task(db: &impl TestDb) {
+pub async fn enqueue_creates_an_accepted_logged_task(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("sum")).await;
     let input = json!({"numbers": [1, 2.5, "3"], "nested": {"ok": true}});
@@ -51,7 +51,7 @@ pub async fn enqueue_creates_an_accepted_logged_task(db: &impl TestDb) {
 
 /// A second task with the same (type, identifier) is refused; the first is
 /// untouched; the same identifier under another type is fine.
-pub async fn enqueue_refuses_a_duplicate_and_changes_nothing(db: &impl TestDb) {
+pub async fn enqueue_refuses_a_duplicate_and_changes_nothing(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("a")).await;
     let other = register(s, task_type("b")).await;
@@ -77,7 +77,7 @@ pub async fn enqueue_refuses_a_duplicate_and_changes_nothing(db: &impl TestDb) {
 
 /// A batch with one bad task (duplicate in the table, duplicate inside the
 /// batch, unknown type) enqueues nothing; a good batch keeps its order.
-pub async fn enqueue_many_is_all_or_nothing(db: &impl TestDb) {
+pub async fn enqueue_many_is_all_or_nothing(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("batch")).await;
     enqueue(s, &t, "exists").await;
@@ -130,7 +130,7 @@ pub async fn enqueue_many_is_all_or_nothing(db: &impl TestDb) {
 /// With a limit of 3 ACCEPTED tasks: the 4th enqueue is refused, a batch
 /// that would pass the limit is refused whole, a claim makes room again,
 /// and 0 means no limit.
-pub async fn enqueue_refuses_when_the_queue_is_full(db: &impl TestDb) {
+pub async fn enqueue_refuses_when_the_queue_is_full(db: impl TestDb) {
     let limited = db
         .open(StoreOptions {
             max_queue_size: 3,
@@ -181,7 +181,7 @@ pub async fn enqueue_refuses_when_the_queue_is_full(db: &impl TestDb) {
 }
 
 /// An input whose JSON is larger than the handle's limit is refused.
-pub async fn enqueue_refuses_an_input_over_the_limit(db: &impl TestDb) {
+pub async fn enqueue_refuses_an_input_over_the_limit(db: impl TestDb) {
     let small = db
         .open(StoreOptions {
             max_input_bytes: 100,
@@ -212,7 +212,7 @@ pub async fn enqueue_refuses_an_input_over_the_limit(db: &impl TestDb) {
 
 /// Identifiers with '/', quotes, spaces and non-ASCII come back byte for
 /// byte and are found by key.
-pub async fn identifiers_round_trip_exactly(db: &impl TestDb) {
+pub async fn identifiers_round_trip_exactly(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("odd type/ü \"x\"")).await;
     let odd = [

@@ -8,7 +8,7 @@ use super::*;
 use crate::testing::TestDb;
 
 /// The same task by id and by (type, identifier).
-pub async fn task_is_found_by_id_and_by_key(db: &impl TestDb) {
+pub async fn task_is_found_by_id_and_by_key(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let task = enqueue(s, &t, "x").await;
@@ -25,7 +25,7 @@ pub async fn task_is_found_by_id_and_by_key(db: &impl TestDb) {
 }
 
 /// Reads and writes on a task that does not exist say so, by id and by key.
-pub async fn missing_task_is_not_found_everywhere(db: &impl TestDb) {
+pub async fn missing_task_is_not_found_everywhere(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     for missing in [
@@ -71,15 +71,14 @@ pub async fn missing_task_is_not_found_everywhere(db: &impl TestDb) {
         Err(Error::TaskNotFound(_))
     ));
     assert!(matches!(
-        s.task_set_status(StatusChange::new(ghost, Status::Finished, "x"))
-            .await,
+        s.task_set_status(StatusChange::finish(ghost, "x")).await,
         Err(Error::TaskNotFound(_))
     ));
 }
 
 /// Pages follow (update time, id) newest first, never repeat or skip a
 /// task, and filter by status, by type, or both.
-pub async fn list_pages_newest_first_with_filters(db: &impl TestDb) {
+pub async fn list_pages_newest_first_with_filters(db: impl TestDb) {
     let s = db.store();
     let a = register(s, task_type("a")).await;
     let b = register(s, task_type("b")).await;
@@ -148,7 +147,7 @@ pub async fn list_pages_newest_first_with_filters(db: &impl TestDb) {
 /// A holder filter lists exactly the tasks that daemon holds (SCHEDULED,
 /// RUNNING, PAUSED): not the ones it ran to their end, not another
 /// daemon's, not queued ones; it combines with a status filter and pages.
-pub async fn list_filters_by_holder(db: &impl TestDb) {
+pub async fn list_filters_by_holder(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     for i in 0..10 {
@@ -173,7 +172,7 @@ pub async fn list_filters_by_holder(db: &impl TestDb) {
             s.task_start(a).await.unwrap();
         }
         if matches!(to, Status::Paused | Status::Finished | Status::Failed) {
-            s.task_set_status(StatusChange::new(a, to, "by the test"))
+            s.task_set_status(change_to(a, to, "by the test"))
                 .await
                 .unwrap();
         }
@@ -184,7 +183,7 @@ pub async fn list_filters_by_holder(db: &impl TestDb) {
             let b = claim_one(s, DAEMON_B).await.attempt;
             s.task_start(b).await.unwrap();
             if i == 0 {
-                s.task_set_status(StatusChange::new(b, Status::Finished, "done"))
+                s.task_set_status(StatusChange::finish(b, "done"))
                     .await
                     .unwrap();
             } else {
@@ -320,7 +319,7 @@ pub async fn list_filters_by_holder(db: &impl TestDb) {
 }
 
 /// Counts by status and by (type, status) match the tasks.
-pub async fn counts_by_status_and_type(db: &impl TestDb) {
+pub async fn counts_by_status_and_type(db: impl TestDb) {
     let s = db.store();
     let a = register(s, task_type("a")).await;
     let b = register(s, task_type("b")).await;
@@ -331,7 +330,7 @@ pub async fn counts_by_status_and_type(db: &impl TestDb) {
         .task_start(claim_one(s, DAEMON_A).await.attempt)
         .await
         .unwrap();
-    s.task_set_status(StatusChange::new(x.attempt, Status::Finished, "ok"))
+    s.task_set_status(StatusChange::finish(x.attempt, "ok"))
         .await
         .unwrap();
 
@@ -355,13 +354,12 @@ pub async fn counts_by_status_and_type(db: &impl TestDb) {
 
 /// Delete takes the log and the response with the task and frees its
 /// identifier; deleting a queued task shrinks the queue.
-pub async fn delete_removes_the_task_with_its_log_and_response(db: &impl TestDb) {
+pub async fn delete_removes_the_task_with_its_log_and_response(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t")).await;
     let a = running(s, &t, "done", DAEMON_A).await;
     s.task_set_status(
-        StatusChange::new(a, Status::Finished, "ok")
-            .with_response(Response::new("text/plain", "r")),
+        StatusChange::finish(a, "ok").with_response(Response::new("text/plain", "r")),
     )
     .await
     .unwrap();
@@ -389,7 +387,7 @@ pub async fn delete_removes_the_task_with_its_log_and_response(db: &impl TestDb)
 
 /// An operator re-enqueues from any status but ACCEPTED; the task gets its
 /// full starts back, loses its holder and is logged.
-pub async fn operator_reenqueue_follows_the_table_and_resets_starts(db: &impl TestDb) {
+pub async fn operator_reenqueue_follows_the_table_and_resets_starts(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("t").with_max_starts(1)).await;
     let queued = enqueue(s, &t, "queued").await;
@@ -399,7 +397,7 @@ pub async fn operator_reenqueue_follows_the_table_and_resets_starts(db: &impl Te
     s.task_delete(&queued.key()).await.unwrap();
 
     let a = running(s, &t, "failed", DAEMON_A).await;
-    s.task_set_status(StatusChange::new(a, Status::Failed, "boom"))
+    s.task_set_status(StatusChange::fail(a, "boom"))
         .await
         .unwrap();
     let task = s.task_reenqueue(&TaskRef::Id(a.task), "").await.unwrap();
@@ -429,19 +427,15 @@ pub async fn operator_reenqueue_follows_the_table_and_resets_starts(db: &impl Te
             .unwrap()
             .attempt;
         for other in claimed.iter().filter(|c| c.identifier.as_str() != id) {
-            s.task_set_status(StatusChange::new(
-                other.attempt,
-                Status::Accepted,
-                "not mine",
-            ))
-            .await
-            .unwrap();
+            s.task_set_status(StatusChange::hand_back(other.attempt, "not mine"))
+                .await
+                .unwrap();
         }
         if target != Status::Scheduled {
             s.task_start(mine).await.unwrap();
         }
         if target == Status::Paused {
-            s.task_set_status(StatusChange::new(mine, Status::Paused, "pause"))
+            s.task_set_status(StatusChange::pause(mine, "pause"))
                 .await
                 .unwrap();
         }

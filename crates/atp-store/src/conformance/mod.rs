@@ -1,10 +1,12 @@
 //! The contract every engine passes: one async function per behaviour.
 //!
 //! [`conformance_tests!`](crate::conformance_tests) turns the whole list
-//! into `#[tokio::test]`s for one engine, so `tests/contract.rs` runs each
+//! into `#[tokio::test]`s for both engines, so `tests/contract.rs` runs each
 //! behaviour as `sqlite::<name>` and `postgres::<name>`. A change to the
 //! `Store` trait needs a change here.
 
+pub mod boundary;
+pub mod claim;
 pub mod concurrency;
 pub mod daemons;
 pub mod enqueue;
@@ -16,10 +18,12 @@ pub mod wake;
 
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, Handler, NewTask, Status, Store, StoreExt, Task,
-    TaskIdentifier, TaskRef, TaskType, TypeName,
+    Attempt, ClaimedTask, DaemonId, Handler, NewTask, Status, StatusChange, Store, StoreExt,
+    StoreOptions, Task, TaskIdentifier, TaskRef, TaskType, TestClock, TypeName,
 };
 
+pub use boundary::*;
+pub use claim::*;
 pub use concurrency::*;
 pub use daemons::*;
 pub use enqueue::*;
@@ -29,13 +33,22 @@ pub use reap::*;
 pub use task_type::*;
 pub use wake::*;
 
-/// Expands to one `#[tokio::test]` per contract case, each on a fresh
-/// database from `$make` (an expression giving `Future<Output =
-/// Option<impl TestDb>>`; `None` skips, after the factory printed why).
+/// The contract, as `#[tokio::test]`s for every engine: expands
+/// [`per_engine_tests!`](crate::per_engine_tests) with every case (modules
+/// `sqlite` and `postgres`, each case on a fresh database). Invoke it where
+/// the cases are in scope: `use atp_store::conformance::*;` then
+/// `atp_store::conformance_tests!();`.
+///
+/// The list is written here once; [`CASES`] is made from it, and a unit
+/// test compares it with the `pub async fn …(db: impl TestDb)` cases the
+/// files of this folder define, so a case cannot be defined and forgotten.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($make:expr) => {
-        $crate::conformance_tests!(@cases $make;
+    () => {
+        $crate::conformance_tests!(@with $crate::per_engine_tests);
+    };
+    (@with $($then:tt)*) => {
+        $($then)* ! {
             type_is_registered_read_listed_and_updated,
             type_with_bad_limits_is_refused,
             unknown_type_is_not_found_everywhere,
@@ -83,18 +96,22 @@ macro_rules! conformance_tests {
             wait_for_tasks_wakes_on_enqueue,
             wait_for_tasks_times_out_without_work,
             wait_for_tasks_wakes_on_a_hand_back,
-        );
-    };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let Some(db) = $make.await else { return };
-                $crate::conformance::$case(&db).await;
-            }
-        )*
+            nul_characters_in_messages_become_replacement_characters,
+            an_input_with_a_nul_character_round_trips,
+            a_pool_of_one_connection_serves_concurrent_calls,
+        }
     };
 }
+
+/// Names its arguments, for [`CASES`].
+macro_rules! case_names {
+    ($($case:ident),* $(,)?) => {
+        &[$(stringify!($case)),*]
+    };
+}
+
+/// Every contract case, by name, in the order they run.
+pub const CASES: &[&str] = conformance_tests!(@with case_names);
 
 /// A type name (panics on an invalid literal: tests only).
 pub fn type_name(name: &str) -> TypeName {
@@ -153,6 +170,32 @@ pub async fn running<S: Store>(store: &S, t: &TypeName, id: &str, holder: Daemon
         .attempt
 }
 
+/// Another handle on `db` whose clock the test moves, and that clock: time
+/// passes for this handle when the test says so, not while it sleeps.
+pub async fn clocked<D: crate::testing::TestDb>(db: &D) -> (D::Store, TestClock) {
+    let clock = TestClock::new();
+    let store = db
+        .open(StoreOptions {
+            clock: clock.clock(),
+            ..StoreOptions::default()
+        })
+        .await;
+    (store, clock)
+}
+
+/// The holder's change that asks for `status`, through its named
+/// constructor (for tests that walk statuses).
+pub fn change_to(a: Attempt, status: Status, message: &str) -> StatusChange {
+    match status {
+        Status::Running => StatusChange::resume(a, message),
+        Status::Paused => StatusChange::pause(a, message),
+        Status::Finished => StatusChange::finish(a, message),
+        Status::Failed => StatusChange::fail(a, message),
+        Status::Accepted => StatusChange::hand_back(a, message),
+        other => panic!("a holder cannot ask for {other}"),
+    }
+}
+
 /// The task's status.
 pub async fn status_of<S: Store>(store: &S, task: impl Into<TaskRef>) -> Status {
     store
@@ -185,3 +228,55 @@ pub async fn assert_queue_consistent<S: Store>(store: &S) {
 pub const DAEMON_A: DaemonId = DaemonId(0xA000_0000_0000_000A);
 /// A second daemon.
 pub const DAEMON_B: DaemonId = DaemonId(0xB000_0000_0000_000B);
+
+#[cfg(test)]
+mod tests {
+    /// The files that define cases, as compiled into this crate.
+    const SOURCES: &[&str] = &[
+        include_str!("boundary.rs"),
+        include_str!("claim.rs"),
+        include_str!("concurrency.rs"),
+        include_str!("daemons.rs"),
+        include_str!("enqueue.rs"),
+        include_str!("lookups.rs"),
+        include_str!("queue.rs"),
+        include_str!("reap.rs"),
+        include_str!("task_type.rs"),
+        include_str!("wake.rs"),
+    ];
+
+    /// Every `pub async fn name(db: impl TestDb)` of the folder is in the
+    /// list, once, and the list names nothing else.
+    #[test]
+    fn the_case_list_names_every_case_defined() {
+        let mut defined: Vec<&str> = SOURCES
+            .iter()
+            .flat_map(|source| source.lines())
+            .filter_map(|line| {
+                let rest = line.strip_prefix("pub async fn ")?;
+                let (name, args) = rest.split_once('(')?;
+                args.starts_with("db: impl TestDb").then_some(name)
+            })
+            .collect();
+        defined.sort_unstable();
+        let mut listed = super::CASES.to_vec();
+        listed.sort_unstable();
+        let before = listed.len();
+        listed.dedup();
+        assert_eq!(listed.len(), before, "a case is listed twice");
+        assert_eq!(listed, defined);
+    }
+
+    /// Every file of the folder is read above.
+    #[test]
+    fn every_case_file_is_searched() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/conformance");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".rs") && name != "mod.rs")
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), SOURCES.len(), "{files:?}");
+    }
+}

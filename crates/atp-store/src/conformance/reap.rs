@@ -7,17 +7,20 @@ use atp_core::{Status, StatusChange, Store, StoreExt, TaskRef, messages};
 use super::*;
 use crate::testing::TestDb;
 
-/// Long enough for a 50 ms timeout to pass on a loaded machine.
-const PAST_TIMEOUT: Duration = Duration::from_millis(120);
+/// The timeout and retention of the short-lived types: long enough that no
+/// test machine lets it pass on its own, so only the moved clock does.
+const SHORT_SECS: f64 = 30.0;
+/// How far the clock moves to pass [`SHORT_SECS`].
+const PAST_TIMEOUT: Duration = Duration::from_secs(31);
 
 /// Held tasks not updated within their type's timeout go back to the queue,
 /// or FAIL once their starts are used up; fresh ones and other types stay.
-pub async fn abandoned_tasks_are_requeued_or_failed(db: &impl TestDb) {
-    let s = db.store();
+pub async fn abandoned_tasks_are_requeued_or_failed(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
     let short = register(
         s,
         task_type("short")
-            .with_timeout_secs(0.05)
+            .with_timeout_secs(SHORT_SECS)
             .with_max_starts(2),
     )
     .await;
@@ -28,16 +31,16 @@ pub async fn abandoned_tasks_are_requeued_or_failed(db: &impl TestDb) {
     };
     let once = running(s, &short, "once", DAEMON_A).await;
     let paused = running(s, &short, "paused", DAEMON_A).await;
-    s.task_set_status(StatusChange::new(paused, Status::Paused, "wait"))
+    s.task_set_status(StatusChange::pause(paused, "wait"))
         .await
         .unwrap();
     let safe = running(s, &long, "long", DAEMON_A).await;
     let finished = running(s, &short, "finished", DAEMON_A).await;
-    s.task_set_status(StatusChange::new(finished, Status::Finished, "ok"))
+    s.task_set_status(StatusChange::finish(finished, "ok"))
         .await
         .unwrap();
 
-    tokio::time::sleep(PAST_TIMEOUT).await;
+    clock.advance(PAST_TIMEOUT);
     let mut rescued = s.task_requeue_abandoned().await.unwrap();
     rescued.sort_by_key(|r| r.id);
     let ids: Vec<_> = rescued.iter().map(|r| r.id).collect();
@@ -48,7 +51,7 @@ pub async fn abandoned_tasks_are_requeued_or_failed(db: &impl TestDb) {
     let log = s.task_log(&TaskRef::Id(once.task)).await.unwrap();
     assert_eq!(
         log.last().unwrap().message,
-        messages::abandoned_requeued(0.05, 1, 2)
+        messages::abandoned_requeued(SHORT_SECS, 1, 2)
     );
     assert_eq!(
         s.task_get(&TaskRef::Id(once.task)).await.unwrap().holder,
@@ -69,32 +72,32 @@ pub async fn abandoned_tasks_are_requeued_or_failed(db: &impl TestDb) {
     for c in &claimed {
         s.task_start(c.attempt).await.unwrap();
     }
-    tokio::time::sleep(PAST_TIMEOUT).await;
+    clock.advance(PAST_TIMEOUT);
     let rescued = s.task_requeue_abandoned().await.unwrap();
     let once_now = rescued.iter().find(|r| r.id == once.task).unwrap();
     assert_eq!((once_now.outcome, once_now.starts), (Status::Failed, 2));
     let task = s.task_get(&TaskRef::Id(once.task)).await.unwrap();
     assert_eq!((task.status, task.starts), (Status::Failed, 2));
     let last = s.task_log(&task.key()).await.unwrap().pop().unwrap();
-    assert_eq!(last.message, messages::abandoned_failed(0.05, 2));
+    assert_eq!(last.message, messages::abandoned_failed(SHORT_SECS, 2));
     assert!(last.message.contains("max starts"));
     // The late finish of the rescued attempt is refused.
     assert!(matches!(
-        s.task_set_status(StatusChange::new(once, Status::Finished, "late"))
-            .await,
+        s.task_set_status(StatusChange::finish(once, "late")).await,
         Err(atp_core::Error::StaleAttempt { .. })
     ));
     assert_queue_consistent(s).await;
 }
 
 /// A task whose holder heartbeats is never taken for abandoned.
-pub async fn heartbeat_keeps_a_long_task_from_being_abandoned(db: &impl TestDb) {
-    let s = db.store();
-    let t = register(s, task_type("t").with_timeout_secs(0.2)).await;
+pub async fn heartbeat_keeps_a_long_task_from_being_abandoned(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
+    let t = register(s, task_type("t").with_timeout_secs(SHORT_SECS)).await;
     let beating = running(s, &t, "beating", DAEMON_A).await;
     let silent = running(s, &t, "silent", DAEMON_A).await;
+    // Six quarters of the timeout pass, with a heartbeat after each.
     for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        clock.advance(Duration::from_secs_f64(SHORT_SECS / 4.0));
         s.task_heartbeat(beating).await.unwrap();
     }
     let rescued = s.task_requeue_abandoned().await.unwrap();
@@ -105,9 +108,9 @@ pub async fn heartbeat_keeps_a_long_task_from_being_abandoned(db: &impl TestDb) 
 
 /// FINISHED and FAILED tasks older than a positive retention are deleted
 /// (at most `limit` per call); others stay.
-pub async fn retired_tasks_are_deleted_after_their_retention(db: &impl TestDb) {
-    let s = db.store();
-    let brief = register(s, task_type("brief").with_retention_secs(0.05)).await;
+pub async fn retired_tasks_are_deleted_after_their_retention(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
+    let brief = register(s, task_type("brief").with_retention_secs(SHORT_SECS)).await;
     let forever = register(s, task_type("forever").with_retention_secs(0.0)).await;
     let mut ended = Vec::new();
     for (t, id, status) in [
@@ -117,16 +120,16 @@ pub async fn retired_tasks_are_deleted_after_their_retention(db: &impl TestDb) {
         (&forever, "kept", Status::Finished),
     ] {
         let a = running(s, t, id, DAEMON_A).await;
-        s.task_set_status(StatusChange::new(a, status, "end"))
+        s.task_set_status(change_to(a, status, "end"))
             .await
             .unwrap();
         ended.push(a.task);
     }
     let busy = running(s, &brief, "busy", DAEMON_A).await;
     enqueue(s, &brief, "queued").await;
-    tokio::time::sleep(PAST_TIMEOUT).await;
+    clock.advance(PAST_TIMEOUT);
     let young = running(s, &brief, "young", DAEMON_A).await;
-    s.task_set_status(StatusChange::new(young, Status::Finished, "end"))
+    s.task_set_status(StatusChange::finish(young, "end"))
         .await
         .unwrap();
 

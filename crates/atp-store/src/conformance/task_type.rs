@@ -1,12 +1,12 @@
 //! Contract: task types.
 
-use atp_core::{Error, Handler, NewTask, Status, StatusChange, Store, StoreExt, TaskRef};
+use atp_core::{Error, Handler, NewTask, StatusChange, Store, StoreExt, TaskRef};
 
 use super::*;
 use crate::testing::TestDb;
 
 /// Register inserts, a second register updates, get and list read back.
-pub async fn type_is_registered_read_listed_and_updated(db: &impl TestDb) {
+pub async fn type_is_registered_read_listed_and_updated(db: impl TestDb) {
     let s = db.store();
     let t = task_type("sum")
         .with_timeout_secs(12.5)
@@ -35,7 +35,7 @@ pub async fn type_is_registered_read_listed_and_updated(db: &impl TestDb) {
 }
 
 /// Limits out of range are refused before anything is written.
-pub async fn type_with_bad_limits_is_refused(db: &impl TestDb) {
+pub async fn type_with_bad_limits_is_refused(db: impl TestDb) {
     let s = db.store();
     for bad in [
         task_type("t").with_timeout_secs(0.0),
@@ -50,7 +50,7 @@ pub async fn type_with_bad_limits_is_refused(db: &impl TestDb) {
 }
 
 /// Every operation naming an unknown type says so.
-pub async fn unknown_type_is_not_found_everywhere(db: &impl TestDb) {
+pub async fn unknown_type_is_not_found_everywhere(db: impl TestDb) {
     let s = db.store();
     let ghost = type_name("ghost");
     assert!(matches!(s.task_type_get(&ghost).await, Err(Error::TypeNotFound(n)) if n == "ghost"));
@@ -79,7 +79,7 @@ pub async fn unknown_type_is_not_found_everywhere(db: &impl TestDb) {
 }
 
 /// A type with tasks stays, and says how many it has.
-pub async fn type_with_tasks_is_not_unregistered_without_force(db: &impl TestDb) {
+pub async fn type_with_tasks_is_not_unregistered_without_force(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("busy")).await;
     enqueue(s, &t, "a").await;
@@ -101,15 +101,14 @@ pub async fn type_with_tasks_is_not_unregistered_without_force(db: &impl TestDb)
 }
 
 /// Force deletes the tasks, their logs and responses, and fixes the queue.
-pub async fn forced_unregister_deletes_tasks_and_all_they_own(db: &impl TestDb) {
+pub async fn forced_unregister_deletes_tasks_and_all_they_own(db: impl TestDb) {
     let s = db.store();
     let t = register(s, task_type("doomed")).await;
     let keep = register(s, task_type("kept")).await;
     enqueue(s, &t, "queued").await;
     let a = running(s, &t, "done", DAEMON_A).await;
     s.task_set_status(
-        StatusChange::new(a, Status::Finished, "ok")
-            .with_response(atp_core::Response::new("text/plain", "42")),
+        StatusChange::finish(a, "ok").with_response(atp_core::Response::new("text/plain", "42")),
     )
     .await
     .unwrap();

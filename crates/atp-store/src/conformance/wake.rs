@@ -4,6 +4,8 @@
 //! producer in another process (PostgreSQL) or another handle in this one
 //! (SQLite, whose signal does not cross processes) would send it.
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use atp_core::{Status, StatusChange, Store, StoreExt, StoreOptions, TaskRef};
@@ -17,26 +19,34 @@ use crate::testing::TestDb;
 const LONG: Duration = Duration::from_secs(10);
 /// How long a woken waiter may take to return.
 const WOKEN_WITHIN: Duration = Duration::from_secs(5);
-/// Time for a spawned waiter to register.
-const SETTLE: Duration = Duration::from_millis(200);
-
-/// A waiter on `s` (within [`LONG`]) that has registered and still waits;
-/// it returns the moment it woke. Spurious wake-ups are allowed (a
-/// PostgreSQL handle wakes its waiters once when its listener connects),
-/// so a waiter that returned before anything happened is replaced.
+/// A waiter on `s` (within [`LONG`]) that has begun, so it is registered,
+/// and still waits; it returns the moment it woke. Call [`listening`] on
+/// `s` first.
 async fn pending_waiter<S: Store + Clone>(s: &S) -> JoinHandle<Instant> {
-    for _ in 0..10 {
-        let store = s.clone();
-        let waiter = tokio::spawn(async move {
-            store.wait_for_tasks(LONG).await;
-            Instant::now()
-        });
-        tokio::time::sleep(SETTLE).await;
-        if !waiter.is_finished() {
-            return waiter;
-        }
+    let store = s.clone();
+    let mut waiter = Box::pin(async move {
+        store.wait_for_tasks(LONG).await;
+        Instant::now()
+    });
+    // The first poll begins the call: from then on no wake-up is missed.
+    let first = std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx))).await;
+    assert!(
+        first.is_pending(),
+        "wait_for_tasks returned at once with nothing enqueued"
+    );
+    tokio::spawn(waiter)
+}
+
+/// Makes sure `s` listens, so a later wake-up is the one under test: a
+/// PostgreSQL handle starts listening at its first wait and then wakes its
+/// waiters once (spurious wake-ups are allowed), which is the signal that
+/// it listens. SQLite has nothing to start.
+async fn listening<S: Store + Clone>(s: &S) {
+    if s.engine() == "postgres" {
+        tokio::time::timeout(WOKEN_WITHIN, s.wait_for_tasks(LONG))
+            .await
+            .expect("a new PostgreSQL listener wakes its waiters once it listens");
     }
-    panic!("wait_for_tasks keeps returning at once with nothing enqueued");
 }
 
 /// Asserts that `waiter` returns long before its `within`; returns how long
@@ -53,8 +63,9 @@ async fn assert_woken(waiter: JoinHandle<Instant>, acted: Instant, what: &str) -
 
 /// An enqueue through another handle wakes a waiting daemon long before
 /// its `within`.
-pub async fn wait_for_tasks_wakes_on_enqueue(db: &impl TestDb) {
+pub async fn wait_for_tasks_wakes_on_enqueue(db: impl TestDb) {
     let s = db.store();
+    listening(s).await;
     let t = register(s, task_type("wake")).await;
     let producer = db.open(StoreOptions::default()).await;
 
@@ -75,7 +86,7 @@ pub async fn wait_for_tasks_wakes_on_enqueue(db: &impl TestDb) {
 
 /// With nothing enqueued, a waiter returns after `within` (or earlier: a
 /// spurious wake-up is allowed), never hangs.
-pub async fn wait_for_tasks_times_out_without_work(db: &impl TestDb) {
+pub async fn wait_for_tasks_times_out_without_work(db: impl TestDb) {
     let s = db.store();
     for _ in 0..3 {
         tokio::time::timeout(
@@ -93,16 +104,17 @@ pub async fn wait_for_tasks_times_out_without_work(db: &impl TestDb) {
 /// A holder handing a task back to the queue wakes a waiter, and so do an
 /// operator's re-enqueue and the rescue of a dead daemon's task; changes
 /// that put nothing in the queue need not wake anyone.
-pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
+pub async fn wait_for_tasks_wakes_on_a_hand_back(db: impl TestDb) {
     let s = db.store();
+    listening(s).await;
     let t = register(s, task_type("back").with_max_starts(5)).await;
-    let other = db.open(StoreOptions::default()).await;
+    let (other, clock) = clocked(&db).await;
     let a = running(&other, &t, "x", DAEMON_A).await;
 
     let waiter = pending_waiter(s).await;
     let acted = Instant::now();
     let results = other
-        .task_set_status_many(&[StatusChange::new(a, Status::Accepted, "shutting down")])
+        .task_set_status_many(&[StatusChange::hand_back(a, "shutting down")])
         .await
         .unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -115,7 +127,7 @@ pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
         .await
         .unwrap();
     other
-        .task_set_status(StatusChange::new(b.attempt, Status::Finished, "done"))
+        .task_set_status(StatusChange::finish(b.attempt, "done"))
         .await
         .unwrap();
     let waiter = pending_waiter(s).await;
@@ -128,10 +140,10 @@ pub async fn wait_for_tasks_wakes_on_a_hand_back(db: &impl TestDb) {
 
     // The rescue of a task whose holder stopped heartbeating.
     claim_one(&other, DAEMON_B).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    clock.advance(Duration::from_secs(31));
     let waiter = pending_waiter(s).await;
     let acted = Instant::now();
-    let reaped = other.daemon_reap_dead(0.1).await.unwrap();
+    let reaped = other.daemon_reap_dead(30.0).await.unwrap();
     assert_eq!(reaped.len(), 1, "{reaped:?}");
     assert_eq!(reaped[0].rescued[0].outcome, Status::Accepted);
     assert_woken(waiter, acted, "a rescue").await;

@@ -12,22 +12,7 @@ use super::Conn;
 use super::row::get;
 
 /// (version, SQL), in order.
-const MIGRATIONS: &[(u32, &str)] = &[
-    (1, include_str!("../../migrations/postgres/0001_core.sql")),
-    (
-        2,
-        include_str!("../../migrations/postgres/0002_daemons.sql"),
-    ),
-    (
-        3,
-        include_str!("../../migrations/postgres/0003_count_in.sql"),
-    ),
-    (4, include_str!("../../migrations/postgres/0004_notify.sql")),
-    (
-        5,
-        include_str!("../../migrations/postgres/0005_queue_by_type.sql"),
-    ),
-];
+const MIGRATIONS: &[(u32, &str)] = crate::migrations::POSTGRES;
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

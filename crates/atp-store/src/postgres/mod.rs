@@ -58,9 +58,8 @@ use tokio_postgres::{NoTls, Row, Statement};
 
 pub use migrate::LATEST_VERSION;
 
-/// Connections per handle. A daemon uses a few at a time (claims, status
-/// batches, heartbeats, clean-ups); more would only queue inside the server.
-pub const MAX_CONNECTIONS: usize = 16;
+/// Connections per handle by default (see [`StoreOptions::pool_size`]).
+pub const MAX_CONNECTIONS: usize = StoreOptions::DEFAULT_POOL_SIZE;
 /// How long a call waits for a free pooled connection before it reports the
 /// database unavailable.
 const POOL_WAIT: Duration = Duration::from_secs(30);
@@ -90,7 +89,7 @@ macro_rules! transaction {
                     .await
                     .map_err(pg("beginning a transaction"))?;
                 let out = {
-                    let $c = Conn::of_transaction(&tx);
+                    let $c = Conn::of_transaction(&tx, $store.clock_shift());
                     $work.await
                 };
                 match out {
@@ -126,7 +125,7 @@ macro_rules! statement {
         let mut retries = Retries::new();
         loop {
             let outcome: Result<_> = {
-                let $c = Conn::of_client(&client);
+                let $c = Conn::of_client(&client, $store.clock_shift());
                 $work.await
             };
             match outcome {
@@ -190,6 +189,7 @@ impl PgStore {
         options: StoreOptions,
         version: u32,
     ) -> Result<Self> {
+        options.validate()?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::InvalidArgument(format!("invalid PostgreSQL URL {url:?}: {e}")))?;
@@ -215,7 +215,7 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(MAX_CONNECTIONS)
+            .max_size(options.pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(CONNECT_TIMEOUT))
@@ -243,6 +243,11 @@ impl PgStore {
     /// The schema this handle works in, when one was given.
     pub fn schema(&self) -> Option<&str> {
         self.inner.schema.as_deref()
+    }
+
+    /// How far this handle's clock is ahead of the server's (microseconds).
+    fn clock_shift(&self) -> i64 {
+        self.inner.options.clock.shift_micros()
     }
 
     async fn client(&self) -> Result<Object> {
@@ -316,28 +321,49 @@ pub(super) fn sql_state(e: &Error) -> Option<&SqlState> {
 pub(super) struct Conn<'a> {
     client: &'a tokio_postgres::Client,
     statements: &'a StatementCache,
+    /// How far the handle's clock is ahead of the server's, in
+    /// microseconds; 0 unless a test moved it (see [`Conn::prepare`]).
+    clock_shift: i64,
 }
 
 /// Parameters of one statement.
 pub(super) type Params<'p> = [&'p (dyn ToSql + Sync)];
 
 impl<'a> Conn<'a> {
-    fn of_client(client: &'a deadpool_postgres::ClientWrapper) -> Self {
+    fn of_client(client: &'a deadpool_postgres::ClientWrapper, clock_shift: i64) -> Self {
         Conn {
             client,
             statements: &client.statement_cache,
+            clock_shift,
         }
     }
 
-    fn of_transaction(tx: &'a deadpool_postgres::Transaction<'_>) -> Self {
+    fn of_transaction(tx: &'a deadpool_postgres::Transaction<'_>, clock_shift: i64) -> Self {
         Conn {
             client: tx.client(),
             statements: &tx.statement_cache,
+            clock_shift,
         }
     }
 
     /// The prepared statement for `sql`, from the cache after the first use.
+    ///
+    /// Every statement reads the time as `now()`, the server's clock. When
+    /// a test moved the handle's clock, each `now()` becomes the server's
+    /// clock plus the shift, here, for every statement at once: writes and
+    /// comparisons keep reading one clock. (The shifted text is a statement
+    /// of its own in the cache; only tests ever shift.)
     pub(super) async fn prepare(self, context: &str, sql: &str) -> Result<Statement> {
+        let shifted;
+        let sql = if self.clock_shift == 0 {
+            sql
+        } else {
+            shifted = sql.replace(
+                "now()",
+                &format!("(now() + {} * interval '1 microsecond')", self.clock_shift),
+            );
+            &shifted
+        };
         self.statements
             .prepare(self.client, sql)
             .await
@@ -471,7 +497,7 @@ impl Store for PgStore {
     }
 
     fn options(&self) -> StoreOptions {
-        self.inner.options
+        self.inner.options.clone()
     }
 
     async fn wait_for_tasks(&self, within: Duration) {
@@ -501,8 +527,8 @@ impl Store for PgStore {
 
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
         let prepared = task::prepare(vec![new], &self.inner.options)?;
-        let options = self.inner.options;
-        statement!(self, |c| task::enqueue_one(c, &prepared, &options))
+        let options = &self.inner.options;
+        statement!(self, |c| task::enqueue_one(c, &prepared, options))
     }
 
     async fn task_enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
@@ -510,23 +536,23 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let prepared = task::prepare(tasks, &self.inner.options)?;
-        let options = self.inner.options;
-        let (ids, _) = statement!(self, |c| task::enqueue_many(c, &prepared, &options))?;
+        let options = &self.inner.options;
+        let (ids, _) = statement!(self, |c| task::enqueue_many(c, &prepared, options))?;
         Ok(ids)
     }
 
     async fn task_claim(&self, params: &ClaimParams) -> Result<Vec<ClaimedTask>> {
-        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+        let Some(params) = crate::shared::claim_params(params) else {
             return Ok(Vec::new());
-        }
-        statement!(self, |c| queue::claim(c, params))
+        };
+        statement!(self, |c| queue::claim(c, &params))
     }
 
     async fn task_claim_start(&self, params: &ClaimParams) -> Result<Vec<StartedTask>> {
-        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+        let Some(params) = crate::shared::claim_params(params) else {
             return Ok(Vec::new());
-        }
-        statement!(self, |c| queue::claim_start(c, params))
+        };
+        statement!(self, |c| queue::claim_start(c, &params))
     }
 
     async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {
@@ -554,8 +580,8 @@ impl Store for PgStore {
     }
 
     async fn task_progress(&self, attempt: Attempt, progress: &Progress) -> Result<()> {
-        crate::shared::validate_progress(progress)?;
-        statement!(self, |c| queue::progress(c, attempt, progress))
+        let progress = crate::shared::validate_progress(progress)?;
+        statement!(self, |c| queue::progress(c, attempt, &progress))
     }
 
     async fn task_response_put(&self, attempt: Attempt, response: &Response) -> Result<()> {
@@ -624,126 +650,22 @@ impl Store for PgStore {
     }
 
     async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
-        if !(silent_secs.is_finite() && silent_secs > 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "silence threshold must be a positive number of seconds, got {silent_secs}"
-            )));
-        }
+        atp_core::decide::check_silence(silent_secs)?;
         transaction!(self, |c| reap::daemon_reap_dead(c, silent_secs))
-    }
-}
-
-/// A fresh schema per test on the server named by `ATP_TEST_DATABASE_URL`
-/// (default: the local server), dropped with the value.
-#[cfg(test)]
-pub(super) mod test_schema {
-    use super::*;
-
-    const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-    pub(crate) fn url() -> String {
-        std::env::var("ATP_TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned())
-    }
-
-    /// A random schema name, so that tests run in parallel.
-    pub(crate) fn random_name() -> String {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        let suffix: String = (0..12)
-            .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
-            .collect();
-        format!("atp_unit_{suffix}")
-    }
-
-    /// One test's schema and a store on it.
-    pub(crate) struct TestSchema {
-        pub store: PgStore,
-        pub url: String,
-        pub name: String,
-    }
-
-    impl TestSchema {
-        /// A fresh schema, or `None` (after a notice) when no server
-        /// answers and `ATP_TEST_REQUIRE_POSTGRES` is not `1`.
-        pub(crate) async fn new(options: StoreOptions) -> Option<Self> {
-            let url = url();
-            if let Err(e) = tokio_postgres::connect(&url, NoTls).await {
-                if std::env::var("ATP_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                    panic!("PostgreSQL is required but {url} does not answer: {e}");
-                }
-                eprintln!("NOTICE: PostgreSQL unit test skipped: {url} does not answer: {e}");
-                return None;
-            }
-            let name = random_name();
-            let store = PgStore::connect_with_schema(&url, &name, options)
-                .await
-                .expect("opening a fresh schema");
-            Some(TestSchema { store, url, name })
-        }
-
-        /// Another handle on the same schema.
-        pub(crate) async fn open(&self, options: StoreOptions) -> PgStore {
-            PgStore::connect_with_schema(&self.url, &self.name, options)
-                .await
-                .expect("opening another handle")
-        }
-
-        /// A plain connection with the schema on its search path, for
-        /// setting up what the API cannot (old versions, old timestamps).
-        pub(crate) async fn raw(&self) -> tokio_postgres::Client {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-                .await
-                .expect("connecting");
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!("SET search_path = \"{}\"", self.name))
-                .await
-                .expect("setting the search path");
-            client
-        }
-    }
-
-    impl Drop for TestSchema {
-        fn drop(&mut self) {
-            let url = self.url.clone();
-            let name = self.name.clone();
-            // Drop runs inside the test's runtime: use a thread with its own.
-            let dropped = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                rt.block_on(async {
-                    let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-                    tokio::spawn(connection);
-                    client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                        .await
-                })
-                .map_err(|e| e.to_string())
-            })
-            .join();
-            if !matches!(dropped, Ok(Ok(()))) {
-                eprintln!("NOTICE: could not drop test schema {}", self.name);
-            }
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::test_schema::TestSchema;
     use super::*;
+    use crate::testing::{PgDb, TestDb};
 
     #[tokio::test]
     async fn migrating_twice_or_at_once_is_harmless() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
-        assert_eq!(db.store.schema_version().await.unwrap(), LATEST_VERSION);
+        assert_eq!(db.store().schema_version().await.unwrap(), LATEST_VERSION);
         let again = db.open(StoreOptions::default()).await;
         assert_eq!(again.schema_version().await.unwrap(), LATEST_VERSION);
         let raw = db.raw().await;
@@ -755,8 +677,8 @@ mod tests {
         assert_eq!(rows, i64::from(LATEST_VERSION), "each migration once");
 
         // Four processes opening one fresh schema at the same moment.
-        let fresh = test_schema::random_name();
-        let url = test_schema::url();
+        let fresh = format!("atp_unit_{}", crate::testing::random_suffix());
+        let url = db.url().to_owned();
         let opening: Vec<_> = (0..4)
             .map(|_| {
                 let (url, fresh) = (url.clone(), fresh.clone());
@@ -776,16 +698,17 @@ mod tests {
 
     #[tokio::test]
     async fn an_old_schema_is_upgraded_and_a_newer_one_refused() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
-        let old_name = test_schema::random_name();
-        let old = PgStore::connect_at_version(&db.url, Some(&old_name), StoreOptions::default(), 1)
-            .await
-            .unwrap();
+        let old_name = format!("atp_unit_{}", crate::testing::random_suffix());
+        let old =
+            PgStore::connect_at_version(db.url(), Some(&old_name), StoreOptions::default(), 1)
+                .await
+                .unwrap();
         assert_eq!(old.schema_version().await.unwrap(), 1);
         drop(old);
-        let new = PgStore::connect_with_schema(&db.url, &old_name, StoreOptions::default())
+        let new = PgStore::connect_with_schema(db.url(), &old_name, StoreOptions::default())
             .await
             .unwrap();
         assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
@@ -798,7 +721,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let err = PgStore::connect_with_schema(&db.url, &db.name, StoreOptions::default())
+        let err = PgStore::connect_with_schema(db.url(), db.schema(), StoreOptions::default())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
@@ -830,7 +753,7 @@ mod tests {
 
     #[tokio::test]
     async fn deadlocks_are_retried_and_other_errors_are_not() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
         let (a, b) = (db.raw().await, db.raw().await);

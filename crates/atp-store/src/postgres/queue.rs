@@ -10,10 +10,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use atp_core::decide::{self, TaskState};
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, Error, Progress, Response, Result, StartedTask, Status,
-    StatusChange, TaskId, TaskRef, Transition, messages, payload, status,
+    Attempt, ClaimedTask, Error, Progress, Response, Result, StartedTask, StatusChange, TaskId,
+    payload,
 };
 use tokio_postgres::Row;
 
@@ -21,6 +22,10 @@ use super::row::{self, get, lease_param};
 use super::task::{Changes, write_changes};
 use super::{Conn, Params};
 use crate::shared::keep_item;
+
+// The claim and start statements below write these codes as literals.
+const _: () = assert!(decide::CLAIM.0 == 1 && decide::CLAIM.1 == 2);
+const _: () = assert!(decide::START.0 == 2 && decide::START.1 == 3);
 
 /// Takes the oldest ACCEPTED tasks (walking the partial queue index in FIFO
 /// order), skipping rows another claimer has locked, so every claimer gets
@@ -210,33 +215,8 @@ pub(super) async fn claim_start(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<Star
         .collect()
 }
 
-/// What a fenced check looks at, as the batch has left it so far.
-struct Held {
-    status: Status,
-    holder: Option<DaemonId>,
-    lease: u64,
-    starts: u32,
-    max_starts: u32,
-}
-
-/// The columns [`held_of`] reads, first in every state query.
-const STATE_COLUMNS: &str = "t.id, t.status, t.holder, t.lease, t.starts, y.max_starts";
-
-fn held_of(r: &Row) -> Result<(i64, Held)> {
-    Ok((
-        get(r, 0)?,
-        Held {
-            status: row::status_of(get(r, 1)?)?,
-            holder: get::<Option<i64>>(r, 2)?.map(DaemonId::from_db),
-            lease: row::lease_of(get(r, 3)?)?,
-            starts: row::count(get(r, 4)?)?,
-            max_starts: row::count(get(r, 5)?)?,
-        },
-    ))
-}
-
 /// The state of the tasks `ids` (with `extra` columns after
-/// [`STATE_COLUMNS`]); with `lock`, locked for this transaction in id order,
+/// [`crate::row::STATE_COLUMNS`]); with `lock`, locked for this transaction in id order,
 /// so that two batches over the same tasks cannot deadlock.
 async fn states(c: Conn<'_>, ids: &[i64], extra: &str, lock: bool) -> Result<Vec<Row>> {
     let lock = if lock {
@@ -245,51 +225,15 @@ async fn states(c: Conn<'_>, ids: &[i64], extra: &str, lock: bool) -> Result<Vec
         ""
     };
     let sql = format!(
-        "SELECT {STATE_COLUMNS}{extra} FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
-         WHERE t.id = ANY($1) {lock}"
+        "SELECT {}{extra} FROM {} WHERE t.id = ANY($1) {lock}",
+        crate::row::STATE_COLUMNS,
+        row::TASK_FROM
     );
     c.query("checking a task's holder", &sql, &[&ids]).await
 }
 
-/// Confirms that `a` is the task's current attempt (held, or ended by this
-/// very attempt). `TaskNotFound` if it is gone, `StaleAttempt` otherwise.
-fn check_held<'h>(found: Option<&'h mut Held>, a: &Attempt) -> Result<&'h mut Held> {
-    let held = found.ok_or_else(|| Error::TaskNotFound(TaskRef::Id(a.task).to_string()))?;
-    let same_attempt = held.holder == Some(a.holder) && held.lease == a.lease;
-    if !same_attempt || !(held.status.is_held() || held.status.is_terminal()) {
-        return Err(stale(a));
-    }
-    Ok(held)
-}
-
-/// Like [`check_held`], but an attempt that already ended counts as stale:
-/// for heartbeats, progress and other changes that only a live attempt makes.
-fn check_live<'h>(found: Option<&'h mut Held>, a: &Attempt) -> Result<&'h mut Held> {
-    let held = check_held(found, a)?;
-    if held.status.is_held() {
-        Ok(held)
-    } else {
-        Err(stale(a))
-    }
-}
-
-fn stale(a: &Attempt) -> Error {
-    Error::StaleAttempt {
-        task: a.task,
-        holder: a.holder,
-        lease: a.lease,
-    }
-}
-
-fn invalid(task: TaskId, transition: Transition, from: Status) -> Error {
-    Error::InvalidTransition {
-        task,
-        source: atp_core::status::InvalidTransition { transition, from },
-    }
-}
-
 /// The distinct task ids of a batch.
-fn task_ids<'a>(attempts: impl Iterator<Item = &'a Attempt>) -> Vec<i64> {
+fn task_ids(attempts: impl Iterator<Item = Attempt>) -> Vec<i64> {
     let mut ids: Vec<i64> = attempts.map(|a| a.task.0).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -325,10 +269,16 @@ pub(super) async fn start_many(
     c: Conn<'_>,
     attempts: &[Attempt],
 ) -> Result<Vec<Result<StartedTask>>> {
-    let rows = states(c, &task_ids(attempts.iter()), &start_columns(), true).await?;
-    let mut locked: HashMap<i64, (Held, &Row)> = HashMap::with_capacity(rows.len());
+    let rows = states(
+        c,
+        &task_ids(attempts.iter().copied()),
+        &start_columns(),
+        true,
+    )
+    .await?;
+    let mut locked: HashMap<i64, (TaskState, &Row)> = HashMap::with_capacity(rows.len());
     for r in &rows {
-        let (id, held) = held_of(r)?;
+        let (id, held) = crate::row::state(r)?;
         locked.insert(id, (held, r));
     }
     let mut started_ids = Vec::new();
@@ -363,56 +313,50 @@ pub(super) async fn start_many(
 
 /// Decides one start on the locked rows; returns the task and its log line.
 fn start_one(
-    locked: &mut HashMap<i64, (Held, &Row)>,
+    locked: &mut HashMap<i64, (TaskState, &Row)>,
     a: &Attempt,
 ) -> Result<(StartedTask, String)> {
-    let (held, r) = match locked.get_mut(&a.task.0) {
-        Some((held, r)) => (Some(held), Some(*r)),
-        None => (None, None),
-    };
-    let held = check_held(held, a)?;
-    if held.status != Status::Scheduled {
-        return Err(invalid(a.task, Transition::Start, held.status));
-    }
-    let r = r.ok_or_else(|| Error::Corrupt("a locked row went missing".into()))?;
-    held.status = Status::Running;
-    held.starts += 1;
-    let task_type = row::task_type(r, STATE_COLUMNS_LEN + 3)?;
-    let message = messages::started(a.holder, held.starts, task_type.max_starts);
-    let input: String = get(r, STATE_COLUMNS_LEN + 1)?;
+    let found = locked.get_mut(&a.task.0);
+    let decided = decide::start(found.as_ref().map(|(state, _)| state), a)?;
+    let (state, r) = found.ok_or_else(|| Error::Corrupt("a locked row went missing".into()))?;
+    state.apply(&decided);
+    let task_type = row::task_type(r, crate::row::STATE_COLUMNS_LEN + 3)?;
+    let input: String = get(r, crate::row::STATE_COLUMNS_LEN + 1)?;
     let input = serde_json::from_str(&input)
         .map_err(|e| Error::Corrupt(format!("stored input of task {} is not JSON: {e}", a.task)))?;
     Ok((
         StartedTask {
             attempt: *a,
-            start: held.starts,
+            start: state.starts,
             task_type,
-            identifier: row::identifier_of(get(r, STATE_COLUMNS_LEN)?)?,
+            identifier: row::identifier_of(get(r, crate::row::STATE_COLUMNS_LEN)?)?,
             input,
-            enqueued_at: get(r, STATE_COLUMNS_LEN + 2)?,
+            enqueued_at: get(r, crate::row::STATE_COLUMNS_LEN + 2)?,
         },
-        message,
+        decided.message,
     ))
 }
-
-/// How many columns [`STATE_COLUMNS`] has.
-const STATE_COLUMNS_LEN: usize = 6;
 
 pub(super) async fn set_status_many(
     c: Conn<'_>,
     changes: &[StatusChange],
 ) -> Result<Vec<Result<()>>> {
-    let rows = states(c, &task_ids(changes.iter().map(|ch| &ch.attempt)), "", true).await?;
-    let mut locked: HashMap<i64, Held> = rows.iter().map(held_of).collect::<Result<_>>()?;
+    let ids = task_ids(changes.iter().map(|ch| ch.attempt()));
+    let rows = states(c, &ids, "", true).await?;
+    let mut locked: HashMap<i64, TaskState> =
+        rows.iter().map(crate::row::state).collect::<Result<_>>()?;
     let mut writes = Changes::default();
     let mut responses: Vec<(i64, &Response)> = Vec::new();
     let mut results = Vec::with_capacity(changes.len());
     for change in changes {
-        let one = set_status_one(&mut locked, change).map(|applied| {
-            if let Some((target, message)) = applied {
-                writes.push(change.attempt.task.0, target, message);
-                if let Some(response) = &change.response {
-                    responses.push((change.attempt.task.0, response));
+        let task = change.attempt().task.0;
+        let state = locked.get_mut(&task);
+        let one = decide::change(state.as_deref(), change).map(|decided| {
+            if let (Some(decided), Some(state)) = (decided, state) {
+                state.apply(&decided);
+                writes.push(task, decided.to, decided.message);
+                if let Some(response) = change.response() {
+                    responses.push((task, response));
                 }
             }
         });
@@ -420,55 +364,6 @@ pub(super) async fn set_status_many(
     }
     tokio::try_join!(write_changes(c, &writes), put_responses(c, &responses))?;
     Ok(results)
-}
-
-/// Decides one change on the locked rows: `None` when `unless_terminal`
-/// leaves a final task alone, else the status and log line to write.
-fn set_status_one(
-    locked: &mut HashMap<i64, Held>,
-    ch: &StatusChange,
-) -> Result<Option<(Status, String)>> {
-    let a = &ch.attempt;
-    let held = check_held(locked.get_mut(&a.task.0), a)?;
-    if ch.unless_terminal && held.status.is_terminal() {
-        return Ok(None);
-    }
-    let transition = match ch.status {
-        Status::Running => Transition::Resume,
-        Status::Paused => Transition::Pause,
-        Status::Finished => Transition::Finish,
-        Status::Failed => Transition::Fail,
-        // Handing a task back: only while holding it.
-        Status::Accepted if held.status.is_held() => Transition::Reenqueue,
-        Status::Accepted => return Err(invalid(a.task, Transition::Reenqueue, held.status)),
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "a holder cannot set a task {other}"
-            )));
-        }
-    };
-    transition
-        .check(held.status)
-        .map_err(|source| Error::InvalidTransition {
-            task: a.task,
-            source,
-        })?;
-    let (target, message) = if transition == Transition::Reenqueue {
-        match status::after_release(held.starts, held.max_starts) {
-            Status::Failed => (
-                Status::Failed,
-                messages::released_failed(&ch.message, held.max_starts),
-            ),
-            s => (s, ch.message.clone()),
-        }
-    } else {
-        (transition.target(), ch.message.clone())
-    };
-    held.status = target;
-    if target == Status::Accepted {
-        held.holder = None;
-    }
-    Ok(Some((target, message)))
 }
 
 /// Stores responses, the last one per task when a batch has several.
@@ -532,13 +427,13 @@ pub(super) async fn heartbeat_many(c: Conn<'_>, attempts: &[Attempt]) -> Result<
         .iter()
         .filter(|a| !beaten.contains(&key(a)))
         .collect();
-    let mut found = diagnose(c, missed.iter().copied()).await?;
+    let found = diagnose(c, missed.iter().copied()).await?;
     let mut results = Vec::with_capacity(attempts.len());
     for a in attempts {
         let one = if beaten.contains(&key(a)) {
             Ok(())
         } else {
-            check_live(found.get_mut(&a.task.0), a).map(|_| ())
+            decide::check_live(found.get(&a.task.0), a).map(|_| ())
         };
         keep_item(one, &mut results)?;
     }
@@ -551,15 +446,15 @@ pub(super) async fn heartbeat_many(c: Conn<'_>, attempts: &[Attempt]) -> Result<
 async fn diagnose<'a>(
     c: Conn<'_>,
     attempts: impl Iterator<Item = &'a Attempt>,
-) -> Result<HashMap<i64, Held>> {
-    let ids = task_ids(attempts);
+) -> Result<HashMap<i64, TaskState>> {
+    let ids = task_ids(attempts.copied());
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
     states(c, &ids, "", false)
         .await?
         .iter()
-        .map(held_of)
+        .map(crate::row::state)
         .collect()
 }
 
@@ -582,8 +477,8 @@ pub(super) async fn progress(c: Conn<'_>, a: Attempt, p: &Progress) -> Result<()
     if changed == 1 {
         return Ok(());
     }
-    let mut found = diagnose(c, std::iter::once(&a)).await?;
-    check_live(found.get_mut(&a.task.0), &a).map(|_| ())
+    let found = diagnose(c, std::iter::once(&a)).await?;
+    decide::check_live(found.get(&a.task.0), &a).map(|_| ())
 }
 
 /// One statement: the fenced row is locked while the response is written,
@@ -617,29 +512,29 @@ pub(super) async fn response_put(c: Conn<'_>, a: Attempt, response: &Response) -
     if !stored.is_empty() {
         return Ok(());
     }
-    let mut found = diagnose(c, std::iter::once(&a)).await?;
-    check_held(found.get_mut(&a.task.0), &a)?;
+    let found = diagnose(c, std::iter::once(&a)).await?;
+    decide::check_held(found.get(&a.task.0), &a)?;
     // Current now, yet the fenced statement did not match: it changed hands
     // and back in between, which leases rule out; report it as stale.
-    Err(stale(&a))
+    Err(decide::stale(&a))
 }
 
 #[cfg(test)]
 mod tests {
-    use atp_core::{Handler, NewTask, Store, StoreOptions, TaskIdentifier, TaskType, TypeName};
+    use atp_core::{DaemonId, Handler, NewTask, Store, TaskIdentifier, TaskType, TypeName};
 
-    use super::super::test_schema::TestSchema;
     use super::*;
+    use crate::testing::{PgDb, TestDb};
 
     /// The log records of one claim-and-start come in id order: tasks in
     /// FIFO order, SCHEDULED before RUNNING for each; and the pick walks the
     /// partial queue index, like the claim's.
     #[tokio::test]
     async fn claim_start_logs_in_order_and_walks_the_queue_index() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
-        let s = &db.store;
+        let s = db.store();
         let t = TypeName::new("t").unwrap();
         s.task_type_upsert(&TaskType::new(
             t.clone(),

@@ -5,71 +5,40 @@
 //! longer matches once locked (READ COMMITTED re-checks the condition on the
 //! newest row), so every task is rescued or deleted once, and counted once.
 
+use atp_core::decide::{self, Release};
 use atp_core::{
-    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId, messages,
-    status,
+    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
 };
 
 use super::row::{self, get};
 use super::task::{Changes, write_changes};
 use super::{Conn, Params};
+use crate::shared::{Candidate, ReapReport};
 
-/// A held task selected for rescue, locked by this transaction.
-struct Candidate {
-    id: i64,
-    starts: u32,
-    max_starts: u32,
-    timeout_secs: f64,
-    type_name: String,
-    identifier: String,
-    holder: Option<i64>,
-}
-
-/// Locks the held tasks that match `condition` (over `t` the task and `y`
-/// its type), skipping any another transaction holds: that one is changing
-/// it, so it is not abandoned.
+/// Locks (for this transaction) the held tasks that match `condition` (over
+/// `t` the task and `y` its type), skipping any another transaction holds:
+/// that one is changing it, so it is not abandoned.
 async fn candidates(c: Conn<'_>, condition: &str, params: &Params<'_>) -> Result<Vec<Candidate>> {
     let sql = format!(
-        "SELECT t.id, t.starts, y.max_starts, y.timeout_secs, y.name, t.identifier, t.holder
-         FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
-         WHERE t.status IN (2, 3, 4) AND {condition}
+        "SELECT {} FROM {} WHERE t.status IN (2, 3, 4) AND {condition}
          ORDER BY t.id
-         FOR NO KEY UPDATE OF t SKIP LOCKED"
+         FOR NO KEY UPDATE OF t SKIP LOCKED",
+        crate::row::CANDIDATE_COLUMNS,
+        row::TASK_FROM
     );
     c.query("finding tasks to rescue", &sql, params)
         .await?
         .iter()
-        .map(|r| {
-            Ok(Candidate {
-                id: get(r, 0)?,
-                starts: row::count(get(r, 1)?)?,
-                max_starts: row::count(get(r, 2)?)?,
-                timeout_secs: get(r, 3)?,
-                type_name: get(r, 4)?,
-                identifier: get(r, 5)?,
-                holder: get(r, 6)?,
-            })
-        })
+        .map(crate::row::candidate)
         .collect()
 }
 
-/// Decides where one locked task goes: back to the queue, or FAILED when
-/// its starts are used up.
-fn rescue(changes: &mut Changes, c: Candidate, requeued: &str, failed: &str) -> Result<Rescued> {
-    let outcome = status::after_release(c.starts, c.max_starts);
-    let message = if outcome == Status::Failed {
-        failed
-    } else {
-        requeued
-    };
-    changes.push(c.id, outcome, message.to_owned());
-    Ok(Rescued {
-        id: TaskId(c.id),
-        task_type: row::type_name(c.type_name)?,
-        identifier: row::identifier_of(c.identifier)?,
-        outcome,
-        starts: c.starts,
-    })
+/// Decides where one locked task goes ([`decide::release`]: back to the
+/// queue, or FAILED when its starts are used up) and records the move.
+fn rescue(changes: &mut Changes, c: Candidate, why: Release<'_>) -> Result<Rescued> {
+    let decided = decide::release(&c.state, why)?;
+    changes.push(c.id, decided.to, decided.message.clone());
+    c.rescued(&decided)
 }
 
 pub(super) async fn requeue_abandoned(c: Conn<'_>) -> Result<Vec<Rescued>> {
@@ -83,10 +52,10 @@ pub(super) async fn requeue_abandoned(c: Conn<'_>) -> Result<Vec<Rescued>> {
     let mut changes = Changes::default();
     let mut rescued = Vec::with_capacity(found.len());
     for task in found {
-        let requeued =
-            messages::abandoned_requeued(task.timeout_secs, task.starts, task.max_starts);
-        let failed = messages::abandoned_failed(task.timeout_secs, task.max_starts);
-        rescued.push(rescue(&mut changes, task, &requeued, &failed)?);
+        let why = Release::Abandoned {
+            timeout_secs: task.timeout_secs,
+        };
+        rescued.push(rescue(&mut changes, task, why)?);
     }
     write_changes(c, &changes).await?;
     Ok(rescued)
@@ -257,27 +226,16 @@ pub(super) async fn daemon_reap_dead(c: Conn<'_>, silent_secs: f64) -> Result<Ve
         &[&silent_secs],
     )
     .await?;
-    let mut reaped: Vec<ReapedDaemon> = dead
-        .into_iter()
-        .map(|id| ReapedDaemon {
-            id: DaemonId::from_db(id),
-            rescued: Vec::new(),
-        })
-        .collect();
+    let mut reaped = ReapReport::new(dead);
     let mut changes = Changes::default();
     for task in orphans {
-        let holder = DaemonId::from_db(task.holder.unwrap_or_default());
-        let requeued = messages::rescued(holder, silent_secs);
-        let failed = messages::rescued_failed(holder, silent_secs, task.max_starts);
-        let r = rescue(&mut changes, task, &requeued, &failed)?;
-        match reaped.iter_mut().find(|d| d.id == holder) {
-            Some(d) => d.rescued.push(r),
-            None => reaped.push(ReapedDaemon {
-                id: holder,
-                rescued: vec![r],
-            }),
-        }
+        let holder = task.state.holder.unwrap_or(DaemonId::from_db(0));
+        let why = Release::HolderDead {
+            holder,
+            silent_secs,
+        };
+        reaped.rescued(holder, rescue(&mut changes, task, why)?);
     }
     write_changes(c, &changes).await?;
-    Ok(reaped)
+    Ok(reaped.into_vec())
 }

@@ -1,18 +1,13 @@
-//! Rows to domain values, shared by the entity modules.
+//! PostgreSQL rows as [`Columns`], and the column types of this engine
+//! (`SMALLINT` status, `INTEGER` counts, `BIGINT` ids and leases).
 
-use atp_core::{
-    DaemonId, Error, Handler, Progress, Result, Status, Task, TaskId, TaskIdentifier, TaskType,
-    TypeName,
-};
+use atp_core::{Error, Result, Status, Task, TaskType};
+use time::OffsetDateTime;
 use tokio_postgres::Row;
-use tokio_postgres::types::FromSql;
+use tokio_postgres::types::{FromSql, Type};
 
-/// The columns [`task`] reads, for `FROM atp_task t JOIN atp_task_type y`.
-pub(super) const TASK_COLUMNS: &str = "t.id, y.name, t.identifier, t.status, t.inserted_at, \
-     t.updated_at, t.enqueued_at, t.starts, t.lease, t.holder, t.progress_percent, t.progress_message";
-
-/// The join every task query uses.
-pub(super) const TASK_FROM: &str = "atp_task t JOIN atp_task_type y ON y.id = t.type_id";
+use crate::row::{self, Columns};
+pub(super) use crate::row::{TASK_COLUMNS, TASK_FROM, identifier_of, lease_of, type_name};
 
 /// Column `idx` of `row`; a value the column type cannot give is corrupt data.
 pub(super) fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
@@ -20,29 +15,32 @@ pub(super) fn get<'r, T: FromSql<'r>>(row: &'r Row, idx: usize) -> Result<T> {
         .map_err(|e| Error::Corrupt(format!("column {idx} cannot be read: {e}")))
 }
 
+impl Columns for Row {
+    fn int(&self, idx: usize) -> Result<Option<i64>> {
+        let ty = self.columns().get(idx).map(|c| c.type_().clone());
+        Ok(match ty {
+            Some(Type::INT2) => get::<Option<i16>>(self, idx)?.map(i64::from),
+            Some(Type::INT4) => get::<Option<i32>>(self, idx)?.map(i64::from),
+            _ => get::<Option<i64>>(self, idx)?,
+        })
+    }
+
+    fn real(&self, idx: usize) -> Result<Option<f64>> {
+        get(self, idx)
+    }
+
+    fn text(&self, idx: usize) -> Result<Option<String>> {
+        get(self, idx)
+    }
+
+    fn time(&self, idx: usize) -> Result<Option<OffsetDateTime>> {
+        get(self, idx)
+    }
+}
+
 /// A task from a row selected with [`TASK_COLUMNS`].
-pub(super) fn task(row: &Row) -> Result<Task> {
-    let percent: Option<f64> = get(row, 10)?;
-    let message: Option<String> = get(row, 11)?;
-    Ok(Task {
-        id: TaskId(get(row, 0)?),
-        task_type: type_name(get(row, 1)?)?,
-        identifier: identifier_of(get(row, 2)?)?,
-        status: status_of(get(row, 3)?)?,
-        inserted_at: get(row, 4)?,
-        updated_at: get(row, 5)?,
-        enqueued_at: get(row, 6)?,
-        starts: count(get(row, 7)?)?,
-        lease: lease_of(get(row, 8)?)?,
-        holder: get::<Option<i64>>(row, 9)?.map(DaemonId::from_db),
-        progress: match (percent, message) {
-            (None, None) => None,
-            (percent, message) => Some(Progress {
-                percent,
-                message: message.unwrap_or_default(),
-            }),
-        },
-    })
+pub(super) fn task(r: &Row) -> Result<Task> {
+    row::task(r)
 }
 
 /// The columns [`task_type`] reads from `atp_task_type` (aliased `y`).
@@ -50,14 +48,8 @@ pub(super) const TYPE_COLUMNS: &str =
     "y.name, y.handler, y.timeout_secs, y.retention_secs, y.max_starts";
 
 /// A task type from a row selected with [`TYPE_COLUMNS`] (at `offset`).
-pub(super) fn task_type(row: &Row, offset: usize) -> Result<TaskType> {
-    Ok(TaskType {
-        name: type_name(get(row, offset)?)?,
-        handler: Handler::new(get::<String>(row, offset + 1)?).map_err(corrupt)?,
-        timeout_secs: get(row, offset + 2)?,
-        retention_secs: get(row, offset + 3)?,
-        max_starts: count(get(row, offset + 4)?)?,
-    })
+pub(super) fn task_type(r: &Row, offset: usize) -> Result<TaskType> {
+    row::task_type(r, offset)
 }
 
 /// The stored code of a status (a `SMALLINT` parameter).
@@ -65,19 +57,14 @@ pub(super) fn code(status: Status) -> i16 {
     i16::from(status.code())
 }
 
+/// A status from its `SMALLINT` column.
 pub(super) fn status_of(code: i16) -> Result<Status> {
-    Status::from_code(i64::from(code))
-        .ok_or_else(|| Error::Corrupt(format!("unknown status code {code}")))
+    crate::row::status_of(i64::from(code))
 }
 
-/// A non-negative `INTEGER` column (starts, max starts).
+/// A count from its `INTEGER` column (starts, max starts).
 pub(super) fn count(raw: i32) -> Result<u32> {
-    u32::try_from(raw).map_err(|_| Error::Corrupt(format!("negative count {raw}")))
-}
-
-/// The `BIGINT` lease column.
-pub(super) fn lease_of(raw: i64) -> Result<u64> {
-    u64::try_from(raw).map_err(|_| Error::Corrupt(format!("negative lease {raw}")))
+    crate::row::count(i64::from(raw))
 }
 
 /// A lease as the `BIGINT` it is stored as. Leases grow by one per claim, so
@@ -85,16 +72,4 @@ pub(super) fn lease_of(raw: i64) -> Result<u64> {
 /// matches no row.
 pub(super) fn lease_param(lease: u64) -> i64 {
     i64::try_from(lease).unwrap_or(i64::MIN)
-}
-
-pub(super) fn type_name(raw: String) -> Result<TypeName> {
-    TypeName::new(raw).map_err(corrupt)
-}
-
-pub(super) fn identifier_of(raw: String) -> Result<TaskIdentifier> {
-    TaskIdentifier::new(raw).map_err(corrupt)
-}
-
-fn corrupt(e: atp_core::id::InvalidName) -> Error {
-    Error::Corrupt(e.to_string())
 }

@@ -2,10 +2,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use atp_core::decide;
 use atp_core::store::StoreOptions;
 use atp_core::{
-    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter, TaskId,
-    TaskPage, TaskRef, Transition, messages, payload,
+    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskFilter, TaskId, TaskPage,
+    TaskRef, payload,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -26,19 +27,12 @@ pub(super) async fn enqueue_one(
 ) -> Result<Task> {
     let (ids, at) = enqueue_many(c, prepared, options).await?;
     let p = &prepared[0];
-    Ok(Task {
-        id: ids[0],
-        task_type: p.task_type.clone(),
-        identifier: p.identifier.clone(),
-        status: Status::Accepted,
-        inserted_at: at,
-        updated_at: at,
-        enqueued_at: at,
-        starts: 0,
-        lease: 0,
-        holder: None,
-        progress: None,
-    })
+    Ok(decide::enqueued(
+        ids[0],
+        p.task_type.clone(),
+        p.identifier.clone(),
+        at,
+    ))
 }
 
 /// Inserts every task and its first log record in one statement (arrays
@@ -365,14 +359,8 @@ pub(super) async fn list(c: Conn<'_>, filter: &TaskFilter) -> Result<TaskPage> {
         args.len()
     ));
     let rows = c.query("listing tasks", &sql, &args).await?;
-    let mut tasks = rows.iter().map(row::task).collect::<Result<Vec<Task>>>()?;
-    let next = if tasks.len() > limit as usize {
-        tasks.truncate(limit as usize);
-        tasks.last().map(TaskCursor::after)
-    } else {
-        None
-    };
-    Ok(TaskPage { tasks, next })
+    let tasks = rows.iter().map(row::task).collect::<Result<Vec<Task>>>()?;
+    Ok(crate::shared::page(tasks, limit))
 }
 
 /// Per (type, status), types in byte order of their names as SQLite sorts.
@@ -433,17 +421,7 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
     let r = rows.first().ok_or_else(|| not_found(task))?;
     let id: i64 = row::get(r, 0)?;
     let status = row::status_of(row::get(r, 1)?)?;
-    Transition::Reenqueue
-        .check(status)
-        .map_err(|source| Error::InvalidTransition {
-            task: TaskId(id),
-            source,
-        })?;
-    let message = if message.is_empty() {
-        messages::REENQUEUED
-    } else {
-        message
-    };
+    let decided = decide::reenqueue(TaskId(id), status, message)?;
     let sql = format!(
         "WITH t AS (
              UPDATE atp_task SET status = 1, holder = NULL, starts = 0, progress_percent = NULL,
@@ -463,7 +441,7 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
         .query(
             "re-enqueueing a task",
             &sql,
-            &[&id, &row::code(status), &message],
+            &[&id, &row::code(decided.from), &decided.message],
         )
         .await?;
     rows.first().map_or_else(|| Err(not_found(task)), row::task)
@@ -563,11 +541,12 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
 mod tests {
     use atp_core::{
         DaemonId, Handler, NewTask, Status, StatusChange, Store, StoreExt, StoreOptions,
-        TaskIdentifier, TaskType, TypeName,
+        TaskIdentifier, TaskType, TypeName, messages,
     };
 
-    use super::super::test_schema::TestSchema;
     use super::*;
+    use crate::postgres::PgStore;
+    use crate::testing::{PgDb, TestDb};
 
     const HOLDER: DaemonId = DaemonId(0xDEAD_BEEF_0000_0001);
 
@@ -579,19 +558,21 @@ mod tests {
         NewTask::new(name(t), TaskIdentifier::new(id).unwrap())
     }
 
-    async fn with_type(options: StoreOptions) -> Option<TestSchema> {
-        let db = TestSchema::new(options).await?;
+    /// A fresh schema with type `t`, and a handle on it with `options`.
+    async fn with_type(options: StoreOptions) -> Option<(PgDb, PgStore)> {
+        let db = PgDb::new().await?;
+        let store = db.open(options).await;
         let t = TaskType::new(name("t"), Handler::new("builtin:noop").unwrap());
-        db.store.task_type_upsert(&t).await.unwrap();
-        Some(db)
+        store.task_type_upsert(&t).await.unwrap();
+        Some((db, store))
     }
 
     #[tokio::test]
     async fn enqueue_claim_start_finish_round_trip() {
-        let Some(db) = with_type(StoreOptions::default()).await else {
+        let Some((_db, store)) = with_type(StoreOptions::default()).await else {
             return;
         };
-        let s = &db.store;
+        let s = &store;
         let input = serde_json::json!({"a": [1, 2], "ü": "日本"});
         let task = s
             .task_enqueue(new_task("t", "x").with_input(input.clone()))
@@ -612,11 +593,9 @@ mod tests {
         let started = s.task_start(a).await.unwrap();
         assert_eq!((started.start, &started.input), (1, &input));
         let response = Response::new("application/octet-stream", vec![9u8; 1000]);
-        s.task_set_status(
-            StatusChange::new(a, Status::Finished, "done").with_response(response.clone()),
-        )
-        .await
-        .unwrap();
+        s.task_set_status(StatusChange::finish(a, "done").with_response(response.clone()))
+            .await
+            .unwrap();
 
         let done = s.task_get(&task.key()).await.unwrap();
         assert_eq!(
@@ -659,10 +638,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_keeps_input_order_and_fails_whole_on_a_duplicate() {
-        let Some(db) = with_type(StoreOptions::default()).await else {
+        let Some((_db, store)) = with_type(StoreOptions::default()).await else {
             return;
         };
-        let s = &db.store;
+        let s = &store;
         let batch: Vec<_> = (0..50)
             .rev()
             .map(|i| new_task("t", &format!("b{i}")))
@@ -714,10 +693,10 @@ mod tests {
             max_queue_size: 3,
             ..StoreOptions::default()
         };
-        let Some(db) = with_type(limited).await else {
+        let Some((_db, store)) = with_type(limited).await else {
             return;
         };
-        let s = &db.store;
+        let s = &store;
         s.task_enqueue_many(vec![new_task("t", "1"), new_task("t", "2")])
             .await
             .unwrap();
@@ -737,10 +716,10 @@ mod tests {
 
     #[tokio::test]
     async fn listing_pages_by_keyset_and_sorts_names_bytewise() {
-        let Some(db) = with_type(StoreOptions::default()).await else {
+        let Some((_db, store)) = with_type(StoreOptions::default()).await else {
             return;
         };
-        let s = &db.store;
+        let s = &store;
         for t in ["b", "B", "a", "Z"] {
             s.task_type_upsert(&TaskType::new(name(t), Handler::new("h").unwrap()))
                 .await

@@ -186,58 +186,65 @@ async fn next_message(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::future::Future;
+    use std::task::Poll;
 
     use atp_core::{Handler, NewTask, Store, StoreOptions, TaskIdentifier, TaskType, TypeName};
 
     use super::super::PgStore;
-    use super::super::test_schema::TestSchema;
     use super::*;
+    use crate::testing::{PgDb, TestDb, eventually};
 
     /// Waits until the handle's listener listens (on a server process other
     /// than `other_than`); returns that process's pid.
     async fn listening(store: &PgStore, other_than: Option<i32>) -> i32 {
-        let started = Instant::now();
-        loop {
-            store.wait_for_tasks(Duration::from_millis(50)).await;
-            match store.inner.wakeups.listener_pid() {
-                Some(pid) if Some(pid) != other_than => return pid,
-                _ if started.elapsed() > Duration::from_secs(10) => {
-                    panic!("the listener did not (re)connect")
-                }
-                _ => {}
-            }
-        }
+        eventually(
+            Duration::from_secs(10),
+            "the listener to (re)connect",
+            || async {
+                store.wait_for_tasks(Duration::from_millis(50)).await;
+                store
+                    .inner
+                    .wakeups
+                    .listener_pid()
+                    .filter(|&pid| Some(pid) != other_than)
+            },
+        )
+        .await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lost_listener_reconnects_and_other_schemas_wake_nobody() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
         let name = TypeName::new("t").unwrap();
         let t = TaskType::new(name.clone(), Handler::new("builtin:noop").unwrap());
-        db.store.task_type_upsert(&t).await.unwrap();
-        let first = listening(&db.store, None).await;
+        db.store().task_type_upsert(&t).await.unwrap();
+        let first = listening(db.store(), None).await;
 
         let raw = db.raw().await;
         raw.execute("SELECT pg_terminate_backend($1)", &[&first])
             .await
             .unwrap();
-        listening(&db.store, Some(first)).await;
+        listening(db.store(), Some(first)).await;
 
-        let store = db.store.clone();
-        let waiter = tokio::spawn(async move {
+        let store = db.store().clone();
+        let mut waiter = Box::pin(async move {
             store.wait_for_tasks(Duration::from_secs(10)).await;
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The first poll begins the wait: from then on no wake-up is missed.
+        let first = std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "woken with nothing enqueued");
+        let waiter = tokio::spawn(waiter);
         raw.execute("SELECT pg_notify($1, 'some_other_schema')", &[&CHANNEL])
             .await
             .unwrap();
+        // That nothing happens can only be watched for a while.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!waiter.is_finished(), "woken by another schema's tasks");
         let task = NewTask::new(name, TaskIdentifier::new("x").unwrap());
-        db.store.task_enqueue(task).await.unwrap();
+        db.store().task_enqueue(task).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken after the reconnection")
@@ -246,7 +253,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_listener_ends_with_the_last_clone() {
-        let Some(db) = TestSchema::new(StoreOptions::default()).await else {
+        let Some(db) = PgDb::new().await else {
             return;
         };
         let store = db.open(StoreOptions::default()).await;
@@ -254,6 +261,7 @@ mod tests {
         let listener = store.inner.wakeups.listener.lock().unwrap().take().unwrap();
         let clone = store.clone();
         drop(store);
+        // That the listener stays can only be watched for a while.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!listener.is_finished(), "a clone keeps the listener");
         drop(clone);
@@ -262,24 +270,21 @@ mod tests {
             .expect("the listener ends with the last clone")
             .unwrap();
         let raw = db.raw().await;
-        let started = Instant::now();
-        loop {
-            let open: i64 = raw
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
-                    &[&pid],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if open == 0 {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "the listener connection stays open"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            Duration::from_secs(5),
+            "the listener connection to close",
+            || async {
+                let open: i64 = raw
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                        &[&pid],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                (open == 0).then_some(())
+            },
+        )
+        .await;
     }
 }

@@ -10,10 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::db;
 
 /// (version, SQL), in order.
-const MIGRATIONS: &[(u32, &str)] = &[
-    (1, include_str!("../../migrations/sqlite/0001_core.sql")),
-    (2, include_str!("../../migrations/sqlite/0002_daemons.sql")),
-];
+const MIGRATIONS: &[(u32, &str)] = crate::migrations::SQLITE;
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -7,7 +7,8 @@
 //! processes wait on `busy_timeout`, and a transaction that still meets
 //! `SQLITE_BUSY` is retried from the start, so "database is locked" never
 //! reaches a caller. Reads use a small pool of their own connections, which
-//! WAL lets run beside the writer. [`Store::wait_for_tasks`] is woken by
+//! WAL lets run beside the writer: at most `StoreOptions::pool_size` open at
+//! once (reads beyond wait for one), up to 8 of them kept while idle. [`Store::wait_for_tasks`] is woken by
 //! writes of this process only (`wake.rs`): other processes' producers are
 //! seen when the wait times out.
 //!
@@ -61,6 +62,9 @@ struct Inner {
     /// Idle read connections; empty and unused for in-memory databases,
     /// whose data only the writer connection can see.
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection that may be open at once
+    /// ([`StoreOptions::pool_size`]); reads beyond wait for one.
+    read_slots: tokio::sync::Semaphore,
     /// The file, or `None` in memory.
     path: Option<PathBuf>,
     synchronous_full: bool,
@@ -97,6 +101,7 @@ impl SqliteStore {
         options: StoreOptions,
         version: u32,
     ) -> Result<Self> {
+        options.validate()?;
         let path = path.to_path_buf();
         let writer = blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -119,6 +124,7 @@ impl SqliteStore {
 
     /// A fresh private in-memory database, for tests and demos.
     pub async fn open_memory(options: StoreOptions) -> Result<Self> {
+        options.validate()?;
         let conn = blocking(|| {
             let mut conn =
                 Connection::open_in_memory().map_err(db("opening an in-memory database"))?;
@@ -147,6 +153,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
+                read_slots: tokio::sync::Semaphore::new(options.pool_size),
                 path,
                 synchronous_full,
                 options,
@@ -176,11 +183,14 @@ impl SqliteStore {
     }
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer,
-    /// retrying the whole of it while the database is busy.
+    /// retrying the whole of it while the database is busy. `work` gets the
+    /// transaction's time, read from the handle's clock once it holds the
+    /// writer (as PostgreSQL's `now()` is the start of the transaction), so
+    /// times written by one handle never go backwards.
     async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnMut(&Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnMut(&Transaction<'_>, i64) -> Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         let mut work = work;
@@ -190,7 +200,7 @@ impl SqliteStore {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(db("beginning a transaction"))?;
-                let out = work(&tx)?;
+                let out = work(&tx, inner.options.clock.now_micros())?;
                 tx.commit().map_err(db("committing"))?;
                 Ok(out)
             })
@@ -206,6 +216,15 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         let mut work = work;
+        let _slot = self
+            .inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|e| Error::Database {
+                context: "waiting for a read connection".into(),
+                source: Box::new(e),
+            })?;
         blocking(move || {
             let Some(path) = inner.path.as_deref() else {
                 let conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -222,7 +241,7 @@ impl SqliteStore {
             };
             let out = retry_busy(|| work(&conn));
             let mut readers = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if readers.len() < MAX_IDLE_READERS {
+            if readers.len() < MAX_IDLE_READERS.min(inner.options.pool_size) {
                 readers.push(conn);
             }
             out
@@ -357,18 +376,13 @@ pub(crate) fn db(context: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     }
 }
 
-/// Microseconds since the epoch, now.
-fn now_micros() -> i64 {
-    atp_core::time::to_micros(time::OffsetDateTime::now_utc())
-}
-
 impl Store for SqliteStore {
     fn engine(&self) -> &'static str {
         "sqlite"
     }
 
     fn options(&self) -> StoreOptions {
-        self.inner.options
+        self.inner.options.clone()
     }
 
     async fn wait_for_tasks(&self, within: Duration) {
@@ -382,7 +396,7 @@ impl Store for SqliteStore {
     async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {
         task_type.validate()?;
         let task_type = task_type.clone();
-        self.write(move |tx| task_type::upsert(tx, &task_type, now_micros()))
+        self.write(move |tx, now| task_type::upsert(tx, &task_type, now))
             .await
     }
 
@@ -397,15 +411,15 @@ impl Store for SqliteStore {
 
     async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
         let name = name.clone();
-        self.write(move |tx| task_type::delete(tx, &name, force))
+        self.write(move |tx, _| task_type::delete(tx, &name, force))
             .await
     }
 
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
         let prepared = task::prepare(vec![new], &self.inner.options)?;
-        let options = self.inner.options;
+        let options = self.inner.options.clone();
         let out = self
-            .write(move |tx| task::enqueue_one(tx, &prepared, &options, now_micros()))
+            .write(move |tx, now| task::enqueue_one(tx, &prepared, &options, now))
             .await;
         self.waking(out, |_| true)
     }
@@ -415,34 +429,34 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let prepared = task::prepare(tasks, &self.inner.options)?;
-        let options = self.inner.options;
+        let options = self.inner.options.clone();
         let out = self
-            .write(move |tx| task::enqueue_many(tx, &prepared, &options, now_micros()))
+            .write(move |tx, now| task::enqueue_many(tx, &prepared, &options, now))
             .await;
         self.waking(out, |ids| !ids.is_empty())
     }
 
     async fn task_claim(&self, params: &ClaimParams) -> Result<Vec<ClaimedTask>> {
-        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+        let Some(params) = crate::shared::claim_params(params) else {
             return Ok(Vec::new());
-        }
-        let params = params.clone();
-        self.write(move |tx| queue::claim(tx, &params, now_micros()))
+        };
+        let params = params.into_owned();
+        self.write(move |tx, now| queue::claim(tx, &params, now))
             .await
     }
 
     async fn task_claim_start(&self, params: &ClaimParams) -> Result<Vec<StartedTask>> {
-        if params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty()) {
+        let Some(params) = crate::shared::claim_params(params) else {
             return Ok(Vec::new());
-        }
-        let params = params.clone();
-        self.write(move |tx| queue::claim_start(tx, &params, now_micros()))
+        };
+        let params = params.into_owned();
+        self.write(move |tx, now| queue::claim_start(tx, &params, now))
             .await
     }
 
     async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {
         let attempts = attempts.to_vec();
-        self.write(move |tx| queue::start_many(tx, &attempts, now_micros()))
+        self.write(move |tx, now| queue::start_many(tx, &attempts, now))
             .await
     }
 
@@ -452,11 +466,11 @@ impl Store for SqliteStore {
         }
         let hand_backs: Vec<bool> = changes
             .iter()
-            .map(|c| c.status == atp_core::Status::Accepted)
+            .map(|c| c.kind() == atp_core::ChangeKind::HandBack)
             .collect();
         let changes = changes.to_vec();
         let out = self
-            .write(move |tx| queue::set_status_many(tx, &changes, now_micros()))
+            .write(move |tx, now| queue::set_status_many(tx, &changes, now))
             .await;
         // A hand-back may have become FAILED (starts used up): a spurious
         // wake-up at worst.
@@ -470,21 +484,21 @@ impl Store for SqliteStore {
 
     async fn task_heartbeat_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<()>>> {
         let attempts = attempts.to_vec();
-        self.write(move |tx| queue::heartbeat_many(tx, &attempts, now_micros()))
+        self.write(move |tx, now| queue::heartbeat_many(tx, &attempts, now))
             .await
     }
 
     async fn task_progress(&self, attempt: Attempt, progress: &Progress) -> Result<()> {
-        crate::shared::validate_progress(progress)?;
-        let progress = progress.clone();
-        self.write(move |tx| queue::progress(tx, attempt, &progress, now_micros()))
+        let progress = crate::shared::validate_progress(progress)?;
+        let progress = progress.into_owned();
+        self.write(move |tx, now| queue::progress(tx, attempt, &progress, now))
             .await
     }
 
     async fn task_response_put(&self, attempt: Attempt, response: &Response) -> Result<()> {
         atp_core::payload::validate_mime(&response.mime_type)?;
         let response = response.clone();
-        self.write(move |tx| queue::response_put(tx, attempt, &response, now_micros()))
+        self.write(move |tx, now| queue::response_put(tx, attempt, &response, now))
             .await
     }
 
@@ -523,43 +537,42 @@ impl Store for SqliteStore {
 
     async fn task_delete(&self, task: &TaskRef) -> Result<()> {
         let task = task.clone();
-        self.write(move |tx| task::delete(tx, &task)).await
+        self.write(move |tx, _| task::delete(tx, &task)).await
     }
 
     async fn task_reenqueue(&self, task: &TaskRef, message: &str) -> Result<Task> {
         let task = task.clone();
         let message = message.to_owned();
         let out = self
-            .write(move |tx| task::reenqueue(tx, &task, &message, now_micros()))
+            .write(move |tx, now| task::reenqueue(tx, &task, &message, now))
             .await;
         self.waking(out, |_| true)
     }
 
     async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {
-        let out = self
-            .write(|tx| reap::requeue_abandoned(tx, now_micros()))
-            .await;
+        let out = self.write(reap::requeue_abandoned).await;
         self.waking(out, |rescued| requeued_any(rescued))
     }
 
     async fn task_delete_retired(&self, limit: u32) -> Result<Vec<Retired>> {
-        self.write(move |tx| reap::delete_retired(tx, limit, now_micros()))
+        self.write(move |tx, now| reap::delete_retired(tx, limit, now))
             .await
     }
 
     async fn daemon_register(&self, daemon: &DaemonInfo) -> Result<()> {
         let daemon = daemon.clone();
-        self.write(move |tx| reap::daemon_register(tx, &daemon, now_micros()))
+        self.write(move |tx, now| reap::daemon_register(tx, &daemon, now))
             .await
     }
 
     async fn daemon_heartbeat(&self, id: DaemonId) -> Result<bool> {
-        self.write(move |tx| reap::daemon_heartbeat(tx, id, now_micros()))
+        self.write(move |tx, now| reap::daemon_heartbeat(tx, id, now))
             .await
     }
 
     async fn daemon_deregister(&self, id: DaemonId) -> Result<()> {
-        self.write(move |tx| reap::daemon_deregister(tx, id)).await
+        self.write(move |tx, _| reap::daemon_deregister(tx, id))
+            .await
     }
 
     async fn daemon_list(&self) -> Result<Vec<DaemonInfo>> {
@@ -567,13 +580,9 @@ impl Store for SqliteStore {
     }
 
     async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
-        if !(silent_secs.is_finite() && silent_secs > 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "silence threshold must be a positive number of seconds, got {silent_secs}"
-            )));
-        }
+        atp_core::decide::check_silence(silent_secs)?;
         let out = self
-            .write(move |tx| reap::daemon_reap_dead(tx, silent_secs, now_micros()))
+            .write(move |tx, now| reap::daemon_reap_dead(tx, silent_secs, now))
             .await;
         self.waking(out, |reaped| {
             reaped.iter().any(|d| requeued_any(&d.rescued))
@@ -612,18 +621,21 @@ mod tests {
             .unwrap();
         store.task_type_upsert(&sample_type()).await.unwrap();
 
-        // Another connection (as another process would) holds the write lock.
+        // Another connection (as another process would) holds the write
+        // lock for 300 ms; it says when it has it.
+        let (locked, has_lock) = std::sync::mpsc::channel();
         let holder = std::thread::spawn({
             let path = path.clone();
             move || {
                 let conn = Connection::open(&path).unwrap();
                 conn.execute_batch("BEGIN IMMEDIATE; UPDATE atp_queue_counter SET value = value WHERE name = 'in';")
                     .unwrap();
+                locked.send(()).unwrap();
                 std::thread::sleep(Duration::from_millis(300));
                 conn.execute_batch("COMMIT").unwrap();
             }
         });
-        std::thread::sleep(Duration::from_millis(50));
+        has_lock.recv().unwrap();
         let started = Instant::now();
         let task = store
             .task_enqueue(NewTask::new(

@@ -2,18 +2,24 @@
 //! fenced by the holder's [`Attempt`].
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
+use atp_core::decide::{self, TaskState};
 use atp_core::store::ClaimParams;
 use atp_core::time::from_micros;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, Error, Progress, Response, Result, StartedTask, Status,
-    StatusChange, TaskId, TaskType, Transition, messages, payload, status,
+    Attempt, ClaimedTask, Error, Progress, Response, Result, StartedTask, Status, StatusChange,
+    TaskId, TaskType, messages, payload,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::task::{count_queue_entries, count_queue_exits, write_log};
+use super::task::{count_queue_exits, write_log, write_move};
 use super::{db, row};
 use crate::shared::keep_item;
+
+// The claim and start statements below write these codes as literals.
+const _: () = assert!(decide::CLAIM.0 == 1 && decide::CLAIM.1 == 2);
+const _: () = assert!(decide::START.0 == 2 && decide::START.1 == 3);
 
 pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<Vec<ClaimedTask>> {
     let types_json = p.types.as_ref().map(|names| {
@@ -146,8 +152,12 @@ fn start_one(
         })
         .map_err(db("starting a task"))?;
     let Some((type_id, identifier, starts, input, enqueued)) = started else {
-        let held = check_held(tx, a)?;
-        return Err(invalid(a.task, Transition::Start, held.status));
+        // The fenced update missed: the decision says why (a start it would
+        // allow cannot have missed, unless the task changed hands since).
+        let found = state(tx, a.task)?;
+        return Err(decide::start(found.as_ref(), a)
+            .err()
+            .unwrap_or_else(|| decide::stale(a)));
     };
     let task_type = match types.get(&type_id) {
         Some(t) => t.clone(),
@@ -184,66 +194,34 @@ fn start_one(
     })
 }
 
-/// What a fenced check learned about a task.
-struct Held {
-    status: Status,
-    starts: u32,
-    max_starts: u32,
-}
-
-/// Confirms that `a` is the task's current attempt (held, or ended by this
-/// very attempt). `TaskNotFound` if it is gone, `StaleAttempt` otherwise.
-fn check_held(tx: &Transaction<'_>, a: &Attempt) -> Result<Held> {
-    let found: Option<(i64, Option<i64>, i64, i64, i64)> = tx
-        .prepare_cached(
-            "SELECT t.status, t.holder, t.lease, t.starts, y.max_starts
-             FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id WHERE t.id = ?1",
+/// The task's state as the decisions read it; `None` when it is gone.
+fn state(tx: &Transaction<'_>, task: TaskId) -> Result<Option<TaskState>> {
+    /// Built once: every status change of a holder runs it.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM {} WHERE t.id = ?1",
+            crate::row::STATE_COLUMNS,
+            row::TASK_FROM
         )
+    });
+    let found = tx
+        .prepare_cached(&SQL)
         .and_then(|mut s| {
-            s.query_row([a.task.0], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .optional()
+            s.query_row([task.0], |r| Ok(crate::row::state(r)))
+                .optional()
         })
         .map_err(db("checking a task's holder"))?;
-    let (status, holder, lease, starts, max_starts) =
-        found.ok_or_else(|| Error::TaskNotFound(atp_core::TaskRef::Id(a.task).to_string()))?;
-    let status = row::status_of(status)?;
-    let same_attempt = holder.map(DaemonId::from_db) == Some(a.holder) && lease as u64 == a.lease;
-    if !same_attempt || !(status.is_held() || status.is_terminal()) {
-        return Err(stale(a));
-    }
-    Ok(Held {
-        status,
-        starts: starts as u32,
-        max_starts: max_starts as u32,
-    })
+    found.transpose().map(|state| state.map(|(_, state)| state))
 }
 
-fn stale(a: &Attempt) -> Error {
-    Error::StaleAttempt {
-        task: a.task,
-        holder: a.holder,
-        lease: a.lease,
-    }
+/// Confirms that `a` is the task's current attempt (see [`decide::check_held`]).
+fn check_held(tx: &Transaction<'_>, a: &Attempt) -> Result<()> {
+    decide::check_held(state(tx, a.task)?.as_ref(), a).map(|_| ())
 }
 
-fn invalid(task: TaskId, transition: Transition, from: Status) -> Error {
-    Error::InvalidTransition {
-        task,
-        source: atp_core::status::InvalidTransition { transition, from },
-    }
-}
-
-/// Like [`check_held`], but an attempt that already ended counts as stale:
-/// for heartbeats, progress and other changes that only a live attempt makes.
-fn check_live(tx: &Transaction<'_>, a: &Attempt) -> Result<Held> {
-    let held = check_held(tx, a)?;
-    if held.status.is_held() {
-        Ok(held)
-    } else {
-        Err(stale(a))
-    }
+/// Confirms that `a` is the task's current, live attempt (see [`decide::check_live`]).
+fn check_live(tx: &Transaction<'_>, a: &Attempt) -> Result<()> {
+    decide::check_live(state(tx, a.task)?.as_ref(), a).map(|_| ())
 }
 
 pub(super) fn set_status_many(
@@ -260,68 +238,14 @@ pub(super) fn set_status_many(
 }
 
 fn set_status_one(tx: &Transaction<'_>, c: &StatusChange, now: i64) -> Result<()> {
-    let a = &c.attempt;
-    let held = check_held(tx, a)?;
-    if c.unless_terminal && held.status.is_terminal() {
+    let a = c.attempt();
+    let Some(decided) = decide::change(state(tx, a.task)?.as_ref(), c)? else {
         return Ok(());
-    }
-    let transition = match c.status {
-        Status::Running => Transition::Resume,
-        Status::Paused => Transition::Pause,
-        Status::Finished => Transition::Finish,
-        Status::Failed => Transition::Fail,
-        // Handing a task back: only while holding it.
-        Status::Accepted if held.status.is_held() => Transition::Reenqueue,
-        Status::Accepted => return Err(invalid(a.task, Transition::Reenqueue, held.status)),
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "a holder cannot set a task {other}"
-            )));
-        }
     };
-    transition
-        .check(held.status)
-        .map_err(|source| Error::InvalidTransition {
-            task: a.task,
-            source,
-        })?;
-    let (target, message) = if transition == Transition::Reenqueue {
-        match status::after_release(held.starts, held.max_starts) {
-            Status::Failed => (
-                Status::Failed,
-                messages::released_failed(&c.message, held.max_starts),
-            ),
-            s => (s, c.message.clone()),
-        }
-    } else {
-        (transition.target(), c.message.clone())
-    };
-    let changed = tx
-        .prepare_cached(
-            "UPDATE atp_task SET status = ?5, updated_at = ?6,
-                 holder = CASE WHEN ?5 = 1 THEN NULL ELSE holder END,
-                 enqueued_at = CASE WHEN ?5 = 1 THEN ?6 ELSE enqueued_at END
-             WHERE id = ?1 AND holder = ?2 AND lease = ?3 AND status = ?4",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                a.task.0,
-                a.holder.to_db(),
-                a.lease as i64,
-                held.status.code(),
-                target.code(),
-                now
-            ])
-        })
-        .map_err(db("changing a task's status"))?;
-    if changed != 1 {
-        return Err(stale(a));
+    if !write_move(tx, a.task.0, &decided, (Some(a.holder), a.lease), now)? {
+        return Err(decide::stale(&a));
     }
-    write_log(tx, a.task.0, target, &message, now)?;
-    if target == Status::Accepted {
-        count_queue_entries(tx, 1)?;
-    }
-    if let Some(response) = &c.response {
+    if let Some(response) = c.response() {
         put_response(tx, a.task.0, response, now)?;
     }
     Ok(())
@@ -351,7 +275,7 @@ fn heartbeat_one(tx: &Transaction<'_>, a: &Attempt, now: i64) -> Result<()> {
     if changed == 1 {
         Ok(())
     } else {
-        check_live(tx, a).map(|_| ())
+        check_live(tx, a)
     }
 }
 
@@ -375,7 +299,7 @@ pub(super) fn progress(tx: &Transaction<'_>, a: Attempt, p: &Progress, now: i64)
     if changed == 1 {
         Ok(())
     } else {
-        check_live(tx, &a).map(|_| ())
+        check_live(tx, &a)
     }
 }
 

@@ -3,113 +3,53 @@
 //! Each runs in one write transaction, so several daemons running the same
 //! clean-up at once simply take turns; the second finds nothing left to do.
 
+use atp_core::decide::{self, Release};
 use atp_core::time::{from_micros, secs_to_micros};
 use atp_core::{
-    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId, messages,
-    status,
+    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
 };
 use rusqlite::{Connection, Transaction, params};
 
-use super::task::{count_queue_entries, write_log};
+use super::task::write_move;
 use super::{db, row};
+use crate::shared::{Candidate, ReapReport};
 
-/// A held task selected for rescue.
-struct Candidate {
-    id: i64,
-    status: Status,
-    lease: i64,
-    starts: u32,
-    max_starts: u32,
-    timeout_secs: f64,
-    type_name: String,
-    identifier: String,
-    holder: Option<i64>,
-}
-
+/// The held tasks that match `condition` (over `t` the task and `y` its
+/// type), in id order.
 fn candidates(
     tx: &Transaction<'_>,
     condition: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<Candidate>> {
     let sql = format!(
-        "SELECT t.id, t.status, t.lease, t.starts, y.max_starts, y.timeout_secs, y.name, t.identifier, t.holder
-         FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
-         WHERE t.status IN (2, 3, 4) AND {condition} ORDER BY t.id"
+        "SELECT {} FROM {} WHERE t.status IN (2, 3, 4) AND {condition} ORDER BY t.id",
+        crate::row::CANDIDATE_COLUMNS,
+        row::TASK_FROM
     );
     let mut stmt = tx
         .prepare_cached(&sql)
         .map_err(db("finding tasks to rescue"))?;
     let rows = stmt
-        .query_map(args, |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, f64>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, Option<i64>>(8)?,
-            ))
-        })
+        .query_map(args, |r| Ok(crate::row::candidate(r)))
         .map_err(db("finding tasks to rescue"))?;
-    rows.map(|r| {
-        let (id, status, lease, starts, max_starts, timeout_secs, type_name, identifier, holder) =
-            r.map_err(db("finding tasks to rescue"))?;
-        Ok(Candidate {
-            id,
-            status: row::status_of(status)?,
-            lease,
-            starts: starts as u32,
-            max_starts: max_starts as u32,
-            timeout_secs,
-            type_name,
-            identifier,
-            holder,
-        })
-    })
-    .collect()
+    rows.map(|r| r.map_err(db("finding tasks to rescue"))?)
+        .collect()
 }
 
-/// Moves one held task back to the queue, or to FAILED when its starts are
-/// used up, with a compare-and-set on the status and lease it was seen with.
+/// Moves one held task where [`decide::release`] says (back to the queue,
+/// or FAILED when its starts are used up), with a compare-and-set on the
+/// state it was seen in.
 fn rescue(
     tx: &Transaction<'_>,
     c: Candidate,
-    requeued: &str,
-    failed: &str,
+    why: Release<'_>,
     now: i64,
 ) -> Result<Option<Rescued>> {
-    let outcome = status::after_release(c.starts, c.max_starts);
-    let changed = tx
-        .prepare_cached(
-            "UPDATE atp_task SET status = ?4, updated_at = ?5,
-                 holder = CASE WHEN ?4 = 1 THEN NULL ELSE holder END,
-                 enqueued_at = CASE WHEN ?4 = 1 THEN ?5 ELSE enqueued_at END
-             WHERE id = ?1 AND status = ?2 AND lease = ?3",
-        )
-        .and_then(|mut s| s.execute(params![c.id, c.status.code(), c.lease, outcome.code(), now]))
-        .map_err(db("rescuing a task"))?;
-    if changed == 0 {
+    let decided = decide::release(&c.state, why)?;
+    if !write_move(tx, c.id, &decided, (c.state.holder, c.state.lease), now)? {
         return Ok(None);
     }
-    let message = if outcome == Status::Failed {
-        failed
-    } else {
-        requeued
-    };
-    write_log(tx, c.id, outcome, message, now)?;
-    if outcome == Status::Accepted {
-        count_queue_entries(tx, 1)?;
-    }
-    Ok(Some(Rescued {
-        id: TaskId(c.id),
-        task_type: row::type_name(c.type_name)?,
-        identifier: row::identifier_of(c.identifier)?,
-        outcome,
-        starts: c.starts,
-    }))
+    c.rescued(&decided).map(Some)
 }
 
 pub(super) fn requeue_abandoned(tx: &Transaction<'_>, now: i64) -> Result<Vec<Rescued>> {
@@ -121,9 +61,10 @@ pub(super) fn requeue_abandoned(tx: &Transaction<'_>, now: i64) -> Result<Vec<Re
     )?;
     let mut rescued = Vec::new();
     for c in found {
-        let requeued = messages::abandoned_requeued(c.timeout_secs, c.starts, c.max_starts);
-        let failed = messages::abandoned_failed(c.timeout_secs, c.max_starts);
-        rescued.extend(rescue(tx, c, &requeued, &failed, now)?);
+        let why = Release::Abandoned {
+            timeout_secs: c.timeout_secs,
+        };
+        rescued.extend(rescue(tx, c, why, now)?);
     }
     Ok(rescued)
 }
@@ -277,26 +218,16 @@ pub(super) fn daemon_reap_dead(
         "t.holder NOT IN (SELECT id FROM atp_daemon) AND t.updated_at < ?1",
         [cutoff],
     )?;
-    let mut reaped: Vec<ReapedDaemon> = dead
-        .into_iter()
-        .map(|id| ReapedDaemon {
-            id: DaemonId::from_db(id),
-            rescued: Vec::new(),
-        })
-        .collect();
+    let mut reaped = ReapReport::new(dead);
     for c in orphans {
-        let holder = DaemonId::from_db(c.holder.unwrap_or_default());
-        let requeued = messages::rescued(holder, silent_secs);
-        let failed = messages::rescued_failed(holder, silent_secs, c.max_starts);
-        if let Some(r) = rescue(tx, c, &requeued, &failed, now)? {
-            match reaped.iter_mut().find(|d| d.id == holder) {
-                Some(d) => d.rescued.push(r),
-                None => reaped.push(ReapedDaemon {
-                    id: holder,
-                    rescued: vec![r],
-                }),
-            }
+        let holder = c.state.holder.unwrap_or(DaemonId::from_db(0));
+        let why = Release::HolderDead {
+            holder,
+            silent_secs,
+        };
+        if let Some(r) = rescue(tx, c, why, now)? {
+            reaped.rescued(holder, r);
         }
     }
-    Ok(reaped)
+    Ok(reaped.into_vec())
 }

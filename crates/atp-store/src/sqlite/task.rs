@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 
+use atp_core::decide;
 use atp_core::store::StoreOptions;
 use atp_core::time::from_micros;
 use atp_core::{
-    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskCursor, TaskFilter, TaskId,
-    TaskPage, TaskRef, Transition, messages, payload,
+    DaemonId, Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskFilter, TaskId,
+    TaskPage, TaskRef, payload,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
@@ -25,20 +26,12 @@ pub(super) fn enqueue_one(
 ) -> Result<Task> {
     let ids = enqueue_many(tx, prepared, options, now)?;
     let p = &prepared[0];
-    let at = from_micros(now);
-    Ok(Task {
-        id: ids[0],
-        task_type: p.task_type.clone(),
-        identifier: p.identifier.clone(),
-        status: Status::Accepted,
-        inserted_at: at,
-        updated_at: at,
-        enqueued_at: at,
-        starts: 0,
-        lease: 0,
-        holder: None,
-        progress: None,
-    })
+    Ok(decide::enqueued(
+        ids[0],
+        p.task_type.clone(),
+        p.identifier.clone(),
+        from_micros(now),
+    ))
 }
 
 /// Enqueues all prepared tasks or none.
@@ -324,16 +317,10 @@ pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<TaskPage> {
     let rows = stmt
         .query_map(params_from_iter(args), row::task)
         .map_err(db("listing tasks"))?;
-    let mut tasks = rows
+    let tasks = rows
         .map(|r| r.map_err(db("listing tasks"))?)
         .collect::<Result<Vec<Task>>>()?;
-    let next = if tasks.len() > limit as usize {
-        tasks.truncate(limit as usize);
-        tasks.last().map(TaskCursor::after)
-    } else {
-        None
-    };
-    Ok(TaskPage { tasks, next })
+    Ok(crate::shared::page(tasks, limit))
 }
 
 /// The statement [`list`] runs, with its arguments (one row more than the
@@ -423,12 +410,7 @@ pub(super) fn reenqueue(
     now: i64,
 ) -> Result<Task> {
     let (id, status) = locate(tx, task)?;
-    Transition::Reenqueue
-        .check(status)
-        .map_err(|source| Error::InvalidTransition {
-            task: TaskId(id),
-            source,
-        })?;
+    let decided = decide::reenqueue(TaskId(id), status, message)?;
     tx.prepare_cached(
         "UPDATE atp_task SET status = 1, holder = NULL, starts = 0, progress_percent = NULL,
              progress_message = NULL, updated_at = ?2, enqueued_at = ?2
@@ -436,14 +418,48 @@ pub(super) fn reenqueue(
     )
     .and_then(|mut s| s.execute(params![id, now, status.code()]))
     .map_err(db("re-enqueueing a task"))?;
-    let message = if message.is_empty() {
-        messages::REENQUEUED
-    } else {
-        message
-    };
-    write_log(tx, id, Status::Accepted, message, now)?;
+    write_log(tx, id, decided.to, &decided.message, now)?;
     count_queue_entries(tx, 1)?;
     get_by_id(tx, id)
+}
+
+/// Writes a decided move of task `id` with a compare-and-set on the status
+/// it was decided on and the (holder, lease) it was seen with, logs it, and
+/// counts a queue entry. `false` (and nothing written) when the row no
+/// longer matches.
+pub(super) fn write_move(
+    tx: &Transaction<'_>,
+    id: i64,
+    decided: &decide::Move,
+    (holder, lease): (Option<DaemonId>, u64),
+    now: i64,
+) -> Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE atp_task SET status = ?3, updated_at = ?4,
+                 holder = CASE WHEN ?3 = 1 THEN NULL ELSE holder END,
+                 enqueued_at = CASE WHEN ?3 = 1 THEN ?4 ELSE enqueued_at END
+             WHERE id = ?1 AND status = ?2 AND holder IS ?5 AND lease = ?6",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                decided.from.code(),
+                decided.to.code(),
+                now,
+                holder.map(DaemonId::to_db),
+                lease as i64
+            ])
+        })
+        .map_err(db("changing a task's status"))?;
+    if changed != 1 {
+        return Ok(false);
+    }
+    write_log(tx, id, decided.to, &decided.message, now)?;
+    if decided.enters_queue() {
+        count_queue_entries(tx, 1)?;
+    }
+    Ok(true)
 }
 
 /// Appends one log record.

@@ -62,6 +62,20 @@ impl PgDb {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// A plain connection with the schema on its search path, for setting
+    /// up what the API cannot (old versions, old timestamps, plans).
+    pub async fn raw(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path = \"{}\"", self.schema))
+            .await
+            .expect("setting the search path");
+        client
+    }
 }
 
 impl TestDb for PgDb {

@@ -1,0 +1,336 @@
+//! The store's decisions, with no I/O.
+//!
+//! Both engines fetch a task's state, ask this module what follows from it,
+//! and write what it says with a compare-and-set on the state they read.
+//! So every rule about a held task (who may change it, into what, with which
+//! log line, what a release or a rescue makes of it, what an enqueue
+//! creates) is written once, here, and tested without a database; the
+//! engines differ only in their SQL. Every move goes through
+//! [`Transition`]'s table.
+//!
+//! It lives in `atp-core` beside [`Transition`] and [`StatusChange`] because
+//! these are the rules of the [`Store`](crate::store::Store) contract, not
+//! of one engine: a third engine (or an in-memory fake) would reuse them.
+
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::id::{DaemonId, TaskId, TaskIdentifier, TypeName};
+use crate::messages;
+use crate::status::{InvalidTransition, Status, Transition, after_release};
+use crate::store::ClaimParams;
+use crate::task::{Attempt, ChangeKind, StatusChange, Task, TaskRef};
+
+/// What a fenced check reads about a task: enough to decide any change a
+/// holder, a rescue or an operator asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskState {
+    /// Current status.
+    pub status: Status,
+    /// Current holder (`None` while queued).
+    pub holder: Option<DaemonId>,
+    /// Current claim count.
+    pub lease: u64,
+    /// Starts so far.
+    pub starts: u32,
+    /// The type's start limit.
+    pub max_starts: u32,
+}
+
+impl TaskState {
+    /// Applies a decided move, so that a later item of the same batch sees
+    /// what an earlier one did (as the row will after the write).
+    pub fn apply(&mut self, decided: &Move) {
+        self.status = decided.to;
+        if decided.to == Status::Accepted {
+            self.holder = None;
+        }
+        if decided.counts_start {
+            self.starts += 1;
+        }
+    }
+}
+
+/// A decided move: from which status (the compare-and-set), to which, and
+/// the log line to write with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The status the decision was made on; the write must still find it.
+    pub from: Status,
+    /// The status to write.
+    pub to: Status,
+    /// The log record's message.
+    pub message: String,
+    /// Whether the move counts a start (SCHEDULED → RUNNING).
+    pub counts_start: bool,
+}
+
+impl Move {
+    fn new(from: Status, to: Status, message: String) -> Self {
+        Move {
+            from,
+            to,
+            message: safe_text(&message).into_owned(),
+            counts_start: false,
+        }
+    }
+
+    /// Whether the move puts the task back in the queue (the engines then
+    /// clear its holder, move it to the back of the FIFO and count the entry).
+    pub fn enters_queue(&self) -> bool {
+        self.to == Status::Accepted
+    }
+}
+
+/// `text` as every engine can store it: each NUL (U+0000, which
+/// PostgreSQL's text refuses) becomes U+FFFD, the replacement character. A
+/// log or progress message is for people to read, and a handler's failure
+/// message built from a program's stderr must never make the write that
+/// records the failure fail.
+pub fn safe_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// The refusal of a late caller: `a` no longer holds the task.
+pub fn stale(a: &Attempt) -> Error {
+    Error::StaleAttempt {
+        task: a.task,
+        holder: a.holder,
+        lease: a.lease,
+    }
+}
+
+fn refused(task: TaskId, source: InvalidTransition) -> Error {
+    Error::InvalidTransition { task, source }
+}
+
+fn checked(task: TaskId, transition: Transition, from: Status) -> Result<Status> {
+    transition
+        .check(from)
+        .map_err(|source| refused(task, source))
+}
+
+/// The refusal for a task that is not there.
+pub fn not_found(task: TaskId) -> Error {
+    Error::TaskNotFound(TaskRef::Id(task).to_string())
+}
+
+/// Confirms that `a` is the task's current attempt (held, or ended by this
+/// very attempt). `TaskNotFound` when the task is gone (`None`),
+/// `StaleAttempt` otherwise.
+pub fn check_held<'s>(found: Option<&'s TaskState>, a: &Attempt) -> Result<&'s TaskState> {
+    let state = found.ok_or_else(|| not_found(a.task))?;
+    let same_attempt = state.holder == Some(a.holder) && state.lease == a.lease;
+    if !same_attempt || !(state.status.is_held() || state.status.is_terminal()) {
+        return Err(stale(a));
+    }
+    Ok(state)
+}
+
+/// Like [`check_held`], but an attempt that already ended counts as stale:
+/// for heartbeats, progress and other changes only a live attempt makes.
+pub fn check_live<'s>(found: Option<&'s TaskState>, a: &Attempt) -> Result<&'s TaskState> {
+    let state = check_held(found, a)?;
+    if state.status.is_held() {
+        Ok(state)
+    } else {
+        Err(stale(a))
+    }
+}
+
+/// Starts a claimed task: SCHEDULED → RUNNING, one more start, logged with
+/// the start number.
+pub fn start(found: Option<&TaskState>, a: &Attempt) -> Result<Move> {
+    let state = check_held(found, a)?;
+    let to = checked(a.task, Transition::Start, state.status)?;
+    let start = state.starts + 1;
+    Ok(Move {
+        counts_start: true,
+        ..Move::new(
+            state.status,
+            to,
+            messages::started(a.holder, start, state.max_starts),
+        )
+    })
+}
+
+/// Decides a holder's change: `Ok(None)` when the change leaves a task this
+/// attempt already ended alone, else the move to write, or the refusal.
+pub fn change(found: Option<&TaskState>, c: &StatusChange) -> Result<Option<Move>> {
+    let a = c.attempt();
+    let state = check_held(found, &a)?;
+    if c.leaves_terminal() && state.status.is_terminal() {
+        return Ok(None);
+    }
+    let transition = match c.kind() {
+        ChangeKind::Resume => Transition::Resume,
+        ChangeKind::Pause => Transition::Pause,
+        ChangeKind::Finish => Transition::Finish,
+        ChangeKind::Fail => Transition::Fail,
+        ChangeKind::HandBack => {
+            // Only while holding it: an operator's re-enqueue may also leave
+            // a final status, a holder's hand-back may not.
+            if !state.status.is_held() {
+                return Err(refused(
+                    a.task,
+                    InvalidTransition {
+                        transition: Transition::Reenqueue,
+                        from: state.status,
+                    },
+                ));
+            }
+            return release(state, Release::HandBack(c.message())).map(Some);
+        }
+        ChangeKind::Unsupported(other) => return Err(unsupported(other)),
+    };
+    let to = checked(a.task, transition, state.status)?;
+    Ok(Some(Move::new(state.status, to, c.message().to_owned())))
+}
+
+/// What a holder may ask for before anything is fetched: the kind is one a
+/// holder can make.
+pub fn check_change(c: &StatusChange) -> Result<()> {
+    match c.kind() {
+        ChangeKind::Unsupported(other) => Err(unsupported(other)),
+        _ => Ok(()),
+    }
+}
+
+fn unsupported(status: Status) -> Error {
+    Error::InvalidArgument(format!(
+        "a holder cannot set a task {status}; use claim or start"
+    ))
+}
+
+/// Why a held task leaves its holder without ending.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Release<'a> {
+    /// The holder hands it back, for this reason.
+    HandBack(&'a str),
+    /// No update within the type's timeout.
+    Abandoned {
+        /// The type's timeout.
+        timeout_secs: f64,
+    },
+    /// Its holder stopped heartbeating (or never registered).
+    HolderDead {
+        /// The holder.
+        holder: DaemonId,
+        /// The silence that declared it dead.
+        silent_secs: f64,
+    },
+}
+
+/// Where a released task goes: back to the queue (a re-enqueue), or FAILED
+/// once it has used all its starts, so that nothing loops forever; and the
+/// log line that says why.
+pub fn release(state: &TaskState, why: Release<'_>) -> Result<Move> {
+    let (starts, max) = (state.starts, state.max_starts);
+    let (transition, message) = match (after_release(starts, max), why) {
+        (Status::Failed, Release::HandBack(reason)) => {
+            (Transition::Fail, messages::released_failed(reason, max))
+        }
+        (_, Release::HandBack(reason)) => (Transition::Reenqueue, reason.to_owned()),
+        (Status::Failed, Release::Abandoned { timeout_secs }) => (
+            Transition::Fail,
+            messages::abandoned_failed(timeout_secs, max),
+        ),
+        (_, Release::Abandoned { timeout_secs }) => (
+            Transition::Reenqueue,
+            messages::abandoned_requeued(timeout_secs, starts, max),
+        ),
+        (
+            Status::Failed,
+            Release::HolderDead {
+                holder,
+                silent_secs,
+            },
+        ) => (
+            Transition::Fail,
+            messages::rescued_failed(holder, silent_secs, max),
+        ),
+        (
+            _,
+            Release::HolderDead {
+                holder,
+                silent_secs,
+            },
+        ) => (
+            Transition::Reenqueue,
+            messages::rescued(holder, silent_secs),
+        ),
+    };
+    // Rescues only ever select held tasks; the check keeps it so.
+    if !state.status.is_held() {
+        return Err(Error::Corrupt(format!(
+            "a task that is {} was released",
+            state.status
+        )));
+    }
+    let to = transition
+        .check(state.status)
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok(Move::new(state.status, to, message))
+}
+
+/// An operator's re-enqueue from any status but ACCEPTED, logged with
+/// `message` or the default one.
+pub fn reenqueue(task: TaskId, from: Status, message: &str) -> Result<Move> {
+    let to = checked(task, Transition::Reenqueue, from)?;
+    let message = if message.is_empty() {
+        messages::REENQUEUED
+    } else {
+        message
+    };
+    Ok(Move::new(from, to, message.to_owned()))
+}
+
+/// The task an enqueue creates, as the store returns it (see
+/// [`Task::enqueued`], which sits beside the fields it sets).
+pub fn enqueued(
+    id: TaskId,
+    task_type: TypeName,
+    identifier: TaskIdentifier,
+    at: OffsetDateTime,
+) -> Task {
+    Task::enqueued(id, task_type, identifier, at)
+}
+
+/// The one move a claim makes: its source and target codes. The claim
+/// statements of both engines write them as literals (a partial index's
+/// predicate must be literal to be used) and assert them against this table
+/// at compile time.
+pub const CLAIM: (u8, u8) = (
+    Transition::Claim.sources()[0].code(),
+    Transition::Claim.target().code(),
+);
+
+/// The move a start makes, as [`CLAIM`] for the start statements.
+pub const START: (u8, u8) = (
+    Transition::Start.sources()[0].code(),
+    Transition::Start.target().code(),
+);
+
+/// Whether a claim can take nothing (a zero limit, or an empty type list),
+/// so the engine returns at once without touching the database.
+pub fn claims_nothing(params: &ClaimParams) -> bool {
+    params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty())
+}
+
+/// Refuses a silence threshold that is not a positive number of seconds.
+pub fn check_silence(silent_secs: f64) -> Result<()> {
+    if silent_secs.is_finite() && silent_secs > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "silence threshold must be a positive number of seconds, got {silent_secs}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests;

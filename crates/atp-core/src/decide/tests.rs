@@ -1,0 +1,390 @@
+use super::*;
+use crate::id::{TaskIdentifier, TypeName};
+
+const HOLDER: DaemonId = DaemonId(0xABCD);
+const OTHER: DaemonId = DaemonId(0x1234);
+
+fn attempt() -> Attempt {
+    Attempt {
+        task: TaskId(7),
+        holder: HOLDER,
+        lease: 3,
+    }
+}
+
+fn state(status: Status) -> TaskState {
+    TaskState {
+        status,
+        holder: Some(HOLDER),
+        lease: 3,
+        starts: 1,
+        max_starts: 3,
+    }
+}
+
+fn kinds() -> [(ChangeKind, StatusChange); 5] {
+    let a = attempt();
+    [
+        (ChangeKind::Resume, StatusChange::resume(a, "m")),
+        (ChangeKind::Pause, StatusChange::pause(a, "m")),
+        (ChangeKind::Finish, StatusChange::finish(a, "m")),
+        (ChangeKind::Fail, StatusChange::fail(a, "m")),
+        (ChangeKind::HandBack, StatusChange::hand_back(a, "m")),
+    ]
+}
+
+fn is_invalid(e: &Error, transition: Transition, from: Status) -> bool {
+    matches!(e, Error::InvalidTransition { task: TaskId(7), source }
+        if source.transition == transition && source.from == from)
+}
+
+/// Every kind a holder can ask for, from every status its attempt can see:
+/// the legal rows of the transition table move, every other one is refused
+/// as an invalid transition naming the move asked for.
+#[test]
+fn every_holder_change_follows_the_transition_table() {
+    use Status::*;
+    let legal: &[(ChangeKind, Status, Status)] = &[
+        (ChangeKind::Resume, Paused, Running),
+        (ChangeKind::Pause, Running, Paused),
+        (ChangeKind::Finish, Scheduled, Finished),
+        (ChangeKind::Finish, Running, Finished),
+        (ChangeKind::Finish, Paused, Finished),
+        (ChangeKind::Fail, Scheduled, Failed),
+        (ChangeKind::Fail, Running, Failed),
+        (ChangeKind::Fail, Paused, Failed),
+        (ChangeKind::HandBack, Scheduled, Accepted),
+        (ChangeKind::HandBack, Running, Accepted),
+        (ChangeKind::HandBack, Paused, Accepted),
+    ];
+    for (kind, asked) in kinds() {
+        let transition = match kind {
+            ChangeKind::Resume => Transition::Resume,
+            ChangeKind::Pause => Transition::Pause,
+            ChangeKind::Finish => Transition::Finish,
+            ChangeKind::Fail => Transition::Fail,
+            _ => Transition::Reenqueue,
+        };
+        for from in [Scheduled, Running, Paused, Finished, Failed] {
+            let decided = change(Some(&state(from)), &asked);
+            match legal.iter().find(|(k, f, _)| *k == kind && *f == from) {
+                Some((_, _, to)) => assert_eq!(
+                    decided.unwrap(),
+                    Some(Move::new(from, *to, "m".into())),
+                    "{kind:?} from {from}"
+                ),
+                None => {
+                    let e = decided.unwrap_err();
+                    assert!(
+                        is_invalid(&e, transition, from),
+                        "{kind:?} from {from}: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_change_to_a_missing_task_is_not_found() {
+    for (_, change) in kinds() {
+        assert!(matches!(
+            super::change(None, &change),
+            Err(Error::TaskNotFound(_))
+        ));
+    }
+}
+
+#[test]
+fn another_holder_another_lease_or_a_queued_task_makes_the_attempt_stale() {
+    let mut other_holder = state(Status::Running);
+    other_holder.holder = Some(OTHER);
+    let mut other_lease = state(Status::Running);
+    other_lease.lease = 4;
+    let mut queued = state(Status::Accepted);
+    queued.holder = None;
+    let mut queued_same = state(Status::Accepted);
+    queued_same.holder = Some(HOLDER);
+    for s in [other_holder, other_lease, queued, queued_same] {
+        for (_, c) in kinds() {
+            assert!(
+                matches!(
+                    change(Some(&s), &c),
+                    Err(Error::StaleAttempt {
+                        task: TaskId(7),
+                        holder: HOLDER,
+                        lease: 3
+                    })
+                ),
+                "{s:?}"
+            );
+        }
+        assert!(matches!(
+            start(Some(&s), &attempt()),
+            Err(Error::StaleAttempt { .. })
+        ));
+        assert!(matches!(
+            check_live(Some(&s), &attempt()),
+            Err(Error::StaleAttempt { .. })
+        ));
+    }
+}
+
+#[test]
+fn unless_terminal_leaves_an_ended_task_alone_and_acts_on_a_held_one() {
+    let a = attempt();
+    for from in Status::TERMINAL {
+        for c in [
+            StatusChange::finish_unless_terminal(a, "m"),
+            StatusChange::fail_unless_terminal(a, "m"),
+        ] {
+            assert_eq!(change(Some(&state(from)), &c).unwrap(), None);
+        }
+        // Without it, ending twice is refused.
+        let e = change(Some(&state(from)), &StatusChange::finish(a, "m")).unwrap_err();
+        assert!(is_invalid(&e, Transition::Finish, from));
+    }
+    let running = state(Status::Running);
+    assert_eq!(
+        change(
+            Some(&running),
+            &StatusChange::finish_unless_terminal(a, "m")
+        )
+        .unwrap(),
+        Some(Move::new(Status::Running, Status::Finished, "m".into()))
+    );
+    assert_eq!(
+        change(Some(&running), &StatusChange::fail_unless_terminal(a, "m")).unwrap(),
+        Some(Move::new(Status::Running, Status::Failed, "m".into()))
+    );
+}
+
+#[test]
+fn a_status_no_holder_may_set_is_an_invalid_argument() {
+    for status in [Status::Undefined, Status::Scheduled] {
+        let c = StatusChange::new(attempt(), status, "m");
+        assert!(matches!(check_change(&c), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            change(Some(&state(Status::Running)), &c),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    for (_, c) in kinds() {
+        assert!(check_change(&c).is_ok());
+    }
+}
+
+#[test]
+fn the_shim_maps_statuses_to_kinds() {
+    let a = attempt();
+    for (kind, named) in kinds() {
+        let shim = StatusChange::new(a, kind.status(), "m");
+        assert_eq!(shim, named);
+        assert_eq!(shim.status, kind.status());
+    }
+}
+
+#[test]
+fn a_hand_back_with_starts_used_up_fails_the_task() {
+    let mut used = state(Status::Running);
+    used.starts = 3;
+    assert_eq!(
+        change(Some(&used), &StatusChange::hand_back(attempt(), "bye")).unwrap(),
+        Some(Move::new(
+            Status::Running,
+            Status::Failed,
+            messages::released_failed("bye", 3)
+        ))
+    );
+}
+
+#[test]
+fn start_leaves_only_scheduled_and_counts_the_start() {
+    let a = attempt();
+    let decided = start(Some(&state(Status::Scheduled)), &a).unwrap();
+    assert_eq!(decided.from, Status::Scheduled);
+    assert_eq!(decided.to, Status::Running);
+    assert_eq!(decided.message, messages::started(HOLDER, 2, 3));
+    let mut s = state(Status::Scheduled);
+    s.apply(&decided);
+    assert_eq!(
+        (s.status, s.starts, s.holder),
+        (Status::Running, 2, Some(HOLDER))
+    );
+    for from in [
+        Status::Running,
+        Status::Paused,
+        Status::Finished,
+        Status::Failed,
+    ] {
+        let e = start(Some(&state(from)), &a).unwrap_err();
+        assert!(is_invalid(&e, Transition::Start, from), "{from}");
+    }
+    assert!(matches!(start(None, &a), Err(Error::TaskNotFound(_))));
+}
+
+#[test]
+fn live_checks_refuse_an_ended_attempt() {
+    let a = attempt();
+    for from in Status::HELD {
+        assert!(check_live(Some(&state(from)), &a).is_ok());
+        assert!(check_held(Some(&state(from)), &a).is_ok());
+    }
+    for from in Status::TERMINAL {
+        assert!(check_held(Some(&state(from)), &a).is_ok());
+        assert!(matches!(
+            check_live(Some(&state(from)), &a),
+            Err(Error::StaleAttempt { .. })
+        ));
+    }
+    assert!(matches!(check_live(None, &a), Err(Error::TaskNotFound(_))));
+}
+
+#[test]
+fn a_move_into_the_queue_clears_the_holder() {
+    let mut s = state(Status::Running);
+    let decided = change(Some(&s), &StatusChange::hand_back(attempt(), "m"))
+        .unwrap()
+        .unwrap();
+    assert!(decided.enters_queue());
+    s.apply(&decided);
+    assert_eq!((s.status, s.holder, s.starts), (Status::Accepted, None, 1));
+}
+
+#[test]
+fn rescues_requeue_until_the_starts_are_used_up() {
+    let dead = Release::HolderDead {
+        holder: OTHER,
+        silent_secs: 30.0,
+    };
+    let abandoned = Release::Abandoned { timeout_secs: 5.0 };
+    for from in Status::HELD {
+        let mut s = state(from);
+        assert_eq!(
+            release(&s, abandoned).unwrap(),
+            Move::new(
+                from,
+                Status::Accepted,
+                messages::abandoned_requeued(5.0, 1, 3)
+            )
+        );
+        assert_eq!(
+            release(&s, dead).unwrap(),
+            Move::new(from, Status::Accepted, messages::rescued(OTHER, 30.0))
+        );
+        assert_eq!(
+            release(&s, Release::HandBack("r")).unwrap(),
+            Move::new(from, Status::Accepted, "r".into())
+        );
+        s.starts = 3;
+        assert_eq!(
+            release(&s, abandoned).unwrap(),
+            Move::new(from, Status::Failed, messages::abandoned_failed(5.0, 3))
+        );
+        assert_eq!(
+            release(&s, dead).unwrap(),
+            Move::new(
+                from,
+                Status::Failed,
+                messages::rescued_failed(OTHER, 30.0, 3)
+            )
+        );
+    }
+    for from in [Status::Accepted, Status::Finished, Status::Failed] {
+        assert!(matches!(
+            release(&state(from), abandoned),
+            Err(Error::Corrupt(_))
+        ));
+    }
+}
+
+#[test]
+fn an_operator_reenqueues_from_anything_but_the_queue() {
+    for from in Status::ALL {
+        let decided = reenqueue(TaskId(7), from, "");
+        if Transition::Reenqueue.allows(from) {
+            assert_eq!(
+                decided.unwrap(),
+                Move::new(from, Status::Accepted, messages::REENQUEUED.into())
+            );
+        } else {
+            assert!(
+                is_invalid(&decided.unwrap_err(), Transition::Reenqueue, from),
+                "{from}"
+            );
+        }
+    }
+    assert_eq!(
+        reenqueue(TaskId(7), Status::Failed, "again")
+            .unwrap()
+            .message,
+        "again"
+    );
+}
+
+#[test]
+fn an_enqueued_task_is_queued_and_fresh() {
+    let at = crate::time::now();
+    let t = enqueued(
+        TaskId(9),
+        TypeName::new("t").unwrap(),
+        TaskIdentifier::new("x").unwrap(),
+        at,
+    );
+    assert_eq!(t.status, Status::Accepted);
+    assert_eq!((t.inserted_at, t.updated_at, t.enqueued_at), (at, at, at));
+    assert_eq!(
+        (t.starts, t.lease, t.holder, t.progress),
+        (0, 0, None, None)
+    );
+}
+
+#[test]
+fn nul_characters_become_replacement_characters_in_every_move() {
+    assert_eq!(safe_text("a\0b\0"), "a\u{FFFD}b\u{FFFD}");
+    assert!(matches!(
+        safe_text("plain"),
+        std::borrow::Cow::Borrowed("plain")
+    ));
+    let a = attempt();
+    let decided = change(
+        Some(&state(Status::Running)),
+        &StatusChange::fail(a, "boom\0"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(decided.message, "boom\u{FFFD}");
+    let decided = release(&state(Status::Running), Release::HandBack("x\0")).unwrap();
+    assert_eq!(decided.message, "x\u{FFFD}");
+    assert_eq!(
+        reenqueue(TaskId(7), Status::Failed, "\0").unwrap().message,
+        "\u{FFFD}"
+    );
+}
+
+#[test]
+fn entry_checks_refuse_empty_claims_and_bad_silences() {
+    let mut p = ClaimParams::new(HOLDER, 1);
+    assert!(!claims_nothing(&p));
+    p.types = Some(vec![]);
+    assert!(claims_nothing(&p));
+    p.types = Some(vec![TypeName::new("t").unwrap()]);
+    assert!(!claims_nothing(&p));
+    p.limit = 0;
+    assert!(claims_nothing(&p));
+    assert!(check_silence(0.5).is_ok());
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(
+            matches!(check_silence(bad), Err(Error::InvalidArgument(_))),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn claims_and_starts_are_the_table_s_moves() {
+    assert_eq!(CLAIM, (Status::Accepted.code(), Status::Scheduled.code()));
+    assert_eq!(START, (Status::Scheduled.code(), Status::Running.code()));
+    assert_eq!(Transition::Claim.sources(), [Status::Accepted]);
+    assert_eq!(Transition::Start.sources(), [Status::Scheduled]);
+}

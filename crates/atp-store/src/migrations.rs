@@ -1,0 +1,21 @@
+//! The embedded schema migrations of both engines, (version, SQL) in order:
+//! one list, so that a schema change (a new column) names its two files in
+//! one place. Each engine's `migrate.rs` applies its own list.
+
+/// SQLite's migrations (`migrations/sqlite/`).
+pub(crate) const SQLITE: &[(u32, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_core.sql")),
+    (2, include_str!("../migrations/sqlite/0002_daemons.sql")),
+];
+
+/// PostgreSQL's migrations (`migrations/postgres/`).
+pub(crate) const POSTGRES: &[(u32, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_core.sql")),
+    (2, include_str!("../migrations/postgres/0002_daemons.sql")),
+    (3, include_str!("../migrations/postgres/0003_count_in.sql")),
+    (4, include_str!("../migrations/postgres/0004_notify.sql")),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_queue_by_type.sql"),
+    ),
+];
