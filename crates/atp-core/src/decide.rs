@@ -185,25 +185,9 @@ pub fn change(found: Option<&TaskState>, c: &StatusChange) -> Result<Option<Move
             }
             return release(state, Release::HandBack(c.message())).map(Some);
         }
-        ChangeKind::Unsupported(other) => return Err(unsupported(other)),
     };
     let to = checked(a.task, transition, state.status)?;
     Ok(Some(Move::new(state.status, to, c.message().to_owned())))
-}
-
-/// What a holder may ask for before anything is fetched: the kind is one a
-/// holder can make.
-pub fn check_change(c: &StatusChange) -> Result<()> {
-    match c.kind() {
-        ChangeKind::Unsupported(other) => Err(unsupported(other)),
-        _ => Ok(()),
-    }
-}
-
-fn unsupported(status: Status) -> Error {
-    Error::InvalidArgument(format!(
-        "a holder cannot set a task {status}; use claim or start"
-    ))
 }
 
 /// Why a held task leaves its holder without ending.

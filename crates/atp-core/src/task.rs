@@ -225,11 +225,6 @@ pub enum ChangeKind {
     /// Held → ACCEPTED: the holder gives the task back to the queue (FAILED
     /// instead when its starts are used up).
     HandBack,
-    /// Only the transitional [`StatusChange::new`] builds this, from a status
-    /// no holder may set (UNDEFINED, SCHEDULED); the store refuses it with
-    /// `InvalidArgument`. Goes with that shim.
-    #[doc(hidden)]
-    Unsupported(Status),
 }
 
 impl ChangeKind {
@@ -242,19 +237,6 @@ impl ChangeKind {
             ChangeKind::Finish => Status::Finished,
             ChangeKind::Fail => Status::Failed,
             ChangeKind::HandBack => Status::Accepted,
-            ChangeKind::Unsupported(status) => status,
-        }
-    }
-
-    /// The kind that asks for `status`, as the daemon's `set_status` names it.
-    fn of_status(status: Status) -> ChangeKind {
-        match status {
-            Status::Running => ChangeKind::Resume,
-            Status::Paused => ChangeKind::Pause,
-            Status::Finished => ChangeKind::Finish,
-            Status::Failed => ChangeKind::Fail,
-            Status::Accepted => ChangeKind::HandBack,
-            other => ChangeKind::Unsupported(other),
         }
     }
 }
@@ -274,15 +256,7 @@ pub struct StatusChange {
     kind: ChangeKind,
     message: String,
     unless_terminal: bool,
-    /// Transitional mirror of `kind().status()`, read by the daemon crate
-    /// until it uses [`StatusChange::status`]. Writing it changes nothing:
-    /// the store reads the kind. Goes with [`StatusChange::new`].
-    #[doc(hidden)]
-    pub status: Status,
-    /// Stored with the change when given. Public only while the daemon
-    /// crate assigns it directly; use [`StatusChange::with_response`].
-    #[doc(hidden)]
-    pub response: Option<Response>,
+    response: Option<Response>,
 }
 
 impl StatusChange {
@@ -292,7 +266,6 @@ impl StatusChange {
             kind,
             message: message.into(),
             unless_terminal: false,
-            status: kind.status(),
             response: None,
         }
     }
@@ -333,24 +306,6 @@ impl StatusChange {
     /// FAILED once its starts are used up), logged with `reason`.
     pub fn hand_back(attempt: Attempt, reason: impl Into<String>) -> Self {
         Self::of(attempt, ChangeKind::HandBack, reason)
-    }
-
-    /// Transitional: the change that asks for `status`. A status no holder
-    /// may set (UNDEFINED, SCHEDULED) is refused by the store with
-    /// `InvalidArgument`. For the daemon crate and atp-server's tests until
-    /// they use the named constructors; then it goes.
-    #[doc(hidden)]
-    pub fn new(attempt: Attempt, status: Status, message: impl Into<String>) -> Self {
-        Self::of(attempt, ChangeKind::of_status(status), message)
-    }
-
-    /// Transitional: leaves an already terminal task as it is, whatever the
-    /// kind. Use [`StatusChange::finish_unless_terminal`] or
-    /// [`StatusChange::fail_unless_terminal`]; this goes with
-    /// [`StatusChange::new`].
-    #[doc(hidden)]
-    pub fn unless_terminal(self) -> Self {
-        self.leaving_terminal()
     }
 
     fn leaving_terminal(mut self) -> Self {

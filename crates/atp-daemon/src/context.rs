@@ -199,17 +199,20 @@ impl TaskContext {
 
     /// RUNNING → PAUSED, logged with `message`.
     pub async fn pause(&self, message: impl Into<String>) -> Result<(), HandlerError> {
-        self.change(Status::Paused, message.into(), None).await
+        self.change(StatusChange::pause(self.attempt(), message))
+            .await
     }
 
     /// PAUSED → RUNNING, logged with `message`.
     pub async fn resume(&self, message: impl Into<String>) -> Result<(), HandlerError> {
-        self.change(Status::Running, message.into(), None).await
+        self.change(StatusChange::resume(self.attempt(), message))
+            .await
     }
 
     /// Marks the task FINISHED now, logged with `message`.
     pub async fn finish(&self, message: impl Into<String>) -> Result<(), HandlerError> {
-        self.change(Status::Finished, message.into(), None).await
+        self.change(StatusChange::finish(self.attempt(), message))
+            .await
     }
 
     /// Marks the task FINISHED with its response, in one transaction.
@@ -218,23 +221,18 @@ impl TaskContext {
         response: Response,
         message: impl Into<String>,
     ) -> Result<(), HandlerError> {
-        self.change(Status::Finished, message.into(), Some(response))
+        self.change(StatusChange::finish(self.attempt(), message).with_response(response))
             .await
     }
 
     /// Marks the task FAILED now, logged with `message`.
     pub async fn fail(&self, message: impl Into<String>) -> Result<(), HandlerError> {
-        self.change(Status::Failed, message.into(), None).await
+        self.change(StatusChange::fail(self.attempt(), message))
+            .await
     }
 
-    async fn change(
-        &self,
-        status: Status,
-        message: String,
-        response: Option<Response>,
-    ) -> Result<(), HandlerError> {
-        let mut change = StatusChange::new(self.attempt(), status, message);
-        change.response = response;
+    async fn change(&self, change: StatusChange) -> Result<(), HandlerError> {
+        let status = change.status();
         let r = self
             .persist(|| self.inner.store.set_status(change.clone()))
             .await;

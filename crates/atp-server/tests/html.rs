@@ -52,7 +52,7 @@ async fn finish_all(s: &TestServer, body: &str) {
         .await
         .unwrap();
     for t in started {
-        let change = StatusChange::new(t.attempt, Status::Finished, "done")
+        let change = StatusChange::finish(t.attempt, "done")
             .with_response(atp_core::Response::new("text/plain", body));
         s.store.task_set_status(change).await.unwrap();
     }

@@ -70,7 +70,6 @@ pub(crate) fn check_message(message: &str) -> Result<()> {
 
 /// Checks what a holder may ask for before touching the database.
 pub(crate) fn validate_change(change: &StatusChange) -> Result<()> {
-    atp_core::decide::check_change(change)?;
     check_message(change.message())?;
     if let Some(r) = change.response() {
         payload::validate_mime(&r.mime_type)?;

@@ -160,31 +160,6 @@ fn unless_terminal_leaves_an_ended_task_alone_and_acts_on_a_held_one() {
 }
 
 #[test]
-fn a_status_no_holder_may_set_is_an_invalid_argument() {
-    for status in [Status::Undefined, Status::Scheduled] {
-        let c = StatusChange::new(attempt(), status, "m");
-        assert!(matches!(check_change(&c), Err(Error::InvalidArgument(_))));
-        assert!(matches!(
-            change(Some(&state(Status::Running)), &c),
-            Err(Error::InvalidArgument(_))
-        ));
-    }
-    for (_, c) in kinds() {
-        assert!(check_change(&c).is_ok());
-    }
-}
-
-#[test]
-fn the_shim_maps_statuses_to_kinds() {
-    let a = attempt();
-    for (kind, named) in kinds() {
-        let shim = StatusChange::new(a, kind.status(), "m");
-        assert_eq!(shim, named);
-        assert_eq!(shim.status, kind.status());
-    }
-}
-
-#[test]
 fn a_hand_back_with_starts_used_up_fails_the_task() {
     let mut used = state(Status::Running);
     used.starts = 3;

@@ -9,8 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use atp_core::{
-    Attempt, DaemonInfo, Error as StoreError, Status, StatusChange, Store, TaskFilter, TaskId,
-    TaskRef,
+    Attempt, DaemonInfo, Error as StoreError, StatusChange, Store, TaskFilter, TaskId, TaskRef,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -207,7 +206,7 @@ async fn reconcile<S: Store>(s: &Shared<S>, suspects: &mut HashMap<TaskId, u64>)
 async fn hand_back<S: Store>(s: &Shared<S>, holds: &[Attempt], reason: &str) {
     let changes: Vec<StatusChange> = holds
         .iter()
-        .map(|a| StatusChange::new(*a, Status::Accepted, reason))
+        .map(|a| StatusChange::hand_back(*a, reason))
         .collect();
     match s.store.task_set_status_many(&changes).await {
         Ok(results) => {

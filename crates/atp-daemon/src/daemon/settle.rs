@@ -50,24 +50,18 @@ pub(super) async fn settle<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: E
 fn change_for<S>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) -> StatusChange {
     let attempt = ctx.attempt();
     match ending {
-        Ending::Returned(Ok(())) => {
-            StatusChange::new(attempt, Status::Finished, "Finished").unless_terminal()
-        }
+        Ending::Returned(Ok(())) => StatusChange::finish_unless_terminal(attempt, "Finished"),
         // A handler's words are cut to what the store takes: refused, they
         // would leave the task held until its timeout.
         Ending::Returned(Err(e)) => {
-            StatusChange::new(attempt, Status::Failed, limits::cut_message(e.message()))
-                .unless_terminal()
+            StatusChange::fail_unless_terminal(attempt, limits::cut_message(e.message()))
         }
-        Ending::Panicked(text) => StatusChange::new(
+        Ending::Panicked(text) => StatusChange::fail_unless_terminal(
             attempt,
-            Status::Failed,
             limits::cut_message(&format!("Handler panicked: {text}")),
-        )
-        .unless_terminal(),
-        Ending::Cancelled(CancelCause::Timeout) => StatusChange::new(
+        ),
+        Ending::Cancelled(CancelCause::Timeout) => StatusChange::hand_back(
             attempt,
-            Status::Accepted,
             format!(
                 "Start {} overran the type's timeout of {} s and was aborted by daemon {}",
                 ctx.start(),
@@ -75,9 +69,8 @@ fn change_for<S>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) -> StatusChan
                 s.id
             ),
         ),
-        Ending::Cancelled(CancelCause::Shutdown) => StatusChange::new(
+        Ending::Cancelled(CancelCause::Shutdown) => StatusChange::hand_back(
             attempt,
-            Status::Accepted,
             format!(
                 "Aborted: daemon {} shut down before start {} ended",
                 s.id,
@@ -103,7 +96,7 @@ async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
         return;
     }
     let change = change_for(s, ctx, ending);
-    let status = change.status;
+    let status = change.status();
     let (ack, written) = oneshot::channel();
     if s.settle_tx.send((change, ack)).is_err() {
         error!("the settler is gone; the task will be rescued");

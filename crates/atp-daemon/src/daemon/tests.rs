@@ -144,7 +144,7 @@ async fn a_heartbeat_racing_a_handlers_own_end_cancels_nothing(db: impl TestDb) 
     // The racy moment: the handler's finish is written, its reply not yet
     // back (the context does not know it settled).
     h.store()
-        .task_set_status(StatusChange::new(attempt, Status::Finished, "done"))
+        .task_set_status(StatusChange::finish(attempt, "done"))
         .await
         .unwrap();
     assert!(!ctx.settled());

@@ -89,17 +89,6 @@ pub async fn holder_changes_follow_the_transition_table(db: impl TestDb) {
             }
         }
     }
-    // A holder never asks for SCHEDULED or UNDEFINED: the named
-    // constructors cannot express it; the transitional `StatusChange::new`
-    // (kept until the daemon crate uses them) is refused.
-    let a = task_in(s, &t, "odd", Status::Running).await;
-    for bad in [Status::Scheduled, Status::Undefined] {
-        let err = s
-            .task_set_status(StatusChange::new(a, bad, "no"))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    }
     assert_queue_consistent(s).await;
 }
 
