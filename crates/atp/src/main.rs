@@ -1,5 +1,5 @@
-//! `atp`: the command line: the daemon (`atp worker`) and the producer and
-//! operator commands. Exit codes: 0 success, 1 error, 2 usage, 3 not found,
+//! `atp`: the command line: the daemon (`atp daemon`, alias `atp worker`)
+//! and the producer and operator commands. Exit codes: 0 success, 1 error, 2 usage, 3 not found,
 //! 4 conflict, 5 queue full.
 
 /// `println!` that ends the process quietly when stdout is a closed pipe
@@ -12,6 +12,7 @@ mod bench;
 mod commands;
 mod database;
 mod demo;
+mod logging;
 mod output;
 mod serve;
 
@@ -34,6 +35,17 @@ struct Cli {
     /// Machine-readable output on stdout (JSON, RFC 3339 UTC times).
     #[arg(long, global = true)]
     json: bool,
+    /// How log lines on stderr look: `text` for people (coloured only on a
+    /// terminal without NO_COLOR) or `json`, one object per line, for log
+    /// collectors.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = logging::LogFormat::Text,
+        env = "ATP_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,11 +55,12 @@ enum Command {
     /// Run a daemon: claim tasks from the queue and run them until SIGINT or
     /// SIGTERM (a second signal aborts running tasks; none is lost).
     ///
-    /// Example: atp --database postgres://atp@db/atp worker --concurrency 8
-    Worker(WorkerArgs),
+    /// Example: atp --database postgres://atp@db/atp daemon --concurrency 8
+    #[command(visible_alias = "worker")]
+    Daemon(DaemonArgs),
     /// Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json),
     /// /metrics and the live dashboard (/), with a daemon in the same
-    /// process unless --no-workers.
+    /// process unless --no-daemon.
     ///
     /// Example: atp serve --listen 127.0.0.1:8080 --concurrency 8
     Serve(serve::ServeArgs),
@@ -162,8 +175,8 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-/// The daemon's flags, shared by `worker` and `serve`.
-pub struct WorkerArgs {
+/// The daemon's flags, shared by `daemon` and `serve`.
+pub struct DaemonArgs {
     /// Tasks run at once [default: the number of CPUs].
     #[arg(long, short = 'c')]
     concurrency: Option<usize>,
@@ -193,7 +206,7 @@ pub struct WorkerArgs {
 }
 
 /// The handlers a daemon started with these flags can run.
-pub fn registry(args: &WorkerArgs) -> Registry {
+pub fn registry(args: &DaemonArgs) -> Registry {
     let mut registry = Registry::with_builtins();
     registry.allow_exec(!args.no_exec);
     registry
@@ -204,18 +217,12 @@ fn main() -> std::process::ExitCode {
     // Before any thread starts: reading the local offset is only sound then.
     output::init_human();
     // The daemon narrates; one-shot commands speak only of trouble.
-    let default_level = if matches!(cli.command, Command::Worker(_) | Command::Serve(_)) {
+    let default_level = if matches!(cli.command, Command::Daemon(_) | Command::Serve(_)) {
         "info"
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -239,7 +246,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
-        Command::Worker(args) => return worker(&cli.database, args).await,
+        Command::Daemon(args) => return daemon(&cli.database, args).await,
         Command::Serve(args) => return serve::run(&cli.database, args).await,
         Command::Demo => return demo::run(json).await,
         Command::Completions { shell } => {
@@ -260,7 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let store = cli.database.open().await?;
     match cli.command {
-        Command::Worker(_) | Command::Serve(_) | Command::Demo | Command::Completions { .. } => {
+        Command::Daemon(_) | Command::Serve(_) | Command::Demo | Command::Completions { .. } => {
             unreachable!("handled above")
         }
         Command::Bench(args) => bench::run(&store, json, args).await,
@@ -323,16 +330,18 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
         .with_context(|| format!("--{name} must be a positive number of seconds, not {value}"))
 }
 
-async fn worker(db: &database::DatabaseArgs, args: WorkerArgs) -> anyhow::Result<()> {
+async fn daemon(db: &database::DatabaseArgs, args: DaemonArgs) -> anyhow::Result<()> {
     let config = daemon_config(&args)?;
+    // Signals first: a SIGTERM soon after start must stop gracefully.
+    let shutdown = atp_daemon::shutdown_on_signals();
     let store = db.open().await?;
     let daemon = Daemon::new(store, registry(&args), config);
-    daemon.run(atp_daemon::shutdown_on_signals()).await?;
+    daemon.run(shutdown).await?;
     Ok(())
 }
 
-/// The daemon's settings from the worker flags (shared by `serve`).
-pub fn daemon_config(args: &WorkerArgs) -> anyhow::Result<DaemonConfig> {
+/// The daemon's settings from its flags (shared by `serve`).
+pub fn daemon_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
     let defaults = DaemonConfig::default();
     let types = args
         .types

@@ -6,9 +6,10 @@
 //! one single-row, index-ordered list) and sends only when something
 //! changed. The stream ends when the client goes away (axum drops it at
 //! the first failed write; a keep-alive comment every 5 s makes sure there
-//! is one) and in any case after [`LIFETIME`], so that a forgotten browser
-//! tab never holds a graceful shutdown for long: the browser reconnects by
-//! itself after the `retry` delay.
+//! is one), at once when the server begins to shut down
+//! ([`AppState::closed`]: an open tab must not hold a graceful stop back),
+//! and in any case after [`LIFETIME`]; the browser reconnects by itself
+//! after the `retry` delay.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -86,10 +87,14 @@ struct Follow {
 
 impl Follow {
     /// The next event: waits for a tick at which the snapshot differs from
-    /// the last one sent; `None` once the connection has lived its time.
+    /// the last one sent; `None` once the connection has lived its time or
+    /// the server is shutting down.
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Follow)> {
         loop {
-            self.ticks.tick().await;
+            tokio::select! {
+                _ = self.ticks.tick() => {}
+                () = self.state.closed() => return None,
+            }
             if Instant::now() >= self.ends {
                 return None;
             }

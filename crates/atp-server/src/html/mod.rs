@@ -31,6 +31,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
 
+pub use live::LIFETIME as EVENTS_LIFETIME;
+
 mod assets;
 mod daemons;
 mod dashboard;
