@@ -12,10 +12,8 @@
 //! after the `retry` delay.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::time::Duration;
 
-use atp_core::{Store, TaskCounts, TaskCursor, TaskFilter};
 use axum::extract::State;
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
@@ -23,7 +21,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use super::layout::statuses;
+use super::snapshot::Snapshot;
 use crate::AppState;
 
 /// How often a connection looks for changes.
@@ -32,51 +30,6 @@ const TICK: Duration = Duration::from_secs(1);
 pub const LIFETIME: Duration = Duration::from_secs(10);
 /// The reconnection delay the browser is told.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// The counts and a token that changes whenever any task does.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Tasks by status.
-    pub counts: TaskCounts,
-    /// The newest update's position (time and id) and every count: a
-    /// status change, progress or heartbeat moves the first, an enqueue or
-    /// delete the others.
-    pub token: String,
-}
-
-impl Snapshot {
-    /// Reads the counts and the newest update.
-    pub async fn read<S: Store>(store: &S) -> atp_core::Result<Snapshot> {
-        let counts = store.task_counts().await?;
-        let newest = store
-            .task_list(&TaskFilter {
-                limit: 1,
-                ..TaskFilter::default()
-            })
-            .await?;
-        let mut token = newest
-            .tasks
-            .first()
-            .map_or_else(|| "none".to_owned(), |t| TaskCursor::after(t).to_string());
-        for s in statuses() {
-            let _ = write!(token, ":{}", counts.status(s));
-        }
-        Ok(Snapshot { counts, token })
-    }
-
-    /// The event's data: `{"token", "total", "counts": {NAME: n}}`.
-    pub fn to_json(&self) -> String {
-        let counts: serde_json::Map<String, serde_json::Value> = statuses()
-            .map(|s| (s.name().to_owned(), self.counts.status(s).into()))
-            .collect();
-        serde_json::json!({
-            "token": self.token,
-            "total": self.counts.total(),
-            "counts": counts,
-        })
-        .to_string()
-    }
-}
 
 struct Follow {
     state: AppState,
