@@ -602,6 +602,15 @@ where
     let s = start(db, ServerConfig::default(), false).await;
     let (code, doc) = s.get_json("/api/v1/openapi.json").await;
     assert_eq!(code, StatusCode::OK);
+    // Every status code, from the table itself, in every status_code field.
+    for schema in ["TaskView", "LogRecordView"] {
+        let field = &doc["components"]["schemas"][schema]["properties"]["status_code"];
+        let text = field["description"].as_str().unwrap_or_default();
+        for status in atp_core::Status::ALL {
+            let entry = format!("{} {}", status.code(), status.name());
+            assert!(text.contains(&entry), "{schema}: {entry} missing: {field}");
+        }
+    }
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",
