@@ -184,25 +184,31 @@ pub struct DaemonArgs {
     #[arg(long, value_delimiter = ',')]
     types: Option<Vec<String>>,
     /// Milliseconds an idle daemon waits before looking at the queue again.
-    #[arg(long, default_value_t = 200)]
-    poll_interval_ms: u64,
+    #[arg(long, default_value_t = default_config().poll_interval.as_millis())]
+    poll_interval_ms: u128,
     /// Seconds between heartbeats.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = default_config().heartbeat_interval.as_secs_f64())]
     heartbeat_secs: f64,
     /// Seconds of silence after which a daemon is dead and its tasks rescued.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = default_config().dead_after.as_secs_f64())]
     dead_after_secs: f64,
     /// Seconds between clean-ups (abandoned, retired tasks, dead daemons).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = default_config().cleanup_interval.as_secs_f64())]
     cleanup_interval_secs: f64,
     /// Seconds a graceful shutdown lets running tasks finish.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = default_config().grace_period.as_secs_f64())]
     grace_secs: f64,
     /// Run no `exec:` handlers (external programs): tasks of such types
     /// are left to other daemons. For daemons whose task types untrusted
     /// callers may register (e.g. over the HTTP API).
     #[arg(long)]
     no_exec: bool,
+}
+
+/// The daemon crate's defaults: the flags' defaults come from here, so
+/// `--help` and a daemon started without flags agree with the library.
+fn default_config() -> DaemonConfig {
+    DaemonConfig::default()
 }
 
 /// The handlers a daemon started with these flags can run.
@@ -356,7 +362,10 @@ pub fn daemon_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
     let config = DaemonConfig {
         concurrency: args.concurrency.unwrap_or(defaults.concurrency),
         types,
-        poll_interval: Duration::from_millis(args.poll_interval_ms.max(1)),
+        poll_interval: Duration::from_millis(
+            u64::try_from(args.poll_interval_ms.max(1))
+                .context("--poll-interval-ms is too large")?,
+        ),
         heartbeat_interval: seconds("heartbeat-secs", args.heartbeat_secs)?,
         dead_after: seconds("dead-after-secs", args.dead_after_secs)?,
         cleanup_interval: seconds("cleanup-interval-secs", args.cleanup_interval_secs)?,
@@ -365,4 +374,49 @@ pub fn daemon_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
         ..defaults
     };
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn daemon_args(args: &[&str]) -> DaemonArgs {
+        let cli = Cli::try_parse_from(["atp", "daemon"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Daemon(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_daemon_without_flags_has_the_libraries_defaults() {
+        let got = daemon_config(&daemon_args(&[])).unwrap();
+        let want = DaemonConfig::default();
+        assert_eq!(got.poll_interval, want.poll_interval);
+        assert_eq!(got.heartbeat_interval, want.heartbeat_interval);
+        assert_eq!(got.dead_after, want.dead_after);
+        assert_eq!(got.cleanup_interval, want.cleanup_interval);
+        assert_eq!(got.grace_period, want.grace_period);
+        assert_eq!(got.retire_batch, want.retire_batch);
+        assert_eq!(got.concurrency, want.concurrency);
+    }
+
+    #[test]
+    fn worker_and_no_workers_are_the_old_names() {
+        let cli = Cli::try_parse_from(["atp", "worker", "-c", "3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Daemon(DaemonArgs {
+                concurrency: Some(3),
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from(["atp", "serve", "--no-workers"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(args.no_daemon);
+    }
 }

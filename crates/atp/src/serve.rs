@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// Serve only: run no daemon in this process.
     // `--no-workers`, the old name, stays as a hidden alias for scripts.
     #[arg(long, alias = "no-workers")]
-    no_daemon: bool,
+    pub no_daemon: bool,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,

@@ -1,4 +1,4 @@
-//! The daemon under crashes and shutdowns: real `atp worker` processes on a
+//! The daemon under crashes and shutdowns: real `atp daemon` processes on a
 //! real database, on each engine (`sqlite::…`, `postgres::…`).
 
 mod common;
@@ -12,7 +12,7 @@ use atp_store::testing::{TestDb, eventually};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use common::{Worker, all_tasks, count, daemon_id_of, log_messages};
+use common::{DaemonProcess, all_tasks, count, daemon_id_of, log_messages};
 
 fn sleep_type(name: &str, timeout_secs: f64, max_starts: u32) -> TaskType {
     let mut t = TaskType::new(type_name(name), Handler::new("builtin:sleep").unwrap());
@@ -38,9 +38,9 @@ async fn a_killed_daemons_tasks_are_rescued_and_finish(db: impl TestDb) {
     let s = db.store();
     let t = sleep_type("slow", 60.0, 3);
     enqueue_sleeps(s, &t, 12, 1.5).await;
-    let mut victim = Worker::spawn(&db, &["--concurrency", "2"]);
-    let _b = Worker::spawn(&db, &["--concurrency", "2"]);
-    let _c = Worker::spawn(&db, &["--concurrency", "2"]);
+    let mut victim = DaemonProcess::spawn(&db, &["--concurrency", "2"]);
+    let _b = DaemonProcess::spawn(&db, &["--concurrency", "2"]);
+    let _c = DaemonProcess::spawn(&db, &["--concurrency", "2"]);
     let victim_id = daemon_id_of(s, victim.pid()).await;
 
     let held = eventually(
@@ -84,7 +84,7 @@ async fn an_attempt_that_always_overruns_fails_after_max_starts(db: impl TestDb)
     let s = db.store();
     let t = sleep_type("overrun", 0.5, 2);
     enqueue_sleeps(s, &t, 1, 30.0).await;
-    let _w = Worker::spawn(&db, &["--concurrency", "1"]);
+    let _w = DaemonProcess::spawn(&db, &["--concurrency", "1"]);
     let task = eventually(Duration::from_secs(30), "the task to fail", || async {
         let task = s
             .task_get(&atp_core::TaskRef::Key(t.name.clone(), ident("s000")))
@@ -114,7 +114,7 @@ async fn graceful_shutdown_finishes_running_tasks_and_loses_none(db: impl TestDb
     let s = db.store();
     let t = sleep_type("graceful", 60.0, 3);
     enqueue_sleeps(s, &t, 8, 1.0).await;
-    let mut w = Worker::spawn(&db, &["--concurrency", "3", "--grace-secs", "20"]);
+    let mut w = DaemonProcess::spawn(&db, &["--concurrency", "3", "--grace-secs", "20"]);
     eventually(Duration::from_secs(30), "three running tasks", || async {
         (count(s, Status::Running).await == 3).then_some(())
     })
@@ -126,7 +126,7 @@ async fn graceful_shutdown_finishes_running_tasks_and_loses_none(db: impl TestDb
     assert_eq!(counts.status(Status::Accepted), 5, "{counts:?}");
     assert!(s.daemon_list().await.unwrap().is_empty(), "record removed");
 
-    let _again = Worker::spawn(&db, &["--concurrency", "4"]);
+    let _again = DaemonProcess::spawn(&db, &["--concurrency", "4"]);
     eventually(Duration::from_secs(30), "every task to finish", || async {
         (count(s, Status::Finished).await == 8).then_some(())
     })
@@ -142,7 +142,7 @@ async fn grace_period_over_hands_running_tasks_back(db: impl TestDb) {
     let s = db.store();
     let t = sleep_type("long", 60.0, 3);
     enqueue_sleeps(s, &t, 2, 30.0).await;
-    let mut w = Worker::spawn(&db, &["--concurrency", "2", "--grace-secs", "0.5"]);
+    let mut w = DaemonProcess::spawn(&db, &["--concurrency", "2", "--grace-secs", "0.5"]);
     eventually(Duration::from_secs(30), "two running tasks", || async {
         (count(s, Status::Running).await == 2).then_some(())
     })
@@ -165,7 +165,7 @@ async fn a_second_signal_aborts_at_once(db: impl TestDb) {
     let s = db.store();
     let t = sleep_type("abort", 60.0, 3);
     enqueue_sleeps(s, &t, 2, 30.0).await;
-    let mut w = Worker::spawn_logged(&db, &["--concurrency", "2", "--grace-secs", "60"]);
+    let mut w = DaemonProcess::spawn_logged(&db, &["--concurrency", "2", "--grace-secs", "60"]);
     eventually(Duration::from_secs(30), "two running tasks", || async {
         (count(s, Status::Running).await == 2).then_some(())
     })
@@ -197,8 +197,8 @@ async fn three_daemons_run_each_exec_task_exactly_once(db: impl TestDb) {
         .map(|i| NewTask::new(t.name.clone(), ident(&format!("a{i:05}"))))
         .collect();
     s.task_enqueue_many(batch).await.unwrap();
-    let _workers: Vec<_> = (0..3)
-        .map(|_| Worker::spawn(&db, &["--concurrency", "4"]))
+    let _daemons: Vec<_> = (0..3)
+        .map(|_| DaemonProcess::spawn(&db, &["--concurrency", "4"]))
         .collect();
     eventually(Duration::from_secs(120), "every task to finish", || async {
         (count(s, Status::Finished).await == N as u64).then_some(())

@@ -8,12 +8,12 @@ mod common;
 use std::time::Duration;
 
 use atp_store::testing::{SqliteDb, TestDb};
-use common::{Server, Worker};
+use common::{DaemonProcess, Server};
 use nix::sys::signal::Signal;
 
 /// A daemon's whole log, from its start to its exit after SIGTERM.
 async fn daemon_log(db: &SqliteDb, extra: &[&str]) -> Vec<String> {
-    let mut w = Worker::spawn_logged(db, extra);
+    let mut w = DaemonProcess::spawn_logged(db, extra);
     w.log
         .as_mut()
         .unwrap()

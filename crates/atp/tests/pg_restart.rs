@@ -46,7 +46,7 @@ async fn daemons_ride_out_a_postgres_restart() {
         .collect();
     store.task_enqueue_many(batch).await.unwrap();
 
-    let mut workers: Vec<_> = (0..2)
+    let mut daemons: Vec<_> = (0..2)
         .map(|_| {
             Command::new(ATP)
                 .args(["daemon", "--concurrency", "4", "--poll-interval-ms", "20"])
@@ -69,7 +69,7 @@ async fn daemons_ride_out_a_postgres_restart() {
         })
         .map(|mut child| {
             let log = Lines::follow(child.stderr.take().unwrap());
-            common::Worker {
+            common::DaemonProcess {
                 child,
                 log: Some(log),
             }
@@ -85,7 +85,7 @@ async fn daemons_ride_out_a_postgres_restart() {
     cluster.stop().unwrap();
     // The outage lasts until every daemon has run into it (a failed write
     // is logged as a warning), so each really rides one out.
-    for w in &mut workers {
+    for w in &mut daemons {
         let log = w.log.as_mut().unwrap();
         log.wait_for(" WARN ", Duration::from_secs(30));
     }
@@ -127,7 +127,7 @@ async fn daemons_ride_out_a_postgres_restart() {
             "each extra run follows a return to the queue: {log:?}"
         );
     }
-    for mut w in workers {
+    for mut w in daemons {
         w.signal(nix::sys::signal::Signal::SIGTERM);
         assert_eq!(
             w.wait_exit(Duration::from_secs(30)).await,

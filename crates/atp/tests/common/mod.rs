@@ -16,7 +16,7 @@ pub const ATP: &str = env!("CARGO_BIN_EXE_atp");
 
 /// Whether the processes' logs should also reach the test's stderr.
 fn show_logs() -> bool {
-    std::env::var("ATP_TEST_WORKER_LOG").is_ok()
+    std::env::var("ATP_TEST_SHOW_LOGS").is_ok()
 }
 
 /// A process's stderr, read on a thread of its own, so that a test can wait
@@ -98,15 +98,15 @@ async fn exit_code(child: &mut Child, limit: Duration, what: &str) -> i32 {
 }
 
 /// A daemon process; killed (SIGKILL) if still running when dropped.
-pub struct Worker {
+pub struct DaemonProcess {
     pub child: Child,
-    /// Its stderr, when spawned with [`Worker::spawn_logged`].
+    /// Its stderr, when spawned with [`DaemonProcess::spawn_logged`].
     pub log: Option<Lines>,
 }
 
-impl Worker {
+impl DaemonProcess {
     /// `atp daemon` with short intervals, on `db`, plus `extra` arguments.
-    pub fn spawn(db: &impl TestDb, extra: &[&str]) -> Worker {
+    pub fn spawn(db: &impl TestDb, extra: &[&str]) -> DaemonProcess {
         let stderr = if show_logs() {
             Stdio::inherit()
         } else {
@@ -115,14 +115,14 @@ impl Worker {
         Self::start(db, extra, stderr)
     }
 
-    /// [`Worker::spawn`] with its stderr in [`Worker::log`].
-    pub fn spawn_logged(db: &impl TestDb, extra: &[&str]) -> Worker {
-        let mut worker = Self::start(db, extra, Stdio::piped());
-        worker.log = Some(Lines::follow(worker.child.stderr.take().unwrap()));
-        worker
+    /// [`DaemonProcess::spawn`] with its stderr in [`DaemonProcess::log`].
+    pub fn spawn_logged(db: &impl TestDb, extra: &[&str]) -> DaemonProcess {
+        let mut daemon = Self::start(db, extra, Stdio::piped());
+        daemon.log = Some(Lines::follow(daemon.child.stderr.take().unwrap()));
+        daemon
     }
 
-    fn start(db: &impl TestDb, extra: &[&str], stderr: Stdio) -> Worker {
+    fn start(db: &impl TestDb, extra: &[&str], stderr: Stdio) -> DaemonProcess {
         let child = Command::new(ATP)
             .arg("daemon")
             .args([
@@ -143,7 +143,7 @@ impl Worker {
             .stderr(stderr)
             .spawn()
             .expect("spawning atp daemon");
-        Worker { child, log: None }
+        DaemonProcess { child, log: None }
     }
 
     pub fn pid(&self) -> u32 {
@@ -161,7 +161,7 @@ impl Worker {
     }
 }
 
-impl Drop for Worker {
+impl Drop for DaemonProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
