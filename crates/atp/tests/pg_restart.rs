@@ -83,11 +83,12 @@ async fn daemons_ride_out_a_postgres_restart() {
     )
     .await;
     cluster.stop().unwrap();
-    // The outage lasts until every daemon has run into it (a failed write
-    // is logged as a warning), so each really rides one out.
+    // The outage lasts until every daemon has retried a failed write six
+    // times (its back-off, 50 ms doubling, is logged with each failure):
+    // over 1.5 s, five heartbeat intervals, without a sleep.
     for w in &mut daemons {
         let log = w.log.as_mut().unwrap();
-        log.wait_for(" WARN ", Duration::from_secs(30));
+        log.wait_for("retry_in=1.6s", Duration::from_secs(30));
     }
     cluster.start().unwrap();
 
