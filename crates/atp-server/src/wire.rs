@@ -98,7 +98,8 @@ pub struct TaskView {
     pub status_code: u8,
     /// How many times a handler was started on it.
     pub starts: u32,
-    /// The daemon holding it (`0x…`), while SCHEDULED, RUNNING or PAUSED.
+    /// The daemon (`0x…`) that holds it (SCHEDULED, RUNNING, PAUSED) or
+    /// ran it to its end (FINISHED, FAILED); `null` while queued.
     pub holder: Option<String>,
     /// What its handler last reported.
     pub progress: Option<ProgressView>,

@@ -22,10 +22,9 @@ pub enum LogFormat {
 }
 
 /// Whether text logs may carry colour: stderr is a terminal and `NO_COLOR`
-/// is unset or empty (<https://no-color.org>).
+/// is unset (the rule of `atp`'s own coloured lines, [`crate::output`]).
 fn colour() -> bool {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    std::io::stderr().is_terminal() && !no_color
+    std::io::stderr().is_terminal() && !crate::output::no_color()
 }
 
 /// Installs the process's subscriber: `format` on stderr, at the level
