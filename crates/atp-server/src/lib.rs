@@ -27,6 +27,8 @@ pub mod extract;
 pub mod html;
 pub mod metrics;
 pub mod problem;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wire;
 
 pub use auth::Tokens;
@@ -71,6 +73,11 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// See [`ServerConfig::max_body_bytes`].
     pub max_body_bytes: usize,
+    /// Turns `true` when [`serve`] begins its graceful shutdown. Written
+    /// once by `serve`; read by responses that would otherwise stay open
+    /// (the dashboard's event streams end on it, so an open tab never holds
+    /// a stop back).
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -88,7 +95,16 @@ impl AppState {
             tokens: config.tokens,
             metrics: Arc::new(Metrics::new()),
             max_body_bytes: config.max_body_bytes,
+            closing: tokio::sync::watch::Sender::new(false),
         }))
+    }
+
+    /// Resolves once the server has begun to shut down (at once if it
+    /// has): what long-lived responses wait on beside their own work.
+    pub async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        // `wait_for` errs only when the sender is gone, which `self` keeps.
+        let _ = closing.wait_for(|closing| *closing).await;
     }
 }
 
@@ -112,14 +128,19 @@ async fn fallback(uri: axum::http::Uri) -> problem::Problem {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then finishes
-/// the requests in flight.
+/// the requests in flight. Event streams are told to end at once (through
+/// [`Inner::closing`]): they are not requests that finish by themselves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let closing = state.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.closing.send_replace(true);
+        })
         .await
 }
 

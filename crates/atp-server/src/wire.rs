@@ -18,6 +18,20 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// What a `status_code` field means: every code with its name, from
+/// [`Status::ALL`], so the text cannot drift from the table. The OpenAPI
+/// document's `status_code` fields carry it (see `api::StatusCodes`).
+pub fn status_codes_text() -> String {
+    let codes: Vec<String> = Status::ALL
+        .iter()
+        .map(|s| format!("{} {}", s.code(), s.name()))
+        .collect();
+    format!(
+        "The original's numeric code of the status: {}.",
+        codes.join(", ")
+    )
+}
+
 /// A task's status name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
@@ -79,11 +93,13 @@ pub struct TaskView {
     pub identifier: String,
     /// Current status.
     pub status: StatusName,
-    /// The original's numeric code of the status (0 ACCEPTED … 5 FAILED).
+    /// The original's numeric code of the status (the document lists
+    /// them: [`status_codes_text`]).
     pub status_code: u8,
     /// How many times a handler was started on it.
     pub starts: u32,
-    /// The daemon holding it (`0x…`), while SCHEDULED, RUNNING or PAUSED.
+    /// The daemon (`0x…`) that holds it (SCHEDULED, RUNNING, PAUSED) or
+    /// ran it to its end (FINISHED, FAILED); `null` while queued.
     pub holder: Option<String>,
     /// What its handler last reported.
     pub progress: Option<ProgressView>,
@@ -132,7 +148,7 @@ pub struct LogRecordView {
     pub time: String,
     /// The status entered.
     pub status: StatusName,
-    /// Its numeric code.
+    /// Its numeric code (the document lists them: [`status_codes_text`]).
     pub status_code: u8,
     /// Why.
     pub message: String,

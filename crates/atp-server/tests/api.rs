@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atp_core::StoreOptions;
 use atp_server::{ServerConfig, Tokens};
-use atp_store::testing::TestDb;
+use atp_store::testing::{TestDb, eventually};
 use common::{IntoAny, TestServer, start, start_with_options};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -52,24 +52,18 @@ async fn enqueue(
         .unwrap()
 }
 
-async fn get_json(s: &TestServer, path: &str) -> (StatusCode, Value) {
-    let r = s.client.get(s.url(path)).send().await.unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls the task at `url` until its status is `want`.
+/// Waits until the task at `url` has status `want`; the task.
 async fn wait_status(s: &TestServer, url: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, task) = get_json(s, url).await;
-        assert_eq!(code, StatusCode::OK, "{task}");
-        if task["status"] == want {
-            return task;
-        }
-        assert!(Instant::now() < deadline, "never {want}: {task}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        &format!("{url} {want}"),
+        || async {
+            let (code, task) = s.get_json(url).await;
+            assert_eq!(code, StatusCode::OK, "{task}");
+            (task["status"] == want).then_some(task)
+        },
+    )
+    .await
 }
 
 async fn types_are_registered_read_and_unregistered<D: TestDb>(db: D)
@@ -90,13 +84,13 @@ where
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "an update is 200");
-    let (code, t) = get_json(&s, "/api/v1/types/Sum").await;
+    let (code, t) = s.get_json("/api/v1/types/Sum").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
         t,
         json!({"name": "Sum", "handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2})
     );
-    let (_, list) = get_json(&s, "/api/v1/types").await;
+    let (_, list) = s.get_json("/api/v1/types").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     // Refusals change nothing.
@@ -118,7 +112,7 @@ where
     problem(r, StatusCode::BAD_REQUEST, "invalid").await;
     let r = put_type(&s, &"x".repeat(65), "builtin:sum").await;
     problem(r, StatusCode::BAD_REQUEST, "invalid").await;
-    let (_, t) = get_json(&s, "/api/v1/types/Sum").await;
+    let (_, t) = s.get_json("/api/v1/types/Sum").await;
     assert_eq!(t["timeout_secs"], 5.0, "the refused update changed nothing");
     let r = s
         .client
@@ -185,12 +179,12 @@ where
     assert_eq!(created["status"], "ACCEPTED");
     assert_eq!(created["status_code"], 1);
     assert_eq!(created["starts"], 0);
-    let (code, fetched) = get_json(&s, &location).await;
+    let (code, fetched) = s.get_json(&location).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(fetched, created);
-    let (_, input) = get_json(&s, &format!("{location}/input")).await;
+    let (_, input) = s.get_json(&format!("{location}/input")).await;
     assert_eq!(input, json!([1, 2]));
-    let (_, log) = get_json(&s, &format!("{location}/log")).await;
+    let (_, log) = s.get_json(&format!("{location}/log")).await;
     assert_eq!(log[0]["status"], "ACCEPTED");
     assert_eq!(log[0]["message"], "from the test");
 
@@ -229,7 +223,7 @@ where
         .await
         .unwrap();
     problem(r, StatusCode::BAD_REQUEST, "invalid").await;
-    let (_, list) = get_json(&s, "/api/v1/tasks").await;
+    let (_, list) = s.get_json("/api/v1/tasks").await;
     assert_eq!(
         list["tasks"].as_array().unwrap().len(),
         1,
@@ -273,7 +267,7 @@ where
     assert!(retry > 0);
     let body = problem(r, StatusCode::SERVICE_UNAVAILABLE, "queue-full").await;
     assert_eq!(body["retry_after"], retry);
-    let (_, stats) = get_json(&s, "/api/v1/stats").await;
+    let (_, stats) = s.get_json("/api/v1/stats").await;
     assert_eq!(stats["queue_size"], 2);
 }
 
@@ -299,13 +293,13 @@ where
         let r = enqueue(&s, "odd type/name", id, json!(id)).await;
         assert_eq!(r.status(), StatusCode::CREATED, "{id}");
         let location = r.headers()["location"].to_str().unwrap().to_owned();
-        let (code, task) = get_json(&s, &location).await;
+        let (code, task) = s.get_json(&location).await;
         assert_eq!(code, StatusCode::OK, "{id} at {location}");
         assert_eq!(task["identifier"], id);
         assert_eq!(task["type"], "odd type/name");
-        let (code, input) = get_json(&s, &format!("{location}/input")).await;
+        let (code, input) = s.get_json(&format!("{location}/input")).await;
         assert_eq!((code, input), (StatusCode::OK, json!(id)));
-        let (code, _) = get_json(&s, &format!("{location}/log")).await;
+        let (code, _) = s.get_json(&format!("{location}/log")).await;
         assert_eq!(code, StatusCode::OK);
         let r = s.client.delete(s.url(&location)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT, "{id}");
@@ -341,7 +335,7 @@ where
     problem(r, StatusCode::NOT_FOUND, "type-not-found").await;
     let r = post(json!({"tasks": []})).await.unwrap();
     problem(r, StatusCode::BAD_REQUEST, "invalid").await;
-    let (_, stats) = get_json(&s, "/api/v1/stats").await;
+    let (_, stats) = s.get_json("/api/v1/stats").await;
     assert_eq!(stats["queue_size"], 1, "refused batches added nothing");
 
     let r = post(batch(&["b1", "b2", "b/3"])).await.unwrap();
@@ -351,7 +345,7 @@ where
     assert_eq!(tasks.len(), 3);
     for (t, id) in tasks.iter().zip(["b1", "b2", "b/3"]) {
         assert_eq!(t["identifier"], id);
-        let (code, task) = get_json(&s, t["url"].as_str().unwrap()).await;
+        let (code, task) = s.get_json(t["url"].as_str().unwrap()).await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(task["id"], t["id"]);
     }
@@ -377,7 +371,7 @@ where
     let mut seen = Vec::new();
     let mut path = "/api/v1/tasks?type=A&limit=2".to_owned();
     loop {
-        let (code, page) = get_json(&s, &path).await;
+        let (code, page) = s.get_json(&path).await;
         assert_eq!(code, StatusCode::OK, "{page}");
         let tasks = page["tasks"].as_array().unwrap();
         assert!(tasks.len() <= 2);
@@ -393,9 +387,9 @@ where
     }
     seen.sort();
     assert_eq!(seen, ["a0", "a1", "a2", "a3"]);
-    let (_, page) = get_json(&s, "/api/v1/tasks?status=ACCEPTED&type=B").await;
+    let (_, page) = s.get_json("/api/v1/tasks?status=ACCEPTED&type=B").await;
     assert_eq!(page["tasks"].as_array().unwrap().len(), 1);
-    let (_, page) = get_json(&s, "/api/v1/tasks?status=FINISHED").await;
+    let (_, page) = s.get_json("/api/v1/tasks?status=FINISHED").await;
     assert_eq!(page["tasks"].as_array().unwrap().len(), 0);
     for bad in [
         "status=DONE",
@@ -442,7 +436,7 @@ where
     assert_eq!(r.headers()["content-type"], "application/json");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body, json!({"hello": "world"}));
-    let (_, log) = get_json(&s, &format!("{echo}/log")).await;
+    let (_, log) = s.get_json(&format!("{echo}/log")).await;
     let statuses: Vec<&str> = log
         .as_array()
         .unwrap()
@@ -472,7 +466,7 @@ where
     assert_eq!(r.status(), StatusCode::OK);
     let again = wait_status(&s, &echo, "FINISHED").await;
     assert_eq!(again["starts"], 1, "the start count was reset");
-    let (_, log) = get_json(&s, &format!("{echo}/log")).await;
+    let (_, log) = s.get_json(&format!("{echo}/log")).await;
     assert!(
         log.as_array()
             .unwrap()
@@ -504,13 +498,13 @@ where
     problem(r, StatusCode::NOT_FOUND, "task-not-found").await;
 
     // Stats, daemons, health and metrics.
-    let (_, stats) = get_json(&s, "/api/v1/stats").await;
+    let (_, stats) = s.get_json("/api/v1/stats").await;
     assert_eq!(stats["by_status"]["FINISHED"], 1, "{stats}");
     assert_eq!(stats["by_status"]["FAILED"], 1, "{stats}");
     assert_eq!(stats["by_status"]["ACCEPTED"], 1, "{stats}");
     assert_eq!(stats["queue_size"], 1);
     assert_eq!(stats["daemons"], 1);
-    let (_, daemons) = get_json(&s, "/api/v1/daemons").await;
+    let (_, daemons) = s.get_json("/api/v1/daemons").await;
     assert!(
         daemons[0]["id"].as_str().unwrap().starts_with("0x"),
         "{daemons}"
@@ -523,7 +517,7 @@ where
             .any(|h| h == "builtin:echo"),
         "{daemons}"
     );
-    let (code, health) = get_json(&s, "/healthz").await;
+    let (code, health) = s.get_json("/healthz").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(health["status"], "ok");
     let r = s.client.get(s.url("/metrics")).send().await.unwrap();
@@ -598,7 +592,7 @@ where
         .await
         .unwrap();
     problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    let (_, types) = get_json(&s, "/healthz").await;
+    let (_, types) = s.get_json("/healthz").await;
     assert_eq!(types["status"], "ok", "/healthz needs no token");
 }
 
@@ -607,8 +601,17 @@ where
     D::Store: IntoAny,
 {
     let s = start(db, ServerConfig::default(), false).await;
-    let (code, doc) = get_json(&s, "/api/v1/openapi.json").await;
+    let (code, doc) = s.get_json("/api/v1/openapi.json").await;
     assert_eq!(code, StatusCode::OK);
+    // Every status code, from the table itself, in every status_code field.
+    for schema in ["TaskView", "LogRecordView"] {
+        let field = &doc["components"]["schemas"][schema]["properties"]["status_code"];
+        let text = field["description"].as_str().unwrap_or_default();
+        for status in atp_core::Status::ALL {
+            let entry = format!("{} {}", status.code(), status.name());
+            assert!(text.contains(&entry), "{schema}: {entry} missing: {field}");
+        }
+    }
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",
@@ -643,7 +646,7 @@ where
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
-http_tests!(
+atp_store::per_engine_tests!(
     types_are_registered_read_and_unregistered,
     enqueue_answers_201_with_location_and_refuses_bad_input,
     limits_give_413_and_503,

@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atp_core::{
     ClaimParams, DaemonId, NewTask, Status, StatusChange, Store, StoreExt, TaskIdentifier, TaskRef,
     TypeName,
 };
 use atp_server::{ServerConfig, Tokens};
-use atp_store::testing::TestDb;
+use atp_store::testing::{TestDb, eventually};
 use common::{IntoAny, TestServer, start};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
@@ -105,16 +105,17 @@ fn href_of(body: &str, id: &str) -> Option<String> {
     Some(rest[start..end].replace("&amp;", "&"))
 }
 
+/// Waits until `task` has status `want`.
 async fn wait_status(s: &TestServer, task: &TaskRef, want: Status) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = s.store.task_get(task).await.unwrap();
-        if t.status == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never {want}: {t:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        &format!("{task:?} {want}"),
+        || async {
+            let t = s.store.task_get(task).await.unwrap();
+            (t.status == want).then_some(())
+        },
+    )
+    .await;
 }
 
 async fn every_page_renders<D: TestDb>(db: D)
@@ -553,6 +554,34 @@ where
     );
 }
 
+/// An open event stream (a dashboard tab) ends as soon as the server is
+/// asked to stop, and the stop completes: it does not wait for the
+/// stream's own lifetime.
+async fn events_end_when_the_server_shuts_down<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let mut s = start(db, ServerConfig::default(), false).await;
+    let mut r = s.client.get(s.url("/events")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The first event: the stream is open and being followed.
+    let first = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+        .await
+        .expect("an event within 5 s")
+        .unwrap();
+    assert!(first.is_some_and(|c| c.starts_with(b"retry:") || c.starts_with(b"data:")));
+    let served = s.shut_down();
+    // Well under the stream's lifetime and its keep-alive interval.
+    let limit = atp_server::html::EVENTS_LIFETIME / 4;
+    let ended =
+        tokio::time::timeout(limit, async { while r.chunk().await.unwrap().is_some() {} }).await;
+    assert!(ended.is_ok(), "the stream did not end within {limit:?}");
+    tokio::time::timeout(limit, served)
+        .await
+        .expect("the server stopped")
+        .unwrap();
+}
+
 async fn assets_are_served_with_their_types<D: TestDb>(db: D)
 where
     D::Store: IntoAny,
@@ -615,7 +644,7 @@ where
     );
 }
 
-http_tests!(
+atp_store::per_engine_tests!(
     every_page_renders,
     names_and_messages_are_escaped,
     odd_identifiers_reach_their_pages,
@@ -624,6 +653,7 @@ http_tests!(
     forms_reenqueue_and_delete_same_origin_only,
     login_sets_a_cookie_that_admits,
     events_send_counts,
+    events_end_when_the_server_shuts_down,
     assets_are_served_with_their_types,
     daemons_page_shows_held_tasks,
 );

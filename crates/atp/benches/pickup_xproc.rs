@@ -1,6 +1,6 @@
-//! Pick-up latency across processes on SQLite: a real `atp worker` process
+//! Pick-up latency across processes on SQLite: a real `atp daemon` process
 //! and a producer (this process) share one database file. SQLite has no
-//! cross-process signal, so an idle worker finds a new task at its next
+//! cross-process signal, so an idle daemon finds a new task at its next
 //! poll: the latency should stay within the poll interval.
 //!
 //! ```text
@@ -46,9 +46,9 @@ async fn main() {
         ))
         .await
         .unwrap();
-    let mut worker = Command::new(ATP)
+    let mut daemon = Command::new(ATP)
         .args([
-            "worker",
+            "daemon",
             "--concurrency",
             "1",
             "--poll-interval-ms",
@@ -88,11 +88,11 @@ async fn main() {
             .unwrap();
         ms.push(ran.saturating_sub(enqueued) as f64 / 1e6);
         // Spread the enqueues over the poll cycle (a waiting loop would
-        // otherwise lock onto the worker's polling phase).
+        // otherwise lock onto the daemon's polling phase).
         tokio::time::sleep(Duration::from_millis(i * 73 % poll_ms.max(1))).await;
     }
-    let _ = worker.kill();
-    let _ = worker.wait();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     println!(

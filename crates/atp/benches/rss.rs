@@ -1,4 +1,4 @@
-//! Daemon memory: the resident set of a real `atp worker` process while it
+//! Daemon memory: the resident set of a real `atp daemon` process while it
 //! works through a queue of 1,000 and of 1,000,000 tasks. Each task sleeps
 //! 0.1 s, so in both cases the daemon is busy the whole 10 s of sampling
 //! (8 at a time, ~80 tasks/s) and only the queue's length differs. It should
@@ -33,7 +33,7 @@ fn pg_url() -> String {
     atp_store::testing::bench_database_url()
 }
 
-/// A fresh database and the environment that points a worker at it.
+/// A fresh database and the environment that points a daemon at it.
 async fn fresh(engine: &str, dir: &std::path::Path) -> (AnyStore, Vec<(String, String)>) {
     let options = StoreOptions {
         max_queue_size: 0,
@@ -105,7 +105,7 @@ async fn main() {
     // `--noop`: no-op tasks instead, drained as fast as the daemon can.
     let noop = args.iter().any(|a| a == "--noop");
     println!(
-        "engine {engine}: worker RSS while working (concurrency 8, {})",
+        "engine {engine}: daemon RSS while working (concurrency 8, {})",
         if noop {
             "no-op tasks, full speed"
         } else {
@@ -143,8 +143,8 @@ async fn main() {
             started.elapsed().as_secs_f64()
         );
         settle_postgres(&env).await;
-        let mut worker = Command::new(ATP)
-            .args(["worker", "--concurrency", "8"])
+        let mut daemon = Command::new(ATP)
+            .args(["daemon", "--concurrency", "8"])
             .envs(env.clone())
             .env("ATP_LOG", "warn")
             .stdin(Stdio::null())
@@ -152,7 +152,7 @@ async fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pid = worker.id();
+        let pid = daemon.id();
         let mut samples = Vec::new();
         let mut anon = Vec::new();
         let until = Instant::now() + Duration::from_secs(10);
@@ -164,8 +164,8 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let done = store.task_counts().await.unwrap().status(Status::Finished);
-        let _ = worker.kill();
-        let _ = worker.wait();
+        let _ = daemon.kill();
+        let _ = daemon.wait();
         samples.sort_unstable();
         anon.sort_unstable();
         let mib = |kib: u64| kib as f64 / 1024.0;

@@ -266,7 +266,9 @@ pub async fn stats(store: &AnyStore, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn cleanup(store: &AnyStore, json: bool) -> anyhow::Result<()> {
-    let report = atp_daemon::cleanup_once(store, Duration::from_secs(15), 1_000).await;
+    // The same clean-up a daemon runs, with a daemon's default settings.
+    let defaults = atp_daemon::DaemonConfig::default();
+    let report = atp_daemon::cleanup_once(store, defaults.dead_after, defaults.retire_batch).await;
     if json {
         print_json(&json!({
             "abandoned": report.abandoned,

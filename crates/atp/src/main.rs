@@ -1,5 +1,5 @@
-//! `atp`: the command line: the daemon (`atp worker`) and the producer and
-//! operator commands. Exit codes: 0 success, 1 error, 2 usage, 3 not found,
+//! `atp`: the command line: the daemon (`atp daemon`, alias `atp worker`)
+//! and the producer and operator commands. Exit codes: 0 success, 1 error, 2 usage, 3 not found,
 //! 4 conflict, 5 queue full.
 
 /// `println!` that ends the process quietly when stdout is a closed pipe
@@ -12,6 +12,7 @@ mod bench;
 mod commands;
 mod database;
 mod demo;
+mod logging;
 mod output;
 mod serve;
 
@@ -34,6 +35,17 @@ struct Cli {
     /// Machine-readable output on stdout (JSON, RFC 3339 UTC times).
     #[arg(long, global = true)]
     json: bool,
+    /// How log lines on stderr look: `text` for people (coloured only on a
+    /// terminal without NO_COLOR) or `json`, one object per line, for log
+    /// collectors.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = logging::LogFormat::Text,
+        env = "ATP_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,11 +55,12 @@ enum Command {
     /// Run a daemon: claim tasks from the queue and run them until SIGINT or
     /// SIGTERM (a second signal aborts running tasks; none is lost).
     ///
-    /// Example: atp --database postgres://atp@db/atp worker --concurrency 8
-    Worker(WorkerArgs),
+    /// Example: atp --database postgres://atp@db/atp daemon --concurrency 8
+    #[command(visible_alias = "worker")]
+    Daemon(DaemonArgs),
     /// Serve the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json),
     /// /metrics and the live dashboard (/), with a daemon in the same
-    /// process unless --no-workers.
+    /// process unless --no-daemon.
     ///
     /// Example: atp serve --listen 127.0.0.1:8080 --concurrency 8
     Serve(serve::ServeArgs),
@@ -162,8 +175,8 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-/// The daemon's flags, shared by `worker` and `serve`.
-pub struct WorkerArgs {
+/// The daemon's flags, shared by `daemon` and `serve`.
+pub struct DaemonArgs {
     /// Tasks run at once [default: the number of CPUs].
     #[arg(long, short = 'c')]
     concurrency: Option<usize>,
@@ -171,19 +184,19 @@ pub struct WorkerArgs {
     #[arg(long, value_delimiter = ',')]
     types: Option<Vec<String>>,
     /// Milliseconds an idle daemon waits before looking at the queue again.
-    #[arg(long, default_value_t = 200)]
-    poll_interval_ms: u64,
+    #[arg(long, default_value_t = default_config().poll_interval.as_millis())]
+    poll_interval_ms: u128,
     /// Seconds between heartbeats.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = default_config().heartbeat_interval.as_secs_f64())]
     heartbeat_secs: f64,
     /// Seconds of silence after which a daemon is dead and its tasks rescued.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = default_config().dead_after.as_secs_f64())]
     dead_after_secs: f64,
     /// Seconds between clean-ups (abandoned, retired tasks, dead daemons).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = default_config().cleanup_interval.as_secs_f64())]
     cleanup_interval_secs: f64,
     /// Seconds a graceful shutdown lets running tasks finish.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = default_config().grace_period.as_secs_f64())]
     grace_secs: f64,
     /// Run no `exec:` handlers (external programs): tasks of such types
     /// are left to other daemons. For daemons whose task types untrusted
@@ -192,8 +205,14 @@ pub struct WorkerArgs {
     no_exec: bool,
 }
 
+/// The daemon crate's defaults: the flags' defaults come from here, so
+/// `--help` and a daemon started without flags agree with the library.
+fn default_config() -> DaemonConfig {
+    DaemonConfig::default()
+}
+
 /// The handlers a daemon started with these flags can run.
-pub fn registry(args: &WorkerArgs) -> Registry {
+pub fn registry(args: &DaemonArgs) -> Registry {
     let mut registry = Registry::with_builtins();
     registry.allow_exec(!args.no_exec);
     registry
@@ -204,18 +223,12 @@ fn main() -> std::process::ExitCode {
     // Before any thread starts: reading the local offset is only sound then.
     output::init_human();
     // The daemon narrates; one-shot commands speak only of trouble.
-    let default_level = if matches!(cli.command, Command::Worker(_) | Command::Serve(_)) {
+    let default_level = if matches!(cli.command, Command::Daemon(_) | Command::Serve(_)) {
         "info"
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -239,7 +252,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
-        Command::Worker(args) => return worker(&cli.database, args).await,
+        Command::Daemon(args) => return daemon(&cli.database, args).await,
         Command::Serve(args) => return serve::run(&cli.database, args).await,
         Command::Demo => return demo::run(json).await,
         Command::Completions { shell } => {
@@ -260,7 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let store = cli.database.open().await?;
     match cli.command {
-        Command::Worker(_) | Command::Serve(_) | Command::Demo | Command::Completions { .. } => {
+        Command::Daemon(_) | Command::Serve(_) | Command::Demo | Command::Completions { .. } => {
             unreachable!("handled above")
         }
         Command::Bench(args) => bench::run(&store, json, args).await,
@@ -323,16 +336,18 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
         .with_context(|| format!("--{name} must be a positive number of seconds, not {value}"))
 }
 
-async fn worker(db: &database::DatabaseArgs, args: WorkerArgs) -> anyhow::Result<()> {
+async fn daemon(db: &database::DatabaseArgs, args: DaemonArgs) -> anyhow::Result<()> {
     let config = daemon_config(&args)?;
+    // Signals first: a SIGTERM soon after start must stop gracefully.
+    let shutdown = atp_daemon::shutdown_on_signals();
     let store = db.open().await?;
     let daemon = Daemon::new(store, registry(&args), config);
-    daemon.run(atp_daemon::shutdown_on_signals()).await?;
+    daemon.run(shutdown).await?;
     Ok(())
 }
 
-/// The daemon's settings from the worker flags (shared by `serve`).
-pub fn daemon_config(args: &WorkerArgs) -> anyhow::Result<DaemonConfig> {
+/// The daemon's settings from its flags (shared by `serve`).
+pub fn daemon_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
     let defaults = DaemonConfig::default();
     let types = args
         .types
@@ -347,7 +362,10 @@ pub fn daemon_config(args: &WorkerArgs) -> anyhow::Result<DaemonConfig> {
     let config = DaemonConfig {
         concurrency: args.concurrency.unwrap_or(defaults.concurrency),
         types,
-        poll_interval: Duration::from_millis(args.poll_interval_ms.max(1)),
+        poll_interval: Duration::from_millis(
+            u64::try_from(args.poll_interval_ms.max(1))
+                .context("--poll-interval-ms is too large")?,
+        ),
         heartbeat_interval: seconds("heartbeat-secs", args.heartbeat_secs)?,
         dead_after: seconds("dead-after-secs", args.dead_after_secs)?,
         cleanup_interval: seconds("cleanup-interval-secs", args.cleanup_interval_secs)?,
@@ -356,4 +374,49 @@ pub fn daemon_config(args: &WorkerArgs) -> anyhow::Result<DaemonConfig> {
         ..defaults
     };
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn daemon_args(args: &[&str]) -> DaemonArgs {
+        let cli = Cli::try_parse_from(["atp", "daemon"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Daemon(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_daemon_without_flags_has_the_libraries_defaults() {
+        let got = daemon_config(&daemon_args(&[])).unwrap();
+        let want = DaemonConfig::default();
+        assert_eq!(got.poll_interval, want.poll_interval);
+        assert_eq!(got.heartbeat_interval, want.heartbeat_interval);
+        assert_eq!(got.dead_after, want.dead_after);
+        assert_eq!(got.cleanup_interval, want.cleanup_interval);
+        assert_eq!(got.grace_period, want.grace_period);
+        assert_eq!(got.retire_batch, want.retire_batch);
+        assert_eq!(got.concurrency, want.concurrency);
+    }
+
+    #[test]
+    fn worker_and_no_workers_are_the_old_names() {
+        let cli = Cli::try_parse_from(["atp", "worker", "-c", "3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Daemon(DaemonArgs {
+                concurrency: Some(3),
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from(["atp", "serve", "--no-workers"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(args.no_daemon);
+    }
 }

@@ -68,11 +68,17 @@ pub struct Human {
 
 static HUMAN: std::sync::OnceLock<Human> = std::sync::OnceLock::new();
 
+/// Whether the user asked for no colour: `NO_COLOR` is set (to anything).
+/// The one rule for stdout's lines and stderr's logs.
+pub fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some()
+}
+
 /// Sets the style: colour only on a terminal without `NO_COLOR`; times in
 /// the local zone when it can be read, else UTC.
 pub fn init_human() {
     use std::io::IsTerminal as _;
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = std::io::stdout().is_terminal() && !no_color();
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let _ = HUMAN.set(Human { color, offset });
 }

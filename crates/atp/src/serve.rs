@@ -1,5 +1,5 @@
 //! `atp serve`: the HTTP API, metrics and dashboard (crate `atp-server`)
-//! and, unless `--no-workers`, a daemon, in one process that stops
+//! and, unless `--no-daemon`, a daemon, in one process that stops
 //! gracefully on the first SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
@@ -12,7 +12,7 @@ use atp_server::{AppState, ServerConfig, Tokens};
 use clap::Args;
 
 use crate::database::DatabaseArgs;
-use crate::{WorkerArgs, daemon_config, registry};
+use crate::{DaemonArgs, daemon_config, registry};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -33,19 +33,24 @@ pub struct ServeArgs {
     #[arg(long)]
     insecure: bool,
     /// Serve only: run no daemon in this process.
-    #[arg(long)]
-    no_workers: bool,
+    // `--no-workers`, the old name, stays as a hidden alias for scripts.
+    #[arg(long, alias = "no-workers")]
+    pub no_daemon: bool,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     #[command(flatten)]
-    worker: WorkerArgs,
+    daemon: DaemonArgs,
 }
 
 pub async fn run(db: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
     let tokens = Tokens::new(args.tokens.iter().map(|t| t.trim().to_owned()));
     atp_server::check_listen(args.listen, &tokens, args.insecure)?;
-    let config = daemon_config(&args.worker)?;
+    let config = daemon_config(&args.daemon)?;
+    // Listen for signals before anything can be told the server is up (the
+    // "listening on" line): a SIGTERM right after it must stop gracefully,
+    // not kill the process.
+    let shutdown = atp_daemon::shutdown_on_signals();
     let store = db.open().await?;
     let state = AppState::new(
         store.clone(),
@@ -61,17 +66,16 @@ pub async fn run(db: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
     say!("listening on http://{addr}");
     tracing::info!(%addr, engine = store.engine(), "serving");
 
-    let shutdown = atp_daemon::shutdown_on_signals();
     let stopping = {
         let shutdown = shutdown.clone();
         async move { shutdown.stopping().await }
     };
     let server = atp_server::serve(listener, state.clone(), stopping);
-    if args.no_workers {
+    if args.no_daemon {
         server.await.context("serving HTTP")?;
         return Ok(());
     }
-    let daemon = Daemon::new(store, registry(&args.worker), config)
+    let daemon = Daemon::new(store, registry(&args.daemon), config)
         .with_observer(state.metrics.clone() as Arc<dyn atp_daemon::Observer>);
     let (served, ran) = tokio::join!(server, daemon.run(shutdown));
     served.context("serving HTTP")?;

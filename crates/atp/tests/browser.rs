@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, get_json, wait_for};
-use serde_json::{Value, json};
+use atp_server::testing::get_json;
+use atp_store::testing::eventually;
+use common::Server;
+use serde_json::json;
 
 /// The browser and the script's folder, or why the test cannot run.
 fn prerequisites() -> Result<(PathBuf, PathBuf), String> {
@@ -86,8 +88,8 @@ async fn the_dashboard_works_in_chromium() {
     )
     .await
     .unwrap();
-    wait_for(Duration::from_secs(30), "the tasks to settle", || async {
-        let stats: Value = get_json(&http, &server.url("/api/v1/stats")).await;
+    eventually(Duration::from_secs(30), "the tasks to settle", || async {
+        let (_, stats) = get_json(&http, &server.url("/api/v1/stats")).await;
         (stats["by_status"]["FINISHED"] == 3 && stats["by_status"]["FAILED"] == 1).then_some(())
     })
     .await;
@@ -109,7 +111,7 @@ async fn the_dashboard_works_in_chromium() {
 
     // The click reached the server: the failed task was re-enqueued (and,
     // `builtin:fail` being what it is, failed again).
-    let log: Value = get_json(&http, &server.url("/api/v1/tasks/Fail/fail-1/log")).await;
+    let (_, log) = get_json(&http, &server.url("/api/v1/tasks/Fail/fail-1/log")).await;
     let accepted = log
         .as_array()
         .unwrap()

@@ -225,8 +225,9 @@ fn input_from_a_file_and_from_stdin() {
     assert_eq!(db.task_count(), 2);
 }
 
-/// With a worker running: `wait` exits 0 on FINISHED and 6 on FAILED, 7 on
-/// its timeout; `response` gives the bytes; `reenqueue`, `delete`, `info`.
+/// With a daemon running (started as `atp worker`, the old name): `wait`
+/// exits 0 on FINISHED and 6 on FAILED, 7 on its timeout; `response` gives
+/// the bytes; `reenqueue`, `delete`, `info`.
 #[test]
 fn wait_response_reenqueue_delete_and_info() {
     let db = Db::new();
@@ -249,7 +250,7 @@ fn wait_response_reenqueue_delete_and_info() {
         r#"{"message": "as asked"}"#,
     ]);
     db.json(&["enqueue", "Nobody", "n"]);
-    let mut worker = Command::new(ATP)
+    let mut daemon = Command::new(ATP)
         .args([
             "--database",
             &db.url(),
@@ -270,8 +271,8 @@ fn wait_response_reenqueue_delete_and_info() {
     assert_eq!(failed.status.code(), Some(6), "{}", stderr(&failed));
     let timed_out = db.run(&["wait", "Nobody", "n", "--timeout", "0.3"]);
     assert_eq!(timed_out.status.code(), Some(7), "{}", stderr(&timed_out));
-    let _ = worker.kill();
-    let _ = worker.wait();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 
     let raw = db.run(&["response", "Echo", "e"]);
     assert!(raw.status.success());

@@ -1,4 +1,4 @@
-//! The daemon under crashes and shutdowns: real `atp worker` processes on a
+//! The daemon under crashes and shutdowns: real `atp daemon` processes on a
 //! real database, on each engine (`sqlite::…`, `postgres::…`).
 
 mod common;
@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use atp_core::{Handler, NewTask, Status, Store, TaskType};
 use atp_store::conformance::{ident, type_name};
-use atp_store::testing::TestDb;
+use atp_store::testing::{TestDb, eventually};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use common::{Worker, all_tasks, count, daemon_id_of, log_messages, wait_for};
+use common::{DaemonProcess, all_tasks, count, daemon_id_of, log_messages};
 
 fn sleep_type(name: &str, timeout_secs: f64, max_starts: u32) -> TaskType {
     let mut t = TaskType::new(type_name(name), Handler::new("builtin:sleep").unwrap());
@@ -38,12 +38,12 @@ async fn a_killed_daemons_tasks_are_rescued_and_finish(db: impl TestDb) {
     let s = db.store();
     let t = sleep_type("slow", 60.0, 3);
     enqueue_sleeps(s, &t, 12, 1.5).await;
-    let mut victim = Worker::spawn(&db, &["--concurrency", "2"]);
-    let _b = Worker::spawn(&db, &["--concurrency", "2"]);
-    let _c = Worker::spawn(&db, &["--concurrency", "2"]);
+    let mut victim = DaemonProcess::spawn(&db, &["--concurrency", "2"]);
+    let _b = DaemonProcess::spawn(&db, &["--concurrency", "2"]);
+    let _c = DaemonProcess::spawn(&db, &["--concurrency", "2"]);
     let victim_id = daemon_id_of(s, victim.pid()).await;
 
-    let held = wait_for(
+    let held = eventually(
         Duration::from_secs(30),
         "the victim to run a task",
         || async {
@@ -58,11 +58,9 @@ async fn a_killed_daemons_tasks_are_rescued_and_finish(db: impl TestDb) {
     )
     .await;
     victim.signal(Signal::SIGKILL);
-    victim
-        .wait_exit(Duration::from_secs(5))
-        .expect("the victim died");
+    victim.wait_exit(Duration::from_secs(5)).await;
 
-    wait_for(Duration::from_secs(60), "every task to finish", || async {
+    eventually(Duration::from_secs(60), "every task to finish", || async {
         (count(s, Status::Finished).await == 12).then_some(())
     })
     .await;
@@ -86,8 +84,8 @@ async fn an_attempt_that_always_overruns_fails_after_max_starts(db: impl TestDb)
     let s = db.store();
     let t = sleep_type("overrun", 0.5, 2);
     enqueue_sleeps(s, &t, 1, 30.0).await;
-    let _w = Worker::spawn(&db, &["--concurrency", "1"]);
-    let task = wait_for(Duration::from_secs(30), "the task to fail", || async {
+    let _w = DaemonProcess::spawn(&db, &["--concurrency", "1"]);
+    let task = eventually(Duration::from_secs(30), "the task to fail", || async {
         let task = s
             .task_get(&atp_core::TaskRef::Key(t.name.clone(), ident("s000")))
             .await
@@ -116,20 +114,20 @@ async fn graceful_shutdown_finishes_running_tasks_and_loses_none(db: impl TestDb
     let s = db.store();
     let t = sleep_type("graceful", 60.0, 3);
     enqueue_sleeps(s, &t, 8, 1.0).await;
-    let mut w = Worker::spawn(&db, &["--concurrency", "3", "--grace-secs", "20"]);
-    wait_for(Duration::from_secs(30), "three running tasks", || async {
+    let mut w = DaemonProcess::spawn(&db, &["--concurrency", "3", "--grace-secs", "20"]);
+    eventually(Duration::from_secs(30), "three running tasks", || async {
         (count(s, Status::Running).await == 3).then_some(())
     })
     .await;
     w.signal(Signal::SIGTERM);
-    assert_eq!(w.wait_exit(Duration::from_secs(20)), Some(0));
+    assert_eq!(w.wait_exit(Duration::from_secs(20)).await, 0);
     let counts = s.task_counts().await.unwrap();
     assert_eq!(counts.status(Status::Finished), 3, "{counts:?}");
     assert_eq!(counts.status(Status::Accepted), 5, "{counts:?}");
     assert!(s.daemon_list().await.unwrap().is_empty(), "record removed");
 
-    let _again = Worker::spawn(&db, &["--concurrency", "4"]);
-    wait_for(Duration::from_secs(30), "every task to finish", || async {
+    let _again = DaemonProcess::spawn(&db, &["--concurrency", "4"]);
+    eventually(Duration::from_secs(30), "every task to finish", || async {
         (count(s, Status::Finished).await == 8).then_some(())
     })
     .await;
@@ -144,13 +142,13 @@ async fn grace_period_over_hands_running_tasks_back(db: impl TestDb) {
     let s = db.store();
     let t = sleep_type("long", 60.0, 3);
     enqueue_sleeps(s, &t, 2, 30.0).await;
-    let mut w = Worker::spawn(&db, &["--concurrency", "2", "--grace-secs", "0.5"]);
-    wait_for(Duration::from_secs(30), "two running tasks", || async {
+    let mut w = DaemonProcess::spawn(&db, &["--concurrency", "2", "--grace-secs", "0.5"]);
+    eventually(Duration::from_secs(30), "two running tasks", || async {
         (count(s, Status::Running).await == 2).then_some(())
     })
     .await;
     w.signal(Signal::SIGTERM);
-    assert_eq!(w.wait_exit(Duration::from_secs(15)), Some(0));
+    assert_eq!(w.wait_exit(Duration::from_secs(15)).await, 0);
     for task in all_tasks(s).await {
         assert_eq!(task.status, Status::Accepted);
         assert_eq!(task.holder, None);
@@ -167,15 +165,17 @@ async fn a_second_signal_aborts_at_once(db: impl TestDb) {
     let s = db.store();
     let t = sleep_type("abort", 60.0, 3);
     enqueue_sleeps(s, &t, 2, 30.0).await;
-    let mut w = Worker::spawn(&db, &["--concurrency", "2", "--grace-secs", "60"]);
-    wait_for(Duration::from_secs(30), "two running tasks", || async {
+    let mut w = DaemonProcess::spawn_logged(&db, &["--concurrency", "2", "--grace-secs", "60"]);
+    eventually(Duration::from_secs(30), "two running tasks", || async {
         (count(s, Status::Running).await == 2).then_some(())
     })
     .await;
     w.signal(Signal::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The daemon took the first signal and is waiting out the grace period.
+    let log = w.log.as_mut().unwrap();
+    log.wait_for("stopping gracefully", Duration::from_secs(10));
     w.signal(Signal::SIGINT);
-    assert_eq!(w.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(w.wait_exit(Duration::from_secs(10)).await, 0);
     assert_eq!(count(s, Status::Accepted).await, 2);
 }
 
@@ -197,10 +197,10 @@ async fn three_daemons_run_each_exec_task_exactly_once(db: impl TestDb) {
         .map(|i| NewTask::new(t.name.clone(), ident(&format!("a{i:05}"))))
         .collect();
     s.task_enqueue_many(batch).await.unwrap();
-    let _workers: Vec<_> = (0..3)
-        .map(|_| Worker::spawn(&db, &["--concurrency", "4"]))
+    let _daemons: Vec<_> = (0..3)
+        .map(|_| DaemonProcess::spawn(&db, &["--concurrency", "4"]))
         .collect();
-    wait_for(Duration::from_secs(120), "every task to finish", || async {
+    eventually(Duration::from_secs(120), "every task to finish", || async {
         (count(s, Status::Finished).await == N as u64).then_some(())
     })
     .await;
@@ -221,32 +221,11 @@ async fn three_daemons_run_each_exec_task_exactly_once(db: impl TestDb) {
     assert_eq!(holders.len(), 3);
 }
 
-macro_rules! daemon_tests {
-    ($db:expr) => {
-        daemon_tests!(@each $db;
-            a_killed_daemons_tasks_are_rescued_and_finish,
-            an_attempt_that_always_overruns_fails_after_max_starts,
-            graceful_shutdown_finishes_running_tasks_and_loses_none,
-            grace_period_over_hands_running_tasks_back,
-            a_second_signal_aborts_at_once,
-            three_daemons_run_each_exec_task_exactly_once,
-        );
-    };
-    (@each $db:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $db else { return };
-                super::$case(db).await;
-            }
-        )*
-    };
-}
-
-mod sqlite {
-    daemon_tests!(atp_store::testing::sqlite_db().await);
-}
-
-mod postgres {
-    daemon_tests!(atp_store::testing::postgres_db().await);
-}
+atp_store::per_engine_tests!(
+    a_killed_daemons_tasks_are_rescued_and_finish,
+    an_attempt_that_always_overruns_fails_after_max_starts,
+    graceful_shutdown_finishes_running_tasks_and_loses_none,
+    grace_period_over_hands_running_tasks_back,
+    a_second_signal_aborts_at_once,
+    three_daemons_run_each_exec_task_exactly_once,
+);

@@ -4,15 +4,16 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atp_core::{Handler, NewTask, Status, Store, StoreOptions, TaskType};
 use atp_store::conformance::{ident, type_name};
 use atp_store::postgres::PgStore;
+use atp_store::testing::eventually;
 use atp_store::testing::pg_server::{self, Cluster};
 use serde_json::json;
 
-use common::{ATP, all_tasks};
+use common::{ATP, Lines, all_tasks};
 
 /// Counts by status, or `None` while the server is away.
 async fn finished(store: &PgStore) -> Option<u64> {
@@ -45,10 +46,10 @@ async fn daemons_ride_out_a_postgres_restart() {
         .collect();
     store.task_enqueue_many(batch).await.unwrap();
 
-    let workers: Vec<_> = (0..2)
+    let mut daemons: Vec<_> = (0..2)
         .map(|_| {
             Command::new(ATP)
-                .args(["worker", "--concurrency", "4", "--poll-interval-ms", "20"])
+                .args(["daemon", "--concurrency", "4", "--poll-interval-ms", "20"])
                 .args([
                     "--heartbeat-secs",
                     "0.3",
@@ -59,52 +60,61 @@ async fn daemons_ride_out_a_postgres_restart() {
                 ])
                 .env("ATP_DATABASE_URL", &url)
                 .env_remove("ATP_DATABASE_SCHEMA")
+                .env("ATP_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(if std::env::var("ATP_TEST_WORKER_LOG").is_ok() {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                })
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
-        .map(|child| common::Worker { child })
+        .map(|mut child| {
+            let log = Lines::follow(child.stderr.take().unwrap());
+            common::DaemonProcess {
+                child,
+                log: Some(log),
+            }
+        })
         .collect();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while finished(&store).await.unwrap_or(0) < 10 {
-        assert!(Instant::now() < deadline, "daemons did not start working");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the daemons to start working",
+        || async { (finished(&store).await.unwrap_or(0) >= 10).then_some(()) },
+    )
+    .await;
     cluster.stop().unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The outage lasts until every daemon has retried a failed write six
+    // times (its back-off, 50 ms doubling, is logged with each failure):
+    // over 1.5 s, five heartbeat intervals, without a sleep.
+    for w in &mut daemons {
+        let log = w.log.as_mut().unwrap();
+        log.wait_for("retry_in=1.6s", Duration::from_secs(30));
+    }
     cluster.start().unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while finished(&store).await.unwrap_or(0) < N as u64 {
-        // A FAILED task can never finish: stop at once and show why.
-        let failed = atp_core::TaskFilter {
-            status: Some(Status::Failed),
-            limit: 1,
-            ..atp_core::TaskFilter::default()
-        };
-        if let Some(t) = store
-            .task_list(&failed)
-            .await
-            .ok()
-            .and_then(|page| page.tasks.into_iter().next())
-        {
-            let log = store.task_log(&t.id.into()).await.unwrap();
-            panic!("a task failed: {log:#?}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every task finished after the restart: {:?}",
-            store.task_counts().await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(120),
+        "every task to finish after the restart",
+        || async {
+            // A FAILED task can never finish: stop at once and show why.
+            let failed = atp_core::TaskFilter {
+                status: Some(Status::Failed),
+                limit: 1,
+                ..atp_core::TaskFilter::default()
+            };
+            if let Some(t) = store
+                .task_list(&failed)
+                .await
+                .ok()
+                .and_then(|page| page.tasks.into_iter().next())
+            {
+                let log = store.task_log(&t.id.into()).await.unwrap();
+                panic!("a task failed: {log:#?}");
+            }
+            (finished(&store).await.unwrap_or(0) >= N as u64).then_some(())
+        },
+    )
+    .await;
     for task in all_tasks(&store).await {
         let log = store.task_log(&task.id.into()).await.unwrap();
         let finishes = log.iter().filter(|l| l.status == Status::Finished).count();
@@ -118,11 +128,11 @@ async fn daemons_ride_out_a_postgres_restart() {
             "each extra run follows a return to the queue: {log:?}"
         );
     }
-    for mut w in workers {
+    for mut w in daemons {
         w.signal(nix::sys::signal::Signal::SIGTERM);
         assert_eq!(
-            w.wait_exit(Duration::from_secs(30)),
-            Some(0),
+            w.wait_exit(Duration::from_secs(30)).await,
+            0,
             "the daemon exits cleanly"
         );
     }

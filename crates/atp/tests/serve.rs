@@ -7,9 +7,23 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use atp_store::testing::TestDb;
-use common::{ATP, Server, get_json, wait_for};
+use atp_server::testing::get_json;
+use atp_store::testing::{TestDb, eventually};
+use common::{ATP, Server};
 use serde_json::{Value, json};
+
+/// Whether a daemon ran in the process that logged `lines`.
+fn ran_a_daemon(lines: &[String]) -> bool {
+    lines.iter().any(|l| l.contains("daemon started"))
+}
+
+/// A SQLite database in `dir` and the environment that points `atp` at it.
+fn sqlite_env(dir: &tempfile::TempDir) -> Vec<(String, String)> {
+    vec![(
+        "ATP_DATABASE_URL".to_owned(),
+        format!("sqlite://{}", dir.path().join("a.sqlite").display()),
+    )]
+}
 
 /// `atp --json ARGS` on the database in `env`.
 fn cli_json(env: &[(String, String)], args: &[&str]) -> Value {
@@ -29,7 +43,7 @@ fn cli_json(env: &[(String, String)], args: &[&str]) -> Value {
 
 async fn serve_runs_tasks_and_answers_like_the_cli(db: impl TestDb) {
     let env = db.child_env();
-    let mut server = Server::spawn(env.clone(), &["--concurrency", "2"]);
+    let mut server = Server::spawn_logged(env.clone(), &["--concurrency", "2"]);
     let http = reqwest::Client::new();
     let r = http
         .put(server.url("/api/v1/types/Sum"))
@@ -46,17 +60,17 @@ async fn serve_runs_tasks_and_answers_like_the_cli(db: impl TestDb) {
         .unwrap();
     assert_eq!(r.status(), 201);
     let location = server.url(r.headers()["location"].to_str().unwrap());
-    let task: Value = wait_for(Duration::from_secs(30), "the task to finish", || async {
-        let t: Value = get_json(&http, &location).await;
+    let task: Value = eventually(Duration::from_secs(30), "the task to finish", || async {
+        let (_, t) = get_json(&http, &location).await;
         (t["status"] == "FINISHED").then_some(t)
     })
     .await;
     assert_eq!(task, cli_json(&env, &["status", "Sum", "job/1"]));
-    let log: Value = get_json(&http, &format!("{location}/log")).await;
+    let (_, log) = get_json(&http, &format!("{location}/log")).await;
     assert_eq!(log, cli_json(&env, &["log", "Sum", "job/1"]));
-    let types: Value = get_json(&http, &server.url("/api/v1/types")).await;
+    let (_, types) = get_json(&http, &server.url("/api/v1/types")).await;
     assert_eq!(types, cli_json(&env, &["type", "list"]));
-    let stats: Value = get_json(&http, &server.url("/api/v1/stats")).await;
+    let (_, stats) = get_json(&http, &server.url("/api/v1/stats")).await;
     assert_eq!(stats, cli_json(&env, &["stats"]));
     assert_eq!(stats["daemons"], 1, "serve runs a daemon");
     let body = http
@@ -69,13 +83,20 @@ async fn serve_runs_tasks_and_answers_like_the_cli(db: impl TestDb) {
         .unwrap();
     assert_eq!(body.trim(), "6");
 
-    assert_eq!(server.terminate(), Some(0), "SIGTERM stops it cleanly");
+    assert_eq!(
+        server.terminate(Duration::from_secs(10)).await,
+        0,
+        "SIGTERM stops it cleanly"
+    );
     assert_eq!(cli_json(&env, &["stats"])["daemons"], 0, "deregistered");
+    let log = server.log.as_mut().unwrap();
+    assert!(ran_a_daemon(log.until_end(Duration::from_secs(5))));
 }
 
-async fn no_workers_serves_without_running_tasks(db: impl TestDb) {
+/// `--no-daemon`: the API takes tasks, nothing in this process runs them.
+async fn no_daemon_serves_without_running_tasks(db: impl TestDb) {
     let env = db.child_env();
-    let server = Server::spawn(env.clone(), &["--no-workers"]);
+    let mut server = Server::spawn_logged(env.clone(), &["--no-daemon"]);
     let http = reqwest::Client::new();
     http.put(server.url("/api/v1/types/Sum"))
         .json(&json!({"handler": "builtin:sum"}))
@@ -89,10 +110,25 @@ async fn no_workers_serves_without_running_tasks(db: impl TestDb) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A daemon would have said so from its start to its stop: the whole
+    // log, once the process has exited, tells.
+    assert_eq!(server.terminate(Duration::from_secs(10)).await, 0);
+    let log = server
+        .log
+        .as_mut()
+        .unwrap()
+        .until_end(Duration::from_secs(5));
+    assert!(!ran_a_daemon(log), "{log:#?}");
     assert_eq!(
         cli_json(&env, &["status", "Sum", "j"])["status"],
         "ACCEPTED"
+    );
+    assert_eq!(
+        cli_json(&env, &["log", "Sum", "j"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
     assert_eq!(cli_json(&env, &["stats"])["daemons"], 0);
 }
@@ -130,15 +166,15 @@ async fn two_servers_share_one_database(db: impl TestDb) {
         "a duplicate is refused by the other server too"
     );
     for server in [&a, &b] {
-        let stats: Value = wait_for(Duration::from_secs(30), "all 20 to finish", || async {
-            let stats: Value = get_json(&http, &server.url("/api/v1/stats")).await;
+        let stats: Value = eventually(Duration::from_secs(30), "all 20 to finish", || async {
+            let (_, stats) = get_json(&http, &server.url("/api/v1/stats")).await;
             (stats["by_status"]["FINISHED"] == 20).then_some(stats)
         })
         .await;
         assert_eq!(stats["daemons"], 2, "{stats}");
     }
     for i in 0..20 {
-        let log: Value = get_json(&http, &a.url(&format!("/api/v1/tasks/Sum/t{i}/log"))).await;
+        let (_, log) = get_json(&http, &a.url(&format!("/api/v1/tasks/Sum/t{i}/log"))).await;
         let runs = log
             .as_array()
             .unwrap()
@@ -177,47 +213,45 @@ async fn an_open_address_needs_a_token_or_insecure() {
     assert_eq!(http.get(&stats).send().await.unwrap().status(), 401);
     let r = http.get(&stats).bearer_auth("t0k").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(server.terminate(), Some(0));
+    assert_eq!(server.terminate(Duration::from_secs(10)).await, 0);
 }
 
-macro_rules! serve_tests {
-    ($db:expr) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn serve_runs_tasks_and_answers_like_the_cli() {
-            let Some(db) = $db else { return };
-            super::serve_runs_tasks_and_answers_like_the_cli(db).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn two_servers_share_one_database() {
-            let Some(db) = $db else { return };
-            super::two_servers_share_one_database(db).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn no_workers_serves_without_running_tasks() {
-            let Some(db) = $db else { return };
-            super::no_workers_serves_without_running_tasks(db).await;
-        }
-    };
+/// An open dashboard tab does not hold up a graceful stop: with its event
+/// stream open and still being read, SIGTERM ends `atp serve` at once
+/// (well before the stream's own lifetime), and the stream with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(sqlite_env(&dir), &[]);
+    let http = reqwest::Client::new();
+    let mut events = http.get(server.url("/events")).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+        .await
+        .expect("the first event within 5 s")
+        .unwrap();
+    assert!(first.is_some(), "the stream is open");
+    // Go on reading, as a browser does, until the server ends the stream.
+    let reading = tokio::spawn(async move { while let Ok(Some(_)) = events.chunk().await {} });
+    let limit = atp_server::html::EVENTS_LIFETIME / 4;
+    assert_eq!(server.terminate(limit).await, 0);
+    tokio::time::timeout(limit, reading)
+        .await
+        .expect("the stream ended")
+        .unwrap();
 }
 
-mod sqlite {
-    serve_tests!(atp_store::testing::sqlite_db().await);
-}
-
-mod postgres {
-    serve_tests!(atp_store::testing::postgres_db().await);
-}
+atp_store::per_engine_tests!(
+    serve_runs_tasks_and_answers_like_the_cli,
+    two_servers_share_one_database,
+    no_daemon_serves_without_running_tasks,
+);
 
 #[tokio::test]
 async fn no_exec_leaves_external_programs_alone() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");
-    let env = vec![(
-        "ATP_DATABASE_URL".to_owned(),
-        format!("sqlite://{}", dir.path().join("a.sqlite").display()),
-    )];
+    let env = sqlite_env(&dir);
     let server = Server::spawn(env.clone(), &["--no-exec"]);
     let http = reqwest::Client::new();
     let touch = format!("exec:touch {}", marker.display());
@@ -235,11 +269,12 @@ async fn no_exec_leaves_external_programs_alone() {
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    wait_for(Duration::from_secs(30), "the built-in task", || async {
+    eventually(Duration::from_secs(30), "the built-in task", || async {
         (cli_json(&env, &["status", "Sum", "j"])["status"] == "FINISHED").then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Claims are first in, first out across types: a daemon that could run
+    // the program would have taken Touch (enqueued first) before Sum.
     assert_eq!(
         cli_json(&env, &["status", "Touch", "j"])["status"],
         "ACCEPTED"

@@ -24,7 +24,7 @@ pub mod types;
         ops::stats, ops::daemons, ops::healthz, ops::metrics,
     ),
     components(schemas(crate::problem::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StatusCodes),
     tags(
         (name = "types", description = "Task types"),
         (name = "tasks", description = "Tasks"),
@@ -112,6 +112,34 @@ impl utoipa::Modify for BearerAuth {
                 responses
                     .entry("503".into())
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Unavailable")));
+            }
+        }
+    }
+}
+
+/// Writes the list of status codes ([`crate::wire::status_codes_text`],
+/// built from `Status::ALL`) into every `status_code` field's description,
+/// where a doc comment would be a copy that drifts.
+struct StatusCodes;
+
+/// The schemas with a `status_code` field.
+const WITH_STATUS_CODE: [&str; 2] = ["TaskView", "LogRecordView"];
+
+impl utoipa::Modify for StatusCodes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+
+        let text = crate::wire::status_codes_text();
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in WITH_STATUS_CODE {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                if let Some(RefOr::T(Schema::Object(field))) =
+                    object.properties.get_mut("status_code")
+                {
+                    field.description = Some(text.clone());
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use maud::{Markup, html};
 use super::dashboard::task_table;
 use super::error::HtmlResult;
 use super::layout::{self, Chrome, Nav};
-use super::live::Snapshot;
+use super::snapshot::Snapshot;
 use crate::AppState;
 
 /// The most held tasks shown per daemon.

@@ -13,8 +13,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::{HtmlError, HtmlResult};
-use super::layout::{self, Chrome, Nav, statuses};
-use super::live::Snapshot;
+use super::layout::{self, Chrome, Nav};
+use super::snapshot::{Snapshot, statuses};
 use super::urls::{self, with_query};
 use crate::AppState;
 

@@ -10,7 +10,7 @@ use maud::{DOCTYPE, Markup, html};
 use time::OffsetDateTime;
 
 use super::assets;
-use super::live::Snapshot;
+use super::snapshot::{Snapshot, statuses};
 use crate::wire::rfc3339;
 
 /// Which main navigation entry is current.
@@ -35,11 +35,6 @@ pub struct Chrome<'a> {
     pub live: Option<&'a Snapshot>,
     /// Show the log-out button (the server has tokens).
     pub logout: bool,
-}
-
-/// Statuses a task can have (UNDEFINED is never stored).
-pub fn statuses() -> impl Iterator<Item = Status> {
-    Status::ALL.into_iter().filter(|s| *s != Status::Undefined)
 }
 
 /// When a page reloads itself every 15 s, as the original's views did.

@@ -6,15 +6,14 @@
 //! one single-row, index-ordered list) and sends only when something
 //! changed. The stream ends when the client goes away (axum drops it at
 //! the first failed write; a keep-alive comment every 5 s makes sure there
-//! is one) and in any case after [`LIFETIME`], so that a forgotten browser
-//! tab never holds a graceful shutdown for long: the browser reconnects by
-//! itself after the `retry` delay.
+//! is one), at once when the server begins to shut down
+//! ([`AppState::closed`]: an open tab must not hold a graceful stop back),
+//! and in any case after [`LIFETIME`]; the browser reconnects by itself
+//! after the `retry` delay.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::time::Duration;
 
-use atp_core::{Store, TaskCounts, TaskCursor, TaskFilter};
 use axum::extract::State;
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
@@ -22,7 +21,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use super::layout::statuses;
+use super::snapshot::Snapshot;
 use crate::AppState;
 
 /// How often a connection looks for changes.
@@ -31,51 +30,6 @@ const TICK: Duration = Duration::from_secs(1);
 pub const LIFETIME: Duration = Duration::from_secs(10);
 /// The reconnection delay the browser is told.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// The counts and a token that changes whenever any task does.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Tasks by status.
-    pub counts: TaskCounts,
-    /// The newest update's position (time and id) and every count: a
-    /// status change, progress or heartbeat moves the first, an enqueue or
-    /// delete the others.
-    pub token: String,
-}
-
-impl Snapshot {
-    /// Reads the counts and the newest update.
-    pub async fn read<S: Store>(store: &S) -> atp_core::Result<Snapshot> {
-        let counts = store.task_counts().await?;
-        let newest = store
-            .task_list(&TaskFilter {
-                limit: 1,
-                ..TaskFilter::default()
-            })
-            .await?;
-        let mut token = newest
-            .tasks
-            .first()
-            .map_or_else(|| "none".to_owned(), |t| TaskCursor::after(t).to_string());
-        for s in statuses() {
-            let _ = write!(token, ":{}", counts.status(s));
-        }
-        Ok(Snapshot { counts, token })
-    }
-
-    /// The event's data: `{"token", "total", "counts": {NAME: n}}`.
-    pub fn to_json(&self) -> String {
-        let counts: serde_json::Map<String, serde_json::Value> = statuses()
-            .map(|s| (s.name().to_owned(), self.counts.status(s).into()))
-            .collect();
-        serde_json::json!({
-            "token": self.token,
-            "total": self.counts.total(),
-            "counts": counts,
-        })
-        .to_string()
-    }
-}
 
 struct Follow {
     state: AppState,
@@ -86,10 +40,14 @@ struct Follow {
 
 impl Follow {
     /// The next event: waits for a tick at which the snapshot differs from
-    /// the last one sent; `None` once the connection has lived its time.
+    /// the last one sent; `None` once the connection has lived its time or
+    /// the server is shutting down.
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Follow)> {
         loop {
-            self.ticks.tick().await;
+            tokio::select! {
+                _ = self.ticks.tick() => {}
+                () = self.state.closed() => return None,
+            }
             if Instant::now() >= self.ends {
                 return None;
             }

@@ -16,7 +16,9 @@
 //! - `dashboard.rs`: `/`, the task table with filters and pages.
 //! - `task_page.rs`: `/tasks/{type}/{identifier}` and its actions.
 //! - `daemons.rs`: `/daemons`.
-//! - `live.rs`: `/events`, counts and a change token for live refresh.
+//! - `snapshot.rs`: the counts and change token live pages and `/events`
+//!   share.
+//! - `live.rs`: `/events`, the stream of snapshots for live refresh.
 //! - `login.rs`: `/login`, `/logout`.
 //! - `assets.rs`, `assets/`: the stylesheet, the script and the icon.
 //! - `error.rs`: refusals as HTML pages.
@@ -31,6 +33,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
 
+pub use live::LIFETIME as EVENTS_LIFETIME;
+
 mod assets;
 mod daemons;
 mod dashboard;
@@ -39,6 +43,7 @@ mod layout;
 mod live;
 mod login;
 mod original;
+mod snapshot;
 mod task_page;
 mod urls;
 

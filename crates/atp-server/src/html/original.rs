@@ -12,7 +12,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::{HtmlError, HtmlResult};
-use super::layout::{self, statuses};
+use super::layout;
+use super::snapshot::statuses;
 use super::urls::{self, TaskKey, with_query};
 use crate::AppState;
 

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::dashboard::{holder, progress};
 use super::error::HtmlResult;
 use super::layout::{self, Chrome, Nav};
-use super::live::Snapshot;
+use super::snapshot::Snapshot;
 use super::urls::{self, TaskKey, with_query};
 use crate::AppState;
 

@@ -40,6 +40,8 @@ pub struct TestServer {
     pub store: AnyStore,
     pub state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The serving task: it ends once a stop has let every response end.
+    served: Option<tokio::task::JoinHandle<()>>,
     daemon_stop: Option<Shutdown>,
     _db: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -48,6 +50,20 @@ impl TestServer {
     /// `base` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// GETs `path`: its status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        atp_server::testing::get_json(&self.client, &self.url(path)).await
+    }
+
+    /// Asks the server to stop gracefully; the returned handle ends when
+    /// it has (every response ended).
+    pub fn shut_down(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.served.take().expect("the server is shut down once")
     }
 
     /// Registers `name` with `handler` straight in the store.
@@ -107,7 +123,7 @@ async fn start_on<D: TestDb>(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = state.clone();
-    tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         atp_server::serve(listener, serving, async {
             let _ = stopped.await;
         })
@@ -136,33 +152,8 @@ async fn start_on<D: TestDb>(
         store,
         state,
         stop: Some(stop),
+        served: Some(served),
         daemon_stop,
         _db: Box::new(db),
     }
-}
-
-/// Declares each listed `async fn case(db: impl TestDb)` test once per
-/// engine, in modules `sqlite` and `postgres`.
-#[macro_export]
-macro_rules! http_tests {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(db) = atp_store::testing::sqlite_db().await else { return };
-                    super::$case(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(db) = atp_store::testing::postgres_db().await else { return };
-                    super::$case(db).await;
-                }
-            )*
-        }
-    };
 }

@@ -1,28 +1,130 @@
-//! Shared by the daemon tests: real `atp worker` processes on a test
-//! database, and waits with a deadline.
+//! Shared by the tests that run the real binary: `atp daemon` and
+//! `atp serve` processes on a test database, their stderr read line by
+//! line, and waits with a deadline (`atp_store::testing::eventually`).
 
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use atp_core::{DaemonId, Status, Store, TaskFilter, TaskRef};
-use atp_store::testing::TestDb;
+use atp_store::testing::{TestDb, eventually};
 
 pub const ATP: &str = env!("CARGO_BIN_EXE_atp");
 
-/// A daemon process; killed (SIGKILL) if still running when dropped.
-pub struct Worker {
-    pub child: Child,
+/// Whether the processes' logs should also reach the test's stderr.
+fn show_logs() -> bool {
+    std::env::var("ATP_TEST_SHOW_LOGS").is_ok()
 }
 
-impl Worker {
-    /// `atp worker` with short intervals, on `db`, plus `extra` arguments.
-    pub fn spawn(db: &impl TestDb, extra: &[&str]) -> Worker {
-        let log = std::env::var("ATP_TEST_WORKER_LOG").is_ok();
+/// A process's stderr, read on a thread of its own, so that a test can wait
+/// for a line (the process saying it has got somewhere) instead of sleeping.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    /// Follows `stream` until it ends (the process exited).
+    pub fn follow(stream: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        let show = show_logs();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if show {
+                    eprintln!("{line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`, at most `limit`; returns it.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no line with {needle:?} ({e:?}); got {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Every line up to the end of the stream, which must come within
+    /// `limit` (the process has exited or is about to).
+    pub fn until_end(&mut self, limit: Duration) -> &[String] {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return &self.seen,
+                Err(e) => panic!("stderr did not end ({e:?}); got {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`; its exit code (-1 for a
+/// signal). Panics naming `what` when it does not.
+async fn exit_code(child: &mut Child, limit: Duration, what: &str) -> i32 {
+    eventually(limit, &format!("{what} to exit"), || {
+        let code = child
+            .try_wait()
+            .expect("waiting for the child")
+            .map(|status| status.code().unwrap_or(-1));
+        async move { code }
+    })
+    .await
+}
+
+/// A daemon process; killed (SIGKILL) if still running when dropped.
+pub struct DaemonProcess {
+    pub child: Child,
+    /// Its stderr, when spawned with [`DaemonProcess::spawn_logged`].
+    pub log: Option<Lines>,
+}
+
+impl DaemonProcess {
+    /// `atp daemon` with short intervals, on `db`, plus `extra` arguments.
+    pub fn spawn(db: &impl TestDb, extra: &[&str]) -> DaemonProcess {
+        let stderr = if show_logs() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Self::start(db, extra, stderr)
+    }
+
+    /// [`DaemonProcess::spawn`] with its stderr in [`DaemonProcess::log`].
+    pub fn spawn_logged(db: &impl TestDb, extra: &[&str]) -> DaemonProcess {
+        let mut daemon = Self::start(db, extra, Stdio::piped());
+        daemon.log = Some(Lines::follow(daemon.child.stderr.take().unwrap()));
+        daemon
+    }
+
+    fn start(db: &impl TestDb, extra: &[&str], stderr: Stdio) -> DaemonProcess {
         let child = Command::new(ATP)
-            .arg("worker")
+            .arg("daemon")
             .args([
                 "--poll-interval-ms",
                 "20",
@@ -38,10 +140,10 @@ impl Worker {
             .env("ATP_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(if log { Stdio::inherit() } else { Stdio::null() })
+            .stderr(stderr)
             .spawn()
-            .expect("spawning atp worker");
-        Worker { child }
+            .expect("spawning atp daemon");
+        DaemonProcess { child, log: None }
     }
 
     pub fn pid(&self) -> u32 {
@@ -50,51 +152,25 @@ impl Worker {
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).unwrap());
-        nix::sys::signal::kill(pid, signal).expect("signalling the worker");
+        nix::sys::signal::kill(pid, signal).expect("signalling the daemon");
     }
 
-    /// Waits for the process to exit, at most `limit`; returns its exit code.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the worker") {
-                return Some(status.code().unwrap_or(-1));
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Waits for the process to exit, at most `limit`; its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> i32 {
+        exit_code(&mut self.child, limit, "the daemon").await
     }
 }
 
-impl Drop for Worker {
+impl Drop for DaemonProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, or panics with `what`
-/// after `limit`.
-pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The id under which the process `pid` registered itself.
 pub async fn daemon_id_of<S: Store>(store: &S, pid: u32) -> DaemonId {
-    wait_for(
+    eventually(
         Duration::from_secs(30),
         "the daemon to register",
         || async {
@@ -148,12 +224,31 @@ pub struct Server {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Its stderr, when spawned with [`Server::spawn_logged`].
+    pub log: Option<Lines>,
 }
 
 impl Server {
     /// Starts `atp serve` on a free loopback port with `extra` arguments and
     /// waits for its "listening on" line.
     pub fn spawn(env: Vec<(String, String)>, extra: &[&str]) -> Server {
+        let stderr = if show_logs() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Self::start(env, extra, stderr)
+    }
+
+    /// [`Server::spawn`] with its stderr (at level info) in [`Server::log`].
+    pub fn spawn_logged(mut env: Vec<(String, String)>, extra: &[&str]) -> Server {
+        env.push(("ATP_LOG".into(), "info".into()));
+        let mut server = Self::start(env, extra, Stdio::piped());
+        server.log = Some(Lines::follow(server.child.stderr.take().unwrap()));
+        server
+    }
+
+    fn start(env: Vec<(String, String)>, extra: &[&str], stderr: Stdio) -> Server {
         let listen: &[&str] = if extra.contains(&"--listen") {
             &[]
         } else {
@@ -166,7 +261,7 @@ impl Server {
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawning atp serve");
         let stdout = child.stdout.take().unwrap();
@@ -179,24 +274,22 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Server { child, base }
+        Server {
+            child,
+            base,
+            log: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    /// SIGTERM, then waits (10 s at most) for the exit code.
-    pub fn terminate(&mut self) -> Option<i32> {
+    /// SIGTERM, then waits (at most `limit`) for the exit code.
+    pub async fn terminate(&mut self, limit: Duration) -> i32 {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        for _ in 0..500 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        exit_code(&mut self.child, limit, "atp serve").await
     }
 }
 
@@ -205,15 +298,4 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// GETs `url` and parses the JSON body (panics on failure: callers are tests).
-pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
-    http.get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
