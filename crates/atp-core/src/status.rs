@@ -229,27 +229,6 @@ impl Transition {
         }
     }
 
-    /// The transition that leads from a held status to `target`, for callers
-    /// that name the status they want (`set FINISHED`, `set PAUSED`).
-    pub fn to(target: Status, from: Status) -> Result<Transition, InvalidTransition> {
-        let transition = match (target, from) {
-            (Status::Running, Status::Scheduled) => Transition::Start,
-            (Status::Running, _) => Transition::Resume,
-            (Status::Paused, _) => Transition::Pause,
-            (Status::Finished, _) => Transition::Finish,
-            (Status::Failed, _) => Transition::Fail,
-            (Status::Scheduled, _) => Transition::Claim,
-            (Status::Accepted, _) => Transition::Reenqueue,
-            (Status::Undefined, _) => {
-                return Err(InvalidTransition {
-                    transition: Transition::Reenqueue,
-                    from,
-                });
-            }
-        };
-        transition.check(from).map(|_| transition)
-    }
-
     /// Lower-case name for messages.
     pub const fn name(self) -> &'static str {
         match self {
@@ -359,20 +338,5 @@ mod tests {
         assert_eq!(after_release(3, 3), Status::Failed);
         assert_eq!(after_release(4, 3), Status::Failed);
         assert_eq!(after_release(1, 1), Status::Failed);
-    }
-
-    #[test]
-    fn naming_a_target_picks_the_transition() {
-        assert_eq!(
-            Transition::to(Status::Running, Status::Scheduled),
-            Ok(Transition::Start)
-        );
-        assert_eq!(
-            Transition::to(Status::Running, Status::Paused),
-            Ok(Transition::Resume)
-        );
-        assert!(Transition::to(Status::Running, Status::Running).is_err());
-        assert!(Transition::to(Status::Paused, Status::Finished).is_err());
-        assert!(Transition::to(Status::Undefined, Status::Running).is_err());
     }
 }

@@ -11,7 +11,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use atp_core::task::Progress;
 use atp_core::{
@@ -268,26 +267,14 @@ impl TaskContext {
     }
 
     /// Runs a write that must not be lost, again and again while the
-    /// database is unreachable (backing off up to 5 s), until it succeeds,
-    /// fails for another reason, or the attempt is cancelled.
-    async fn persist<'a, F>(&'a self, mut write: F) -> atp_core::Result<()>
+    /// database is unreachable (with the daemon's back-off), until it
+    /// succeeds, fails for another reason, or the attempt is cancelled.
+    async fn persist<'a, F>(&'a self, write: F) -> atp_core::Result<()>
     where
         F: FnMut() -> BoxFuture<'a, atp_core::Result<()>>,
     {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match write().await {
-                Err(e @ Error::Unavailable { .. }) if !self.is_cancelled() => {
-                    tracing::warn!(error = %e, retry_in = ?pause, "database unreachable; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = self.cancelled() => return Err(e),
-                    }
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                other => return other,
-            }
-        }
+        crate::daemon::retry_unavailable(&self.inner.cancel, "recording a handler's change", write)
+            .await
     }
 
     /// Progress and heartbeats are worth losing rather than failing a task

@@ -53,9 +53,7 @@ pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Resu
 }
 
 use atp_core::NewTask;
-
-/// Longest log message accepted, in bytes.
-pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+use atp_core::limits::{self, MAX_MESSAGE_BYTES, MAX_PROGRESS_CHARS};
 
 /// Refuses over-long log messages.
 pub(crate) fn check_message(message: &str) -> Result<()> {
@@ -77,9 +75,6 @@ pub(crate) fn validate_change(change: &StatusChange) -> Result<()> {
     Ok(())
 }
 
-/// Longest progress message accepted, in characters.
-pub(crate) const MAX_PROGRESS_CHARS: usize = 1024;
-
 /// A claim's parameters as the engines write them (the SCHEDULED message
 /// made safe, see [`safe_text`]), or `None` when the claim can take nothing
 /// (a zero limit, an empty type list) and no engine need be asked.
@@ -100,7 +95,7 @@ pub(crate) fn claim_params(params: &ClaimParams) -> Option<Cow<'_, ClaimParams>>
 /// made safe (see [`safe_text`]).
 pub(crate) fn validate_progress(progress: &Progress) -> Result<Cow<'_, Progress>> {
     if let Some(p) = progress.percent
-        && !(p.is_finite() && (0.0..=100.0).contains(&p))
+        && !limits::is_progress_percent(p)
     {
         return Err(Error::InvalidArgument(format!(
             "progress must be between 0 and 100 percent, got {p}"

@@ -25,6 +25,10 @@ pub struct DatabaseArgs {
     /// Refuse task inputs larger than this many bytes of JSON.
     #[arg(long, global = true, env = "ATP_MAX_INPUT_BYTES")]
     max_input_bytes: Option<usize>,
+    /// Database connections this process opens at most (PostgreSQL: the
+    /// pool; SQLite: readers beside the one writer) [default: 16].
+    #[arg(long, global = true, env = "ATP_POOL_SIZE")]
+    pool_size: Option<usize>,
 }
 
 impl DatabaseArgs {
@@ -48,6 +52,9 @@ impl DatabaseArgs {
         }
         if let Some(n) = self.max_input_bytes {
             options.max_input_bytes = n;
+        }
+        if let Some(n) = self.pool_size {
+            options.pool_size = n;
         }
         if self.database.is_none() {
             let path = default_sqlite_path()?;

@@ -187,6 +187,15 @@ fn a_full_queue_exits_5() {
 }
 
 #[test]
+fn the_pool_size_is_a_setting_and_zero_is_refused() {
+    let db = Db::new();
+    db.json(&["--pool-size", "1", "type", "register", "T", "builtin:noop"]);
+    db.json(&["--pool-size", "1", "enqueue", "T", "a"]);
+    assert_eq!(db.task_count(), 1);
+    fails(&db.run(&["--pool-size", "0", "stats"]), 1, "pool size");
+}
+
+#[test]
 fn an_unreachable_database_is_one_clear_line() {
     let out = Command::new(ATP)
         .args(["--database", "postgres://postgres@127.0.0.1:1/atp", "stats"])

@@ -53,7 +53,7 @@ pub use cleanup::{CleanupReport, cleanup_once};
 pub use config::{DaemonConfig, DaemonError};
 pub use shutdown::{Shutdown, shutdown_on_signals};
 
-use retry::retry_unavailable;
+pub(crate) use retry::retry_unavailable;
 use settle::Settle;
 
 /// A running attempt as the heartbeat sees it.

@@ -16,7 +16,7 @@ const MOST: Duration = Duration::from_secs(5);
 
 /// Calls `op` until it succeeds, fails for a reason other than the
 /// database being unreachable, or `give_up` fires; backs off up to 5 s.
-pub(super) async fn retry_unavailable<T, F, Fut>(
+pub(crate) async fn retry_unavailable<T, F, Fut>(
     give_up: &CancellationToken,
     what: &str,
     mut op: F,

@@ -45,14 +45,19 @@ impl Shutdown {
 /// A [`Shutdown`] driven by SIGINT and SIGTERM: the first signal stops
 /// gracefully, the second aborts.
 pub fn shutdown_on_signals() -> Shutdown {
+    use tokio::signal::unix::{SignalKind, signal};
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();
+    // The handlers are installed here, before this returns, not in the
+    // spawned task: a signal that came before that task first ran would
+    // otherwise find no handler and kill the process with its default
+    // action instead of stopping it.
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = streams else {
             error!("cannot listen for SIGINT/SIGTERM; stop the daemon with SIGKILL");
             return;
         };

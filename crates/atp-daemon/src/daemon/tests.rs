@@ -390,9 +390,16 @@ async fn a_task_held_but_not_running_is_handed_back_at_the_second_round(db: impl
     assert_eq!(log.last().unwrap().message, ORPHAN_MESSAGE);
 }
 
-/// A dead daemon's tasks are rescued by one clean-up pass.
+/// A dead daemon's tasks are rescued by one clean-up pass, once the store's
+/// clock has moved past the silence that makes a daemon dead.
 async fn cleanup_once_rescues_a_dead_daemons_tasks(db: impl TestDb) {
-    let s = db.store().clone();
+    let clock = atp_core::TestClock::new();
+    let s = db
+        .open(atp_core::StoreOptions {
+            clock: clock.clock(),
+            ..atp_core::StoreOptions::default()
+        })
+        .await;
     let t = gate_type(&s, "gate").await;
     let task = enqueue(&s, &t, "1").await;
     let now = time::OffsetDateTime::now_utc();
@@ -408,19 +415,16 @@ async fn cleanup_once_rescues_a_dead_daemons_tasks(db: impl TestDb) {
     s.task_claim(&atp_core::ClaimParams::new(DAEMON_B, 1))
         .await
         .unwrap();
-    // A long limit: the daemon is not dead yet.
-    let report = cleanup_once(&s, Duration::from_secs(3600), 100).await;
-    assert_eq!(report.dead_daemons, 0);
+    let dead_after = Duration::from_secs(60);
+    let report = cleanup_once(&s, dead_after, 100).await;
+    assert_eq!(
+        report.dead_daemons, 0,
+        "silent for less than {dead_after:?}"
+    );
     assert_eq!(status(&s, &task).await, Status::Scheduled);
-    let report = atp_store::testing::eventually(
-        Duration::from_secs(5),
-        "the daemon to be reaped",
-        || async {
-            let r = cleanup_once(&s, Duration::from_millis(1), 100).await;
-            (r.dead_daemons == 1).then_some(r)
-        },
-    )
-    .await;
+    clock.advance(dead_after + Duration::from_secs(1));
+    let report = cleanup_once(&s, dead_after, 100).await;
+    assert_eq!(report.dead_daemons, 1);
     assert_eq!(report.rescued, 1);
     assert_eq!(status(&s, &task).await, Status::Accepted);
 }

@@ -236,13 +236,13 @@ mod tests {
         // The first poll begins the wait: from then on no wake-up is missed.
         let first = std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx))).await;
         assert!(first.is_pending(), "woken with nothing enqueued");
-        let waiter = tokio::spawn(waiter);
+        let mut waiter = tokio::spawn(waiter);
         raw.execute("SELECT pg_notify($1, 'some_other_schema')", &[&CHANNEL])
             .await
             .unwrap();
-        // That nothing happens can only be watched for a while.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!waiter.is_finished(), "woken by another schema's tasks");
+        // That nothing happens can only be watched for a while: a deadline.
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut waiter).await;
+        assert!(early.is_err(), "woken by another schema's tasks");
         let task = NewTask::new(name, TaskIdentifier::new("x").unwrap());
         db.store().task_enqueue(task).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), waiter)
@@ -258,12 +258,12 @@ mod tests {
         };
         let store = db.open(StoreOptions::default()).await;
         let pid = listening(&store, None).await;
-        let listener = store.inner.wakeups.listener.lock().unwrap().take().unwrap();
+        let mut listener = store.inner.wakeups.listener.lock().unwrap().take().unwrap();
         let clone = store.clone();
         drop(store);
-        // That the listener stays can only be watched for a while.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!listener.is_finished(), "a clone keeps the listener");
+        // That the listener stays can only be watched for a while: a deadline.
+        let ended = tokio::time::timeout(Duration::from_millis(100), &mut listener).await;
+        assert!(ended.is_err(), "a clone keeps the listener");
         drop(clone);
         tokio::time::timeout(Duration::from_secs(5), listener)
             .await
