@@ -132,6 +132,30 @@ validated_name!(
     64
 );
 
+impl TaskIdentifier {
+    /// A new identifier for a producer that has no natural one: a UUIDv7
+    /// in its canonical text form (36 characters, lower-case hex and
+    /// hyphens, e.g. `0192f0c4-7b1a-7cde-8f00-3a5b6c7d8e9f`).
+    ///
+    /// Version 7 because its first 48 bits are the Unix time in
+    /// milliseconds: identifiers made later sort after earlier ones (as
+    /// bytes, as text, in a database index), so they read in the order the
+    /// tasks were made. Within one process the order is strict even inside
+    /// one millisecond (the `uuid` crate keeps a counter); across hosts it
+    /// is as good as their clocks, and uniqueness rests on the 74 random
+    /// bits, not on the clock.
+    ///
+    /// It is made by the producer's side, before any store sees the task,
+    /// so the caller knows it before enqueueing: a producer that retries an
+    /// enqueue whose answer it lost sends the same identifier again and
+    /// gets `DuplicateTask`, not a second task.
+    pub fn generate() -> Self {
+        let text = uuid::Uuid::now_v7().hyphenated().to_string();
+        debug_assert!(validate("task identifier", &text, Self::MAX_CHARS).is_ok());
+        TaskIdentifier(text)
+    }
+}
+
 validated_name!(
     /// What runs a task of a type (`builtin:sum`, `exec:/usr/bin/foo`, a
     /// registered name): 1–1024 characters. The daemon interprets it.
@@ -257,6 +281,63 @@ mod tests {
             serde_json::from_str::<TypeName>("\"x\"").unwrap().as_str(),
             "x"
         );
+    }
+
+    #[test]
+    fn generated_identifiers_are_canonical_v7_uuids_that_pass_validation() {
+        let id = TaskIdentifier::generate();
+        let text = id.as_str();
+        assert_eq!(TaskIdentifier::new(text).unwrap(), id);
+        let parsed = uuid::Uuid::parse_str(text).unwrap();
+        assert_eq!(parsed.get_version_num(), 7, "{text}");
+        assert_eq!(parsed.hyphenated().to_string(), text, "canonical form");
+        assert_eq!(text.len(), 36);
+        assert!(
+            text.chars()
+                .all(|c| matches!(c, '0'..='9' | 'a'..='f' | '-')),
+            "lower-case: {text}"
+        );
+    }
+
+    /// The Unix time, in milliseconds, a v7 identifier carries.
+    fn millis(id: &TaskIdentifier) -> u128 {
+        let (secs, nanos) = uuid::Uuid::parse_str(id.as_str())
+            .unwrap()
+            .get_timestamp()
+            .expect("a v7 UUID has a timestamp")
+            .to_unix();
+        u128::from(secs) * 1_000 + u128::from(nanos / 1_000_000)
+    }
+
+    fn now_millis() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    }
+
+    #[test]
+    fn identifiers_generated_later_sort_after_earlier_ones() {
+        let before = now_millis();
+        let first = TaskIdentifier::generate();
+        assert!(
+            (before..=now_millis()).contains(&millis(&first)),
+            "{first} carries the time it was made"
+        );
+        // Generate until the clock has moved on by a millisecond: many of
+        // these share one, and each still sorts after the one before, as a
+        // value and as text.
+        let mut previous = first.clone();
+        let mut made = 1;
+        while millis(&previous) == millis(&first) {
+            let next = TaskIdentifier::generate();
+            assert!(previous < next, "{previous} !< {next}");
+            assert!(previous.as_str() < next.as_str());
+            previous = next;
+            made += 1;
+            assert!(made < 100_000_000, "the clock never moved");
+        }
+        assert!(first < previous);
     }
 
     #[test]

@@ -126,7 +126,10 @@ pub struct NewTask {
     /// An existing type.
     #[serde(rename = "type")]
     pub task_type: TypeName,
-    /// Unique within the type.
+    /// Unique within the type. A producer without a natural key uses
+    /// [`NewTask::generated`]; in JSON it may be left out, and one is
+    /// generated ([`TaskIdentifier::generate`]).
+    #[serde(default = "TaskIdentifier::generate")]
     pub identifier: TaskIdentifier,
     /// The handler's input; `null` when there is none.
     #[serde(default)]
@@ -145,6 +148,16 @@ impl NewTask {
             input: serde_json::Value::Null,
             message: None,
         }
+    }
+
+    /// A task whose identifier ATP makes, for a producer that has no
+    /// natural one: a new UUIDv7 ([`TaskIdentifier::generate`]), so such
+    /// tasks' identifiers sort by the time they were made. Read it from
+    /// `identifier` (or the enqueued [`Task`]); it is set here, before any
+    /// store sees the task, so sending the same `NewTask` again cannot
+    /// create a second task.
+    pub fn generated(task_type: TypeName) -> Self {
+        NewTask::new(task_type, TaskIdentifier::generate())
     }
 
     /// Sets the input.
@@ -484,6 +497,26 @@ pub struct Retired {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_new_task_has_a_fresh_identifier_each_time() {
+        let t = TypeName::new("T").unwrap();
+        let a = NewTask::generated(t.clone());
+        let b = NewTask::generated(t.clone()).with_input(serde_json::json!(1));
+        assert_eq!(a.task_type, t);
+        assert_ne!(a.identifier, b.identifier);
+        assert!(a.identifier < b.identifier, "made later, sorts later");
+        assert_eq!(a.input, serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_new_task_without_an_identifier_in_json_gets_one_and_a_given_one_is_validated() {
+        let new: NewTask = serde_json::from_str(r#"{"type": "T", "input": [1]}"#).unwrap();
+        assert_eq!(new.identifier.as_str().len(), 36, "{}", new.identifier);
+        let given: NewTask = serde_json::from_str(r#"{"type": "T", "identifier": "x"}"#).unwrap();
+        assert_eq!(given.identifier.as_str(), "x");
+        assert!(serde_json::from_str::<NewTask>(r#"{"type": "T", "identifier": ""}"#).is_err());
+    }
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {

@@ -237,3 +237,57 @@ pub async fn identifiers_round_trip_exactly(db: impl TestDb) {
     }
     assert_eq!(s.task_counts().await.unwrap().total(), odd.len() as u64);
 }
+
+/// A producer with no natural identifier enqueues with a generated one
+/// (`NewTask::generated`): it is stored and found as given, later ones sort
+/// after earlier ones, sending the same task again is a duplicate (the
+/// identifier was made before the store saw it), and a batch of them is
+/// still all or nothing.
+pub async fn enqueue_with_a_generated_identifier(db: impl TestDb) {
+    let s = db.store();
+    let t = register(s, task_type("anon")).await;
+    let new = NewTask::generated(t.clone()).with_input(json!({"n": 1}));
+    let first = s.task_enqueue(new.clone()).await.unwrap();
+    assert_eq!(first.identifier, new.identifier);
+    assert_eq!(first.status, Status::Accepted);
+    assert_eq!(s.task_get(&first.key()).await.unwrap(), first);
+    assert_eq!(s.task_input(&first.key()).await.unwrap(), json!({"n": 1}));
+    let err = s.task_enqueue(new).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateTask { identifier, .. } if identifier == first.identifier.as_str()),
+        "{err:?}"
+    );
+    let second = s.task_enqueue(NewTask::generated(t.clone())).await.unwrap();
+    assert!(first.identifier < second.identifier, "sorted by time");
+    enqueue(s, &t, "named").await;
+
+    // A batch with a bad task among generated ones adds nothing.
+    let mut refused: Vec<NewTask> = (0..3).map(|_| NewTask::generated(t.clone())).collect();
+    refused.push(NewTask::new(t.clone(), ident("named")));
+    let err = s.task_enqueue_many(refused.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateTask { identifier, .. } if identifier == "named"),
+        "{err:?}"
+    );
+    for task in &refused[..3] {
+        assert!(matches!(
+            s.task_get(&TaskRef::Key(t.clone(), task.identifier.clone()))
+                .await,
+            Err(Error::TaskNotFound(_))
+        ));
+    }
+    assert_eq!(s.task_counts().await.unwrap().total(), 3);
+
+    let batch: Vec<NewTask> = (0..3).map(|_| NewTask::generated(t.clone())).collect();
+    let ids = s.task_enqueue_many(batch.clone()).await.unwrap();
+    assert_eq!(ids.len(), 3);
+    for (id, given) in ids.iter().zip(&batch) {
+        let task = s.task_get(&TaskRef::Id(*id)).await.unwrap();
+        assert_eq!(task.identifier, given.identifier);
+        assert!(second.identifier < task.identifier);
+        assert_eq!(log_len(s, *id).await, 1);
+    }
+    assert!(batch.windows(2).all(|w| w[0].identifier < w[1].identifier));
+    assert_eq!(s.queue_size().await.unwrap(), 6);
+    assert_queue_consistent(s).await;
+}

@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             enqueue_refuses_when_the_queue_is_full,
             enqueue_refuses_an_input_over_the_limit,
             identifiers_round_trip_exactly,
+            enqueue_with_a_generated_identifier,
             claim_is_fifo_across_types,
             claim_can_be_restricted_to_types,
             claim_marks_scheduled_and_logs_the_holder,
