@@ -351,6 +351,96 @@ where
     }
 }
 
+/// A generated identifier: a UUIDv7 in canonical lower-case text.
+fn assert_generated(identifier: &Value) -> &str {
+    let text = identifier.as_str().expect("an identifier");
+    let groups: Vec<usize> = text.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "{text}");
+    assert!(
+        text.chars()
+            .all(|c| matches!(c, '0'..='9' | 'a'..='f' | '-')),
+        "lower-case hex: {text}"
+    );
+    assert_eq!(&text[14..15], "7", "version 7: {text}");
+    text
+}
+
+async fn enqueue_without_an_identifier_generates_one<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    put_type(&s, "Sum", "custom:nobody-runs-this").await;
+    let post = |body: Value| s.client.post(s.url("/api/v1/tasks")).json(&body).send();
+    let r = post(json!({"type": "Sum", "input": [1, 2]})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let first: Value = r.json().await.unwrap();
+    let id = assert_generated(&first["identifier"]);
+    assert_eq!(location, format!("/api/v1/tasks/Sum/{id}"));
+    let (code, fetched) = s.get_json(&location).await;
+    assert_eq!((code, &fetched), (StatusCode::OK, &first));
+    let (_, input) = s.get_json(&format!("{location}/input")).await;
+    assert_eq!(input, json!([1, 2]));
+    // `null` is the same as leaving it out, and later sorts after earlier.
+    let r = post(json!({"type": "Sum", "identifier": null}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let second: Value = r.json().await.unwrap();
+    assert!(assert_generated(&second["identifier"]) > id);
+    // Bad input still changes nothing; a given identifier is still judged.
+    let r = post(json!({"type": "Nope"})).await.unwrap();
+    problem(r, StatusCode::NOT_FOUND, "type-not-found").await;
+    let r = post(json!({"type": "Sum", "input": 1, "message": "a\u{0}b"}))
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let r = post(json!({"type": "Sum", "identifier": ""}))
+        .await
+        .unwrap();
+    problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    let (_, stats) = s.get_json("/api/v1/stats").await;
+    assert_eq!(stats["queue_size"], 2, "refusals added nothing");
+
+    let batch = |tasks: Value| {
+        s.client
+            .post(s.url("/api/v1/tasks/batch"))
+            .json(&json!({ "tasks": tasks }))
+            .send()
+    };
+    let r = batch(json!([{"type": "Sum"}, {"type": "Sum", "identifier": first["identifier"]}]))
+        .await
+        .unwrap();
+    problem(r, StatusCode::CONFLICT, "duplicate-task").await;
+    let (_, stats) = s.get_json("/api/v1/stats").await;
+    assert_eq!(stats["queue_size"], 2, "all or nothing");
+    let r = batch(json!([{"type": "Sum", "input": [3]}, {"type": "Sum", "identifier": "named"}, {"type": "Sum"}]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    let tasks = body["tasks"].as_array().unwrap();
+    assert_eq!(tasks[1]["identifier"], "named");
+    let (a, c) = (
+        assert_generated(&tasks[0]["identifier"]),
+        assert_generated(&tasks[2]["identifier"]),
+    );
+    assert!(second["identifier"].as_str().unwrap() < a && a < c);
+    for t in tasks {
+        let (code, task) = s.get_json(t["url"].as_str().unwrap()).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(
+            (&task["id"], &task["identifier"]),
+            (&t["id"], &t["identifier"])
+        );
+    }
+    let (_, input) = s
+        .get_json(&format!("{}/input", tasks[0]["url"].as_str().unwrap()))
+        .await;
+    assert_eq!(input, json!([3]));
+}
+
 async fn lists_filter_and_page_with_a_cursor<D: TestDb>(db: D)
 where
     D::Store: IntoAny,
@@ -617,6 +707,13 @@ where
         "{}",
         doc["openapi"]
     );
+    // The identifier may be left out of an enqueue; the type may not.
+    let body = &doc["components"]["schemas"]["EnqueueBody"];
+    let required = body["required"].as_array().unwrap();
+    assert!(required.contains(&json!("type")), "{body}");
+    assert!(!required.contains(&json!("identifier")), "{body}");
+    let described = body["properties"]["identifier"].to_string();
+    assert!(described.contains("UUIDv7"), "{described}");
     let paths = doc["paths"].as_object().unwrap();
     for path in [
         "/api/v1/types",
@@ -652,6 +749,7 @@ atp_store::per_engine_tests!(
     limits_give_413_and_503,
     every_valid_identifier_is_reachable,
     batches_are_all_or_nothing,
+    enqueue_without_an_identifier_generates_one,
     lists_filter_and_page_with_a_cursor,
     a_daemon_runs_tasks_and_the_api_shows_their_ends,
     tokens_are_required_when_configured,

@@ -57,8 +57,10 @@ pub enum TypeCommand {
 pub struct EnqueueArgs {
     /// The task's type.
     task_type: String,
-    /// The task's identifier, unique within its type.
-    identifier: String,
+    /// The task's identifier, unique within its type. Leave it out when
+    /// the task has no natural one: ATP makes one (a UUIDv7, so they sort
+    /// by time) and prints it with the task.
+    identifier: Option<String>,
     /// The input, as JSON (`-`: read it from stdin).
     #[arg(long, conflicts_with = "input_file")]
     input: Option<String>,
@@ -171,7 +173,11 @@ fn read_input(args: &EnqueueArgs) -> anyhow::Result<Option<Value>> {
 
 pub async fn enqueue(store: &AnyStore, json: bool, args: EnqueueArgs) -> anyhow::Result<()> {
     let input = read_input(&args)?;
-    let mut task = NewTask::new(type_name(&args.task_type)?, identifier(&args.identifier)?);
+    let task_type = type_name(&args.task_type)?;
+    let mut task = match &args.identifier {
+        Some(id) => NewTask::new(task_type, identifier(id)?),
+        None => NewTask::generated(task_type),
+    };
     if let Some(input) = input {
         task = task.with_input(input);
     }

@@ -69,7 +69,12 @@ enum Command {
     Type(commands::TypeCommand),
     /// Enqueue a task.
     ///
+    /// Without an identifier, ATP makes one (a UUIDv7, so they sort by
+    /// time) and prints it with the task (with --json, as `identifier`).
+    ///
     /// Example: atp enqueue SequenceSum job-1 --input '[1, 2, 3]'
+    ///
+    /// Example, no identifier: atp --json enqueue SequenceSum --input '[4, 5]'
     Enqueue(commands::EnqueueArgs),
     /// A task's status.
     ///

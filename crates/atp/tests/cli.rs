@@ -173,6 +173,58 @@ fn errors_have_their_exit_codes_and_change_nothing() {
     assert_eq!(db.run(&["enqueue"]).status.code(), Some(2));
 }
 
+/// A generated identifier: a UUIDv7 in canonical lower-case text.
+fn generated(identifier: &Value) -> String {
+    let text = identifier.as_str().expect("an identifier").to_owned();
+    let groups: Vec<usize> = text.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "{text}");
+    assert!(
+        text.chars()
+            .all(|c| matches!(c, '0'..='9' | 'a'..='f' | '-')),
+        "lower-case hex: {text}"
+    );
+    assert_eq!(&text[14..15], "7", "version 7: {text}");
+    text
+}
+
+#[test]
+fn enqueue_without_an_identifier_makes_and_prints_one() {
+    let db = Db::new();
+    db.json(&["type", "register", "T", "builtin:noop"]);
+    let first = db.json(&["enqueue", "T", "--input", "[1, 2]"]);
+    let id = generated(&first["identifier"]);
+    let found = db.json(&["status", "T", &id]);
+    assert_eq!(found["id"], first["id"]);
+    assert_eq!(db.json(&["tasks"]).as_array().unwrap().len(), 1);
+    // Without --json, the task line names it; it sorts after the first.
+    let out = db.run(&["enqueue", "T", "--message", "no natural key"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let second = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("T/"))
+        .unwrap_or_else(|| panic!("no T/<identifier> in {line:?}"))
+        .to_owned();
+    assert!(generated(&json!(second)) > id, "{second} after {id}");
+    let log = db.json(&["log", "T", &second]);
+    assert_eq!(log[0]["message"], "no natural key");
+    // Bad input still fails clearly and writes nothing.
+    fails(
+        &db.run(&["enqueue", "T", "--input", "{not json"]),
+        1,
+        "JSON",
+    );
+    fails(&db.run(&["enqueue", "Nope"]), 3, "Nope");
+    assert_eq!(db.task_count(), 2);
+    let help = db.run(&["enqueue", "--help"]);
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.contains("atp --json enqueue SequenceSum --input"),
+        "{help}"
+    );
+    assert!(help.contains("[IDENTIFIER]"), "optional: {help}");
+}
+
 #[test]
 fn a_full_queue_exits_5() {
     let db = Db::new();

@@ -45,9 +45,12 @@ pub struct EnqueueBody {
     #[schema(value_type = super::schema::TypeName)]
     pub task_type: String,
     /// Unique within its type: 1–64 characters, no control characters, no
-    /// white space at either end.
-    #[schema(value_type = super::schema::TaskIdentifier)]
-    pub identifier: String,
+    /// white space at either end. Leave it out (or `null`) when the task
+    /// has no natural one: ATP makes one, a UUIDv7 in its canonical
+    /// lower-case text form (so they sort by time), and returns it in the
+    /// task and its `Location`.
+    #[schema(value_type = Option<super::schema::TaskIdentifier>)]
+    pub identifier: Option<String>,
     /// Any JSON value, handed to the handler.
     #[serde(default)]
     #[schema(examples(json!([1, 2, 3])))]
@@ -72,8 +75,14 @@ fn check_message(message: &str) -> ApiResult<()> {
 impl EnqueueBody {
     fn into_new_task(self) -> ApiResult<NewTask> {
         let task_type = type_name(&self.task_type)?;
-        let identifier = TaskIdentifier::new(self.identifier).map_err(atp_core::Error::from)?;
-        let mut task = NewTask::new(task_type, identifier).with_input(self.input);
+        let task = match self.identifier {
+            Some(given) => NewTask::new(
+                task_type,
+                TaskIdentifier::new(given).map_err(atp_core::Error::from)?,
+            ),
+            None => NewTask::generated(task_type),
+        };
+        let mut task = task.with_input(self.input);
         if let Some(m) = self.message {
             check_message(&m)?;
             task = task.with_message(m);
@@ -88,6 +97,7 @@ impl EnqueueBody {
 #[schema(examples(json!({"tasks": [
     {"type": "SequenceSum", "identifier": "job-2", "input": [4, 5]},
     {"type": "SequenceSum", "identifier": "job-3", "input": ["6", 7.5]},
+    {"type": "SequenceSum", "input": [8]},
 ]})))]
 pub struct BatchBody {
     /// 1 to 10,000 tasks.
@@ -203,7 +213,7 @@ fn created(location: &str, body: impl IntoResponse) -> Response {
     response
 }
 
-/// Enqueues one task.
+/// Enqueues one task (with a generated identifier when the body has none).
 #[utoipa::path(post, path = "/api/v1/tasks", operation_id = "enqueue_task", tag = "tasks",
     request_body = EnqueueBody,
     responses(
@@ -227,7 +237,8 @@ pub async fn enqueue(
 }
 
 /// Enqueues every task or none: a duplicate, an unknown type or a full
-/// queue refuses the whole batch.
+/// queue refuses the whole batch. Tasks without an identifier get a
+/// generated one, returned in the answer.
 #[utoipa::path(post, path = "/api/v1/tasks/batch", operation_id = "enqueue_batch", tag = "tasks",
     request_body = BatchBody,
     responses(
