@@ -58,21 +58,18 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<TaskType>> {
     rows.map(|r| r.map_err(db("listing task types"))?).collect()
 }
 
-/// Pauses or resumes the type; returns it as it now is. Claims run under the
-/// same writer lock, so none can overlap the change.
+/// Pauses or resumes the type; returns it as it now is (`TypeNotFound`
+/// when the update matched nothing). Claims run under the same writer lock,
+/// so none can overlap the change.
 pub(super) fn set_paused(
     tx: &Transaction<'_>,
     name: &TypeName,
     paused: bool,
     now: i64,
 ) -> Result<TaskType> {
-    let changed = tx
-        .prepare_cached("UPDATE atp_task_type SET paused = ?2, updated_at = ?3 WHERE name = ?1")
+    tx.prepare_cached("UPDATE atp_task_type SET paused = ?2, updated_at = ?3 WHERE name = ?1")
         .and_then(|mut s| s.execute(params![name.as_str(), paused, now]))
         .map_err(db("pausing or resuming a task type"))?;
-    if changed == 0 {
-        return Err(Error::TypeNotFound(name.to_string()));
-    }
     get(tx, name)
 }
 
