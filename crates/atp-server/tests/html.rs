@@ -527,6 +527,8 @@ where
         body.contains(r#"action="/types/Other/pause""#),
         "other types stay as they were"
     );
+    let task = page(&s, "/tasks/Nightly/a").await;
+    assert!(task.contains(r#"id="type-paused""#), "{task}");
 
     let r = c.post(s.url("/types/Ghost/pause")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -541,6 +543,8 @@ where
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(!paused(&s).await);
+    let task = page(&s, "/tasks/Nightly/a").await;
+    assert!(!task.contains(r#"id="type-paused""#), "{task}");
 }
 
 async fn login_sets_a_cookie_that_admits<D: TestDb>(db: D)
