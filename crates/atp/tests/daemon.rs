@@ -237,8 +237,9 @@ fn atp_type(db: &impl TestDb, args: &[&str]) {
     );
 }
 
-/// A type paused (with `atp type pause`) under two running daemons, which
-/// read the list of types before the pause: neither claims its tasks while
+/// A type paused (with `atp type pause`) under two running daemons, whose
+/// lists of runnable types still name it (a daemon lists types by handler;
+/// the claim itself skips paused ones): neither claims its tasks while
 /// both provably keep claiming (each finishes tasks of another type
 /// enqueued after the paused ones); once resumed, every one of them
 /// finishes, started once.
