@@ -119,7 +119,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- task types -------------------------------------------------------
 
-    /// Inserts the type, or updates it when the name exists.
+    /// Inserts the type, or updates it when the name exists. An existing
+    /// type keeps its pause state (see [`TaskType::paused`]): registering
+    /// again never resumes a paused type, nor pauses a running one.
     fn task_type_upsert(&self, task_type: &TaskType) -> impl Future<Output = Result<()>> + Send;
 
     /// The type with this name, or `TypeNotFound`.
@@ -127,6 +129,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// All types, by name.
     fn task_type_list(&self) -> impl Future<Output = Result<Vec<TaskType>>> + Send;
+
+    /// Pauses (`true`) or resumes (`false`) a type and returns it as it now
+    /// is; `TypeNotFound` for an unknown name. Enforced by the claim itself:
+    /// no claim (restricted to types or not, with or without a start) that
+    /// begins after this call returns takes a paused type's tasks, whatever
+    /// list of types its caller read before. Queued tasks stay ACCEPTED and
+    /// keep their place; enqueues are still accepted; held tasks are left to
+    /// their holders. A resume wakes [`Store::wait_for_tasks`] like an
+    /// enqueue. Idempotent.
+    fn task_type_set_paused(
+        &self,
+        name: &TypeName,
+        paused: bool,
+    ) -> impl Future<Output = Result<TaskType>> + Send;
 
     /// Removes a type. Refused with `TypeHasTasks` while it has tasks, unless
     /// `force`, which deletes them (with everything they own) first. Returns
@@ -156,8 +172,8 @@ pub trait Store: Send + Sync + 'static {
 
     // --- daemons ----------------------------------------------------------
 
-    /// Claims up to `limit` of the oldest ACCEPTED tasks (FIFO by enqueue
-    /// time, then id), marks them SCHEDULED for `holder` and logs it. Every
+    /// Claims up to `limit` of the oldest ACCEPTED tasks of types not paused
+    /// (FIFO by enqueue time, then id), marks them SCHEDULED for `holder` and logs it. Every
     /// task returned is claimed by this call alone.
     fn task_claim(
         &self,

@@ -1,4 +1,5 @@
-//! Task types: what runs a task and the time limits that apply to it.
+//! Task types: what runs a task, the time limits that apply to it, and
+//! whether its tasks may be claimed at all (a type's pause).
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,15 @@ pub struct TaskType {
     /// How many starts (first run plus restarts) a task gets before it is
     /// FAILED instead of re-enqueued.
     pub max_starts: u32,
+    /// While `true`, no daemon claims tasks of this type (enqueues are still
+    /// accepted, running attempts go on). The operator's switch, moved only by
+    /// [`Store::task_type_set_paused`](crate::Store::task_type_set_paused):
+    /// [`Store::task_type_upsert`](crate::Store::task_type_upsert) of an
+    /// existing type keeps its stored state (producers register their types
+    /// at every start, and that must not resume a paused type), and a new
+    /// type starts as this field says.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl TaskType {
@@ -42,6 +52,7 @@ impl TaskType {
             timeout_secs: Self::DEFAULT_TIMEOUT_SECS,
             retention_secs: Self::DEFAULT_RETENTION_SECS,
             max_starts: Self::DEFAULT_MAX_STARTS,
+            paused: false,
         }
     }
 
@@ -60,6 +71,12 @@ impl TaskType {
     /// Sets the max starts.
     pub fn with_max_starts(mut self, max_starts: u32) -> Self {
         self.max_starts = max_starts;
+        self
+    }
+
+    /// Registers the type paused (a new type only: see [`TaskType::paused`]).
+    pub fn with_paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
         self
     }
 
@@ -116,6 +133,7 @@ mod tests {
         assert_eq!(t.timeout_secs, 3600.0);
         assert_eq!(t.retention_secs, -1.0);
         assert_eq!(t.max_starts, 3);
+        assert!(!t.paused, "a new type runs");
         assert!(t.retains_forever());
         assert!(t.validate().is_ok());
     }
@@ -134,5 +152,13 @@ mod tests {
         assert!(sample().with_max_starts(0).validate().is_err());
         assert!(sample().with_retention_secs(0.0).retains_forever());
         assert!(!sample().with_retention_secs(1.0).retains_forever());
+    }
+
+    #[test]
+    fn a_type_serialized_before_pauses_existed_reads_as_running() {
+        let mut old = serde_json::to_value(sample().with_paused(true)).unwrap();
+        old.as_object_mut().unwrap().remove("paused");
+        let read: TaskType = serde_json::from_value(old).unwrap();
+        assert!(!read.paused);
     }
 }

@@ -180,6 +180,11 @@ pub struct TaskTypeView {
     pub retention_secs: f64,
     /// Starts before a task FAILS instead of being re-enqueued.
     pub max_starts: u32,
+    /// While true, no daemon claims its tasks (enqueues are still accepted,
+    /// running tasks go on). Changed only by `POST …/pause` and `…/resume`:
+    /// registering the type again keeps it.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl From<&TaskType> for TaskTypeView {
@@ -190,6 +195,7 @@ impl From<&TaskType> for TaskTypeView {
             timeout_secs: t.timeout_secs,
             retention_secs: t.retention_secs,
             max_starts: t.max_starts,
+            paused: t.paused,
         }
     }
 }

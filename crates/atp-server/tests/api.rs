@@ -88,7 +88,7 @@ where
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
         t,
-        json!({"name": "Sum", "handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2})
+        json!({"name": "Sum", "handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2, "paused": false})
     );
     let (_, list) = s.get_json("/api/v1/types").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -632,6 +632,78 @@ where
     }
 }
 
+async fn post_type(s: &TestServer, name: &str, action: &str) -> reqwest::Response {
+    s.client
+        .post(s.url(&format!("/api/v1/types/{name}/{action}")))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST …/pause` and `…/resume` answer with the type, whose `paused` every
+/// read shows; a re-registration keeps it; enqueues are still accepted;
+/// unknown and invalid names are 404 and 400 problems.
+async fn types_are_paused_and_resumed<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    put_type(&s, "Sum", "builtin:sum").await;
+    let r = post_type(&s, "Sum", "pause").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!((&t["name"], &t["paused"]), (&json!("Sum"), &json!(true)));
+    let (_, t) = s.get_json("/api/v1/types/Sum").await;
+    assert_eq!(t["paused"], true);
+    let (_, list) = s.get_json("/api/v1/types").await;
+    assert_eq!(list[0]["paused"], true);
+
+    let r = put_type(&s, "Sum", "builtin:sum").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["paused"], true, "registering again keeps the pause: {t}");
+    assert_eq!(
+        enqueue(&s, "Sum", "a", json!([1])).await.status(),
+        StatusCode::CREATED
+    );
+    let (_, task) = s.get_json("/api/v1/tasks/Sum/a").await;
+    assert_eq!(task["status"], "ACCEPTED");
+
+    problem(
+        post_type(&s, "Nope", "pause").await,
+        StatusCode::NOT_FOUND,
+        "type-not-found",
+    )
+    .await;
+    problem(
+        post_type(&s, "Nope", "resume").await,
+        StatusCode::NOT_FOUND,
+        "type-not-found",
+    )
+    .await;
+    let long = "x".repeat(65);
+    problem(
+        post_type(&s, &long, "pause").await,
+        StatusCode::BAD_REQUEST,
+        "invalid",
+    )
+    .await;
+    let r = s
+        .client
+        .get(s.url("/api/v1/types/Sum/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    let r = post_type(&s, "Sum", "resume").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["paused"], false);
+    let (_, t) = s.get_json("/api/v1/types/Sum").await;
+    assert_eq!(t["paused"], false);
+}
+
 async fn tokens_are_required_when_configured<D: TestDb>(db: D)
 where
     D::Store: IntoAny,
@@ -718,6 +790,8 @@ where
     for path in [
         "/api/v1/types",
         "/api/v1/types/{name}",
+        "/api/v1/types/{name}/pause",
+        "/api/v1/types/{name}/resume",
         "/api/v1/tasks",
         "/api/v1/tasks/batch",
         "/api/v1/tasks/{type}/{identifier}",
@@ -732,6 +806,11 @@ where
     ] {
         assert!(paths.contains_key(path), "{path} missing from the document");
     }
+    let type_fields = &doc["components"]["schemas"]["TaskTypeView"]["properties"];
+    assert!(
+        type_fields.get("paused").is_some(),
+        "the type object documents its pause: {type_fields}"
+    );
     let r = s
         .client
         .get(s.url("/api/v1/nothing-here"))
@@ -745,6 +824,7 @@ where
 
 atp_store::per_engine_tests!(
     types_are_registered_read_and_unregistered,
+    types_are_paused_and_resumed,
     enqueue_answers_201_with_location_and_refuses_bad_input,
     limits_give_413_and_503,
     every_valid_identifier_is_reachable,

@@ -456,6 +456,97 @@ where
     );
 }
 
+/// `/types` shows every type's pause state and queued tasks; its buttons
+/// pause and resume (same-origin POSTs, 303 back to the page), an unknown
+/// type is a 404 page.
+async fn types_page_pauses_and_resumes_same_origin_only<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    s.register("Nightly", "builtin:noop").await;
+    s.register("Other", "builtin:noop").await;
+    enqueue(&s, "Nightly", "a", json!(null), "queued").await;
+    enqueue(&s, "Nightly", "b", json!(null), "queued").await;
+    let paused = |s: &TestServer| {
+        let store = s.store.clone();
+        async move {
+            store
+                .task_type_get(&TypeName::new("Nightly").unwrap())
+                .await
+                .unwrap()
+                .paused
+        }
+    };
+
+    let body = page(&s, "/types").await;
+    assert!(body.contains(r#"data-page="types""#), "{body}");
+    assert!(
+        body.contains(r#"<a href="/types" aria-current="page">"#),
+        "{body}"
+    );
+    assert_eq!(
+        body.matches(r#"<tr class="task-type""#).count(),
+        2,
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<tr class="task-type" data-type="Nightly" data-paused="false">"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<td class="num" data-field="queued">2</td>"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"action="/types/Nightly/pause""#), "{body}");
+    assert!(body.contains("Running"), "{body}");
+
+    let c = no_redirects();
+    let pause = s.url("/types/Nightly/pause");
+    let r = c
+        .post(&pause)
+        .header(ORIGIN, "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(!paused(&s).await, "a cross-site POST changes nothing");
+
+    let r = c.post(&pause).header(ORIGIN, &s.base).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/types");
+    assert!(paused(&s).await);
+    let body = page(&s, "/types").await;
+    assert!(
+        body.contains(r#"<tr class="task-type" data-type="Nightly" data-paused="true">"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"<span class="type-state" data-paused="true">Paused</span>"#));
+    assert!(body.contains(r#"action="/types/Nightly/resume""#), "{body}");
+    assert!(
+        body.contains(r#"action="/types/Other/pause""#),
+        "other types stay as they were"
+    );
+    let task = page(&s, "/tasks/Nightly/a").await;
+    assert!(task.contains(r#"id="type-paused""#), "{task}");
+
+    let r = c.post(s.url("/types/Ghost/pause")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Ghost"), "{body}");
+
+    let r = c
+        .post(s.url("/types/Nightly/resume"))
+        .header(ORIGIN, &s.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!paused(&s).await);
+    let task = page(&s, "/tasks/Nightly/a").await;
+    assert!(!task.contains(r#"id="type-paused""#), "{task}");
+}
+
 async fn login_sets_a_cookie_that_admits<D: TestDb>(db: D)
 where
     D::Store: IntoAny,
@@ -656,4 +747,5 @@ atp_store::per_engine_tests!(
     events_end_when_the_server_shuts_down,
     assets_are_served_with_their_types,
     daemons_page_shows_held_tasks,
+    types_page_pauses_and_resumes_same_origin_only,
 );

@@ -66,6 +66,7 @@ impl Store for AnyStore {
         task_type_upsert(task_type: &TaskType) -> ();
         task_type_get(name: &TypeName) -> TaskType;
         task_type_list() -> Vec<TaskType>;
+        task_type_set_paused(name: &TypeName, paused: bool) -> TaskType;
         task_type_delete(name: &TypeName, force: bool) -> u64;
         task_enqueue(task: NewTask) -> Task;
         task_enqueue_many(tasks: Vec<NewTask>) -> Vec<TaskId>;

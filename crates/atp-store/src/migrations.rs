@@ -6,6 +6,7 @@
 pub(crate) const SQLITE: &[(u32, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../migrations/sqlite/0002_daemons.sql")),
+    (3, include_str!("../migrations/sqlite/0003_type_paused.sql")),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -17,5 +18,9 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         5,
         include_str!("../migrations/postgres/0005_queue_by_type.sql"),
+    ),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_type_paused.sql"),
     ),
 ];

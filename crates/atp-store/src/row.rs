@@ -33,6 +33,8 @@ pub(crate) trait Columns {
     fn text(&self, idx: usize) -> Result<Option<String>>;
     /// A timestamp column (UTC, microseconds).
     fn time(&self, idx: usize) -> Result<Option<OffsetDateTime>>;
+    /// A yes/no column (SQLite's 0/1 integer, PostgreSQL's `BOOLEAN`).
+    fn flag(&self, idx: usize) -> Result<Option<bool>>;
 }
 
 /// A value that may not be NULL.
@@ -65,8 +67,8 @@ pub(crate) fn task(r: &impl Columns) -> Result<Task> {
     })
 }
 
-/// A task type from a row with its name, handler, timeout, retention and
-/// max starts at `offset` and on.
+/// A task type from a row with its name, handler, timeout, retention, max
+/// starts and pause at `offset` and on (each engine's `TYPE_COLUMNS`).
 pub(crate) fn task_type(r: &impl Columns, offset: usize) -> Result<TaskType> {
     let at = |i: usize| offset + i;
     Ok(TaskType {
@@ -75,6 +77,7 @@ pub(crate) fn task_type(r: &impl Columns, offset: usize) -> Result<TaskType> {
         timeout_secs: required(r.real(at(2))?, at(2))?,
         retention_secs: required(r.real(at(3))?, at(3))?,
         max_starts: count(required(r.int(at(4))?, at(4))?)?,
+        paused: required(r.flag(at(5))?, at(5))?,
     })
 }
 

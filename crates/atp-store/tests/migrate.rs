@@ -1,39 +1,94 @@
 //! A database left by an older ATP is upgraded in place, data intact.
+//!
+//! The old rows are written in plain SQL, as the older release wrote them:
+//! this build's own writes need the newest schema (a type's `paused`
+//! column, for one).
 
-use atp_core::{Status, Store, StoreOptions, TaskRef};
-use atp_store::conformance::{DAEMON_A, claim_one, enqueue, ident, register, task_type};
+use atp_core::{ClaimParams, Status, Store, StoreOptions, TaskRef};
+use atp_store::conformance::{DAEMON_A, claim_one, enqueue, ident, type_name};
+
+/// Rows as older releases stored them, with the engine's time literal
+/// (`time`): type `legacy`, its task `first` SCHEDULED (held by daemon 1)
+/// and `second` ACCEPTED, and the queue counters that go with them.
+fn old_rows(time: &str) -> String {
+    format!(
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, created_at, updated_at)
+           VALUES ('legacy', 'builtin:noop', 3600.0, -1.0, 3, {time}, {time});
+         INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, starts, lease, holder, input)
+           SELECT id, 'first', 2, {time}, {time}, {time}, 0, 1, 1, 'null' FROM atp_task_type WHERE name = 'legacy';
+         INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)
+           SELECT id, 'second', 1, {time}, {time}, {time}, 'null' FROM atp_task_type WHERE name = 'legacy';
+         UPDATE atp_queue_counter SET value = 2 WHERE name = 'in';
+         UPDATE atp_queue_counter SET value = 1 WHERE name = 'out';"
+    )
+}
+
+/// What an upgraded database holds and does, on any engine: the old rows
+/// as they were, the newer tables, new work, and the type pauses of the
+/// newest migration (old types run).
+async fn assert_upgraded<S: Store>(new: &S, latest: u32) {
+    assert_eq!(new.schema_version().await.unwrap(), latest);
+    let t = type_name("legacy");
+    let claimed = new
+        .task_get(&TaskRef::Key(t.clone(), ident("first")))
+        .await
+        .unwrap();
+    assert_eq!(claimed.status, Status::Scheduled);
+    assert_eq!(new.queue_size().await.unwrap(), 1);
+    // The tables of version 2 work on the upgraded database.
+    assert!(new.daemon_list().await.unwrap().is_empty());
+
+    let legacy = new.task_type_get(&t).await.unwrap();
+    assert!(!legacy.paused, "a type from before pauses runs");
+    enqueue(new, &t, "third").await;
+    assert_eq!(new.queue_size().await.unwrap(), 2);
+    assert!(new.task_type_set_paused(&t, true).await.unwrap().paused);
+    let none = new
+        .task_claim(&ClaimParams::new(DAEMON_A, 10))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    new.task_type_set_paused(&t, false).await.unwrap();
+    assert_eq!(claim_one(new, DAEMON_A).await.identifier, ident("second"));
+}
 
 mod sqlite {
     use super::*;
     use atp_store::sqlite::{LATEST_VERSION, SqliteStore};
 
+    /// The schema of the last release, before type pauses (migration 3).
+    const PREVIOUS_RELEASE: u32 = 2;
+
+    /// A file at `version` with [`old_rows`], then opened by this build.
+    async fn upgraded_from(dir: &tempfile::TempDir, version: u32) -> SqliteStore {
+        let path = dir.path().join("old.sqlite");
+        let old = SqliteStore::open_file_at_version(&path, false, StoreOptions::default(), version)
+            .await
+            .unwrap();
+        assert_eq!(old.schema_version().await.unwrap(), version);
+        drop(old);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&old_rows("1000000")).unwrap();
+        drop(conn);
+        SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_version_1_database_is_upgraded_with_its_data() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.sqlite");
-        let old = SqliteStore::open_file_at_version(&path, false, StoreOptions::default(), 1)
-            .await
-            .unwrap();
-        assert_eq!(old.schema_version().await.unwrap(), 1);
-        let t = register(&old, task_type("legacy")).await;
-        enqueue(&old, &t, "first").await;
-        enqueue(&old, &t, "second").await;
-        claim_one(&old, DAEMON_A).await;
-        drop(old);
-
-        let new = SqliteStore::open_file(&path, false, StoreOptions::default())
-            .await
-            .unwrap();
-        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        let new = upgraded_from(&dir, 1).await;
         const { assert!(LATEST_VERSION > 1) };
-        let claimed = new
-            .task_get(&TaskRef::Key(t.clone(), ident("first")))
-            .await
-            .unwrap();
-        assert_eq!(claimed.status, Status::Scheduled);
-        assert_eq!(new.queue_size().await.unwrap(), 1);
-        // The tables of version 2 work on the upgraded file.
-        assert!(new.daemon_list().await.unwrap().is_empty());
+        assert_upgraded(&new, LATEST_VERSION).await;
+    }
+
+    #[tokio::test]
+    async fn the_previous_releases_database_is_upgraded_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = upgraded_from(&dir, PREVIOUS_RELEASE).await;
+        const { assert!(LATEST_VERSION > PREVIOUS_RELEASE) };
+        assert_upgraded(&new, LATEST_VERSION).await;
     }
 
     #[tokio::test]
@@ -61,10 +116,30 @@ mod postgres {
     use atp_store::postgres::{LATEST_VERSION, PgStore};
     use atp_store::testing::PgDb;
 
-    /// A handle on a schema of its own, at `version`, next to the test's
-    /// `PgDb` (which supplies the server).
-    async fn at_version(db: &PgDb, schema: &str, version: u32) -> PgStore {
-        PgStore::connect_at_version(db.url(), Some(schema), StoreOptions::default(), version)
+    /// The schema of the last release, before type pauses (migration 6).
+    const PREVIOUS_RELEASE: u32 = 5;
+
+    /// A schema of its own at `version`, next to the test's `PgDb` (which
+    /// supplies the server), with [`old_rows`], then opened by this build.
+    async fn upgraded_from(db: &PgDb, schema: &str, version: u32) -> PgStore {
+        let old =
+            PgStore::connect_at_version(db.url(), Some(schema), StoreOptions::default(), version)
+                .await
+                .unwrap();
+        assert_eq!(old.schema_version().await.unwrap(), version);
+        drop(old);
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "SET search_path = \"{schema}\"; {}",
+                old_rows("now()")
+            ))
+            .await
+            .unwrap();
+        PgStore::connect_with_schema(db.url(), schema, StoreOptions::default())
             .await
             .unwrap()
     }
@@ -77,44 +152,20 @@ mod postgres {
     async fn a_version_1_database_is_upgraded_with_its_data() {
         let Some(db) = PgDb::new().await else { return };
         let schema = format!("{}_old", db.schema());
-        let old = at_version(&db, &schema, 1).await;
-        assert_eq!(old.schema_version().await.unwrap(), 1);
-        let t = register(&old, task_type("legacy")).await;
-        drop(old);
-        // Rows as version 1 stored them: this build's enqueue needs
-        // version 3's function, so they are written in plain SQL.
-        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
-                "SET search_path = \"{schema}\";
-                 INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, starts, lease, holder, input)
-                   SELECT id, 'first', 2, now(), now(), now(), 0, 1, 1, 'null' FROM atp_task_type WHERE name = 'legacy';
-                 INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)
-                   SELECT id, 'second', 1, now(), now(), now(), 'null' FROM atp_task_type WHERE name = 'legacy';
-                 UPDATE atp_queue_counter SET value = 2 WHERE name = 'in';
-                 UPDATE atp_queue_counter SET value = 1 WHERE name = 'out';"
-            ))
-            .await
-            .unwrap();
-
-        let new = PgStore::connect_with_schema(db.url(), &schema, StoreOptions::default())
-            .await
-            .unwrap();
-        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        let new = upgraded_from(&db, &schema, 1).await;
         const { assert!(LATEST_VERSION > 1) };
-        let claimed = new
-            .task_get(&TaskRef::Key(t.clone(), ident("first")))
-            .await
-            .unwrap();
-        assert_eq!(claimed.status, Status::Scheduled);
-        assert_eq!(new.queue_size().await.unwrap(), 1);
-        assert!(new.daemon_list().await.unwrap().is_empty());
-        // The upgraded schema takes new work.
-        enqueue(&new, &t, "third").await;
-        assert_eq!(new.queue_size().await.unwrap(), 2);
+        assert_upgraded(&new, LATEST_VERSION).await;
+        drop(new);
+        drop_schema(&db, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn the_previous_releases_database_is_upgraded_with_its_data() {
+        let Some(db) = PgDb::new().await else { return };
+        let schema = format!("{}_prev", db.schema());
+        let new = upgraded_from(&db, &schema, PREVIOUS_RELEASE).await;
+        const { assert!(LATEST_VERSION > PREVIOUS_RELEASE) };
+        assert_upgraded(&new, LATEST_VERSION).await;
         drop(new);
         drop_schema(&db, &schema).await;
     }

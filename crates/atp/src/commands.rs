@@ -46,10 +46,26 @@ pub enum TypeCommand {
         #[arg(long)]
         force: bool,
     },
-    /// List the registered types.
+    /// List the registered types (with their pause state).
     ///
     /// Example: atp type list --json
     List,
+    /// Pause a type: no daemon on any host claims its tasks until it is
+    /// resumed. Running tasks go on; enqueues are still accepted. Kept
+    /// across restarts and re-registrations.
+    ///
+    /// Example: atp type pause SequenceSum
+    Pause {
+        /// The type's name.
+        name: String,
+    },
+    /// Resume a paused type: its queued tasks are claimed again, in order.
+    ///
+    /// Example: atp type resume SequenceSum
+    Resume {
+        /// The type's name.
+        name: String,
+    },
 }
 
 /// `atp enqueue …`
@@ -116,6 +132,8 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             t.retention_secs = retention;
             t.max_starts = max_starts;
             store.task_type_upsert(&t).await?;
+            // Read back: an existing type kept its pause.
+            let t = store.task_type_get(&t.name).await?;
             if json {
                 print_json(&type_json(&t));
             } else {
@@ -137,16 +155,34 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             } else {
                 for t in &types {
                     say!(
-                        "{:<24} {:<32} timeout {} s  retention {} s  max starts {}",
+                        "{:<24} {:<32} timeout {} s  retention {} s  max starts {}{}",
                         t.name.as_str(),
                         t.handler.as_str(),
                         t.timeout_secs,
                         t.retention_secs,
-                        t.max_starts
+                        t.max_starts,
+                        if t.paused { "  PAUSED" } else { "" }
                     );
                 }
             }
         }
+        TypeCommand::Pause { name } => set_paused(store, json, &name, true).await?,
+        TypeCommand::Resume { name } => set_paused(store, json, &name, false).await?,
+    }
+    Ok(())
+}
+
+/// `atp type pause|resume NAME`: an unknown type is not found (exit 3).
+async fn set_paused(store: &AnyStore, json: bool, name: &str, paused: bool) -> anyhow::Result<()> {
+    let t = store
+        .task_type_set_paused(&type_name(name)?, paused)
+        .await?;
+    if json {
+        print_json(&type_json(&t));
+    } else if t.paused {
+        say!("paused {name}: no daemon claims its tasks until it is resumed");
+    } else {
+        say!("resumed {name}");
     }
     Ok(())
 }

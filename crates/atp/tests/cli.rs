@@ -225,6 +225,39 @@ fn enqueue_without_an_identifier_makes_and_prints_one() {
     assert!(help.contains("[IDENTIFIER]"), "optional: {help}");
 }
 
+/// `atp type pause|resume`: the state is in `type list` (text and JSON),
+/// survives a re-registration, leaves enqueues alone; an unknown type is
+/// not found (exit 3) and creates nothing.
+#[test]
+fn a_type_is_paused_and_resumed_and_its_state_is_listed() {
+    let db = Db::new();
+    db.json(&["type", "register", "T", "builtin:noop"]);
+    assert_eq!(db.json(&["type", "list"])[0]["paused"], false);
+    let paused = db.json(&["type", "pause", "T"]);
+    assert_eq!(paused["name"], "T");
+    assert_eq!(paused["paused"], true);
+    assert_eq!(db.json(&["type", "list"])[0]["paused"], true);
+    let listed = db.run(&["type", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("PAUSED"));
+    let again = db.json(&["type", "register", "T", "builtin:noop", "--timeout", "5"]);
+    assert_eq!(again["paused"], true, "registering again keeps the pause");
+    assert_eq!(again["timeout_secs"], 5.0);
+    assert_eq!(db.json(&["enqueue", "T", "a"])["status"], "ACCEPTED");
+
+    fails(&db.run(&["type", "pause", "Ghost"]), 3, "Ghost");
+    fails(&db.run(&["type", "resume", "Ghost"]), 3, "Ghost");
+    assert_eq!(db.json(&["type", "list"]).as_array().unwrap().len(), 1);
+
+    let resumed = db.json(&["type", "resume", "T"]);
+    assert_eq!(resumed["paused"], false);
+    assert_eq!(db.json(&["type", "list"])[0]["paused"], false);
+    let listed = db.run(&["type", "list"]);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("PAUSED"));
+    let said = db.run(&["type", "pause", "T"]);
+    assert!(said.status.success());
+    assert!(String::from_utf8_lossy(&said.stdout).contains("paused T"));
+}
+
 #[test]
 fn a_full_queue_exits_5() {
     let db = Db::new();

@@ -221,7 +221,117 @@ async fn three_daemons_run_each_exec_task_exactly_once(db: impl TestDb) {
     assert_eq!(holders.len(), 3);
 }
 
+/// `atp TYPE-COMMAND…` on `db`, which must succeed.
+fn atp_type(db: &impl TestDb, args: &[&str]) {
+    let out = std::process::Command::new(common::ATP)
+        .arg("type")
+        .args(args)
+        .envs(db.child_env())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running atp type");
+    assert!(
+        out.status.success(),
+        "atp type {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A type paused (with `atp type pause`) under two running daemons, whose
+/// lists of runnable types still name it (a daemon lists types by handler;
+/// the claim itself skips paused ones): neither claims its tasks while
+/// both provably keep claiming (each finishes tasks of another type
+/// enqueued after the paused ones); once resumed, every one of them
+/// finishes, started once.
+async fn a_paused_type_is_claimed_by_no_daemon_until_resumed(db: impl TestDb) {
+    let s = db.store();
+    let held = sleep_type("held", 60.0, 3);
+    let probe = sleep_type("probe", 60.0, 3);
+    s.task_type_upsert(&held).await.unwrap();
+    s.task_type_upsert(&probe).await.unwrap();
+    let a = DaemonProcess::spawn(&db, &["--concurrency", "2"]);
+    let b = DaemonProcess::spawn(&db, &["--concurrency", "2"]);
+    let daemons = [
+        daemon_id_of(s, a.pid()).await,
+        daemon_id_of(s, b.pid()).await,
+    ];
+
+    atp_type(&db, &["pause", "held"]);
+    // Registering again (as `enqueue_sleeps` does) keeps the pause.
+    enqueue_sleeps(s, &held, 6, 0.0).await;
+    assert!(s.task_type_get(&held.name).await.unwrap().paused);
+
+    // Probes of 0.3 s, a batch at a time, until each daemon has finished
+    // one: a daemon at two running probes cannot take a third, so the other
+    // one does.
+    let batches = std::sync::atomic::AtomicUsize::new(0);
+    let batches = &batches;
+    let (held_name, probe_name) = (&held.name, &probe.name);
+    eventually(
+        Duration::from_secs(60),
+        "each daemon to finish a probe enqueued after the paused tasks",
+        || async move {
+            let tasks = all_tasks(s).await;
+            for t in tasks.iter().filter(|t| &t.task_type == held_name) {
+                assert_eq!(
+                    (t.status, t.starts),
+                    (Status::Accepted, 0),
+                    "a paused type's task was claimed: {:?}",
+                    log_messages(s, t.id).await
+                );
+            }
+            let probes: Vec<_> = tasks
+                .iter()
+                .filter(|t| &t.task_type == probe_name)
+                .collect();
+            let mut finished_by = std::collections::HashSet::new();
+            for t in probes.iter().filter(|t| t.status == Status::Finished) {
+                let log = log_messages(s, t.id).await;
+                for d in daemons {
+                    if log.iter().any(|m| m.contains(&d.to_string())) {
+                        finished_by.insert(d);
+                    }
+                }
+            }
+            if finished_by.len() == daemons.len() {
+                return Some(());
+            }
+            if probes.iter().all(|t| t.status == Status::Finished) {
+                let batch = batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tasks = (0..4)
+                    .map(|i| {
+                        NewTask::new(probe_name.clone(), ident(&format!("p{batch}-{i}")))
+                            .with_input(json!({ "seconds": 0.3 }))
+                    })
+                    .collect();
+                s.task_enqueue_many(tasks).await.unwrap();
+            }
+            None
+        },
+    )
+    .await;
+
+    atp_type(&db, &["resume", "held"]);
+    eventually(
+        Duration::from_secs(30),
+        "every task of the resumed type to finish",
+        || async {
+            let finished = all_tasks(s)
+                .await
+                .into_iter()
+                .filter(|t| t.task_type == held.name && t.status == Status::Finished)
+                .count();
+            (finished == 6).then_some(())
+        },
+    )
+    .await;
+    for t in all_tasks(s).await {
+        assert_eq!(t.starts, 1, "{:?}", log_messages(s, t.id).await);
+    }
+}
+
 atp_store::per_engine_tests!(
+    a_paused_type_is_claimed_by_no_daemon_until_resumed,
     a_killed_daemons_tasks_are_rescued_and_finish,
     an_attempt_that_always_overruns_fails_after_max_starts,
     graceful_shutdown_finishes_running_tasks_and_loses_none,

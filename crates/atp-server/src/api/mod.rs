@@ -18,7 +18,7 @@ pub mod types;
 #[openapi(
     info(title = "ATP", description = "Durable asynchronous task processing: enqueue tasks, follow them, read their responses."),
     paths(
-        types::list, types::get, types::put, types::delete,
+        types::list, types::get, types::put, types::delete, types::pause, types::resume,
         tasks::enqueue, tasks::enqueue_batch, tasks::list, tasks::get, tasks::input,
         tasks::log, tasks::response, tasks::reenqueue, tasks::delete,
         ops::stats, ops::daemons, ops::healthz, ops::metrics,
@@ -168,6 +168,8 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/types/{name}",
             get(types::get).put(types::put).delete(types::delete),
         )
+        .route("/api/v1/types/{name}/pause", post(types::pause))
+        .route("/api/v1/types/{name}/resume", post(types::resume))
         .route("/api/v1/tasks", get(tasks::list).post(tasks::enqueue))
         .route("/api/v1/tasks/batch", post(tasks::enqueue_batch))
         .route(

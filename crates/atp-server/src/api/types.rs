@@ -1,4 +1,4 @@
-//! `/api/v1/types`: register, read and unregister task types.
+//! `/api/v1/types`: register, read, pause, resume and unregister task types.
 
 use atp_core::{Handler, Store, TaskType, TypeName};
 use axum::http::StatusCode;
@@ -125,7 +125,52 @@ pub async fn put(
     } else {
         StatusCode::CREATED
     };
-    Ok((code, Json(TaskTypeView::from(&t))))
+    // Read back: an existing type kept its pause, which the body does not
+    // carry.
+    let stored = state.store.task_type_get(&name).await?;
+    Ok((code, Json(TaskTypeView::from(&stored))))
+}
+
+/// Pauses a type: from now on no daemon claims its tasks, until it is
+/// resumed. Tasks already running go on; enqueues are still accepted. Kept
+/// across restarts and re-registrations. Pausing a paused type changes
+/// nothing.
+#[utoipa::path(post, path = "/api/v1/types/{name}/pause", operation_id = "pause_type", tag = "types",
+    params(TypePath),
+    responses(
+        (status = 200, description = "Paused", body = TaskTypeView),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(TypePath { name }): Path<TypePath>,
+) -> ApiResult<Json<TaskTypeView>> {
+    set_paused(&state, &name, true).await
+}
+
+/// Resumes a paused type: its queued tasks are claimed again, in their
+/// order. Resuming a running type changes nothing.
+#[utoipa::path(post, path = "/api/v1/types/{name}/resume", operation_id = "resume_type", tag = "types",
+    params(TypePath),
+    responses(
+        (status = 200, description = "Resumed", body = TaskTypeView),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(TypePath { name }): Path<TypePath>,
+) -> ApiResult<Json<TaskTypeView>> {
+    set_paused(&state, &name, false).await
+}
+
+async fn set_paused(state: &AppState, name: &str, paused: bool) -> ApiResult<Json<TaskTypeView>> {
+    let t = state
+        .store
+        .task_type_set_paused(&type_name(name)?, paused)
+        .await?;
+    Ok(Json(TaskTypeView::from(&t)))
 }
 
 /// Unregisters a type. Refused (409) while it has tasks, unless

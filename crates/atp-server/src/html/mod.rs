@@ -16,6 +16,8 @@
 //! - `dashboard.rs`: `/`, the task table with filters and pages.
 //! - `task_page.rs`: `/tasks/{type}/{identifier}` and its actions.
 //! - `daemons.rs`: `/daemons`.
+//! - `types.rs`: `/types`, every type with its pause state, and its pause
+//!   and resume buttons.
 //! - `snapshot.rs`: the counts and change token live pages and `/events`
 //!   share.
 //! - `live.rs`: `/events`, the stream of snapshots for live refresh.
@@ -45,6 +47,7 @@ mod login;
 mod original;
 mod snapshot;
 mod task_page;
+mod types;
 mod urls;
 
 /// What pages may load: their own stylesheet, script and event stream,
@@ -64,6 +67,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/tasks/{type}/{identifier}/delete", post(task_page::delete))
         .route("/daemons", get(daemons::page))
+        .route("/types", get(types::page))
+        .route("/types/{name}/pause", post(types::pause))
+        .route("/types/{name}/resume", post(types::resume))
         .route("/events", get(live::events))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))

@@ -32,6 +32,10 @@ pub async fn page(State(state): State<AppState>, key: TaskKey) -> HtmlResult<Mar
     let log = state.store.task_log(&task_ref).await?;
     let input = state.store.task_input(&task_ref).await?;
     let response = state.store.task_response_get(&task_ref).await?;
+    // A queued task of a paused type waits for the resume: say so, since
+    // nothing else on the page would explain why it does not run.
+    let waits_for_resume =
+        task.status == Status::Accepted && state.store.task_type_get(&task.task_type).await?.paused;
     let snapshot = Snapshot::read(&state.store).await?;
     let title = format!("{} / {}", task.task_type, task.identifier);
     let chrome = Chrome {
@@ -52,6 +56,11 @@ pub async fn page(State(state): State<AppState>, key: TaskKey) -> HtmlResult<Mar
             }
             h1 #task-title data-type=(ty) data-identifier=(id) {
                 span.muted { (ty) " / " } (id)
+            }
+            @if waits_for_resume {
+                p #type-paused .notice role="status" {
+                    "Type " a href="/types" { (ty) } " is paused: this task waits in the queue until it is resumed."
+                }
             }
             (summary(&task))
             section.panel aria-labelledby="h-log" {

@@ -40,6 +40,11 @@ pub fn task_action(task_type: &str, identifier: &str, action: &str) -> String {
     keyed("/tasks", task_type, identifier, &format!("/{action}"))
 }
 
+/// Where the types page's forms post `action` (`pause`, `resume`).
+pub fn type_action(task_type: &str, action: &str) -> String {
+    format!("/types/{}/{action}", enc(task_type))
+}
+
 /// The original's log view of one task.
 pub fn process_status(task_type: &str, identifier: &str) -> String {
     keyed("/process/status", task_type, identifier, "")
@@ -122,6 +127,7 @@ mod tests {
         assert_eq!(task_action("T", "x", "delete"), "/tasks/T/x/delete");
         assert_eq!(process_status("T", "x.y"), "/process/status/T/x.y");
         assert_eq!(process_response("a b", "~"), "/process/response/a%20b/~");
+        assert_eq!(type_action("a/b c", "pause"), "/types/a%2Fb%20c/pause");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod concurrency;
 pub mod daemons;
 pub mod enqueue;
 pub mod lookups;
+pub mod pause;
 pub mod queue;
 pub mod reap;
 pub mod task_type;
@@ -28,6 +29,7 @@ pub use concurrency::*;
 pub use daemons::*;
 pub use enqueue::*;
 pub use lookups::*;
+pub use pause::*;
 pub use queue::*;
 pub use reap::*;
 pub use task_type::*;
@@ -54,6 +56,10 @@ macro_rules! conformance_tests {
             unknown_type_is_not_found_everywhere,
             type_with_tasks_is_not_unregistered_without_force,
             forced_unregister_deletes_tasks_and_all_they_own,
+            a_paused_types_tasks_are_not_claimed,
+            resume_makes_a_paused_types_tasks_claimable_in_fifo_order,
+            a_pause_survives_reopening_and_re_registering,
+            pausing_an_unknown_type_is_not_found,
             enqueue_creates_an_accepted_logged_task,
             enqueue_refuses_a_duplicate_and_changes_nothing,
             enqueue_many_is_all_or_nothing,
@@ -97,6 +103,7 @@ macro_rules! conformance_tests {
             wait_for_tasks_wakes_on_enqueue,
             wait_for_tasks_times_out_without_work,
             wait_for_tasks_wakes_on_a_hand_back,
+            wait_for_tasks_wakes_on_a_resume,
             nul_characters_in_messages_become_replacement_characters,
             an_input_with_a_nul_character_round_trips,
             a_pool_of_one_connection_serves_concurrent_calls,
@@ -240,6 +247,7 @@ mod tests {
         include_str!("daemons.rs"),
         include_str!("enqueue.rs"),
         include_str!("lookups.rs"),
+        include_str!("pause.rs"),
         include_str!("queue.rs"),
         include_str!("reap.rs"),
         include_str!("task_type.rs"),

@@ -148,3 +148,22 @@ pub async fn wait_for_tasks_wakes_on_a_hand_back(db: impl TestDb) {
     assert_eq!(reaped[0].rescued[0].outcome, Status::Accepted);
     assert_woken(waiter, acted, "a rescue").await;
 }
+
+/// Resuming a type with queued tasks wakes a waiter (its tasks became
+/// claimable, as if just enqueued).
+pub async fn wait_for_tasks_wakes_on_a_resume(db: impl TestDb) {
+    let s = db.store();
+    let t = register(s, task_type("resumed")).await;
+    let operator = db.open(StoreOptions::default()).await;
+    operator.task_type_set_paused(&t, true).await.unwrap();
+    enqueue(&operator, &t, "x").await;
+    // Only now does `s` listen: the enqueue's own announcement went out
+    // before, so the wake-up below can only come from the resume.
+    listening(s).await;
+
+    let waiter = pending_waiter(s).await;
+    let acted = Instant::now();
+    operator.task_type_set_paused(&t, false).await.unwrap();
+    assert_woken(waiter, acted, "a resume").await;
+    assert_eq!(claim_one(s, DAEMON_A).await.identifier, ident("x"));
+}

@@ -521,6 +521,10 @@ impl Store for PgStore {
         statement!(self, |c| task_type::list(c))
     }
 
+    async fn task_type_set_paused(&self, name: &TypeName, paused: bool) -> Result<TaskType> {
+        transaction!(self, |c| task_type::set_paused(c, name, paused))
+    }
+
     async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
         transaction!(self, |c| task_type::delete(c, name, force))
     }

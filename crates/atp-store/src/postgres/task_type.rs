@@ -6,13 +6,15 @@ use super::Conn;
 use super::row;
 
 /// One statement: `ON CONFLICT` makes concurrent registrations of the same
-/// new name safe (one inserts, the others update).
+/// new name safe (one inserts, the others update). A new type starts as
+/// `t.paused` says; an existing one keeps its pause (the update leaves the
+/// column alone: see [`TaskType::paused`]).
 pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
     let max_starts = i32::try_from(t.max_starts).unwrap_or(i32::MAX);
     c.execute(
         "registering a task type",
-        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, now(), now())
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now(), now())
          ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
              timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
              max_starts = excluded.max_starts, updated_at = excluded.updated_at",
@@ -22,10 +24,44 @@ pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
             &t.timeout_secs,
             &t.retention_secs,
             &max_starts,
+            &t.paused,
         ],
     )
     .await?;
     Ok(())
+}
+
+/// Pauses or resumes the type; returns it as it now is. A resume also
+/// announces the type's queued tasks to idle daemons (`atp_tasks`, as an
+/// enqueue does; delivered at commit). Claims do not lock type rows: one
+/// already under way when the pause commits read the type as it was and
+/// may still finish; none that starts after it does.
+pub(super) async fn set_paused(c: Conn<'_>, name: &TypeName, paused: bool) -> Result<TaskType> {
+    let sql = format!(
+        "UPDATE atp_task_type y SET paused = $2, updated_at = now() WHERE y.name = $1
+         RETURNING {}",
+        row::TYPE_COLUMNS
+    );
+    let found = c
+        .query_opt(
+            "pausing or resuming a task type",
+            &sql,
+            &[&name.as_str(), &paused],
+        )
+        .await?;
+    let t = match found {
+        Some(r) => row::task_type(&r, 0)?,
+        None => return Err(Error::TypeNotFound(name.to_string())),
+    };
+    if !paused {
+        c.execute(
+            "announcing a resumed type's tasks",
+            "SELECT pg_notify('atp_tasks', coalesce(current_schema(), ''))",
+            &[],
+        )
+        .await?;
+    }
+    Ok(t)
 }
 
 pub(super) async fn get(c: Conn<'_>, name: &TypeName) -> Result<TaskType> {

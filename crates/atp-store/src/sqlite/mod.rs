@@ -409,6 +409,16 @@ impl Store for SqliteStore {
         self.read(task_type::list).await
     }
 
+    async fn task_type_set_paused(&self, name: &TypeName, paused: bool) -> Result<TaskType> {
+        let name = name.clone();
+        let out = self
+            .write(move |tx, now| task_type::set_paused(tx, &name, paused, now))
+            .await;
+        // A resume makes queued tasks claimable: wake idle daemons as an
+        // enqueue would.
+        self.waking(out, |t| !t.paused)
+    }
+
     async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
         let name = name.clone();
         self.write(move |tx, _| task_type::delete(tx, &name, force))

@@ -28,17 +28,21 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
     // The inner SELECT walks the partial queue index in FIFO order (forced:
     // left alone, the planner prefers the status index and sorts the whole
     // queue); the writer lock makes select-then-update atomic against other
-    // claimers.
+    // claimers, and against a pause. Paused types are skipped here, in the
+    // claim itself, whatever types the caller asked for: the subquery over
+    // the (few) type rows is computed once, and the walk filters on it.
     let sql = if types_json.is_some() {
         "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
          WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue WHERE status = 1
                         AND type_id IN (SELECT id FROM atp_task_type
-                                        WHERE name IN (SELECT value FROM json_each(?4)))
+                                        WHERE name IN (SELECT value FROM json_each(?4))
+                                          AND paused = 0)
                       ORDER BY enqueued_at, id LIMIT ?3)
          RETURNING id, type_id, identifier, lease, enqueued_at"
     } else {
         "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
          WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue WHERE status = 1
+                        AND type_id NOT IN (SELECT id FROM atp_task_type WHERE paused = 1)
                       ORDER BY enqueued_at, id LIMIT ?3)
          RETURNING id, type_id, identifier, lease, enqueued_at"
     };

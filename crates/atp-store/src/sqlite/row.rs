@@ -31,6 +31,10 @@ impl Columns for Row<'_> {
     fn time(&self, idx: usize) -> Result<Option<OffsetDateTime>> {
         Ok(get::<i64>(self, idx)?.map(from_micros))
     }
+
+    fn flag(&self, idx: usize) -> Result<Option<bool>> {
+        get(self, idx)
+    }
 }
 
 /// A task from a row selected with [`TASK_COLUMNS`] (the shape
@@ -40,7 +44,8 @@ pub(super) fn task(r: &Row<'_>) -> rusqlite::Result<Result<Task>> {
 }
 
 /// The columns [`task_type`] reads from `atp_task_type`.
-pub(super) const TYPE_COLUMNS: &str = "name, handler, timeout_secs, retention_secs, max_starts";
+pub(super) const TYPE_COLUMNS: &str =
+    "name, handler, timeout_secs, retention_secs, max_starts, paused";
 
 /// A task type from a row selected with [`TYPE_COLUMNS`] (at `offset`).
 pub(super) fn task_type(r: &Row<'_>, offset: usize) -> rusqlite::Result<Result<TaskType>> {

@@ -5,10 +5,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{db, row};
 
+/// A new type starts as `t.paused` says; an existing one keeps its pause
+/// (the update leaves the column alone: see [`TaskType::paused`]).
 pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6)
          ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
              timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
              max_starts = excluded.max_starts, updated_at = excluded.updated_at",
@@ -20,7 +22,8 @@ pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()>
             t.timeout_secs,
             t.retention_secs,
             i64::from(t.max_starts),
-            now
+            now,
+            t.paused
         ])
     })
     .map_err(db("registering a task type"))?;
@@ -53,6 +56,21 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<TaskType>> {
         .query_map([], |r| row::task_type(r, 0))
         .map_err(db("listing task types"))?;
     rows.map(|r| r.map_err(db("listing task types"))?).collect()
+}
+
+/// Pauses or resumes the type; returns it as it now is (`TypeNotFound`
+/// when the update matched nothing). Claims run under the same writer lock,
+/// so none can overlap the change.
+pub(super) fn set_paused(
+    tx: &Transaction<'_>,
+    name: &TypeName,
+    paused: bool,
+    now: i64,
+) -> Result<TaskType> {
+    tx.prepare_cached("UPDATE atp_task_type SET paused = ?2, updated_at = ?3 WHERE name = ?1")
+        .and_then(|mut s| s.execute(params![name.as_str(), paused, now]))
+        .map_err(db("pausing or resuming a task type"))?;
+    get(tx, name)
 }
 
 /// The id of a type, or `TypeNotFound`.
