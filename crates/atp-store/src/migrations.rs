@@ -6,6 +6,10 @@
 pub(crate) const SQLITE: &[(u32, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../migrations/sqlite/0002_daemons.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_identifier_prefix.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -17,5 +21,9 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         5,
         include_str!("../migrations/postgres/0005_queue_by_type.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_identifier_prefix.sql"),
     ),
 ];

@@ -1,7 +1,25 @@
 //! A database left by an older ATP is upgraded in place, data intact.
 
-use atp_core::{Status, Store, StoreOptions, TaskRef};
+use atp_core::{Status, Store, StoreOptions, TaskFilter, TaskRef};
 use atp_store::conformance::{DAEMON_A, claim_one, enqueue, ident, register, task_type};
+
+/// The identifiers a prefix search finds, sorted.
+async fn prefixed(s: &impl Store, prefix: &str) -> Vec<String> {
+    let page = s
+        .task_list(&TaskFilter {
+            identifier_prefix: Some(prefix.to_owned()),
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = page
+        .tasks
+        .iter()
+        .map(|t| t.identifier.to_string())
+        .collect();
+    ids.sort();
+    ids
+}
 
 mod sqlite {
     use super::*;
@@ -34,6 +52,37 @@ mod sqlite {
         assert_eq!(new.queue_size().await.unwrap(), 1);
         // The tables of version 2 work on the upgraded file.
         assert!(new.daemon_list().await.unwrap().is_empty());
+    }
+
+    /// The previous release's schema (version 2) gains the identifier
+    /// index, and a prefix search finds the tasks it held.
+    #[tokio::test]
+    async fn the_previous_release_s_database_gains_the_identifier_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("release.sqlite");
+        let old = SqliteStore::open_file_at_version(&path, false, StoreOptions::default(), 2)
+            .await
+            .unwrap();
+        let t = register(&old, task_type("legacy")).await;
+        for id in ["order-1", "order-2", "invoice-1"] {
+            enqueue(&old, &t, id).await;
+        }
+        drop(old);
+        let new = SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        assert_eq!(prefixed(&new, "order-").await, ["order-1", "order-2"]);
+        drop(new);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'atp_task_identifier'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexed, 1);
     }
 
     #[tokio::test]
@@ -115,6 +164,40 @@ mod postgres {
         // The upgraded schema takes new work.
         enqueue(&new, &t, "third").await;
         assert_eq!(new.queue_size().await.unwrap(), 2);
+        drop(new);
+        drop_schema(&db, &schema).await;
+    }
+
+    /// The previous release's schema (version 5) gains the identifier
+    /// index, and a prefix search finds the tasks it held.
+    #[tokio::test]
+    async fn the_previous_release_s_database_gains_the_identifier_index() {
+        let Some(db) = PgDb::new().await else { return };
+        let schema = format!("{}_release", db.schema());
+        let old = at_version(&db, &schema, 5).await;
+        let t = register(&old, task_type("legacy")).await;
+        for id in ["order-1", "order-2", "invoice-1"] {
+            enqueue(&old, &t, id).await;
+        }
+        drop(old);
+        let new = PgStore::connect_with_schema(db.url(), &schema, StoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        assert_eq!(prefixed(&new, "order-").await, ["order-1", "order-2"]);
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let indexed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'atp_task_identifier'",
+                &[&schema],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(indexed, 1);
         drop(new);
         drop_schema(&db, &schema).await;
     }

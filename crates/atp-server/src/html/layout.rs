@@ -20,6 +20,8 @@ pub enum Nav {
     Tasks,
     /// The daemons page.
     Daemons,
+    /// What ended badly (`/failed`).
+    Failed,
 }
 
 /// The frame of a dashboard page.
@@ -83,6 +85,7 @@ pub fn page(chrome: &Chrome<'_>, main: Markup) -> Markup {
                     a.brand href="/" { "ATP" }
                     nav.main-nav aria-label="Main" {
                         a href="/" aria-current=[current(Nav::Tasks)] { "Tasks" }
+                        a href="/failed" aria-current=[current(Nav::Failed)] { "Failed" }
                         a href="/daemons" aria-current=[current(Nav::Daemons)] { "Daemons" }
                         a href="/process/task" { "Original views" }
                         a href="/api/v1/openapi.json" { "API" }

@@ -32,6 +32,8 @@
 //! waits for tasks ([`Store::wait_for_tasks`]) also keeps one connection
 //! outside the pool, which listens for notifications (see `wake.rs`).
 
+mod bulk;
+mod list;
 mod migrate;
 mod queue;
 mod reap;
@@ -45,9 +47,10 @@ use std::time::{Duration, Instant};
 
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress, ReapedDaemon,
-    Rescued, Response, Result, Retired, StartedTask, StatusChange, Store, StoreOptions, Task,
-    TaskCounts, TaskFilter, TaskId, TaskPage, TaskRef, TaskType, TypeName,
+    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
+    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
+    StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskMessagePage, TaskPage, TaskRef,
+    TaskType, TypeName,
 };
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, StatementCache,
@@ -606,7 +609,11 @@ impl Store for PgStore {
     }
 
     async fn task_list(&self, filter: &TaskFilter) -> Result<TaskPage> {
-        statement!(self, |c| task::list(c, filter))
+        statement!(self, |c| list::list(c, filter))
+    }
+
+    async fn task_list_with_last_message(&self, filter: &TaskFilter) -> Result<TaskMessagePage> {
+        statement!(self, |c| list::list_with_last_message(c, filter))
     }
 
     async fn task_counts(&self) -> Result<TaskCounts> {
@@ -623,6 +630,10 @@ impl Store for PgStore {
 
     async fn task_reenqueue(&self, task: &TaskRef, message: &str) -> Result<Task> {
         transaction!(self, |c| task::reenqueue(c, task, message))
+    }
+
+    async fn task_reenqueue_all(&self, bulk: &BulkReenqueue) -> Result<u64> {
+        transaction!(self, |c| bulk::reenqueue_all(c, bulk))
     }
 
     async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {
@@ -674,7 +685,8 @@ mod tests {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(rows, i64::from(LATEST_VERSION), "each migration once");
+        let migrations = crate::migrations::POSTGRES.len() as i64;
+        assert_eq!(rows, migrations, "each migration once");
 
         // Four processes opening one fresh schema at the same moment.
         let fresh = format!("atp_unit_{}", crate::testing::random_suffix());
