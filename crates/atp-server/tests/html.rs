@@ -427,11 +427,11 @@ where
         "{body}"
     );
     assert!(
-        body.contains(r#"data-type="A" data-task-status="FAILED" data-count="11""#),
+        body.contains(r#"data-type="A" data-task-status="FAILED" data-tasks="11""#),
         "{body}"
     );
     assert!(
-        body.contains(r#"data-type="B" data-task-status="FAILED" data-count="1""#),
+        body.contains(r#"data-type="B" data-task-status="FAILED" data-tasks="1""#),
         "{body}"
     );
     assert_eq!(rows(&body), 10 + 1, "the newest ten of A, and B's one");

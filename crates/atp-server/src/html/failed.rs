@@ -102,7 +102,9 @@ fn group(g: &Group) -> Markup {
     let (status, ty) = (g.status.name(), g.task_type.as_str());
     let all = with_query("/", &[("status", Some(status)), ("type", Some(ty))]);
     html! {
-        section.failed-type data-type=(ty) data-task-status=(status) data-count=(g.count) {
+        // `data-tasks`, not `data-count`: the script rewrites every
+        // `[data-count]` with the live counts.
+        section.failed-type data-type=(ty) data-task-status=(status) data-tasks=(g.count) {
             h2 {
                 a.type-link href=(all) { (ty) } " "
                 (layout::status(g.status)) " "
