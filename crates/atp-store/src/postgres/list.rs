@@ -137,7 +137,8 @@ mod tests {
     }
 
     /// A prefix search walks its range of `atp_task_identifier`, with and
-    /// without a type, never the whole table or the update-order index.
+    /// without a type, never the whole table or the update-order index;
+    /// each listed task's last message is one probe of `atp_task_log_task`.
     #[tokio::test]
     async fn a_prefix_search_reads_an_index_range() {
         let Some(db) = PgDb::new().await else { return };
@@ -155,6 +156,8 @@ mod tests {
              SELECT (SELECT id FROM atp_task_type WHERE name = 't'), 'task-' || i, 5,
                  now(), now(), now(), 1, 1, 'null'
              FROM generate_series(1, 20000) AS i;
+             INSERT INTO atp_task_log (task_id, time, status, message)
+             SELECT id, now(), s, 'logged' FROM atp_task, generate_series(1, 5) AS s;
              ANALYZE",
         )
         .await
@@ -173,6 +176,9 @@ mod tests {
             let plan = plan(&raw, &filter, type_id).await;
             assert!(plan.contains("atp_task_identifier"), "{plan}");
             assert!(!plan.contains("Seq Scan on atp_task "), "{plan}");
+            // The last message: one probe of the log's index per task.
+            assert!(plan.contains("atp_task_log_task"), "{plan}");
+            assert!(!plan.contains("Seq Scan on atp_task_log"), "{plan}");
         }
     }
 }

@@ -113,7 +113,12 @@ mod tests {
 
     /// The plan SQLite chooses for what `list` would run.
     fn plan(conn: &Connection, filter: &TaskFilter) -> String {
-        let (sql, args) = super::list_query(conn, filter, "").unwrap();
+        plan_with(conn, filter, "")
+    }
+
+    /// The plan for `list_query` with `extra` columns.
+    fn plan_with(conn: &Connection, filter: &TaskFilter, extra: &str) -> String {
+        let (sql, args) = super::list_query(conn, filter, extra).unwrap();
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt
             .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
@@ -155,23 +160,31 @@ mod tests {
     }
 
     /// A prefix search walks its range of `atp_task_identifier` (and sorts
-    /// what it finds), with or without a type or status, never the
-    /// update-order indexes over every task.
+    /// what it finds), with or without a status, never the update-order
+    /// indexes over every task; each task's last message is one probe of
+    /// `atp_task_log_task`.
     #[test]
     fn a_prefix_search_reads_an_index_range() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate::migrate(&mut conn, migrate::LATEST_VERSION).unwrap();
         for status in [None, Some(atp_core::Status::Failed)] {
-            let plan = plan(
+            let plan = plan_with(
                 &conn,
                 &TaskFilter {
                     identifier_prefix: Some("ab%".into()),
                     status,
                     ..TaskFilter::default()
                 },
+                crate::row::LAST_MESSAGE_COLUMN,
             );
             assert!(
                 plan.contains("USING INDEX atp_task_identifier (identifier>? AND identifier<?)"),
+                "{status:?}: {plan}"
+            );
+            // The last message: one probe of the log's index per task.
+            assert!(
+                plan.contains("USING COVERING INDEX atp_task_log_task (task_id=?)")
+                    || plan.contains("USING INDEX atp_task_log_task (task_id=?)"),
                 "{status:?}: {plan}"
             );
         }
