@@ -727,6 +727,16 @@ where
         .get_json("/api/v1/tasks?identifier_prefix=order-1&type=A")
         .await;
     assert_eq!(page["tasks"].as_array().unwrap().len(), 2, "{page}");
+    let long = "x".repeat(65);
+    for bad in [long.as_str(), "a%00"] {
+        let r = s
+            .client
+            .get(s.url(&format!("/api/v1/tasks?identifier_prefix={bad}")))
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    }
 
     // Everything fails.
     let started = s

@@ -145,7 +145,8 @@ pub struct ListQuery {
     pub limit: Option<u32>,
     /// Only tasks whose identifier starts with this text, character for
     /// character (case-sensitive, no wildcards: `%` and `_` are plain
-    /// characters); empty means no filter. Read as an index range.
+    /// characters); empty means no filter. Read as an index range. At most
+    /// 64 characters, as an identifier.
     #[param(max_length = 64)]
     pub identifier_prefix: Option<String>,
     /// `next_cursor` of the previous page.
@@ -332,7 +333,15 @@ pub async fn list(
                 )));
             }
         },
-        identifier_prefix: query.identifier_prefix,
+        identifier_prefix: match query.identifier_prefix {
+            Some(p) if p.chars().count() > TaskIdentifier::MAX_CHARS => {
+                return Err(Problem::invalid(format!(
+                    "identifier_prefix is longer than an identifier ({} characters)",
+                    TaskIdentifier::MAX_CHARS
+                )));
+            }
+            other => other,
+        },
         after: query.cursor.as_deref().map(str::parse).transpose()?,
     };
     let page = state.store.task_list(&filter).await?;

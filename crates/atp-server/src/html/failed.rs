@@ -46,11 +46,12 @@ pub async fn page(
     State(state): State<AppState>,
     Query(query): Query<FailedQuery>,
 ) -> HtmlResult<Markup> {
+    // The snapshot's counts (by type too) say which sections there are.
     let snapshot = Snapshot::read(&state.store).await?;
-    let counts = state.store.task_counts().await?;
+    let by_type = &snapshot.counts.by_type;
     let mut groups = Vec::new();
     for &status in ENDED_BADLY {
-        for (task_type, _, count) in counts.by_type.iter().filter(|(_, s, _)| *s == status) {
+        for (task_type, _, count) in by_type.iter().filter(|(_, s, _)| *s == status) {
             let page = state
                 .store
                 .task_list_with_last_message(&TaskFilter {
