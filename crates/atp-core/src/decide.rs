@@ -273,6 +273,23 @@ pub fn reenqueue(task: TaskId, from: Status, message: &str) -> Result<Move> {
     Ok(Move::new(from, to, message.to_owned()))
 }
 
+/// An operator's re-enqueue of every task in status `from` (see
+/// [`reenqueue`]): one move for all of them, refused before any row is read
+/// when `from` cannot be re-enqueued.
+pub fn reenqueue_all(from: Status, message: &str) -> Result<Move> {
+    if !Transition::Reenqueue.allows(from) {
+        let why = if from == Status::Accepted {
+            " (they are in the queue already)"
+        } else {
+            ""
+        };
+        return Err(Error::InvalidArgument(format!(
+            "tasks that are {from} cannot be re-enqueued{why}"
+        )));
+    }
+    reenqueue(TaskId(0), from, message)
+}
+
 /// The task an enqueue creates, as the store returns it (see
 /// [`Task::enqueued`], which sits beside the fields it sets).
 pub fn enqueued(

@@ -54,7 +54,8 @@ pub use payload::Response;
 pub use status::{Status, Transition};
 pub use store::{ClaimParams, Store, StoreExt, StoreOptions};
 pub use task::{
-    Attempt, ChangeKind, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired, StartedTask,
-    StatusChange, Task, TaskCounts, TaskCursor, TaskFilter, TaskPage, TaskRef,
+    Attempt, BulkReenqueue, ChangeKind, ClaimedTask, LogRecord, NewTask, Progress, Rescued,
+    Retired, StartedTask, StatusChange, Task, TaskCounts, TaskCursor, TaskFilter, TaskMessagePage,
+    TaskPage, TaskRef, TaskWithMessage,
 };
 pub use task_type::TaskType;

@@ -15,8 +15,8 @@ use crate::error::Result;
 use crate::id::{DaemonId, TaskId, TypeName};
 use crate::payload::Response;
 use crate::task::{
-    Attempt, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired, StartedTask,
-    StatusChange, Task, TaskCounts, TaskFilter, TaskPage, TaskRef,
+    Attempt, BulkReenqueue, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired,
+    StartedTask, StatusChange, Task, TaskCounts, TaskFilter, TaskMessagePage, TaskPage, TaskRef,
 };
 use crate::task_type::TaskType;
 
@@ -246,6 +246,14 @@ pub trait Store: Send + Sync + 'static {
     /// One page of tasks, newest update first.
     fn task_list(&self, filter: &TaskFilter) -> impl Future<Output = Result<TaskPage>> + Send;
 
+    /// [`Store::task_list`] with each task's newest log message, read in
+    /// the same statement (one index probe per listed task, no query per
+    /// task).
+    fn task_list_with_last_message(
+        &self,
+        filter: &TaskFilter,
+    ) -> impl Future<Output = Result<TaskMessagePage>> + Send;
+
     /// Counts by status and by type.
     fn task_counts(&self) -> impl Future<Output = Result<TaskCounts>> + Send;
 
@@ -264,6 +272,14 @@ pub trait Store: Send + Sync + 'static {
         task: &TaskRef,
         message: &str,
     ) -> impl Future<Output = Result<Task>> + Send;
+
+    /// [`Store::task_reenqueue`] for every task in `bulk.status` (of
+    /// `bulk.task_type` when given), in one transaction: each is logged
+    /// and counted into the queue, starts reset; idle daemons are woken.
+    /// Returns how many were re-enqueued. ACCEPTED is refused
+    /// (`InvalidArgument`), an unknown type is `TypeNotFound`; either
+    /// changes nothing. The queue limit does not apply (an operator's act).
+    fn task_reenqueue_all(&self, bulk: &BulkReenqueue) -> impl Future<Output = Result<u64>> + Send;
 
     // --- clean-ups --------------------------------------------------------
     //

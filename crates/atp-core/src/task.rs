@@ -375,6 +375,11 @@ pub struct TaskFilter {
     /// Only tasks held by this daemon (SCHEDULED, RUNNING or PAUSED with
     /// this holder).
     pub holder: Option<DaemonId>,
+    /// Only tasks whose identifier starts with this text, compared
+    /// character for character (no wildcards, case-sensitive); empty or
+    /// `None` means no filter. The stores read it as an index range, so a
+    /// search costs what it finds, not the table's size.
+    pub identifier_prefix: Option<String>,
     /// Page size; 0 means the default (100). Capped at 10,000.
     pub limit: u32,
     /// Continue after this position (from the previous page's `next`).
@@ -440,6 +445,38 @@ pub struct TaskPage {
     pub tasks: Vec<Task>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<TaskCursor>,
+}
+
+/// A listed task with the message of its newest log record: why it is
+/// where it is (for a FAILED task, the failure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskWithMessage {
+    /// The task.
+    pub task: Task,
+    /// Its newest log record's message (empty for a task without a log,
+    /// which only a hand-written row can be).
+    pub last_message: String,
+}
+
+/// One page of tasks with their last messages, in [`TaskPage`]'s order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskMessagePage {
+    /// The tasks, newest update first.
+    pub tasks: Vec<TaskWithMessage>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<TaskCursor>,
+}
+
+/// An operator's re-enqueue of every task in one status, optionally of one
+/// type: all of them in one transaction, or none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkReenqueue {
+    /// The status the tasks are in (any but ACCEPTED).
+    pub status: Status,
+    /// Only this type; `None` for every type.
+    pub task_type: Option<TypeName>,
+    /// Each task's log message; empty for the default one.
+    pub message: String,
 }
 
 /// Task counts.

@@ -758,6 +758,112 @@ where
     assert_eq!(types["status"], "ok", "/healthz needs no token");
 }
 
+/// `identifier_prefix` lists what starts with it, paged; the bulk
+/// re-enqueue answers how many it moved, all of a type or of every type,
+/// and refuses ACCEPTED (400), an unknown type (404) and bad bodies (400).
+async fn prefix_search_and_bulk_reenqueue<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    use atp_core::{ClaimParams, DaemonId, StatusChange, Store, StoreExt};
+
+    let s = start(db, ServerConfig::default(), false).await;
+    put_type(&s, "A", "custom:nobody-runs-this").await;
+    put_type(&s, "B", "custom:nobody-runs-this").await;
+    for id in [
+        "order-1", "order-2", "order-10", "Order-3", "other", "order_x",
+    ] {
+        enqueue(&s, "A", id, json!(null)).await;
+    }
+    enqueue(&s, "B", "order-9", json!(null)).await;
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/tasks?identifier_prefix=order-&limit=2".to_owned();
+    loop {
+        let (code, page) = s.get_json(&path).await;
+        assert_eq!(code, StatusCode::OK, "{page}");
+        seen.extend(
+            page["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["identifier"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/tasks?identifier_prefix=order-&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["order-1", "order-10", "order-2", "order-9"]);
+    let (_, page) = s
+        .get_json("/api/v1/tasks?identifier_prefix=order-1&type=A")
+        .await;
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 2, "{page}");
+    let long = "x".repeat(65);
+    for bad in [long.as_str(), "a%00"] {
+        let r = s
+            .client
+            .get(s.url(&format!("/api/v1/tasks?identifier_prefix={bad}")))
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    }
+
+    // Everything fails.
+    let started = s
+        .store
+        .task_claim_start(&ClaimParams::new(DaemonId(7), 100))
+        .await
+        .unwrap();
+    for t in started {
+        s.store
+            .task_set_status(StatusChange::fail(t.attempt, "boom"))
+            .await
+            .unwrap();
+    }
+    let bulk = |body: Value| {
+        s.client
+            .post(s.url("/api/v1/tasks/reenqueue"))
+            .json(&body)
+            .send()
+    };
+    let r = bulk(json!({"status": "FAILED", "type": "A"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"reenqueued": 6}));
+    let (_, page) = s.get_json("/api/v1/tasks?status=FAILED").await;
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 1, "B's is left");
+    let r = bulk(json!({"status": "FAILED", "message": "all again"}))
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"reenqueued": 1}));
+    let (_, log) = s.get_json("/api/v1/tasks/B/order-9/log").await;
+    let last = log.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["message"], "all again", "{log}");
+
+    let r = bulk(json!({"status": "ACCEPTED"})).await.unwrap();
+    let body = problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("ACCEPTED"),
+        "{body}"
+    );
+    let r = bulk(json!({"status": "FAILED", "type": "Nope"}))
+        .await
+        .unwrap();
+    problem(r, StatusCode::NOT_FOUND, "type-not-found").await;
+    for bad in [
+        json!({}),
+        json!({"status": "DONE"}),
+        json!({"status": "FAILED", "x": 1}),
+    ] {
+        let r = bulk(bad).await.unwrap();
+        problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    }
+    assert_eq!(s.store.queue_size().await.unwrap(), 7);
+}
+
 async fn openapi_document_and_unknown_routes<D: TestDb>(db: D)
 where
     D::Store: IntoAny,
@@ -786,6 +892,8 @@ where
     assert!(!required.contains(&json!("identifier")), "{body}");
     let described = body["properties"]["identifier"].to_string();
     assert!(described.contains("UUIDv7"), "{described}");
+    let list = doc["paths"]["/api/v1/tasks"]["get"]["parameters"].to_string();
+    assert!(list.contains("identifier_prefix"), "{list}");
     let paths = doc["paths"].as_object().unwrap();
     for path in [
         "/api/v1/types",
@@ -794,6 +902,7 @@ where
         "/api/v1/types/{name}/resume",
         "/api/v1/tasks",
         "/api/v1/tasks/batch",
+        "/api/v1/tasks/reenqueue",
         "/api/v1/tasks/{type}/{identifier}",
         "/api/v1/tasks/{type}/{identifier}/input",
         "/api/v1/tasks/{type}/{identifier}/log",
@@ -833,5 +942,6 @@ atp_store::per_engine_tests!(
     lists_filter_and_page_with_a_cursor,
     a_daemon_runs_tasks_and_the_api_shows_their_ends,
     tokens_are_required_when_configured,
+    prefix_search_and_bulk_reenqueue,
     openapi_document_and_unknown_routes,
 );

@@ -155,6 +155,10 @@ where
 
     let daemons = page(&s, "/daemons").await;
     assert!(daemons.contains(r#"id="no-daemons""#));
+    assert!(dash.contains(r#"<a href="/failed">Failed</a>"#), "{dash}");
+    let failed = page(&s, "/failed").await;
+    assert!(failed.contains(r#"data-page="failed""#));
+    assert!(failed.contains(r#"id="nothing-failed""#), "{failed}");
 
     for path in [
         "/process/task",
@@ -202,9 +206,20 @@ where
     let s = start(db, ServerConfig::default(), false).await;
     s.register("T", "custom:none").await;
     enqueue(&s, "T", XSS, json!({ "x": XSS }), XSS).await;
+    // Failed with the same text, for `/failed`'s last message.
+    let started = s
+        .store
+        .task_claim_start(&ClaimParams::new(DaemonId(7), 1))
+        .await
+        .unwrap();
+    s.store
+        .task_set_status(StatusChange::fail(started[0].attempt, XSS))
+        .await
+        .unwrap();
     let paths = [
         "/".to_owned(),
-        "/?q=script".to_owned(),
+        format!("/?q={}", enc("<script")),
+        "/failed".to_owned(),
         format!("/tasks/T/{}", enc(XSS)),
         "/process/task".to_owned(),
         "/process/status".to_owned(),
@@ -353,14 +368,146 @@ where
     // An "any" select submits an empty value.
     assert_eq!(rows(&page(&s, "/?status=&type=&q=").await), 50);
 
-    // Exact identifier in every type, or in the chosen one.
+    // A whole identifier in every type, or in the chosen one.
     assert_eq!(rows(&page(&s, "/?q=job-07").await), 2);
     assert_eq!(rows(&page(&s, "/?q=job-07&type=A").await), 1);
-    // Part of an identifier.
-    assert_eq!(rows(&page(&s, "/?q=-5").await), 10);
-    assert_eq!(rows(&page(&s, "/?q=JOB-1&type=A").await), 10);
+    // The start of an identifier, as typed: not a part elsewhere in it,
+    // not another case.
+    assert_eq!(rows(&page(&s, "/?q=job-5").await), 10);
+    assert_eq!(rows(&page(&s, "/?q=job-1&type=A").await), 10);
+    assert_eq!(rows(&page(&s, "/?q=-5").await), 0);
+    assert_eq!(rows(&page(&s, "/?q=JOB-1&type=A").await), 0);
     assert_eq!(rows(&page(&s, "/?q=nothing").await), 0);
     assert_eq!(rows(&page(&s, "/?q=job-07&status=FINISHED").await), 0);
+    // A search pages like any filter, keeping its text.
+    let first = page(&s, "/?q=job-").await;
+    assert_eq!(rows(&first), 50);
+    assert!(
+        first.contains("whose identifier starts with “job-”"),
+        "{first}"
+    );
+    let next = href_of(&first, "next-page").expect("a next page");
+    assert!(next.contains("q=job-"), "{next}");
+    let second = page(&s, &next).await;
+    assert_eq!(rows(&second), 11);
+    assert_eq!(href_of(&second, "first-page").as_deref(), Some("/?q=job-"));
+}
+
+/// `/failed` groups FAILED tasks by type with counts and last messages,
+/// and its button re-enqueues all of one type at once, confirmed and from
+/// this site only.
+async fn failed_view_groups_by_type_and_reenqueues_all<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    s.register("A", "custom:none").await;
+    s.register("B", "custom:none").await;
+    for i in 0..11 {
+        enqueue(&s, "A", &format!("a{i:02}"), json!(null), "queued").await;
+    }
+    enqueue(&s, "B", "b1", json!(null), "queued").await;
+    let started = s
+        .store
+        .task_claim_start(&ClaimParams::new(DaemonId(7), 100))
+        .await
+        .unwrap();
+    for t in started {
+        let why = format!("boom <{}> & {XSS}", t.identifier);
+        s.store
+            .task_set_status(StatusChange::fail(t.attempt, why))
+            .await
+            .unwrap();
+    }
+    enqueue(&s, "A", "still queued", json!(null), "queued").await;
+
+    let body = page(&s, "/failed").await;
+    assert!(
+        body.contains(r#"<a href="/failed" aria-current="page">Failed</a>"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"data-type="A" data-task-status="FAILED" data-tasks="11""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"data-type="B" data-task-status="FAILED" data-tasks="1""#),
+        "{body}"
+    );
+    assert_eq!(rows(&body), 10 + 1, "the newest ten of A, and B's one");
+    assert!(
+        body.contains("boom &lt;a10&gt; &amp; &lt;script&gt;"),
+        "{body}"
+    );
+    assert!(!body.contains("<script>alert(1)"), "{body}");
+    assert!(body.contains(r#"href="/tasks/B/b1""#), "{body}");
+    assert!(
+        body.contains(r#"href="/?status=FAILED&amp;type=A""#),
+        "{body}"
+    );
+    assert!(!body.contains("still queued"), "{body}");
+    assert!(
+        body.contains(r#"data-confirm="Re-enqueue all 11 tasks FAILED of type A?"#),
+        "{body}"
+    );
+
+    let c = no_redirects();
+    let url = s.url("/failed/reenqueue");
+    let fields =
+        |confirm: &'static str| [("status", "FAILED"), ("type", "A"), ("confirm", confirm)];
+    let failed_of_a = || async {
+        s.store
+            .task_counts()
+            .await
+            .unwrap()
+            .by_type
+            .iter()
+            .find(|(t, st, _)| t.as_str() == "A" && *st == Status::Failed)
+            .map_or(0, |(_, _, n)| *n)
+    };
+    // Unconfirmed: a confirmation page; from another site: refused.
+    let r = c.post(&url).form(&fields("")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let confirm = r.text().await.unwrap();
+    assert!(
+        confirm.contains(r#"name="confirm" value="yes""#),
+        "{confirm}"
+    );
+    let r = c
+        .post(&url)
+        .header(ORIGIN, "http://evil.example")
+        .form(&fields("yes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(failed_of_a().await, 11);
+    // A status that did not end badly is refused.
+    let r = c
+        .post(&url)
+        .header(ORIGIN, &s.base)
+        .form(&[("status", "ACCEPTED"), ("type", "A"), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Confirmed, from this site: all eleven, 303 to the page saying so.
+    let r = c
+        .post(&url)
+        .header(ORIGIN, &s.base)
+        .form(&fields("yes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/failed?reenqueued=11");
+    assert_eq!(failed_of_a().await, 0);
+    assert_eq!(s.store.queue_size().await.unwrap(), 12);
+    let body = page(&s, "/failed?reenqueued=11").await;
+    assert!(body.contains("11 tasks re-enqueued."), "{body}");
+    assert!(!body.contains(r#"data-type="A""#), "{body}");
+    assert!(body.contains(r#"data-type="B""#), "{body}");
 }
 
 async fn forms_reenqueue_and_delete_same_origin_only<D: TestDb>(db: D)
@@ -741,6 +888,7 @@ atp_store::per_engine_tests!(
     odd_identifiers_reach_their_pages,
     original_views_filter_and_serve_responses,
     dashboard_filters_searches_and_pages,
+    failed_view_groups_by_type_and_reenqueues_all,
     forms_reenqueue_and_delete_same_origin_only,
     login_sets_a_cookie_that_admits,
     events_send_counts,

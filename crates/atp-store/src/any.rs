@@ -4,9 +4,10 @@ use std::future::Future;
 
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, DaemonInfo, LogRecord, NewTask, Progress, ReapedDaemon,
-    Rescued, Response, Result, Retired, StartedTask, StatusChange, Store, StoreOptions, Task,
-    TaskCounts, TaskFilter, TaskId, TaskPage, TaskRef, TaskType, TypeName,
+    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, LogRecord, NewTask, Progress,
+    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
+    StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskMessagePage, TaskPage, TaskRef,
+    TaskType, TypeName,
 };
 
 use crate::postgres::PgStore;
@@ -82,10 +83,12 @@ impl Store for AnyStore {
         task_log(task: &TaskRef) -> Vec<LogRecord>;
         task_response_get(task: &TaskRef) -> Option<Response>;
         task_list(filter: &TaskFilter) -> TaskPage;
+        task_list_with_last_message(filter: &TaskFilter) -> TaskMessagePage;
         task_counts() -> TaskCounts;
         queue_size() -> u64;
         task_delete(task: &TaskRef) -> ();
         task_reenqueue(task: &TaskRef, message: &str) -> Task;
+        task_reenqueue_all(bulk: &BulkReenqueue) -> u64;
         task_requeue_abandoned() -> Vec<Rescued>;
         task_delete_retired(limit: u32) -> Vec<Retired>;
         daemon_register(daemon: &DaemonInfo) -> ();

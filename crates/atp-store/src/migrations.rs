@@ -7,6 +7,10 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../migrations/sqlite/0002_daemons.sql")),
     (3, include_str!("../migrations/sqlite/0003_type_paused.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_identifier_prefix.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -22,5 +26,9 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         6,
         include_str!("../migrations/postgres/0006_type_paused.sql"),
+    ),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_identifier_prefix.sql"),
     ),
 ];

@@ -18,6 +18,17 @@ use crate::shared::Candidate;
 pub(crate) const TASK_COLUMNS: &str = "t.id, y.name, t.identifier, t.status, t.inserted_at, \
      t.updated_at, t.enqueued_at, t.starts, t.lease, t.holder, t.progress_percent, t.progress_message";
 
+/// Selected after [`TASK_COLUMNS`] by listings that show why each task is
+/// where it is: its newest log message (one `atp_task_log_task` probe).
+pub(crate) const LAST_MESSAGE_COLUMN: &str = ", (SELECT l.message FROM atp_task_log l \
+     WHERE l.task_id = t.id ORDER BY l.id DESC LIMIT 1)";
+
+/// A task and its last message from a row selected with [`TASK_COLUMNS`]
+/// and [`LAST_MESSAGE_COLUMN`].
+pub(crate) fn task_with_last_message(r: &impl Columns) -> Result<(Task, Option<String>)> {
+    Ok((task(r)?, r.text(12)?))
+}
+
 /// The join every task query uses.
 pub(crate) const TASK_FROM: &str = "atp_task t JOIN atp_task_type y ON y.id = t.type_id";
 

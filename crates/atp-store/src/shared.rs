@@ -7,7 +7,8 @@ use atp_core::decide::{self, safe_text};
 use atp_core::store::{ClaimParams, StoreOptions};
 use atp_core::{
     DaemonId, Error, Progress, ReapedDaemon, Rescued, Result, Status, StatusChange, Task,
-    TaskCursor, TaskId, TaskIdentifier, TaskPage, TypeName, messages, payload,
+    TaskCursor, TaskId, TaskIdentifier, TaskMessagePage, TaskPage, TaskWithMessage, TypeName,
+    messages, payload,
 };
 
 /// A task validated and serialized for insertion.
@@ -182,6 +183,63 @@ pub(crate) fn page(mut tasks: Vec<Task>, limit: u32) -> TaskPage {
     TaskPage { tasks, next }
 }
 
+/// The same page with each task's last message (`None`, a task without a
+/// log, reads as empty).
+pub(crate) fn message_page(rows: Vec<(Task, Option<String>)>, limit: u32) -> TaskMessagePage {
+    let (tasks, messages): (Vec<Task>, Vec<Option<String>>) = rows.into_iter().unzip();
+    let page = page(tasks, limit);
+    TaskMessagePage {
+        tasks: page
+            .tasks
+            .into_iter()
+            .zip(messages)
+            .map(|(task, m)| TaskWithMessage {
+                task,
+                last_message: m.unwrap_or_default(),
+            })
+            .collect(),
+        next: page.next,
+    }
+}
+
+/// The identifiers starting with `prefix` as a range `lower <= identifier
+/// < upper` in code point order, which is the byte order of UTF-8 (SQLite's
+/// BINARY collation, PostgreSQL's `COLLATE "C"`): no LIKE, so neither its
+/// wildcards (`%`, `_`, `\`) nor SQLite's case-insensitive LIKE apply.
+/// `None` for no filter (no or an empty prefix); `upper` is `None` when
+/// every character of the prefix is the last code point (no string is
+/// greater). NUL is refused: PostgreSQL text cannot hold it, and no
+/// identifier contains a control character anyway.
+pub(crate) fn prefix_range(prefix: Option<&str>) -> Result<Option<(String, Option<String>)>> {
+    let Some(prefix) = prefix.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    if prefix.contains('\0') {
+        return Err(Error::InvalidArgument(
+            "an identifier prefix cannot contain NUL".to_owned(),
+        ));
+    }
+    Ok(Some((prefix.to_owned(), prefix_upper(prefix))))
+}
+
+/// The least string greater than every string starting with `prefix`: the
+/// prefix with its last character replaced by the next code point (the
+/// surrogate gap skipped), dropping trailing U+10FFFF characters first.
+fn prefix_upper(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Totals per status from per-(type, status) counts.
 pub(crate) fn sum_by_status(by_type: &[(TypeName, Status, u64)]) -> Vec<(Status, u64)> {
     Status::ALL
@@ -224,5 +282,31 @@ pub(crate) async fn wait_notified(
     tokio::select! {
         () = notified => {}
         () = tokio::time::sleep(within) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_range;
+
+    fn upper(prefix: &str) -> Option<String> {
+        prefix_range(Some(prefix)).unwrap().unwrap().1
+    }
+
+    #[test]
+    fn a_prefix_is_bounded_by_its_last_character_s_successor() {
+        assert_eq!(upper("ab").as_deref(), Some("ac"));
+        assert_eq!(upper("a%").as_deref(), Some("a&"));
+        assert_eq!(upper("é").as_deref(), Some("ê"));
+        assert_eq!(upper("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(upper("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(upper("\u{10FFFF}\u{10FFFF}"), None);
+    }
+
+    #[test]
+    fn an_empty_prefix_is_no_filter_and_nul_is_refused() {
+        assert_eq!(prefix_range(None).unwrap(), None);
+        assert_eq!(prefix_range(Some("")).unwrap(), None);
+        assert!(prefix_range(Some("a\0")).is_err());
     }
 }

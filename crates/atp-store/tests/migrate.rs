@@ -4,7 +4,7 @@
 //! this build's own writes need the newest schema (a type's `paused`
 //! column, for one).
 
-use atp_core::{ClaimParams, Status, Store, StoreOptions, TaskRef};
+use atp_core::{ClaimParams, Status, Store, StoreOptions, TaskFilter, TaskRef};
 use atp_store::conformance::{DAEMON_A, claim_one, enqueue, ident, type_name};
 
 /// Rows as older releases stored them, with the engine's time literal
@@ -52,6 +52,24 @@ async fn assert_upgraded<S: Store>(new: &S, latest: u32) {
     assert_eq!(claim_one(new, DAEMON_A).await.identifier, ident("second"));
 }
 
+/// The identifiers a prefix search finds, sorted.
+async fn prefixed(s: &impl Store, prefix: &str) -> Vec<String> {
+    let page = s
+        .task_list(&TaskFilter {
+            identifier_prefix: Some(prefix.to_owned()),
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = page
+        .tasks
+        .iter()
+        .map(|t| t.identifier.to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 mod sqlite {
     use super::*;
     use atp_store::sqlite::{LATEST_VERSION, SqliteStore};
@@ -89,6 +107,27 @@ mod sqlite {
         let new = upgraded_from(&dir, PREVIOUS_RELEASE).await;
         const { assert!(LATEST_VERSION > PREVIOUS_RELEASE) };
         assert_upgraded(&new, LATEST_VERSION).await;
+    }
+
+    /// The previous release's schema gains the identifier index, and a
+    /// prefix search finds the tasks it held.
+    #[tokio::test]
+    async fn the_previous_release_s_database_gains_the_identifier_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = upgraded_from(&dir, PREVIOUS_RELEASE).await;
+        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        assert_eq!(prefixed(&new, "fir").await, ["first"]);
+        assert_eq!(prefixed(&new, "s").await, ["second"]);
+        drop(new);
+        let conn = rusqlite::Connection::open(dir.path().join("old.sqlite")).unwrap();
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'atp_task_identifier'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexed, 1);
     }
 
     #[tokio::test]
@@ -166,6 +205,33 @@ mod postgres {
         let new = upgraded_from(&db, &schema, PREVIOUS_RELEASE).await;
         const { assert!(LATEST_VERSION > PREVIOUS_RELEASE) };
         assert_upgraded(&new, LATEST_VERSION).await;
+        drop(new);
+        drop_schema(&db, &schema).await;
+    }
+
+    /// The previous release's schema gains the identifier index, and a
+    /// prefix search finds the tasks it held.
+    #[tokio::test]
+    async fn the_previous_release_s_database_gains_the_identifier_index() {
+        let Some(db) = PgDb::new().await else { return };
+        let schema = format!("{}_release", db.schema());
+        let new = upgraded_from(&db, &schema, PREVIOUS_RELEASE).await;
+        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        assert_eq!(prefixed(&new, "fir").await, ["first"]);
+        assert_eq!(prefixed(&new, "s").await, ["second"]);
+        let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let indexed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'atp_task_identifier'",
+                &[&schema],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(indexed, 1);
         drop(new);
         drop_schema(&db, &schema).await;
     }

@@ -390,6 +390,43 @@ pub async fn reenqueue(
     Ok(())
 }
 
+/// `atp reenqueue --status S [--type T]`: every such task back in the
+/// queue in one transaction; prints how many.
+pub async fn reenqueue_all(
+    store: &AnyStore,
+    json: bool,
+    status: &str,
+    task_type: Option<&str>,
+    message: Option<&str>,
+) -> anyhow::Result<()> {
+    let status = status
+        .parse::<Status>()
+        .map_err(|e| anyhow::anyhow!("--status: {e}"))?;
+    let bulk = atp_core::BulkReenqueue {
+        status,
+        task_type: task_type.map(type_name).transpose()?,
+        message: message.unwrap_or("").to_owned(),
+    };
+    let n = store.task_reenqueue_all(&bulk).await?;
+    if json {
+        print_json(&json!({
+            "reenqueued": n,
+            "status": status.name(),
+            "type": task_type,
+        }));
+    } else {
+        let of_type = task_type
+            .map(|t| format!(" of type {t}"))
+            .unwrap_or_default();
+        say!(
+            "re-enqueued {n} {} task{}{of_type}",
+            status.name(),
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
 /// How `atp wait` ended.
 pub enum Waited {
     /// FINISHED (exit 0).

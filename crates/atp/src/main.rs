@@ -125,14 +125,25 @@ enum Command {
         identifier: String,
     },
     /// Put a task back in the queue (any status but ACCEPTED); its start
-    /// count starts again from 0.
+    /// count starts again from 0. With --status instead of a task: every
+    /// task in that status (of --type, if given), all in one transaction,
+    /// and say how many.
     ///
-    /// Example: atp reenqueue SequenceSum job-1 --message "input fixed"
+    /// Examples: atp reenqueue SequenceSum job-1 --message "input fixed";
+    /// atp reenqueue --status failed --type SequenceSum
     Reenqueue {
         /// The task's type.
-        task_type: String,
+        #[arg(required_unless_present = "status", conflicts_with = "status")]
+        task_type: Option<String>,
         /// The task's identifier.
-        identifier: String,
+        #[arg(required_unless_present = "status", conflicts_with = "status")]
+        identifier: Option<String>,
+        /// Every task in this status (any but ACCEPTED; case-insensitive).
+        #[arg(long)]
+        status: Option<String>,
+        /// With --status: only tasks of this type.
+        #[arg(long = "type", value_name = "TYPE", requires = "status")]
+        of_type: Option<String>,
         /// The log record's message.
         #[arg(long)]
         message: Option<String>,
@@ -305,10 +316,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             identifier,
         } => commands::delete(&store, json, &task_type, &identifier).await,
         Command::Reenqueue {
-            task_type,
-            identifier,
+            task_type: Some(task_type),
+            identifier: Some(identifier),
+            status: None,
             message,
+            ..
         } => commands::reenqueue(&store, json, &task_type, &identifier, message.as_deref()).await,
+        Command::Reenqueue {
+            status: Some(status),
+            of_type,
+            message,
+            ..
+        } => {
+            commands::reenqueue_all(
+                &store,
+                json,
+                &status,
+                of_type.as_deref(),
+                message.as_deref(),
+            )
+            .await
+        }
+        Command::Reenqueue { .. } => {
+            unreachable!("clap requires a task or --status, not both")
+        }
         Command::Wait {
             task_type,
             identifier,

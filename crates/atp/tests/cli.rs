@@ -392,6 +392,102 @@ fn wait_response_reenqueue_delete_and_info() {
     assert_eq!(info["tasks"], 2);
 }
 
+/// Fails every queued task of the database at `db`, as a daemon would
+/// (through the store, so no daemon has to run).
+fn fail_all_queued(db: &Db) {
+    use atp_core::{ClaimParams, DaemonId, StatusChange, Store, StoreExt, StoreOptions};
+
+    let path = db.dir.path().join("cli.sqlite");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store =
+                atp_store::sqlite::SqliteStore::open_file(&path, false, StoreOptions::default())
+                    .await
+                    .unwrap();
+            let started = store
+                .task_claim_start(&ClaimParams::new(DaemonId(7), 100))
+                .await
+                .unwrap();
+            for t in started {
+                store
+                    .task_set_status(StatusChange::fail(t.attempt, "boom"))
+                    .await
+                    .unwrap();
+            }
+        });
+}
+
+/// `atp reenqueue --status S [--type T]` re-enqueues every such task and
+/// says how many; ACCEPTED, an unknown type and mixed forms are refused.
+#[test]
+fn reenqueue_by_status_moves_them_all_and_counts() {
+    let db = Db::new();
+    db.json(&["type", "register", "Fail", "builtin:fail"]);
+    db.json(&["type", "register", "Other", "builtin:fail"]);
+    for id in ["f1", "f2", "f3"] {
+        db.json(&["enqueue", "Fail", id]);
+    }
+    db.json(&["enqueue", "Other", "o1"]);
+    fail_all_queued(&db);
+
+    let done = db.json(&["reenqueue", "--status", "failed", "--type", "Fail"]);
+    assert_eq!(
+        done,
+        json!({"reenqueued": 3, "status": "FAILED", "type": "Fail"})
+    );
+    let queued = db.json(&["tasks", "--status", "ACCEPTED"]);
+    assert_eq!(queued.as_array().unwrap().len(), 3, "{queued}");
+    let f1 = db.json(&["status", "Fail", "f1"]);
+    assert_eq!(
+        (&f1["status"], &f1["starts"]),
+        (&json!("ACCEPTED"), &json!(0))
+    );
+
+    let out = db.run(&["reenqueue", "--status", "FAILED", "--message", "all again"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "re-enqueued 1 FAILED task"
+    );
+    let log = db.json(&["log", "Other", "o1"]);
+    assert_eq!(
+        log.as_array().unwrap().last().unwrap()["message"],
+        "all again"
+    );
+    let none = db.json(&["reenqueue", "--status", "failed"]);
+    assert_eq!(none["reenqueued"], 0);
+
+    fails(
+        &db.run(&["reenqueue", "--status", "accepted"]),
+        1,
+        "ACCEPTED",
+    );
+    fails(
+        &db.run(&["reenqueue", "--status", "failed", "--type", "Nope"]),
+        3,
+        "Nope",
+    );
+    fails(&db.run(&["reenqueue", "--status", "nope"]), 1, "--status");
+    for mixed in [
+        &["reenqueue", "Fail"][..],
+        &["reenqueue", "Fail", "f1", "--status", "failed"],
+        &["reenqueue", "--type", "Fail"],
+    ] {
+        let out = db.run(mixed);
+        assert_eq!(out.status.code(), Some(2), "{mixed:?}: {}", stderr(&out));
+    }
+    assert_eq!(
+        db.json(&["tasks", "--status", "ACCEPTED"])
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
 /// `atp demo` runs the original SequenceSum demo end to end on its own.
 #[test]
 fn the_demo_runs_out_of_the_box() {

@@ -298,6 +298,23 @@ fn an_operator_reenqueues_from_anything_but_the_queue() {
 }
 
 #[test]
+fn a_bulk_reenqueue_is_decided_once_for_its_status() {
+    for from in Status::ALL {
+        match reenqueue_all(from, "") {
+            Ok(decided) => {
+                assert!(Transition::Reenqueue.allows(from), "{from}");
+                assert_eq!(decided.message, messages::REENQUEUED);
+            }
+            Err(err) => {
+                assert!(!Transition::Reenqueue.allows(from), "{from}");
+                assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+                assert!(err.to_string().contains(&from.to_string()), "{err}");
+            }
+        }
+    }
+}
+
+#[test]
 fn an_enqueued_task_is_queued_and_fresh() {
     let at = crate::time::now();
     let t = enqueued(

@@ -19,7 +19,8 @@ pub mod types;
     info(title = "ATP", description = "Durable asynchronous task processing: enqueue tasks, follow them, read their responses."),
     paths(
         types::list, types::get, types::put, types::delete, types::pause, types::resume,
-        tasks::enqueue, tasks::enqueue_batch, tasks::list, tasks::get, tasks::input,
+        tasks::enqueue, tasks::enqueue_batch, tasks::list, tasks::reenqueue_all, tasks::get,
+        tasks::input,
         tasks::log, tasks::response, tasks::reenqueue, tasks::delete,
         ops::stats, ops::daemons, ops::healthz, ops::metrics,
     ),
@@ -172,6 +173,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/types/{name}/resume", post(types::resume))
         .route("/api/v1/tasks", get(tasks::list).post(tasks::enqueue))
         .route("/api/v1/tasks/batch", post(tasks::enqueue_batch))
+        .route("/api/v1/tasks/reenqueue", post(tasks::reenqueue_all))
         .route(
             "/api/v1/tasks/{type}/{identifier}",
             get(tasks::get).delete(tasks::delete),

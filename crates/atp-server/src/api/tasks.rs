@@ -1,7 +1,8 @@
-//! `/api/v1/tasks`: enqueue (one or a batch), list, and per task its
-//! status, input, log and response, re-enqueue and delete.
+//! `/api/v1/tasks`: enqueue (one or a batch), list, re-enqueue every task
+//! in a status, and per task its status, input, log and response,
+//! re-enqueue and delete.
 
-use atp_core::{DaemonId, NewTask, Store, TaskFilter, TaskIdentifier, TaskRef};
+use atp_core::{BulkReenqueue, DaemonId, NewTask, Store, TaskFilter, TaskIdentifier, TaskRef};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -142,6 +143,12 @@ pub struct ListQuery {
     /// Page size, 1–10,000 (default 100).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
+    /// Only tasks whose identifier starts with this text, character for
+    /// character (case-sensitive, no wildcards: `%` and `_` are plain
+    /// characters); empty means no filter. Read as an index range. At most
+    /// 64 characters, as an identifier.
+    #[param(max_length = 64)]
+    pub identifier_prefix: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
@@ -326,6 +333,15 @@ pub async fn list(
                 )));
             }
         },
+        identifier_prefix: match query.identifier_prefix {
+            Some(p) if p.chars().count() > TaskIdentifier::MAX_CHARS => {
+                return Err(Problem::invalid(format!(
+                    "identifier_prefix is longer than an identifier ({} characters)",
+                    TaskIdentifier::MAX_CHARS
+                )));
+            }
+            other => other,
+        },
         after: query.cursor.as_deref().map(str::parse).transpose()?,
     };
     let page = state.store.task_list(&filter).await?;
@@ -441,6 +457,56 @@ pub async fn reenqueue(
         .task_reenqueue(&path.task_ref()?, &message)
         .await?;
     Ok(Json(TaskView::from(&task)))
+}
+
+/// Which tasks to put back in the queue all at once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"status": "FAILED", "type": "SequenceSum"})))]
+pub struct BulkReenqueueBody {
+    /// Every task in this status (any but ACCEPTED).
+    pub status: StatusName,
+    /// Only tasks of this type; every type when left out.
+    #[serde(rename = "type")]
+    #[schema(value_type = Option<super::schema::TypeName>)]
+    pub task_type: Option<String>,
+    /// The message of each task's ACCEPTED log record; the default one when
+    /// left out or empty.
+    #[schema(value_type = Option<super::schema::LogMessage>)]
+    pub message: Option<String>,
+}
+
+/// What a bulk re-enqueue did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkReenqueued {
+    /// How many tasks went back to the queue (0 when none matched).
+    pub reenqueued: u64,
+}
+
+/// Puts every task in a status (of one type, or of all) back in the queue
+/// with its full number of starts, all in one transaction: all or none.
+/// Operators' re-enqueues are not bound by the queue limit.
+#[utoipa::path(post, path = "/api/v1/tasks/reenqueue", operation_id = "reenqueue_tasks", tag = "tasks",
+    request_body = BulkReenqueueBody,
+    responses(
+        (status = 200, description = "How many went back to the queue", body = BulkReenqueued),
+        (status = 400, description = "Invalid request, or a status that cannot be re-enqueued (ACCEPTED)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown type", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reenqueue_all(
+    State(state): State<AppState>,
+    Json(body): Json<BulkReenqueueBody>,
+) -> ApiResult<Json<BulkReenqueued>> {
+    let message = body.message.unwrap_or_default();
+    check_message(&message)?;
+    let bulk = BulkReenqueue {
+        status: body.status.into(),
+        task_type: body.task_type.as_deref().map(type_name).transpose()?,
+        message,
+    };
+    let reenqueued = state.store.task_reenqueue_all(&bulk).await?;
+    Ok(Json(BulkReenqueued { reenqueued }))
 }
 
 /// Deletes the task with its log, input and response.

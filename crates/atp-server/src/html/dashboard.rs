@@ -1,13 +1,12 @@
 //! `/`: counts, the task table with filters (status, type, identifier
-//! search) in the query string, and cursor pagination.
+//! prefix) in the query string, and cursor pagination.
 //!
-//! Identifier search has no index of its own (`TaskFilter` has no
-//! identifier field): it shows the exact matches, looked up with
-//! `task_get` in the chosen type or in every type, then the tasks among
-//! the newest [`SEARCH_WINDOW`] (within the other filters) whose
-//! identifier contains the text, ignoring case.
+//! The identifier search is a prefix (`TaskFilter::identifier_prefix`):
+//! the tasks whose identifier starts with the text, exactly as typed
+//! (case-sensitive), which both stores read as an index range, paged like
+//! any other filter, so it finds old tasks as fast as new ones.
 
-use atp_core::{Status, Store, Task, TaskCursor, TaskFilter, TaskIdentifier, TaskRef, TypeName};
+use atp_core::{Status, Store, Task, TaskCursor, TaskFilter, TypeName};
 use axum::extract::{Query, State};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -20,8 +19,6 @@ use crate::AppState;
 
 /// Tasks per page.
 const PAGE: u32 = 50;
-/// How many of the newest tasks a search looks through for partial matches.
-pub const SEARCH_WINDOW: u32 = 1000;
 
 /// The query string: every field optional, empty meaning absent (as an
 /// "any" option submits it).
@@ -45,7 +42,7 @@ pub struct Filters {
     pub status: Option<Status>,
     /// Only this type.
     pub task_type: Option<TypeName>,
-    /// Identifier search text.
+    /// Identifier prefix searched for.
     pub search: Option<String>,
     /// Page position.
     pub cursor: Option<TaskCursor>,
@@ -98,6 +95,7 @@ async fn list_page<S: Store>(store: &S, f: &Filters) -> atp_core::Result<Listing
             status: f.status,
             task_type: f.task_type.clone(),
             holder: None,
+            identifier_prefix: f.search.clone(),
             limit: PAGE,
             after: f.cursor,
         })
@@ -105,54 +103,6 @@ async fn list_page<S: Store>(store: &S, f: &Filters) -> atp_core::Result<Listing
     Ok(Listing {
         tasks: page.tasks,
         next: page.next,
-    })
-}
-
-async fn search<S: Store>(
-    store: &S,
-    types: &[TypeName],
-    f: &Filters,
-    needle: &str,
-) -> atp_core::Result<Listing> {
-    let mut found: Vec<Task> = Vec::new();
-    if let Ok(identifier) = TaskIdentifier::new(needle) {
-        let candidates = match &f.task_type {
-            Some(t) => std::slice::from_ref(t),
-            None => types,
-        };
-        for t in candidates {
-            match store
-                .task_get(&TaskRef::Key(t.clone(), identifier.clone()))
-                .await
-            {
-                Ok(task) => found.push(task),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let recent = store
-        .task_list(&TaskFilter {
-            status: f.status,
-            task_type: f.task_type.clone(),
-            holder: None,
-            limit: SEARCH_WINDOW,
-            after: None,
-        })
-        .await?;
-    let lower = needle.to_lowercase();
-    for task in recent.tasks {
-        if task.identifier.as_str().to_lowercase().contains(&lower)
-            && !found.iter().any(|t| t.id == task.id)
-        {
-            found.push(task);
-        }
-    }
-    found.retain(|t| f.status.is_none_or(|s| t.status == s));
-    found.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
-    Ok(Listing {
-        tasks: found,
-        next: None,
     })
 }
 
@@ -170,10 +120,7 @@ pub async fn page(
         .into_iter()
         .map(|t| t.name)
         .collect();
-    let listing = match &f.search {
-        Some(needle) => search(&state.store, &types, &f, needle).await?,
-        None => list_page(&state.store, &f).await?,
-    };
+    let listing = list_page(&state.store, &f).await?;
     let chrome = Chrome {
         title: "Tasks",
         page: "dashboard",
@@ -204,16 +151,14 @@ fn summary(f: &Filters, listing: &Listing) -> String {
     if let Some(t) = &f.task_type {
         text.push_str(&format!(" of type {t}"));
     }
-    match &f.search {
-        Some(q) => text.push_str(&format!(
-            " whose identifier is or contains “{q}” (partial matches among the newest {SEARCH_WINDOW})"
-        )),
-        None => text.push_str(if f.cursor.is_some() {
-            ", continued, newest update first"
-        } else {
-            ", newest update first"
-        }),
+    if let Some(q) = &f.search {
+        text.push_str(&format!(" whose identifier starts with “{q}”"));
     }
+    text.push_str(if f.cursor.is_some() {
+        ", continued, newest update first"
+    } else {
+        ", newest update first"
+    });
     text.push('.');
     text
 }
@@ -243,7 +188,7 @@ fn filter_form(f: &Filters, types: &[TypeName]) -> Markup {
             div.field {
                 label for="f-q" { "Identifier" }
                 input #f-q type="search" name="q" value=[f.search.as_deref()]
-                    placeholder="exact or part" maxlength="64";
+                    placeholder="start of an identifier" maxlength="64";
             }
             div.field.buttons {
                 button type="submit" { "Filter" }
@@ -261,12 +206,17 @@ fn pager(f: &Filters, listing: &Listing) -> Markup {
         @if first || listing.next.is_some() {
             nav.pager aria-label="Pages" {
                 @if first {
-                    a #first-page href=(f.link(f.status_name(), f.type_name())) { "« First page" }
+                    a #first-page href=(with_query("/", &[
+                        ("status", f.status_name()),
+                        ("type", f.type_name()),
+                        ("q", f.search.as_deref()),
+                    ])) { "« First page" }
                 }
                 @if let Some(next) = listing.next {
                     a #next-page rel="next" href=(with_query("/", &[
                         ("status", f.status_name()),
                         ("type", f.type_name()),
+                        ("q", f.search.as_deref()),
                         ("cursor", Some(&next.to_string())),
                     ])) { "Next page »" }
                 }

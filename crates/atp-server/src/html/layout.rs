@@ -22,6 +22,8 @@ pub enum Nav {
     Daemons,
     /// The types page.
     Types,
+    /// What ended badly (`/failed`).
+    Failed,
 }
 
 /// The frame of a dashboard page.
@@ -86,6 +88,7 @@ pub fn page(chrome: &Chrome<'_>, main: Markup) -> Markup {
                     nav.main-nav aria-label="Main" {
                         a href="/" aria-current=[current(Nav::Tasks)] { "Tasks" }
                         a href="/types" aria-current=[current(Nav::Types)] { "Types" }
+                        a href="/failed" aria-current=[current(Nav::Failed)] { "Failed" }
                         a href="/daemons" aria-current=[current(Nav::Daemons)] { "Daemons" }
                         a href="/process/task" { "Original views" }
                         a href="/api/v1/openapi.json" { "API" }

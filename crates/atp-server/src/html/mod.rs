@@ -15,6 +15,8 @@
 //!   `/process/response/{type}/{id}`.
 //! - `dashboard.rs`: `/`, the task table with filters and pages.
 //! - `task_page.rs`: `/tasks/{type}/{identifier}` and its actions.
+//! - `failed.rs`: `/failed`, what ended badly by type with last messages,
+//!   and its bulk re-enqueue.
 //! - `daemons.rs`: `/daemons`.
 //! - `types.rs`: `/types`, every type with its pause state, and its pause
 //!   and resume buttons.
@@ -41,6 +43,7 @@ mod assets;
 mod daemons;
 mod dashboard;
 mod error;
+mod failed;
 mod layout;
 mod live;
 mod login;
@@ -66,6 +69,8 @@ pub fn routes() -> Router<AppState> {
             post(task_page::reenqueue),
         )
         .route("/tasks/{type}/{identifier}/delete", post(task_page::delete))
+        .route("/failed", get(failed::page))
+        .route("/failed/reenqueue", post(failed::reenqueue))
         .route("/daemons", get(daemons::page))
         .route("/types", get(types::page))
         .route("/types/{name}/pause", post(types::pause))

@@ -60,6 +60,7 @@ pub async fn tasks(
             status,
             task_type: task_type.clone(),
             holder: None,
+            identifier_prefix: None,
             limit: TASKS_SHOWN,
             after,
         })

@@ -9,6 +9,7 @@ pub mod boundary;
 pub mod claim;
 pub mod concurrency;
 pub mod daemons;
+pub mod ended;
 pub mod enqueue;
 pub mod lookups;
 pub mod pause;
@@ -27,6 +28,7 @@ pub use boundary::*;
 pub use claim::*;
 pub use concurrency::*;
 pub use daemons::*;
+pub use ended::*;
 pub use enqueue::*;
 pub use lookups::*;
 pub use pause::*;
@@ -90,6 +92,10 @@ macro_rules! conformance_tests {
             counts_by_status_and_type,
             delete_removes_the_task_with_its_log_and_response,
             operator_reenqueue_follows_the_table_and_resets_starts,
+            list_by_identifier_prefix_matches_exactly_what_starts_with_it,
+            list_with_last_message_gives_each_tasks_newest_log_line,
+            bulk_reenqueue_moves_every_task_in_the_status_and_counts_them,
+            bulk_reenqueue_refuses_accepted_and_unknown_types,
             abandoned_tasks_are_requeued_or_failed,
             heartbeat_keeps_a_long_task_from_being_abandoned,
             retired_tasks_are_deleted_after_their_retention,
@@ -104,6 +110,7 @@ macro_rules! conformance_tests {
             wait_for_tasks_times_out_without_work,
             wait_for_tasks_wakes_on_a_hand_back,
             wait_for_tasks_wakes_on_a_resume,
+            wait_for_tasks_wakes_on_a_bulk_reenqueue,
             nul_characters_in_messages_become_replacement_characters,
             an_input_with_a_nul_character_round_trips,
             a_pool_of_one_connection_serves_concurrent_calls,
@@ -245,6 +252,7 @@ mod tests {
         include_str!("claim.rs"),
         include_str!("concurrency.rs"),
         include_str!("daemons.rs"),
+        include_str!("ended.rs"),
         include_str!("enqueue.rs"),
         include_str!("lookups.rs"),
         include_str!("pause.rs"),

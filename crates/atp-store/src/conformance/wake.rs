@@ -167,3 +167,31 @@ pub async fn wait_for_tasks_wakes_on_a_resume(db: impl TestDb) {
     assert_woken(waiter, acted, "a resume").await;
     assert_eq!(claim_one(s, DAEMON_A).await.identifier, ident("x"));
 }
+
+/// An operator's bulk re-enqueue wakes a waiter; one that moved nothing
+/// need not.
+pub async fn wait_for_tasks_wakes_on_a_bulk_reenqueue(db: impl TestDb) {
+    let s = db.store();
+    listening(s).await;
+    let t = register(s, task_type("bulk")).await;
+    let other = db.open(StoreOptions::default()).await;
+    for id in ["x", "y"] {
+        let a = running(&other, &t, id, DAEMON_A).await;
+        other
+            .task_set_status(StatusChange::fail(a, "boom"))
+            .await
+            .unwrap();
+    }
+    let waiter = pending_waiter(s).await;
+    let acted = Instant::now();
+    let n = other
+        .task_reenqueue_all(&atp_core::BulkReenqueue {
+            status: Status::Failed,
+            task_type: Some(t.clone()),
+            message: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_woken(waiter, acted, "a bulk re-enqueue").await;
+}

@@ -1,20 +1,18 @@
-//! Tasks: enqueue, look-ups, listing, delete and the operator's re-enqueue.
+//! Tasks: enqueue, look-ups, counts, delete and the operator's re-enqueue.
 
 use std::collections::{HashMap, HashSet};
 
 use atp_core::decide;
 use atp_core::store::StoreOptions;
 use atp_core::{
-    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskFilter, TaskId, TaskPage,
-    TaskRef, payload,
+    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskId, TaskRef, payload,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 
 use super::row;
-use super::{Conn, Params, task_type};
+use super::{Conn, Params};
 use crate::shared::Prepared;
 
 pub(super) use crate::shared::prepare_tasks as prepare;
@@ -303,66 +301,6 @@ pub(super) async fn response_get(c: Conn<'_>, task: &TaskRef) -> Result<Option<R
     }))
 }
 
-/// Newest update first, by keyset: each filter combination walks one index
-/// (`atp_task_updated`, `atp_task_status_updated`,
-/// `atp_task_type_status_updated`) backwards from the cursor. A holder
-/// filter repeats the partial index's predicate (`status IN (2, 3, 4)`) so
-/// that the planner can read `atp_task_holder` (held tasks only) and sort a
-/// daemon's handful; given a status too, it walks `atp_task_status_updated`
-/// within the held statuses instead. Either way no finished task is read.
-pub(super) async fn list(c: Conn<'_>, filter: &TaskFilter) -> Result<TaskPage> {
-    let status = filter.status.map(row::code);
-    let holder = filter.holder.map(|h| h.to_db());
-    let type_id = match &filter.task_type {
-        Some(name) => Some(task_type::id_of(c, name).await?),
-        None => None,
-    };
-    let after = filter
-        .after
-        .map(|a| (atp_core::time::from_micros(a.updated_at_micros), a.id.0));
-    let limit = filter.effective_limit();
-    let fetch = i64::from(limit) + 1;
-
-    let mut sql = format!(
-        "SELECT {} FROM {} WHERE true",
-        row::TASK_COLUMNS,
-        row::TASK_FROM
-    );
-    let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
-    if let Some(holder) = &holder {
-        args.push(holder);
-        sql.push_str(&format!(
-            " AND t.holder = ${} AND t.status IN (2, 3, 4)",
-            args.len()
-        ));
-    }
-    if let Some(status) = &status {
-        args.push(status);
-        sql.push_str(&format!(" AND t.status = ${}", args.len()));
-    }
-    if let Some(type_id) = &type_id {
-        args.push(type_id);
-        sql.push_str(&format!(" AND t.type_id = ${}", args.len()));
-    }
-    if let Some((updated_at, id)) = &after {
-        args.push(updated_at);
-        args.push(id);
-        sql.push_str(&format!(
-            " AND (t.updated_at, t.id) < (${}, ${})",
-            args.len() - 1,
-            args.len()
-        ));
-    }
-    args.push(&fetch);
-    sql.push_str(&format!(
-        " ORDER BY t.updated_at DESC, t.id DESC LIMIT ${}",
-        args.len()
-    ));
-    let rows = c.query("listing tasks", &sql, &args).await?;
-    let tasks = rows.iter().map(row::task).collect::<Result<Vec<Task>>>()?;
-    Ok(crate::shared::page(tasks, limit))
-}
-
 /// Per (type, status), types in byte order of their names as SQLite sorts.
 pub(super) async fn counts(c: Conn<'_>) -> Result<TaskCounts> {
     let rows = c
@@ -541,7 +479,7 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
 mod tests {
     use atp_core::{
         DaemonId, Handler, NewTask, Status, StatusChange, Store, StoreExt, StoreOptions,
-        TaskIdentifier, TaskType, TypeName, messages,
+        TaskFilter, TaskIdentifier, TaskType, TypeName, messages,
     };
 
     use super::*;

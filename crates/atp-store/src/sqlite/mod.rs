@@ -20,6 +20,8 @@
 //! every commit and also survives power loss, at several times the cost per
 //! transaction.
 
+mod bulk;
+mod list;
 mod migrate;
 mod queue;
 mod reap;
@@ -34,9 +36,10 @@ use std::time::Duration;
 
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress, ReapedDaemon,
-    Rescued, Response, Result, Retired, StartedTask, StatusChange, Store, StoreOptions, Task,
-    TaskCounts, TaskFilter, TaskId, TaskPage, TaskRef, TaskType, TypeName,
+    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
+    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
+    StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskMessagePage, TaskPage, TaskRef,
+    TaskType, TypeName,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
@@ -534,7 +537,13 @@ impl Store for SqliteStore {
 
     async fn task_list(&self, filter: &TaskFilter) -> Result<TaskPage> {
         let filter = filter.clone();
-        self.read(move |conn| task::list(conn, &filter)).await
+        self.read(move |conn| list::list(conn, &filter)).await
+    }
+
+    async fn task_list_with_last_message(&self, filter: &TaskFilter) -> Result<TaskMessagePage> {
+        let filter = filter.clone();
+        self.read(move |conn| list::list_with_last_message(conn, &filter))
+            .await
     }
 
     async fn task_counts(&self) -> Result<TaskCounts> {
@@ -557,6 +566,14 @@ impl Store for SqliteStore {
             .write(move |tx, now| task::reenqueue(tx, &task, &message, now))
             .await;
         self.waking(out, |_| true)
+    }
+
+    async fn task_reenqueue_all(&self, bulk: &BulkReenqueue) -> Result<u64> {
+        let bulk = bulk.clone();
+        let out = self
+            .write(move |tx, now| bulk::reenqueue_all(tx, &bulk, now))
+            .await;
+        self.waking(out, |moved| *moved > 0)
     }
 
     async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {

@@ -1,4 +1,4 @@
-//! Tasks: enqueue, look-ups, listing, delete and the operator's re-enqueue.
+//! Tasks: enqueue, look-ups, counts, delete and the operator's re-enqueue.
 
 use std::collections::HashMap;
 
@@ -6,8 +6,8 @@ use atp_core::decide;
 use atp_core::store::StoreOptions;
 use atp_core::time::from_micros;
 use atp_core::{
-    DaemonId, Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskFilter, TaskId,
-    TaskPage, TaskRef, payload,
+    DaemonId, Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskId, TaskRef,
+    payload,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
@@ -306,65 +306,6 @@ pub(super) fn response_get(conn: &Connection, task: &TaskRef) -> Result<Option<R
         .transpose()
 }
 
-/// Newest update first, by keyset. A holder filter goes through the partial
-/// `atp_task_holder` index (held tasks only, a daemon's handful), never
-/// through the finished tasks; the other filters walk `atp_task_updated`,
-/// `atp_task_status_updated` or `atp_task_type_status_updated`.
-pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<TaskPage> {
-    let (sql, args) = list_query(conn, filter)?;
-    let limit = filter.effective_limit();
-    let mut stmt = conn.prepare_cached(&sql).map_err(db("listing tasks"))?;
-    let rows = stmt
-        .query_map(params_from_iter(args), row::task)
-        .map_err(db("listing tasks"))?;
-    let tasks = rows
-        .map(|r| r.map_err(db("listing tasks"))?)
-        .collect::<Result<Vec<Task>>>()?;
-    Ok(crate::shared::page(tasks, limit))
-}
-
-/// The statement [`list`] runs, with its arguments (one row more than the
-/// page, to know whether there is a next one).
-fn list_query(conn: &Connection, filter: &TaskFilter) -> Result<(String, Vec<Value>)> {
-    let mut sql = match filter.holder {
-        // INDEXED BY, as the claim does: given a status too, the planner
-        // would rather walk `atp_task_status_updated` in order than sort a
-        // few rows, which for FINISHED means every finished task.
-        Some(_) => format!(
-            "SELECT {} FROM atp_task t INDEXED BY atp_task_holder \
-             JOIN atp_task_type y ON y.id = t.type_id WHERE t.status IN (2, 3, 4)",
-            row::TASK_COLUMNS
-        ),
-        None => format!(
-            "SELECT {} FROM {} WHERE 1 = 1",
-            row::TASK_COLUMNS,
-            row::TASK_FROM
-        ),
-    };
-    let mut args: Vec<Value> = Vec::new();
-    if let Some(holder) = filter.holder {
-        sql.push_str(" AND t.holder = ?");
-        args.push(Value::Integer(holder.to_db()));
-    }
-    if let Some(status) = filter.status {
-        sql.push_str(" AND t.status = ?");
-        args.push(Value::Integer(status.code().into()));
-    }
-    if let Some(name) = &filter.task_type {
-        sql.push_str(" AND t.type_id = ?");
-        args.push(Value::Integer(task_type::id_of(conn, name)?));
-    }
-    if let Some(after) = filter.after {
-        sql.push_str(" AND (t.updated_at, t.id) < (?, ?)");
-        args.push(Value::Integer(after.updated_at_micros));
-        args.push(Value::Integer(after.id.0));
-    }
-    let limit = filter.effective_limit();
-    sql.push_str(" ORDER BY t.updated_at DESC, t.id DESC LIMIT ?");
-    args.push(Value::Integer(i64::from(limit) + 1));
-    Ok((sql, args))
-}
-
 pub(super) fn counts(conn: &Connection) -> Result<TaskCounts> {
     let mut stmt = conn
         .prepare_cached(
@@ -476,55 +417,4 @@ pub(super) fn write_log(
     .and_then(|mut s| s.execute(params![task, now, status.code(), message]))
     .map_err(db("writing the task log"))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use atp_core::{DaemonId, TaskFilter};
-    use rusqlite::{Connection, params_from_iter};
-
-    use super::super::migrate;
-
-    /// The plan SQLite chooses for what `list` would run.
-    fn plan(conn: &Connection, filter: &TaskFilter) -> String {
-        let (sql, args) = super::list_query(conn, filter).unwrap();
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = stmt
-            .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
-            .unwrap();
-        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
-    }
-
-    /// A holder filter reads the partial holder index (held tasks only),
-    /// whatever else is filtered, never an index over finished tasks.
-    #[test]
-    fn holder_filter_reads_the_holder_index() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        migrate::migrate(&mut conn, migrate::LATEST_VERSION).unwrap();
-        let holder = Some(DaemonId(7));
-        for status in [
-            None,
-            Some(atp_core::Status::Running),
-            Some(atp_core::Status::Finished),
-        ] {
-            let plan = plan(
-                &conn,
-                &TaskFilter {
-                    holder,
-                    status,
-                    after: Some(atp_core::TaskCursor {
-                        updated_at_micros: 1,
-                        id: atp_core::TaskId(1),
-                    }),
-                    ..TaskFilter::default()
-                },
-            );
-            assert!(
-                plan.contains("USING INDEX atp_task_holder (holder=?)"),
-                "{status:?}: {plan}"
-            );
-        }
-        let plan = plan(&conn, &TaskFilter::default());
-        assert!(plan.contains("atp_task_updated"), "{plan}");
-    }
 }

@@ -1,0 +1,131 @@
+//! Unit tests of the PostgreSQL engine's own plumbing (connections,
+//! retries, migrations); the behaviour shared with SQLite is the contract
+//! suite's.
+
+use super::*;
+use crate::testing::{PgDb, TestDb};
+
+#[tokio::test]
+async fn migrating_twice_or_at_once_is_harmless() {
+    let Some(db) = PgDb::new().await else {
+        return;
+    };
+    assert_eq!(db.store().schema_version().await.unwrap(), LATEST_VERSION);
+    let again = db.open(StoreOptions::default()).await;
+    assert_eq!(again.schema_version().await.unwrap(), LATEST_VERSION);
+    let raw = db.raw().await;
+    let rows: i64 = raw
+        .query_one("SELECT count(*) FROM atp_schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let migrations = crate::migrations::POSTGRES.len() as i64;
+    assert_eq!(rows, migrations, "each migration once");
+
+    // Four processes opening one fresh schema at the same moment.
+    let fresh = format!("atp_unit_{}", crate::testing::random_suffix());
+    let url = db.url().to_owned();
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, fresh) = (url.clone(), fresh.clone());
+            tokio::spawn(async move {
+                PgStore::connect_with_schema(&url, &fresh, StoreOptions::default()).await
+            })
+        })
+        .collect();
+    for handle in opening {
+        let store = handle.await.unwrap().expect("a racing connect succeeds");
+        assert_eq!(store.schema_version().await.unwrap(), LATEST_VERSION);
+    }
+    raw.batch_execute(&format!("DROP SCHEMA \"{fresh}\" CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_old_schema_is_upgraded_and_a_newer_one_refused() {
+    let Some(db) = PgDb::new().await else {
+        return;
+    };
+    let old_name = format!("atp_unit_{}", crate::testing::random_suffix());
+    let old = PgStore::connect_at_version(db.url(), Some(&old_name), StoreOptions::default(), 1)
+        .await
+        .unwrap();
+    assert_eq!(old.schema_version().await.unwrap(), 1);
+    drop(old);
+    let new = PgStore::connect_with_schema(db.url(), &old_name, StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+    assert!(new.daemon_list().await.unwrap().is_empty());
+
+    let raw = db.raw().await;
+    raw.execute(
+        "INSERT INTO atp_schema_version (version) VALUES ($1)",
+        &[&(LATEST_VERSION as i32 + 1)],
+    )
+    .await
+    .unwrap();
+    let err = PgStore::connect_with_schema(db.url(), db.schema(), StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+    raw.batch_execute(&format!("DROP SCHEMA \"{old_name}\" CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    // Port 1 on the loopback refuses connections at once.
+    let err = PgStore::connect("postgres://postgres@127.0.0.1:1/x", StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let err = PgStore::connect("mysql://nope", StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = PgStore::connect_with_schema(
+        "postgres://postgres@127.0.0.1:1/x",
+        "bad\nname",
+        StoreOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn deadlocks_are_retried_and_other_errors_are_not() {
+    let Some(db) = PgDb::new().await else {
+        return;
+    };
+    let (a, b) = (db.raw().await, db.raw().await);
+    a.batch_execute("BEGIN; UPDATE atp_queue_counter SET value = value WHERE name = 'in'")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE atp_queue_counter SET value = value WHERE name = 'out'")
+        .await
+        .unwrap();
+    let cross = "UPDATE atp_queue_counter SET value = value WHERE name = ";
+    let (to_out, to_in) = (format!("{cross}'out'"), format!("{cross}'in'"));
+    let (ra, rb) = tokio::join!(a.batch_execute(&to_out), b.batch_execute(&to_in));
+    let failed = ra
+        .err()
+        .or(rb.err())
+        .expect("one side is the deadlock victim");
+    let mapped = pg("testing")(failed);
+    assert!(Retries::new().again(&mapped).await, "{mapped:?}");
+
+    // End both, whichever won, before anything else touches the rows.
+    a.batch_execute("ROLLBACK").await.unwrap();
+    b.batch_execute("ROLLBACK").await.unwrap();
+    let unique = a
+        .batch_execute("INSERT INTO atp_queue_counter VALUES ('in', 0)")
+        .await
+        .unwrap_err();
+    let mapped = pg("testing")(unique);
+    assert!(matches!(mapped, Error::Database { .. }));
+    assert!(!Retries::new().again(&mapped).await);
+}
