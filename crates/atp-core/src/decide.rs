@@ -19,7 +19,7 @@ use crate::id::{DaemonId, TaskId, TaskIdentifier, TypeName};
 use crate::messages;
 use crate::status::{InvalidTransition, Status, Transition, after_release};
 use crate::store::ClaimParams;
-use crate::task::{Attempt, ChangeKind, StatusChange, Task, TaskRef};
+use crate::task::{Attempt, ChangeKind, Queued, StatusChange, Task, TaskRef};
 
 /// What a fenced check reads about a task: enough to decide any change a
 /// holder, a rescue or an operator asks for.
@@ -297,8 +297,9 @@ pub fn enqueued(
     task_type: TypeName,
     identifier: TaskIdentifier,
     at: OffsetDateTime,
+    queued: Queued,
 ) -> Task {
-    Task::enqueued(id, task_type, identifier, at)
+    Task::enqueued(id, task_type, identifier, at, queued)
 }
 
 /// The one move a claim makes: its source and target codes. The claim

@@ -54,8 +54,8 @@ pub use payload::Response;
 pub use status::{Status, Transition};
 pub use store::{ClaimParams, Store, StoreExt, StoreOptions};
 pub use task::{
-    Attempt, BulkReenqueue, ChangeKind, ClaimedTask, LogRecord, NewTask, Progress, Rescued,
-    Retired, StartedTask, StatusChange, Task, TaskCounts, TaskCursor, TaskFilter, TaskMessagePage,
-    TaskPage, TaskRef, TaskWithMessage,
+    Attempt, BulkReenqueue, ChangeKind, ClaimedTask, Due, LogRecord, NewTask, Progress, Queued,
+    Rescued, Retired, StartedTask, StatusChange, Task, TaskCounts, TaskCursor, TaskFilter,
+    TaskMessagePage, TaskPage, TaskRef, TaskWithMessage,
 };
 pub use task_type::TaskType;

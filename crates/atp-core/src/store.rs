@@ -170,6 +170,13 @@ pub trait Store: Send + Sync + 'static {
     /// processes on SQLite (which has no cross-process signal: callers poll).
     fn wait_for_tasks(&self, within: std::time::Duration) -> impl Future<Output = ()> + Send;
 
+    /// How long until the earliest delayed task (queued with a due time
+    /// after its enqueue, not yet claimable) is due, on the store's clock;
+    /// zero when one is due already, `None` when none is delayed. An idle
+    /// daemon sleeps that long at most instead of polling the table, so it
+    /// starts a delayed task at its due time.
+    fn task_next_due(&self) -> impl Future<Output = Result<Option<std::time::Duration>>> + Send;
+
     // --- daemons ----------------------------------------------------------
 
     /// Claims up to `limit` of the oldest ACCEPTED tasks of types not paused

@@ -33,6 +33,13 @@ pub struct Task {
     /// When it last entered the queue; the FIFO order key.
     #[serde(with = "time::serde::rfc3339")]
     pub enqueued_at: OffsetDateTime,
+    /// When it may be claimed, at the earliest: its enqueue time unless it
+    /// was delayed ([`NewTask::due`]) or is waiting for a retry. Queued
+    /// tasks run in order of priority, then due time, then enqueue time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+    /// Higher runs first; FIFO within a priority.
+    pub priority: i32,
     /// How many times a handler was started on it.
     pub starts: u32,
     /// The daemon that holds it (SCHEDULED, RUNNING, PAUSED) or ran it to
@@ -53,6 +60,7 @@ impl Task {
         task_type: TypeName,
         identifier: TaskIdentifier,
         at: OffsetDateTime,
+        queued: Queued,
     ) -> Task {
         Task {
             id,
@@ -62,6 +70,8 @@ impl Task {
             inserted_at: at,
             updated_at: at,
             enqueued_at: at,
+            due_at: queued.due_at,
+            priority: queued.priority,
             starts: 0,
             holder: None,
             lease: 0,
@@ -72,6 +82,51 @@ impl Task {
     /// The (type, identifier) reference of this task.
     pub fn key(&self) -> TaskRef {
         TaskRef::Key(self.task_type.clone(), self.identifier.clone())
+    }
+}
+
+/// Where an enqueue put a task in the queue, as the store resolved it: the
+/// type's default priority when none was given, the due time from a delay
+/// on the store's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    /// The task's priority.
+    pub priority: i32,
+    /// When it may be claimed.
+    pub due_at: OffsetDateTime,
+}
+
+/// When an enqueued task may run, if not at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Due {
+    /// At this time (a time in the past means at once, ordered by it).
+    At(#[serde(with = "time::serde::rfc3339")] OffsetDateTime),
+    /// This long after the enqueue, on the store's clock (the database
+    /// server's on PostgreSQL, so producers' clocks do not matter).
+    After(std::time::Duration),
+}
+
+impl Due {
+    /// The longest delay accepted (about a hundred years): keeps every due
+    /// time representable on both engines.
+    pub const MAX_DELAY: std::time::Duration =
+        std::time::Duration::from_secs(100 * 366 * 24 * 3600);
+
+    /// Refuses a delay longer than [`Due::MAX_DELAY`] and a time outside
+    /// the years 1970–9999.
+    pub fn validate(&self) -> crate::Result<()> {
+        match *self {
+            Due::After(d) if d > Due::MAX_DELAY => Err(crate::Error::InvalidArgument(format!(
+                "a delay may be at most {} seconds, got {}",
+                Due::MAX_DELAY.as_secs(),
+                d.as_secs_f64()
+            ))),
+            Due::At(t) if t.year() < 1970 || t.year() > 9999 => Err(crate::Error::InvalidArgument(
+                format!("a due time must lie in the years 1970 to 9999, got {t}"),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -137,6 +192,16 @@ pub struct NewTask {
     /// The first log line; a default is used when `None`.
     #[serde(default)]
     pub message: Option<String>,
+    /// Higher runs first; `None` takes the type's default priority
+    /// ([`TaskType::priority`]). A steady stream of higher-priority work
+    /// starves lower-priority work: priorities order the queue, they do not
+    /// share it.
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// When it may run, if not at once. It is queued (ACCEPTED, counted
+    /// against the queue limit) from the enqueue on.
+    #[serde(default)]
+    pub due: Option<Due>,
 }
 
 impl NewTask {
@@ -147,6 +212,8 @@ impl NewTask {
             identifier,
             input: serde_json::Value::Null,
             message: None,
+            priority: None,
+            due: None,
         }
     }
 
@@ -169,6 +236,18 @@ impl NewTask {
     /// Sets the first log message.
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
         self.message = Some(message.into());
+        self
+    }
+
+    /// Sets the priority (instead of the type's default).
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Delays the task: not claimed before `due`.
+    pub fn with_due(mut self, due: Due) -> Self {
+        self.due = Some(due);
         self
     }
 }

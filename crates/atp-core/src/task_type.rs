@@ -34,6 +34,10 @@ pub struct TaskType {
     /// type starts as this field says.
     #[serde(default)]
     pub paused: bool,
+    /// The priority of its tasks that are enqueued without one: higher
+    /// runs first (see [`NewTask::priority`](crate::NewTask::priority)).
+    #[serde(default)]
+    pub priority: i32,
 }
 
 impl TaskType {
@@ -53,6 +57,7 @@ impl TaskType {
             retention_secs: Self::DEFAULT_RETENTION_SECS,
             max_starts: Self::DEFAULT_MAX_STARTS,
             paused: false,
+            priority: 0,
         }
     }
 
@@ -71,6 +76,12 @@ impl TaskType {
     /// Sets the max starts.
     pub fn with_max_starts(mut self, max_starts: u32) -> Self {
         self.max_starts = max_starts;
+        self
+    }
+
+    /// Sets the default priority of its tasks.
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
         self
     }
 

@@ -518,7 +518,58 @@ async fn observer_hears_every_start_and_end(db: impl TestDb) {
     }
 }
 
+/// An idle daemon starts a delayed task within 50 ms after its due time,
+/// not before, with the default poll interval (200 ms): it sleeps until the
+/// due time it asked the store for, rather than finding the task at a poll.
+/// The task is enqueued while the daemon is already idle, so the enqueue's
+/// wake-up and the due-time sleep are what start it.
+async fn a_delayed_task_starts_within_50_ms_of_its_due_time(db: impl TestDb) {
+    let t = register(db.store(), "later", "builtin:noop").await;
+    let daemon = Daemon::new(
+        db.store().clone(),
+        Registry::with_builtins(),
+        DaemonConfig {
+            poll_interval: DaemonConfig::default().poll_interval,
+            ..config()
+        },
+    );
+    run_daemon(&db, daemon, |s| async move {
+        // Idle: registered, and its first claim found nothing.
+        eventually(
+            Duration::from_secs(10),
+            "the daemon to register",
+            || async { (!s.daemon_list().await.unwrap().is_empty()).then_some(()) },
+        )
+        .await;
+        for round in 0..3 {
+            let id = format!("in-{round}");
+            let task = s
+                .task_enqueue(
+                    NewTask::new(t.clone(), ident(&id))
+                        .with_due(atp_core::Due::After(Duration::from_millis(350))),
+                )
+                .await
+                .unwrap();
+            let key = task.key();
+            settled(&s, std::slice::from_ref(&key)).await;
+            let log = s.task_log(&key).await.unwrap();
+            let started = log
+                .iter()
+                .find(|r| r.status == Status::Running)
+                .expect("a RUNNING record")
+                .time;
+            let late = started - task.due_at;
+            assert!(
+                late >= time::Duration::ZERO && late < time::Duration::milliseconds(50),
+                "round {round}: started {late} after its due time"
+            );
+        }
+    })
+    .await;
+}
+
 atp_store::per_engine_tests! {
+    a_delayed_task_starts_within_50_ms_of_its_due_time,
     observer_hears_every_start_and_end,
     handler_outcomes_become_statuses,
     builtins_sum_echo_and_fail,

@@ -109,6 +109,12 @@ pub struct TaskView {
     pub updated_at: String,
     /// When it last entered the queue.
     pub enqueued_at: String,
+    /// When it may be claimed, at the earliest: `enqueued_at` unless it
+    /// was delayed. Queued tasks run by priority, then due time, then
+    /// enqueue time.
+    pub due_at: String,
+    /// Higher runs first; FIFO within a priority.
+    pub priority: i32,
 }
 
 impl From<&Task> for TaskView {
@@ -128,6 +134,8 @@ impl From<&Task> for TaskView {
             inserted_at: rfc3339(t.inserted_at),
             updated_at: rfc3339(t.updated_at),
             enqueued_at: rfc3339(t.enqueued_at),
+            due_at: rfc3339(t.due_at),
+            priority: t.priority,
         }
     }
 }
@@ -185,6 +193,9 @@ pub struct TaskTypeView {
     /// registering the type again keeps it.
     #[serde(default)]
     pub paused: bool,
+    /// The priority of its tasks enqueued without one (higher runs first).
+    #[serde(default)]
+    pub priority: i32,
 }
 
 impl From<&TaskType> for TaskTypeView {
@@ -196,6 +207,7 @@ impl From<&TaskType> for TaskTypeView {
             retention_secs: t.retention_secs,
             max_starts: t.max_starts,
             paused: t.paused,
+            priority: t.priority,
         }
     }
 }

@@ -441,6 +441,76 @@ where
     assert_eq!(input, json!([3]));
 }
 
+/// A due time and a priority go in through the enqueue body (and the
+/// type's default priority through the type), come back in the task and
+/// type objects, and bad ones are refused with nothing stored.
+async fn due_times_and_priorities<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    let r = s
+        .client
+        .put(s.url("/api/v1/types/Urgent"))
+        .json(&json!({"handler": "custom:nobody", "priority": 4}))
+        .send()
+        .await
+        .unwrap();
+    let ty: Value = r.json().await.unwrap();
+    assert_eq!(ty["priority"], 4, "{ty}");
+    put_type(&s, "Plain", "custom:nobody").await;
+    let post = |body: Value| s.client.post(s.url("/api/v1/tasks")).json(&body).send();
+
+    let r = post(json!({"type": "Urgent", "identifier": "a"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["priority"], 4, "the type's default: {a}");
+    assert_eq!(a["due_at"], a["enqueued_at"], "due at once: {a}");
+
+    let r = post(json!({"type": "Plain", "identifier": "b", "priority": -2, "delay_secs": 90}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["priority"], -2);
+    let at = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        at(&b["due_at"]) - at(&b["enqueued_at"]),
+        time::Duration::seconds(90),
+        "{b}"
+    );
+    let r = post(json!({"type": "Plain", "identifier": "c", "due_at": "2099-01-02T03:04:05Z"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["due_at"], "2099-01-02T03:04:05Z");
+    let (_, fetched) = s.get_json("/api/v1/tasks/Plain/c").await;
+    assert_eq!(fetched["due_at"], c["due_at"]);
+
+    for bad in [
+        json!({"type": "Plain", "identifier": "x", "due_at": "tomorrow"}),
+        json!({"type": "Plain", "identifier": "x", "due_at": "1900-01-01T00:00:00Z"}),
+        json!({"type": "Plain", "identifier": "x", "delay_secs": -1}),
+        json!({"type": "Plain", "identifier": "x", "delay_secs": 1e300}),
+        json!({"type": "Plain", "identifier": "x", "delay_secs": 1, "due_at": "2099-01-01T00:00:00Z"}),
+        json!({"type": "Plain", "identifier": "x", "priority": 3000000000_u64}),
+    ] {
+        let r = post(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (_, stats) = s.get_json("/api/v1/stats").await;
+    assert_eq!(stats["queue_size"], 3, "refusals added nothing");
+}
+
 async fn lists_filter_and_page_with_a_cursor<D: TestDb>(db: D)
 where
     D::Store: IntoAny,
@@ -940,6 +1010,7 @@ atp_store::per_engine_tests!(
     batches_are_all_or_nothing,
     enqueue_without_an_identifier_generates_one,
     lists_filter_and_page_with_a_cursor,
+    due_times_and_priorities,
     a_daemon_runs_tasks_and_the_api_shows_their_ends,
     tokens_are_required_when_configured,
     prefix_search_and_bulk_reenqueue,

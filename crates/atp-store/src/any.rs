@@ -64,6 +64,7 @@ impl Store for AnyStore {
 
     forward! {
         schema_version() -> u32;
+        task_next_due() -> Option<std::time::Duration>;
         task_type_upsert(task_type: &TaskType) -> ();
         task_type_get(name: &TypeName) -> TaskType;
         task_type_list() -> Vec<TaskType>;

@@ -11,6 +11,10 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_identifier_prefix.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_due_and_priority.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -30,5 +34,9 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         7,
         include_str!("../migrations/postgres/0007_identifier_prefix.sql"),
+    ),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_due_and_priority.sql"),
     ),
 ];

@@ -16,7 +16,8 @@ use crate::shared::Candidate;
 /// The columns a task is read from, for `FROM` [`TASK_FROM`], in the order
 /// [`task`] reads them.
 pub(crate) const TASK_COLUMNS: &str = "t.id, y.name, t.identifier, t.status, t.inserted_at, \
-     t.updated_at, t.enqueued_at, t.starts, t.lease, t.holder, t.progress_percent, t.progress_message";
+     t.updated_at, t.enqueued_at, t.starts, t.lease, t.holder, t.progress_percent, t.progress_message, \
+     t.due_at, t.priority";
 
 /// Selected after [`TASK_COLUMNS`] by listings that show why each task is
 /// where it is: its newest log message (one `atp_task_log_task` probe).
@@ -26,7 +27,7 @@ pub(crate) const LAST_MESSAGE_COLUMN: &str = ", (SELECT l.message FROM atp_task_
 /// A task and its last message from a row selected with [`TASK_COLUMNS`]
 /// and [`LAST_MESSAGE_COLUMN`].
 pub(crate) fn task_with_last_message(r: &impl Columns) -> Result<(Task, Option<String>)> {
-    Ok((task(r)?, r.text(12)?))
+    Ok((task(r)?, r.text(14)?))
 }
 
 /// The join every task query uses.
@@ -68,6 +69,8 @@ pub(crate) fn task(r: &impl Columns) -> Result<Task> {
         starts: count(required(r.int(7)?, 7)?)?,
         lease: lease_of(required(r.int(8)?, 8)?)?,
         holder: r.int(9)?.map(DaemonId::from_db),
+        due_at: required(r.time(12)?, 12)?,
+        priority: priority_of(required(r.int(13)?, 13)?)?,
         progress: match (percent, message) {
             (None, None) => None,
             (percent, message) => Some(Progress {
@@ -89,7 +92,13 @@ pub(crate) fn task_type(r: &impl Columns, offset: usize) -> Result<TaskType> {
         retention_secs: required(r.real(at(3))?, at(3))?,
         max_starts: count(required(r.int(at(4))?, at(4))?)?,
         paused: required(r.flag(at(5))?, at(5))?,
+        priority: priority_of(required(r.int(at(6))?, at(6))?)?,
     })
+}
+
+/// A stored priority (an `i32` on both engines).
+fn priority_of(value: i64) -> Result<i32> {
+    i32::try_from(value).map_err(|_| Error::Corrupt(format!("priority {value} out of range")))
 }
 
 /// The columns a task's state is read from ([`state`]), for `FROM`

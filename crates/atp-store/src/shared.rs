@@ -20,6 +20,10 @@ pub(crate) struct Prepared {
     pub input: String,
     /// The first log line.
     pub message: String,
+    /// The priority asked for; `None` takes the type's default.
+    pub priority: Option<i32>,
+    /// When it may run, if not at once (validated).
+    pub due: Option<atp_core::Due>,
 }
 
 /// Validates and serializes tasks before any transaction starts, so a bad
@@ -43,11 +47,16 @@ pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Resu
                 }
                 _ => messages::ENQUEUED.to_owned(),
             };
+            if let Some(due) = &t.due {
+                due.validate()?;
+            }
             Ok(Prepared {
                 task_type: t.task_type,
                 identifier: t.identifier,
                 input,
                 message,
+                priority: t.priority,
+                due: t.due,
             })
         })
         .collect()

@@ -4,7 +4,7 @@
 //! this build's own writes need the newest schema (a type's `paused`
 //! column, for one).
 
-use atp_core::{ClaimParams, Status, Store, StoreOptions, TaskFilter, TaskRef};
+use atp_core::{ClaimParams, NewTask, Status, Store, StoreOptions, TaskFilter, TaskRef};
 use atp_store::conformance::{DAEMON_A, claim_one, enqueue, ident, type_name};
 
 /// Rows as older releases stored them, with the engine's time literal
@@ -49,6 +49,19 @@ async fn assert_upgraded<S: Store>(new: &S, latest: u32) {
         .unwrap();
     assert!(none.is_empty(), "{none:?}");
     new.task_type_set_paused(&t, false).await.unwrap();
+
+    // Old tasks were due when enqueued and have the default priority; a
+    // new urgent task goes ahead of them, FIFO holds among them.
+    let second = new
+        .task_get(&TaskRef::Key(t.clone(), ident("second")))
+        .await
+        .unwrap();
+    assert_eq!((second.due_at, second.priority), (second.enqueued_at, 0));
+    assert_eq!(legacy.priority, 0);
+    new.task_enqueue(NewTask::new(t.clone(), ident("urgent")).with_priority(5))
+        .await
+        .unwrap();
+    assert_eq!(claim_one(new, DAEMON_A).await.identifier, ident("urgent"));
     assert_eq!(claim_one(new, DAEMON_A).await.identifier, ident("second"));
 }
 
@@ -74,8 +87,11 @@ mod sqlite {
     use super::*;
     use atp_store::sqlite::{LATEST_VERSION, SqliteStore};
 
-    /// The schema of the last release, before type pauses (migration 3).
-    const PREVIOUS_RELEASE: u32 = 2;
+    /// The schema of the last release, before due times and priorities
+    /// (migration 5).
+    const PREVIOUS_RELEASE: u32 = 4;
+    /// The schema before the identifier index (migration 4).
+    const BEFORE_PREFIX_INDEX: u32 = 3;
 
     /// A file at `version` with [`old_rows`], then opened by this build.
     async fn upgraded_from(dir: &tempfile::TempDir, version: u32) -> SqliteStore {
@@ -109,12 +125,12 @@ mod sqlite {
         assert_upgraded(&new, LATEST_VERSION).await;
     }
 
-    /// The previous release's schema gains the identifier index, and a
+    /// A schema from before the identifier index gains it, and a
     /// prefix search finds the tasks it held.
     #[tokio::test]
     async fn the_previous_release_s_database_gains_the_identifier_index() {
         let dir = tempfile::tempdir().unwrap();
-        let new = upgraded_from(&dir, PREVIOUS_RELEASE).await;
+        let new = upgraded_from(&dir, BEFORE_PREFIX_INDEX).await;
         assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
         assert_eq!(prefixed(&new, "fir").await, ["first"]);
         assert_eq!(prefixed(&new, "s").await, ["second"]);
@@ -155,8 +171,11 @@ mod postgres {
     use atp_store::postgres::{LATEST_VERSION, PgStore};
     use atp_store::testing::PgDb;
 
-    /// The schema of the last release, before type pauses (migration 6).
-    const PREVIOUS_RELEASE: u32 = 5;
+    /// The schema of the last release, before due times and priorities
+    /// (migration 8).
+    const PREVIOUS_RELEASE: u32 = 7;
+    /// The schema before the identifier index (migration 7).
+    const BEFORE_PREFIX_INDEX: u32 = 6;
 
     /// A schema of its own at `version`, next to the test's `PgDb` (which
     /// supplies the server), with [`old_rows`], then opened by this build.
@@ -209,13 +228,13 @@ mod postgres {
         drop_schema(&db, &schema).await;
     }
 
-    /// The previous release's schema gains the identifier index, and a
+    /// A schema from before the identifier index gains it, and a
     /// prefix search finds the tasks it held.
     #[tokio::test]
     async fn the_previous_release_s_database_gains_the_identifier_index() {
         let Some(db) = PgDb::new().await else { return };
         let schema = format!("{}_release", db.schema());
-        let new = upgraded_from(&db, &schema, PREVIOUS_RELEASE).await;
+        let new = upgraded_from(&db, &schema, BEFORE_PREFIX_INDEX).await;
         assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
         assert_eq!(prefixed(&new, "fir").await, ["first"]);
         assert_eq!(prefixed(&new, "s").await, ["second"]);

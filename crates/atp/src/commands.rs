@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use atp_core::{
-    Handler, NewTask, Status, Store, TaskFilter, TaskIdentifier, TaskRef, TaskType, TypeName,
+    Due, Handler, NewTask, Status, Store, TaskFilter, TaskIdentifier, TaskRef, TaskType, TypeName,
 };
 use atp_store::AnyStore;
 use clap::{Args, Subcommand};
@@ -35,6 +35,10 @@ pub enum TypeCommand {
         /// Starts a task gets before it FAILS instead of being retried.
         #[arg(long, default_value_t = 3)]
         max_starts: u32,
+        /// The priority of its tasks enqueued without one (higher runs
+        /// first).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
     },
     /// Remove a type (refused while it has tasks, unless --force).
     ///
@@ -86,6 +90,29 @@ pub struct EnqueueArgs {
     /// The first log record's message.
     #[arg(long)]
     message: Option<String>,
+    /// Higher runs first (default: the type's priority, 0 unless set).
+    /// FIFO within a priority; a steady stream of higher-priority work
+    /// starves lower-priority work.
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Run no sooner than this long from now, e.g. 90s, 15m, 1h 30m (on
+    /// the database's clock). Queued at once, counted against the limit.
+    #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration, conflicts_with = "at")]
+    delay: Option<std::time::Duration>,
+    /// Run no sooner than this time, RFC 3339 (e.g. 2026-12-01T10:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<time::OffsetDateTime>,
+}
+
+/// A duration as people type it: `90s`, `15m`, `1h 30m`, `2days`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (try e.g. 90s, 15m or 1h 30m)"))
+}
+
+/// An RFC 3339 date and time.
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{e} (expected RFC 3339, e.g. 2026-12-01T10:00:00Z)"))
 }
 
 /// `atp tasks …`
@@ -122,6 +149,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             timeout,
             retention,
             max_starts,
+            priority,
         } => {
             let mut t = TaskType::new(
                 type_name(&name)?,
@@ -131,6 +159,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             t.timeout_secs = timeout;
             t.retention_secs = retention;
             t.max_starts = max_starts;
+            t.priority = priority;
             store.task_type_upsert(&t).await?;
             // Read back: an existing type kept its pause.
             let t = store.task_type_get(&t.name).await?;
@@ -154,8 +183,13 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
                 print_json(&Value::Array(types.iter().map(type_json).collect()));
             } else {
                 for t in &types {
+                    let priority = if t.priority != 0 {
+                        format!("  priority {}", t.priority)
+                    } else {
+                        String::new()
+                    };
                     say!(
-                        "{:<24} {:<32} timeout {} s  retention {} s  max starts {}{}",
+                        "{:<24} {:<32} timeout {} s  retention {} s  max starts {}{priority}{}",
                         t.name.as_str(),
                         t.handler.as_str(),
                         t.timeout_secs,
@@ -220,6 +254,12 @@ pub async fn enqueue(store: &AnyStore, json: bool, args: EnqueueArgs) -> anyhow:
     if let Some(message) = &args.message {
         task = task.with_message(message.clone());
     }
+    task.priority = args.priority;
+    task.due = match (args.delay, args.at) {
+        (Some(delay), _) => Some(Due::After(delay)),
+        (None, Some(at)) => Some(Due::At(at)),
+        (None, None) => None,
+    };
     let task = store.task_enqueue(task).await?;
     if json {
         print_json(&task_json(&task));

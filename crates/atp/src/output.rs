@@ -132,8 +132,20 @@ pub fn task_line(t: &Task) -> String {
             None => format!("  {}", p.message),
         })
         .unwrap_or_default();
+    // Only what differs from the plain case: a due time still to come
+    // while queued, a priority other than 0.
+    let due = if t.status == atp_core::Status::Accepted && t.due_at > t.enqueued_at {
+        format!("  due {}", local_time(t.due_at))
+    } else {
+        String::new()
+    };
+    let priority = if t.priority != 0 {
+        format!("  priority {}", t.priority)
+    } else {
+        String::new()
+    };
     format!(
-        "{:>8}  {}  {}/{}  starts {}  updated {}{progress}",
+        "{:>8}  {}  {}/{}  starts {}  updated {}{due}{priority}{progress}",
         t.id.0,
         status_text(t.status),
         t.task_type.as_str(),

@@ -225,6 +225,72 @@ fn enqueue_without_an_identifier_makes_and_prints_one() {
     assert!(help.contains("[IDENTIFIER]"), "optional: {help}");
 }
 
+/// `atp enqueue --in/--at/--priority` and `atp type register --priority`:
+/// the task object carries the due time and priority, the task line shows
+/// them, and bad values are usage errors that store nothing.
+#[test]
+fn enqueue_with_a_delay_a_due_time_and_a_priority() {
+    let db = Db::new();
+    let ty = db.json(&["type", "register", "T", "builtin:noop", "--priority", "3"]);
+    assert_eq!(ty["priority"], 3);
+    let listed = db.run(&["type", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("priority 3"));
+    let by_type = db.json(&["enqueue", "T", "plain"]);
+    assert_eq!(by_type["priority"], 3);
+    assert_eq!(by_type["due_at"], by_type["enqueued_at"]);
+
+    let later = db.json(&[
+        "enqueue",
+        "T",
+        "later",
+        "--in",
+        "1h 30m",
+        "--priority",
+        "-1",
+    ]);
+    assert_eq!(later["priority"], -1);
+    let at = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        at(&later["due_at"]) - at(&later["enqueued_at"]),
+        time::Duration::minutes(90)
+    );
+    let fixed = db.json(&["enqueue", "T", "fixed", "--at", "2099-01-02T03:04:05Z"]);
+    assert_eq!(fixed["due_at"], "2099-01-02T03:04:05Z");
+    let out = db.run(&["status", "T", "fixed"]);
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.contains("due 2099-01-0"), "{line}");
+
+    for bad in [
+        &["enqueue", "T", "x", "--in", "soon"][..],
+        &["enqueue", "T", "x", "--at", "tomorrow"],
+        &[
+            "enqueue",
+            "T",
+            "x",
+            "--in",
+            "1s",
+            "--at",
+            "2099-01-02T03:04:05Z",
+        ],
+        &["enqueue", "T", "x", "--priority", "high"],
+    ] {
+        let out = db.run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+    }
+    fails(
+        &db.run(&["enqueue", "T", "x", "--at", "1900-01-01T00:00:00Z"]),
+        1,
+        "1970",
+    );
+    assert_eq!(db.task_count(), 3);
+}
+
 /// `atp type pause|resume`: the state is in `type list` (text and JSON),
 /// survives a re-registration, leaves enqueues alone; an unknown type is
 /// not found (exit 3) and creates nothing.

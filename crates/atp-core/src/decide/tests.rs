@@ -317,14 +317,20 @@ fn a_bulk_reenqueue_is_decided_once_for_its_status() {
 #[test]
 fn an_enqueued_task_is_queued_and_fresh() {
     let at = crate::time::now();
+    let due_at = at + time::Duration::seconds(90);
     let t = enqueued(
         TaskId(9),
         TypeName::new("t").unwrap(),
         TaskIdentifier::new("x").unwrap(),
         at,
+        crate::Queued {
+            priority: 7,
+            due_at,
+        },
     );
     assert_eq!(t.status, Status::Accepted);
     assert_eq!((t.inserted_at, t.updated_at, t.enqueued_at), (at, at, at));
+    assert_eq!((t.priority, t.due_at), (7, due_at));
     assert_eq!(
         (t.starts, t.lease, t.holder, t.progress),
         (0, 0, None, None)

@@ -257,9 +257,13 @@ pub(super) async fn claim_loop<S: Store + Clone>(
                     continue;
                 }
                 let ahead = !claimer.ahead.is_empty();
+                // A delayed task due before the next poll: sleep until then
+                // (an enqueue of an earlier one ends the wait anyway).
+                let due_in = next_due(s).await;
                 tokio::select! {
                     () = woken => {}
                     () = s.wake.notified() => {}
+                    () = tokio::time::sleep(due_in.unwrap_or_default()), if due_in.is_some() => {}
                     // Tasks claimed ahead run as soon as a slot frees.
                     () = s.slot_freed.notified(), if ahead => {}
                     () = shutdown.graceful.cancelled() => {}
@@ -272,6 +276,18 @@ pub(super) async fn claim_loop<S: Store + Clone>(
         }
     }
     claimer.finish()
+}
+
+/// How long until the next delayed task is due, if one is; a failure to
+/// ask only costs the precision of the next poll.
+async fn next_due<S: Store>(s: &Shared<S>) -> Option<std::time::Duration> {
+    match s.store.task_next_due().await {
+        Ok(due_in) => due_in,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read the next due time");
+            None
+        }
+    }
 }
 
 /// Waits (at most [`CLAIM_LINGER`]) until half the slots are free.

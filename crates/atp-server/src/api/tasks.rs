@@ -2,12 +2,13 @@
 //! in a status, and per task its status, input, log and response,
 //! re-enqueue and delete.
 
-use atp_core::{BulkReenqueue, DaemonId, NewTask, Store, TaskFilter, TaskIdentifier, TaskRef};
+use atp_core::{BulkReenqueue, DaemonId, Due, NewTask, Store, TaskFilter, TaskIdentifier, TaskRef};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
 use super::types::type_name;
@@ -59,6 +60,43 @@ pub struct EnqueueBody {
     /// The message of the ACCEPTED log record (no NUL characters).
     #[schema(value_type = Option<super::schema::LogMessage>)]
     pub message: Option<String>,
+    /// Higher runs first (default: the type's priority, 0 unless set).
+    /// FIFO within a priority; a steady stream of higher-priority work
+    /// starves lower-priority work.
+    pub priority: Option<i32>,
+    /// Not claimed before this time (RFC 3339, years 1970–9999). Queued,
+    /// and counted against the queue limit, from the enqueue on. Not with
+    /// `delay_secs`.
+    #[schema(format = DateTime)]
+    pub due_at: Option<String>,
+    /// Not claimed before this many seconds after the enqueue, on the
+    /// store's clock (0 to about a hundred years). Not with `due_at`.
+    #[schema(minimum = 0, maximum = 3162240000_u64)]
+    pub delay_secs: Option<f64>,
+}
+
+/// The due time of an enqueue body, checked at the boundary.
+fn due_of(due_at: Option<String>, delay_secs: Option<f64>) -> ApiResult<Option<Due>> {
+    match (due_at, delay_secs) {
+        (Some(_), Some(_)) => Err(Problem::invalid(
+            "give a due time (due_at) or a delay (delay_secs), not both",
+        )),
+        (Some(at), None) => {
+            let at = time::OffsetDateTime::parse(&at, &Rfc3339).map_err(|e| {
+                Problem::invalid(format!("due_at is not an RFC 3339 date and time: {e}"))
+            })?;
+            Ok(Some(Due::At(at)))
+        }
+        (None, Some(secs)) => {
+            let delay = std::time::Duration::try_from_secs_f64(secs).map_err(|_| {
+                Problem::invalid(format!(
+                    "delay_secs must be a non-negative number of seconds, got {secs}"
+                ))
+            })?;
+            Ok(Some(Due::After(delay)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// Refuses a log message with a NUL character, which PostgreSQL cannot
@@ -87,6 +125,11 @@ impl EnqueueBody {
         if let Some(m) = self.message {
             check_message(&m)?;
             task = task.with_message(m);
+        }
+        task.priority = self.priority;
+        task.due = due_of(self.due_at, self.delay_secs)?;
+        if let Some(due) = &task.due {
+            due.validate()?;
         }
         Ok(task)
     }

@@ -29,6 +29,9 @@ pub struct TypeBody {
     /// Starts before a task FAILS instead of being re-enqueued (default 3).
     #[schema(minimum = 1, maximum = 2147483647)]
     pub max_starts: Option<u32>,
+    /// The priority of its tasks enqueued without one (default 0; higher
+    /// runs first).
+    pub priority: Option<i32>,
 }
 
 /// A type's address.
@@ -112,6 +115,9 @@ pub async fn put(
     }
     if let Some(n) = body.max_starts {
         t = t.with_max_starts(n);
+    }
+    if let Some(p) = body.priority {
+        t = t.with_priority(p);
     }
     t.validate()?;
     let existed = match state.store.task_type_get(&name).await {

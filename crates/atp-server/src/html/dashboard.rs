@@ -265,7 +265,10 @@ fn task_row(t: &Task, f: &Filters) -> Markup {
         tr.task data-type=(ty) data-identifier=(id) data-task-status=(t.status.name()) {
             td { a.type-link href=(f.link(f.status_name(), Some(ty))) { (ty) } }
             td.identifier { a.task-link href=(urls::task_page(ty, id)) { (id) } }
-            td { a.status-link href=(f.link(Some(t.status.name()), f.type_name())) { (layout::status(t.status)) } }
+            td {
+                a.status-link href=(f.link(Some(t.status.name()), f.type_name())) { (layout::status(t.status)) }
+                (queue_place(t))
+            }
             td.num { (t.starts) }
             td { (holder(t)) }
             td { (progress(t)) }
@@ -275,6 +278,19 @@ fn task_row(t: &Task, f: &Filters) -> Markup {
                     a.response-link href=(urls::process_response(ty, id)) { "response" }
                 }
             }
+        }
+    }
+}
+
+/// Where a queued task stands beyond FIFO: its due time while it is
+/// delayed, its priority when not 0.
+fn queue_place(t: &Task) -> Markup {
+    html! {
+        @if t.status == Status::Accepted && t.due_at > t.enqueued_at {
+            " " small.due { "due " (layout::time(t.due_at)) }
+        }
+        @if t.priority != 0 {
+            " " small.priority title="priority" { "p" (t.priority) }
         }
     }
 }

@@ -93,6 +93,8 @@ fn summary(task: &Task) -> Markup {
                     @if task.progress.is_some() { (progress(task)) } @else { span.muted { "—" } }
                 } }
                 div { dt { "Enqueued" } dd data-field="enqueued" { (layout::time(task.enqueued_at)) } }
+                div { dt { "Due" } dd data-field="due" { (layout::time(task.due_at)) } }
+                div { dt { "Priority" } dd data-field="priority" { (task.priority) } }
                 div { dt { "Inserted" } dd data-field="inserted" { (layout::time(task.inserted_at)) } }
                 div { dt { "Updated" } dd data-field="updated" { (layout::time(task.updated_at)) } }
                 div { dt { "Id" } dd data-field="id" { (task.id) } }

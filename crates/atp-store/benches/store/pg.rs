@@ -56,9 +56,9 @@ pub async fn fill(db: &Db) {
          BEGIN;
          INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, created_at, updated_at)
            VALUES ('old', 'builtin:noop', 3600, -1, 3, now(), now());
-         INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, starts, lease, holder, input)
+         INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, due_at, starts, lease, holder, input)
            SELECT (SELECT id FROM atp_task_type WHERE name = 'old'), 'old-' || i, 5,
-                  now() - interval '1 day', now() - interval '1 hour', now() - interval '1 day', 1, 1, 7, 'null'
+                  now() - interval '1 day', now() - interval '1 hour', now() - interval '1 day', now() - interval '1 day', 1, 1, 7, 'null'
            FROM generate_series(1, {FILLED}) AS i;
          INSERT INTO atp_task_log (task_id, time, status, message)
            SELECT t.id, t.updated_at, s.status, 'filled'

@@ -9,6 +9,7 @@ pub mod boundary;
 pub mod claim;
 pub mod concurrency;
 pub mod daemons;
+pub mod due;
 pub mod ended;
 pub mod enqueue;
 pub mod lookups;
@@ -28,6 +29,7 @@ pub use boundary::*;
 pub use claim::*;
 pub use concurrency::*;
 pub use daemons::*;
+pub use due::*;
 pub use ended::*;
 pub use enqueue::*;
 pub use lookups::*;
@@ -114,6 +116,14 @@ macro_rules! conformance_tests {
             nul_characters_in_messages_become_replacement_characters,
             an_input_with_a_nul_character_round_trips,
             a_pool_of_one_connection_serves_concurrent_calls,
+            a_delayed_task_is_not_claimed_before_its_due_time,
+            every_claim_path_waits_for_the_due_time,
+            due_tasks_run_in_order_of_due_time_then_enqueue_time,
+            delayed_tasks_count_towards_the_queue_limit,
+            an_absurd_due_time_is_refused,
+            next_due_reports_the_earliest_delayed_task,
+            higher_priorities_run_first_fifo_within_a_priority,
+            priorities_hold_under_sixteen_concurrent_claimers,
         }
     };
 }
@@ -252,6 +262,7 @@ mod tests {
         include_str!("claim.rs"),
         include_str!("concurrency.rs"),
         include_str!("daemons.rs"),
+        include_str!("due.rs"),
         include_str!("ended.rs"),
         include_str!("enqueue.rs"),
         include_str!("lookups.rs"),

@@ -31,7 +31,8 @@ pub(super) async fn reenqueue_all(c: Conn<'_>, bulk: &BulkReenqueue) -> Result<u
              SELECT id FROM atp_task WHERE {scope} ORDER BY id FOR NO KEY UPDATE
          ), t AS (
              UPDATE atp_task SET status = $2, holder = NULL, starts = 0, progress_percent = NULL,
-                 progress_message = NULL, updated_at = now(), enqueued_at = now()
+                 progress_message = NULL, updated_at = now(), enqueued_at = now(), due_at = now(),
+                 delayed = false
              FROM picked WHERE atp_task.id = picked.id AND atp_task.status = $1
              RETURNING atp_task.id
          ), logged AS (

@@ -152,9 +152,9 @@ mod tests {
         raw.batch_execute(
             "SET enable_bitmapscan = off;
              INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at,
-                 enqueued_at, starts, lease, input)
+                 enqueued_at, due_at, starts, lease, input)
              SELECT (SELECT id FROM atp_task_type WHERE name = 't'), 'task-' || i, 5,
-                 now(), now(), now(), 1, 1, 'null'
+                 now(), now(), now(), now(), 1, 1, 'null'
              FROM generate_series(1, 20000) AS i;
              INSERT INTO atp_task_log (task_id, time, status, message)
              SELECT id, now(), s, 'logged' FROM atp_task, generate_series(1, 5) AS s;

@@ -33,6 +33,7 @@
 //! outside the pool, which listens for notifications (see `wake.rs`).
 
 mod bulk;
+mod due;
 mod list;
 mod migrate;
 mod queue;
@@ -511,6 +512,10 @@ impl Store for PgStore {
         statement!(self, |c| migrate::current_version(c))
     }
 
+    async fn task_next_due(&self) -> Result<Option<Duration>> {
+        statement!(self, |c| due::next_due(c))
+    }
+
     async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {
         task_type.validate()?;
         statement!(self, |c| task_type::upsert(c, task_type))
@@ -544,7 +549,7 @@ impl Store for PgStore {
         }
         let prepared = task::prepare(tasks, &self.inner.options)?;
         let options = &self.inner.options;
-        let (ids, _) = statement!(self, |c| task::enqueue_many(c, &prepared, options))?;
+        let (ids, _, _) = statement!(self, |c| task::enqueue_many(c, &prepared, options))?;
         Ok(ids)
     }
 

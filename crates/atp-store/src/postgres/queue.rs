@@ -27,16 +27,14 @@ use crate::shared::keep_item;
 const _: () = assert!(decide::CLAIM.0 == 1 && decide::CLAIM.1 == 2);
 const _: () = assert!(decide::START.0 == 2 && decide::START.1 == 3);
 
-/// Takes the oldest ACCEPTED tasks (walking the partial queue index in FIFO
-/// order), skipping rows another claimer has locked, so every claimer gets
-/// tasks of its own without waiting; marks them, logs them and counts them
-/// out of the queue in the same statement.
-/// The `picked` CTE of a claim: the oldest ACCEPTED tasks, locked, skipping
-/// rows another claimer holds. `types` is the parameter holding the type
-/// names, when the claim is restricted.
+/// The `picked` CTE of a claim: the first ACCEPTED tasks that may run now
+/// (not `delayed`) in queue order — priority (higher first), due time,
+/// enqueue time, id — locked, skipping rows another claimer holds, so
+/// every claimer gets tasks of its own without waiting. `types` is the
+/// parameter holding the type names, when the claim is restricted.
 ///
-/// Unrestricted, it walks the partial queue index `atp_task_queue` in FIFO
-/// order. Restricted, a plain `type_id IN (…)` filter lets the planner
+/// Unrestricted, it walks the partial queue index `atp_task_queue` in
+/// queue order. Restricted, a plain `type_id IN (…)` filter lets the planner
 /// prefer the `(type_id, status, …)` index and sort every queued task of
 /// those types (hundreds of milliseconds with a million queued), so each
 /// type's oldest candidates are taken from `atp_task_queue_type` (ordered,
@@ -59,25 +57,25 @@ fn picked_cte(types: Option<&str>) -> String {
     match types {
         None => "picked AS (
              SELECT id FROM atp_task
-             WHERE status = 1
+             WHERE status = 1 AND NOT delayed
                AND type_id NOT IN (SELECT p.id FROM atp_task_type p WHERE p.paused)
-             ORDER BY enqueued_at, id LIMIT $3
+             ORDER BY priority DESC, due_at, enqueued_at, id LIMIT $3
              FOR NO KEY UPDATE OF atp_task SKIP LOCKED
          )"
         .to_owned(),
         Some(names) => format!(
             "candidates AS (
-             SELECT c.id, c.enqueued_at
+             SELECT c.id, c.priority, c.due_at, c.enqueued_at
              FROM atp_task_type y CROSS JOIN LATERAL (
-                 SELECT q.id, q.enqueued_at FROM atp_task q
-                 WHERE q.status = 1 AND q.type_id = y.id
-                 ORDER BY q.enqueued_at, q.id LIMIT $3::int8 + 64
+                 SELECT q.id, q.priority, q.due_at, q.enqueued_at FROM atp_task q
+                 WHERE q.status = 1 AND NOT q.delayed AND q.type_id = y.id
+                 ORDER BY q.priority DESC, q.due_at, q.enqueued_at, q.id LIMIT $3::int8 + 64
              ) c
              WHERE y.name = ANY({names}) AND NOT y.paused
          ), picked AS (
              SELECT t.id FROM atp_task t JOIN candidates c ON c.id = t.id
-             WHERE t.status + 0 = 1
-             ORDER BY c.enqueued_at, c.id LIMIT $3
+             WHERE t.status + 0 = 1 AND NOT t.delayed
+             ORDER BY c.priority DESC, c.due_at, c.enqueued_at, c.id LIMIT $3
              FOR NO KEY UPDATE OF t SKIP LOCKED
          )"
         ),
@@ -89,18 +87,18 @@ fn claim_sql(by_type: bool) -> String {
     format!(
         "WITH {picked}, claimed AS (
              UPDATE atp_task t SET status = 2, holder = $1, lease = t.lease + 1, updated_at = now()
-             FROM picked WHERE t.id = picked.id AND t.status + 0 = 1
-             RETURNING t.id, t.type_id, t.identifier, t.lease, t.enqueued_at
+             FROM picked WHERE t.id = picked.id AND t.status + 0 = 1 AND NOT t.delayed
+             RETURNING t.id, t.type_id, t.identifier, t.lease, t.priority, t.due_at, t.enqueued_at
          ), logged AS (
              INSERT INTO atp_task_log (task_id, time, status, message)
-             SELECT id, now(), 2, $2 FROM claimed ORDER BY enqueued_at, id
+             SELECT id, now(), 2, $2 FROM claimed ORDER BY priority DESC, due_at, enqueued_at, id
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM claimed)
              WHERE name = 'out' AND EXISTS (SELECT 1 FROM claimed)
          )
          SELECT c.id, y.name, c.identifier, c.lease
          FROM claimed c JOIN atp_task_type y ON y.id = c.type_id
-         ORDER BY c.enqueued_at, c.id"
+         ORDER BY c.priority DESC, c.due_at, c.enqueued_at, c.id"
     )
 }
 
@@ -110,20 +108,16 @@ pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTas
     let rows = match &p.types {
         Some(names) => {
             let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-            c.query(
-                "claiming tasks",
-                &claim_sql(true),
-                &[&holder, &p.message, &limit, &names],
-            )
-            .await?
+            let sql = claim_sql(true);
+            let params: &Params<'_> = &[&holder, &p.message, &limit, &names];
+            let claim = c.query("claiming tasks", &sql, params);
+            super::due::promoted_then(c, claim).await?
         }
         None => {
-            c.query(
-                "claiming tasks",
-                &claim_sql(false),
-                &[&holder, &p.message, &limit],
-            )
-            .await?
+            let sql = claim_sql(false);
+            let params: &Params<'_> = &[&holder, &p.message, &limit];
+            let claim = c.query("claiming tasks", &sql, params);
+            super::due::promoted_then(c, claim).await?
         }
     };
     rows.iter()
@@ -144,7 +138,7 @@ pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTas
 /// [`claim_sql`] and [`WRITE_STARTS`] in one statement: the same pick
 /// (partial queue index, FIFO, `SKIP LOCKED`), one update straight to
 /// RUNNING (lease and starts both counted), the SCHEDULED and RUNNING log
-/// records of each task in that order (tasks in FIFO order), the `out`
+/// records of each task in that order (tasks in queue order), the `out`
 /// counter, and what the handler needs. The RUNNING message is built here
 /// as [`messages::started`] builds it, from the holder's display form ($4).
 fn claim_start_sql(by_type: bool) -> String {
@@ -154,10 +148,12 @@ fn claim_start_sql(by_type: bool) -> String {
              UPDATE atp_task t SET status = 3, holder = $1, lease = t.lease + 1,
                  starts = t.starts + 1, updated_at = now(),
                  progress_percent = NULL, progress_message = NULL
-             FROM picked WHERE t.id = picked.id AND t.status + 0 = 1
-             RETURNING t.id, t.type_id, t.identifier, t.lease, t.starts, t.input, t.enqueued_at
+             FROM picked WHERE t.id = picked.id AND t.status + 0 = 1 AND NOT t.delayed
+             RETURNING t.id, t.type_id, t.identifier, t.lease, t.starts, t.input, t.enqueued_at,
+                 t.priority AS queue_priority, t.due_at
          ), typed AS (
-             SELECT s.id, s.identifier, s.lease, s.starts, s.input, s.enqueued_at, {type_columns}
+             SELECT s.id, s.identifier, s.lease, s.starts, s.input, s.enqueued_at,
+                 s.queue_priority, s.due_at, {type_columns}
              FROM started s JOIN atp_task_type y ON y.id = s.type_id
          ), logged AS (
              INSERT INTO atp_task_log (task_id, time, status, message)
@@ -166,13 +162,13 @@ fn claim_start_sql(by_type: bool) -> String {
                      ELSE 'Started by ' || $4::text || ' (start ' || d.starts::text
                           || ' of ' || d.max_starts::text || ')' END
              FROM typed d CROSS JOIN (VALUES (2::int2), (3::int2)) AS l (status)
-             ORDER BY d.enqueued_at, d.id, l.status
+             ORDER BY d.queue_priority DESC, d.due_at, d.enqueued_at, d.id, l.status
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM started)
              WHERE name = 'out' AND EXISTS (SELECT 1 FROM started)
          )
          SELECT d.id, d.identifier, d.lease, d.starts, d.input, d.enqueued_at, {type_columns_of_d}
-         FROM typed d ORDER BY d.enqueued_at, d.id",
+         FROM typed d ORDER BY d.queue_priority DESC, d.due_at, d.enqueued_at, d.id",
         type_columns = row::TYPE_COLUMNS,
         type_columns_of_d = row::TYPE_COLUMNS.replace("y.", "d."),
     )
@@ -185,20 +181,16 @@ pub(super) async fn claim_start(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<Star
     let rows = match &p.types {
         Some(names) => {
             let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-            c.query(
-                "claiming and starting tasks",
-                &claim_start_sql(true),
-                &[&holder, &p.message, &limit, &shown, &names],
-            )
-            .await?
+            let sql = claim_start_sql(true);
+            let params: &Params<'_> = &[&holder, &p.message, &limit, &shown, &names];
+            let claim = c.query("claiming and starting tasks", &sql, params);
+            super::due::promoted_then(c, claim).await?
         }
         None => {
-            c.query(
-                "claiming and starting tasks",
-                &claim_start_sql(false),
-                &[&holder, &p.message, &limit, &shown],
-            )
-            .await?
+            let sql = claim_start_sql(false);
+            let params: &Params<'_> = &[&holder, &p.message, &limit, &shown];
+            let claim = c.query("claiming and starting tasks", &sql, params);
+            super::due::promoted_then(c, claim).await?
         }
     };
     rows.iter()
@@ -582,9 +574,9 @@ mod tests {
         // Among 20,000 finished tasks, the pick must not scan the table.
         raw.batch_execute(
             "INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at,
-                 enqueued_at, starts, lease, holder, input)
+                 enqueued_at, due_at, starts, lease, holder, input)
              SELECT (SELECT id FROM atp_task_type WHERE name = 't'), 'old-' || i, 5,
-                 now(), now(), now(), 1, 1, 7, 'null'
+                 now(), now(), now(), now(), 1, 1, 7, 'null'
              FROM generate_series(1, 20000) AS i;
              ANALYZE",
         )
@@ -630,9 +622,9 @@ mod tests {
         let raw = db.raw().await;
         raw.batch_execute(
             "INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at,
-                 enqueued_at, starts, lease, holder, input)
+                 enqueued_at, due_at, starts, lease, holder, input)
              SELECT (SELECT id FROM atp_task_type WHERE name = 'b'), 'old-' || i, 5,
-                 now(), now(), now(), 1, 1, 7, 'null'
+                 now(), now(), now(), now(), 1, 1, 7, 'null'
              FROM generate_series(1, 20000) AS i;
              ANALYZE",
         )

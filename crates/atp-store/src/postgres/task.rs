@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use atp_core::decide;
 use atp_core::store::StoreOptions;
 use atp_core::{
-    Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskId, TaskRef, payload,
+    Due, Error, LogRecord, Queued, Response, Result, Status, Task, TaskCounts, TaskId, TaskRef,
+    payload,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -23,37 +24,48 @@ pub(super) async fn enqueue_one(
     prepared: &[Prepared],
     options: &StoreOptions,
 ) -> Result<Task> {
-    let (ids, at) = enqueue_many(c, prepared, options).await?;
+    let (ids, at, queued) = enqueue_many(c, prepared, options).await?;
     let p = &prepared[0];
     Ok(decide::enqueued(
         ids[0],
         p.task_type.clone(),
         p.identifier.clone(),
         at,
+        queued,
     ))
 }
 
 /// Inserts every task and its first log record in one statement (arrays
 /// unnested in input order, so ids ascend in input order). Any bad task
 /// raises and aborts the transaction: an unknown type leaves `type_id` NULL
-/// (a not-null violation), a duplicate breaks the unique key.
+/// (a not-null violation), a duplicate breaks the unique key. A task's
+/// priority is the one given or its type's; its due time the one given,
+/// or now plus the delay given in microseconds (the database's clock, as
+/// every other time), or now. Due later than now, it is `delayed` (out of
+/// the claim's index until a claim finds it due: see `due.rs`).
 const ENQUEUE: &str = "
 WITH given AS (
-    SELECT u.ord, y.id AS type_id, u.identifier, u.input, u.message
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-         WITH ORDINALITY AS u (type_name, identifier, input, message, ord)
+    SELECT u.ord, y.id AS type_id, u.identifier, u.input, u.message,
+        coalesce(u.priority, y.priority) AS priority,
+        coalesce(u.due_at, now() + u.delay_us * interval '1 microsecond', now()) AS due_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[],
+                $7::int8[])
+         WITH ORDINALITY AS u (type_name, identifier, input, message, priority, due_at, delay_us, ord)
     LEFT JOIN atp_task_type y ON y.name = u.type_name
 ), inserted AS (
-    INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)
-    SELECT type_id, identifier, 1, now(), now(), now(), input FROM given ORDER BY ord
+    INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input,
+        priority, due_at, delayed)
+    SELECT type_id, identifier, 1, now(), now(), now(), input, priority, due_at, due_at > now()
+    FROM given ORDER BY ord
     RETURNING id, type_id, identifier
 ), numbered AS (
-    SELECT i.id, g.ord, g.message FROM inserted i JOIN given g USING (type_id, identifier)
+    SELECT i.id, g.ord, g.message, g.priority, g.due_at
+    FROM inserted i JOIN given g USING (type_id, identifier)
 ), logged AS (
     INSERT INTO atp_task_log (task_id, time, status, message)
     SELECT id, now(), 1, message FROM numbered ORDER BY ord
 )
-SELECT id, ord, now() FROM numbered ORDER BY ord";
+SELECT id, ord, now(), priority, due_at FROM numbered ORDER BY ord";
 
 /// Counts the tasks in, raises `AQ001` when the queue overflows and
 /// notifies `atp_tasks` (see migrations 0003 and 0004). Takes the row lock of the 'in' counter: producers
@@ -63,8 +75,8 @@ const COUNT_IN: &str = "SELECT atp_count_in($1, $2)";
 /// The SQLSTATE `atp_count_in` raises on a full queue.
 const QUEUE_FULL: &str = "AQ001";
 
-/// Enqueues all prepared tasks or none; returns their ids in input order
-/// and the enqueue time. Runs outside any transaction of the caller's: it
+/// Enqueues all prepared tasks or none; returns their ids in input order,
+/// the enqueue time and where the first task went in the queue. Runs outside any transaction of the caller's: it
 /// is its own.
 ///
 /// One round trip: BEGIN, the insert, the queue count and COMMIT go out
@@ -77,18 +89,41 @@ pub(super) async fn enqueue_many(
     c: Conn<'_>,
     prepared: &[Prepared],
     options: &StoreOptions,
-) -> Result<(Vec<TaskId>, OffsetDateTime)> {
+) -> Result<(Vec<TaskId>, OffsetDateTime, Queued)> {
     const CONTEXT: &str = "enqueueing";
     let types: Vec<&str> = prepared.iter().map(|p| p.task_type.as_str()).collect();
     let identifiers: Vec<&str> = prepared.iter().map(|p| p.identifier.as_str()).collect();
     let inputs: Vec<&str> = prepared.iter().map(|p| p.input.as_str()).collect();
     let messages: Vec<&str> = prepared.iter().map(|p| p.message.as_str()).collect();
+    let priorities: Vec<Option<i32>> = prepared.iter().map(|p| p.priority).collect();
+    let due_at: Vec<Option<OffsetDateTime>> = prepared
+        .iter()
+        .map(|p| match p.due {
+            Some(Due::At(t)) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let delay_us: Vec<Option<i64>> = prepared
+        .iter()
+        .map(|p| match p.due {
+            Some(Due::After(d)) => Some(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            _ => None,
+        })
+        .collect();
     let n = prepared.len() as i64;
     let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
 
     let (insert, count_in) =
         tokio::try_join!(c.prepare(CONTEXT, ENQUEUE), c.prepare(CONTEXT, COUNT_IN),)?;
-    let insert_params: &Params<'_> = &[&types, &identifiers, &inputs, &messages];
+    let insert_params: &Params<'_> = &[
+        &types,
+        &identifiers,
+        &inputs,
+        &messages,
+        &priorities,
+        &due_at,
+        &delay_us,
+    ];
     let count_params: &Params<'_> = &[&n, &limit];
     // `join!`, not `try_join!`: a statement can fail within its own first
     // poll (when this thread was descheduled between sending and polling),
@@ -116,10 +151,16 @@ pub(super) async fn enqueue_many(
     let mut at = None;
     for r in &rows {
         ids.push(TaskId(row::get(r, 0)?));
-        at = Some(row::get::<OffsetDateTime>(r, 2)?);
+        if at.is_none() {
+            let queued = Queued {
+                priority: row::get(r, 3)?,
+                due_at: row::get(r, 4)?,
+            };
+            at = Some((row::get::<OffsetDateTime>(r, 2)?, queued));
+        }
     }
     match at {
-        Some(at) if ids.len() == prepared.len() => Ok((ids, at)),
+        Some((at, queued)) if ids.len() == prepared.len() => Ok((ids, at, queued)),
         _ => Err(Error::Corrupt(format!(
             "an enqueue of {} tasks committed {} log records",
             prepared.len(),
@@ -363,7 +404,8 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
     let sql = format!(
         "WITH t AS (
              UPDATE atp_task SET status = 1, holder = NULL, starts = 0, progress_percent = NULL,
-                 progress_message = NULL, updated_at = now(), enqueued_at = now()
+                 progress_message = NULL, updated_at = now(), enqueued_at = now(), due_at = now(),
+                 delayed = false
              WHERE id = $1 AND status = $2 RETURNING *
          ), logged AS (
              INSERT INTO atp_task_log (task_id, time, status, message) SELECT id, now(), 1, $3 FROM t
@@ -433,7 +475,9 @@ const WRITE_CHANGES: &str = "
 WITH changed AS (
     UPDATE atp_task t SET status = s.status, updated_at = now(),
         holder = CASE WHEN s.status = 1 THEN NULL ELSE t.holder END,
-        enqueued_at = CASE WHEN s.status = 1 THEN now() ELSE t.enqueued_at END
+        enqueued_at = CASE WHEN s.status = 1 THEN now() ELSE t.enqueued_at END,
+        due_at = CASE WHEN s.status = 1 THEN now() ELSE t.due_at END,
+        delayed = CASE WHEN s.status = 1 THEN false ELSE t.delayed END
     FROM unnest($1::int8[], $2::int2[]) AS s (id, status)
     WHERE t.id = s.id
     RETURNING t.id

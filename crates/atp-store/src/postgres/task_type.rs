@@ -13,11 +13,12 @@ pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
     let max_starts = i32::try_from(t.max_starts).unwrap_or(i32::MAX);
     c.execute(
         "registering a task type",
-        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, now(), now())
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
          ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
              timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
-             max_starts = excluded.max_starts, updated_at = excluded.updated_at",
+             max_starts = excluded.max_starts, priority = excluded.priority,
+             updated_at = excluded.updated_at",
         &[
             &t.name.as_str(),
             &t.handler.as_str(),
@@ -25,6 +26,7 @@ pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
             &t.retention_secs,
             &max_starts,
             &t.paused,
+            &t.priority,
         ],
     )
     .await?;

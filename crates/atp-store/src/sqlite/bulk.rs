@@ -38,7 +38,8 @@ pub(super) fn reenqueue_all(tx: &Transaction<'_>, bulk: &BulkReenqueue, now: i64
     let moved = tx
         .prepare_cached(&format!(
             "UPDATE atp_task SET status = {}, holder = NULL, starts = 0, progress_percent = NULL,
-                 progress_message = NULL, updated_at = ?{at}, enqueued_at = ?{at}
+                 progress_message = NULL, updated_at = ?{at}, enqueued_at = ?{at}, due_at = ?{at},
+                 delayed = 0
              WHERE {scope}",
             decided.to.code()
         ))

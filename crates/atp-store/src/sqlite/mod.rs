@@ -21,6 +21,7 @@
 //! transaction.
 
 mod bulk;
+mod due;
 mod list;
 mod migrate;
 mod queue;
@@ -394,6 +395,12 @@ impl Store for SqliteStore {
 
     async fn schema_version(&self) -> Result<u32> {
         self.read(migrate::current_version).await
+    }
+
+    async fn task_next_due(&self) -> Result<Option<Duration>> {
+        let clock = self.inner.options.clock.clone();
+        self.read(move |conn| due::next_due(conn, clock.now_micros()))
+            .await
     }
 
     async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {

@@ -25,26 +25,31 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
     let types_json = p.types.as_ref().map(|names| {
         serde_json::Value::from(names.iter().map(|n| n.as_str()).collect::<Vec<_>>()).to_string()
     });
-    // The inner SELECT walks the partial queue index in FIFO order (forced:
-    // left alone, the planner prefers the status index and sorts the whole
+    // Due tasks first leave the delayed index for the queue's (due.rs).
+    super::due::promote(tx, now)?;
+    // The inner SELECT walks the partial queue index in queue order:
+    // priority (higher first), due time, enqueue time, id (forced: left
+    // alone, the planner prefers the status index and sorts the whole
     // queue); the writer lock makes select-then-update atomic against other
     // claimers, and against a pause. Paused types are skipped here, in the
     // claim itself, whatever types the caller asked for: the subquery over
     // the (few) type rows is computed once, and the walk filters on it.
     let sql = if types_json.is_some() {
         "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
-         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue WHERE status = 1
+         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue
+                      WHERE status = 1 AND delayed = 0
                         AND type_id IN (SELECT id FROM atp_task_type
                                         WHERE name IN (SELECT value FROM json_each(?4))
                                           AND paused = 0)
-                      ORDER BY enqueued_at, id LIMIT ?3)
-         RETURNING id, type_id, identifier, lease, enqueued_at"
+                      ORDER BY priority DESC, due_at, enqueued_at, id LIMIT ?3)
+         RETURNING id, type_id, identifier, lease, priority, due_at, enqueued_at"
     } else {
         "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
-         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue WHERE status = 1
+         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue
+                      WHERE status = 1 AND delayed = 0
                         AND type_id NOT IN (SELECT id FROM atp_task_type WHERE paused = 1)
-                      ORDER BY enqueued_at, id LIMIT ?3)
-         RETURNING id, type_id, identifier, lease, enqueued_at"
+                      ORDER BY priority DESC, due_at, enqueued_at, id LIMIT ?3)
+         RETURNING id, type_id, identifier, lease, priority, due_at, enqueued_at"
     };
     let mut stmt = tx.prepare_cached(sql).map_err(db("claiming tasks"))?;
     let holder = p.holder.to_db();
@@ -54,7 +59,12 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
             r.get::<_, i64>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
+            (
+                std::cmp::Reverse(r.get::<_, i64>(4)?),
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(0)?,
+            ),
         ))
     };
     let rows = match &types_json {
@@ -67,7 +77,8 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
     drop(stmt);
 
     let mut rows = rows;
-    rows.sort_by_key(|&(id, _, _, _, enqueued)| (enqueued, id));
+    // RETURNING's order is not promised: log and hand out in queue order.
+    rows.sort_by_key(|&(_, _, _, _, order)| order);
     let mut names = HashMap::new();
     let mut claimed = Vec::with_capacity(rows.len());
     for (id, type_id, identifier, lease, _) in rows {

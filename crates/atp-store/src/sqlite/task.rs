@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use atp_core::decide;
 use atp_core::store::StoreOptions;
-use atp_core::time::from_micros;
+use atp_core::time::{from_micros, to_micros};
 use atp_core::{
-    DaemonId, Error, LogRecord, Response, Result, Status, Task, TaskCounts, TaskId, TaskRef,
-    payload,
+    DaemonId, Due, Error, LogRecord, Queued, Response, Result, Status, Task, TaskCounts, TaskId,
+    TaskRef, payload,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
@@ -24,14 +24,42 @@ pub(super) fn enqueue_one(
     options: &StoreOptions,
     now: i64,
 ) -> Result<Task> {
-    let ids = enqueue_many(tx, prepared, options, now)?;
+    let (ids, places) = enqueue_placed(tx, prepared, options, now)?;
     let p = &prepared[0];
     Ok(decide::enqueued(
         ids[0],
         p.task_type.clone(),
         p.identifier.clone(),
         from_micros(now),
+        Queued {
+            priority: places[0].priority,
+            due_at: from_micros(places[0].due_at),
+        },
     ))
+}
+
+/// Where a task goes in the queue: its priority and due time (micros), and
+/// whether it waits for that time out of the claim's way (`delayed`).
+#[derive(Clone, Copy)]
+struct Place {
+    priority: i32,
+    due_at: i64,
+}
+
+impl Place {
+    fn of(p: &Prepared, type_priority: i32, now: i64) -> Place {
+        let due_at = match p.due {
+            None => now,
+            Some(Due::At(t)) => to_micros(t),
+            Some(Due::After(d)) => {
+                now.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            }
+        };
+        Place {
+            priority: p.priority.unwrap_or(type_priority),
+            due_at,
+        }
+    }
 }
 
 /// Enqueues all prepared tasks or none.
@@ -41,6 +69,16 @@ pub(super) fn enqueue_many(
     options: &StoreOptions,
     now: i64,
 ) -> Result<Vec<TaskId>> {
+    Ok(enqueue_placed(tx, prepared, options, now)?.0)
+}
+
+/// [`enqueue_many`], also returning where each task went.
+fn enqueue_placed(
+    tx: &Transaction<'_>,
+    prepared: &[Prepared],
+    options: &StoreOptions,
+    now: i64,
+) -> Result<(Vec<TaskId>, Vec<Place>)> {
     if options.max_queue_size > 0 {
         let queued = queue_size(tx)?;
         if queued + prepared.len() as u64 > options.max_queue_size {
@@ -49,22 +87,41 @@ pub(super) fn enqueue_many(
             });
         }
     }
-    let mut type_ids: HashMap<&str, i64> = HashMap::new();
+    let mut type_ids: HashMap<&str, (i64, i32)> = HashMap::new();
     for p in prepared {
         if !type_ids.contains_key(p.task_type.as_str()) {
-            type_ids.insert(p.task_type.as_str(), task_type::id_of(tx, &p.task_type)?);
+            type_ids.insert(
+                p.task_type.as_str(),
+                task_type::id_and_priority_of(tx, &p.task_type)?,
+            );
         }
     }
+    let places: Vec<Place> = prepared
+        .iter()
+        .map(|p| Place::of(p, type_ids[p.task_type.as_str()].1, now))
+        .collect();
     let mut ids = Vec::with_capacity(prepared.len());
     let mut chunks = prepared.chunks_exact(ROWS_PER_INSERT);
+    let mut at = 0;
     for chunk in &mut chunks {
-        insert_chunk(tx, chunk, &type_ids, now, &mut ids)?;
+        let placed = &places[at..at + chunk.len()];
+        insert_chunk(tx, chunk, placed, &type_ids, now, &mut ids)?;
+        at += chunk.len();
     }
     for p in chunks.remainder() {
-        insert_chunk(tx, std::slice::from_ref(p), &type_ids, now, &mut ids)?;
+        let placed = std::slice::from_ref(&places[at]);
+        insert_chunk(
+            tx,
+            std::slice::from_ref(p),
+            placed,
+            &type_ids,
+            now,
+            &mut ids,
+        )?;
+        at += 1;
     }
     count_queue_entries(tx, prepared.len() as i64)?;
-    Ok(ids)
+    Ok((ids, places))
 }
 
 /// Rows per multi-row INSERT in a batch enqueue: one statement step per 32
@@ -72,8 +129,9 @@ pub(super) fn enqueue_many(
 /// only two statement shapes are ever cached).
 const ROWS_PER_INSERT: usize = 32;
 
-/// `INSERT … VALUES (…), (…)` with `rows` rows: `?1` is the time, then three
-/// parameters (type id, identifier, input) or two (task id, message) a row.
+/// `INSERT … VALUES (…), (…)` with `rows` rows: `?1` is the time, then six
+/// parameters (type id, identifier, input, priority, due time, delayed) or
+/// two (task id, message) a row.
 fn multi_row_sql(head: &str, row: impl Fn(usize) -> String, tail: &str, rows: usize) -> String {
     let values: Vec<String> = (0..rows).map(row).collect();
     format!("{head} VALUES {} {tail}", values.join(", "))
@@ -84,30 +142,39 @@ fn multi_row_sql(head: &str, row: impl Fn(usize) -> String, tail: &str, rows: us
 fn insert_chunk(
     tx: &Transaction<'_>,
     chunk: &[Prepared],
-    type_ids: &HashMap<&str, i64>,
+    places: &[Place],
+    type_ids: &HashMap<&str, (i64, i32)>,
     now: i64,
     ids: &mut Vec<TaskId>,
 ) -> Result<()> {
     let n = chunk.len();
     let sql = multi_row_sql(
-        "INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input)",
+        "INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at,
+             input, priority, due_at, delayed)",
         |i| {
+            let at = |k: usize| 2 + 6 * i + k;
             format!(
-                "(?{}, ?{}, 1, ?1, ?1, ?1, ?{})",
-                2 + 3 * i,
-                3 + 3 * i,
-                4 + 3 * i
+                "(?{}, ?{}, 1, ?1, ?1, ?1, ?{}, ?{}, ?{}, ?{})",
+                at(0),
+                at(1),
+                at(2),
+                at(3),
+                at(4),
+                at(5)
             )
         },
         "ON CONFLICT (type_id, identifier) DO NOTHING RETURNING id",
         n,
     );
-    let mut args: Vec<Value> = Vec::with_capacity(1 + 3 * n);
+    let mut args: Vec<Value> = Vec::with_capacity(1 + 6 * n);
     args.push(Value::Integer(now));
-    for p in chunk {
-        args.push(Value::Integer(type_ids[p.task_type.as_str()]));
+    for (p, place) in chunk.iter().zip(places) {
+        args.push(Value::Integer(type_ids[p.task_type.as_str()].0));
         args.push(Value::Text(p.identifier.as_str().to_owned()));
         args.push(Value::Text(p.input.clone()));
+        args.push(Value::Integer(i64::from(place.priority)));
+        args.push(Value::Integer(place.due_at));
+        args.push(Value::Integer(i64::from(place.due_at > now)));
     }
     let mut inserted: Vec<i64> = tx
         .prepare_cached(&sql)
@@ -142,12 +209,12 @@ fn insert_chunk(
 fn first_duplicate(
     tx: &Transaction<'_>,
     chunk: &[Prepared],
-    type_ids: &HashMap<&str, i64>,
+    type_ids: &HashMap<&str, (i64, i32)>,
     inserted: &[i64],
 ) -> Error {
     let mut seen = std::collections::HashSet::new();
     for p in chunk {
-        let key = (type_ids[p.task_type.as_str()], p.identifier.as_str());
+        let key = (type_ids[p.task_type.as_str()].0, p.identifier.as_str());
         let existing: Option<i64> = tx
             .prepare_cached("SELECT id FROM atp_task WHERE type_id = ?1 AND identifier = ?2")
             .and_then(|mut s| s.query_row(params![key.0, key.1], |r| r.get(0)).optional())
@@ -354,7 +421,7 @@ pub(super) fn reenqueue(
     let decided = decide::reenqueue(TaskId(id), status, message)?;
     tx.prepare_cached(
         "UPDATE atp_task SET status = 1, holder = NULL, starts = 0, progress_percent = NULL,
-             progress_message = NULL, updated_at = ?2, enqueued_at = ?2
+             progress_message = NULL, updated_at = ?2, enqueued_at = ?2, due_at = ?2, delayed = 0
          WHERE id = ?1 AND status = ?3",
     )
     .and_then(|mut s| s.execute(params![id, now, status.code()]))
@@ -379,7 +446,9 @@ pub(super) fn write_move(
         .prepare_cached(
             "UPDATE atp_task SET status = ?3, updated_at = ?4,
                  holder = CASE WHEN ?3 = 1 THEN NULL ELSE holder END,
-                 enqueued_at = CASE WHEN ?3 = 1 THEN ?4 ELSE enqueued_at END
+                 enqueued_at = CASE WHEN ?3 = 1 THEN ?4 ELSE enqueued_at END,
+                 due_at = CASE WHEN ?3 = 1 THEN ?4 ELSE due_at END,
+                 delayed = CASE WHEN ?3 = 1 THEN 0 ELSE delayed END
              WHERE id = ?1 AND status = ?2 AND holder IS ?5 AND lease = ?6",
         )
         .and_then(|mut s| {

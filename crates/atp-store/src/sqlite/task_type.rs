@@ -9,11 +9,12 @@ use super::{db, row};
 /// (the update leaves the column alone: see [`TaskType::paused`]).
 pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6)
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, ?6, ?6)
          ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
              timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
-             max_starts = excluded.max_starts, updated_at = excluded.updated_at",
+             max_starts = excluded.max_starts, priority = excluded.priority,
+             updated_at = excluded.updated_at",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -23,7 +24,8 @@ pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()>
             t.retention_secs,
             i64::from(t.max_starts),
             now,
-            t.paused
+            t.paused,
+            t.priority
         ])
     })
     .map_err(db("registering a task type"))?;
@@ -74,6 +76,17 @@ pub(super) fn set_paused(
 }
 
 /// The id of a type, or `TypeNotFound`.
+/// The type's id and the priority of its tasks enqueued without one.
+pub(super) fn id_and_priority_of(conn: &Connection, name: &TypeName) -> Result<(i64, i32)> {
+    conn.prepare_cached("SELECT id, priority FROM atp_task_type WHERE name = ?1")
+        .and_then(|mut s| {
+            s.query_row([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(db("looking up a task type"))?
+        .ok_or_else(|| Error::TypeNotFound(name.to_string()))
+}
+
 pub(super) fn id_of(conn: &Connection, name: &TypeName) -> Result<i64> {
     conn.prepare_cached("SELECT id FROM atp_task_type WHERE name = ?1")
         .and_then(|mut s| s.query_row([name.as_str()], |r| r.get(0)).optional())
