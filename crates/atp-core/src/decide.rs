@@ -19,11 +19,12 @@ use crate::id::{DaemonId, TaskId, TaskIdentifier, TypeName};
 use crate::messages;
 use crate::status::{InvalidTransition, Status, Transition, after_release};
 use crate::store::ClaimParams;
-use crate::task::{Attempt, ChangeKind, Queued, StatusChange, Task, TaskRef};
+use crate::task::{Attempt, ChangeKind, Queued, Retry, StatusChange, Task, TaskRef};
+use crate::task_type::RetryPolicy;
 
 /// What a fenced check reads about a task: enough to decide any change a
 /// holder, a rescue or an operator asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TaskState {
     /// Current status.
     pub status: Status,
@@ -35,6 +36,8 @@ pub struct TaskState {
     pub starts: u32,
     /// The type's start limit.
     pub max_starts: u32,
+    /// The type's retry policy.
+    pub retry: Option<RetryPolicy>,
 }
 
 impl TaskState {
@@ -63,6 +66,9 @@ pub struct Move {
     pub message: String,
     /// Whether the move counts a start (SCHEDULED → RUNNING).
     pub counts_start: bool,
+    /// For a move into the queue: how long until the task is due again
+    /// (a retry's back-off); `None` means at once.
+    pub due_in: Option<std::time::Duration>,
 }
 
 impl Move {
@@ -72,6 +78,7 @@ impl Move {
             to,
             message: safe_text(&message).into_owned(),
             counts_start: false,
+            due_in: None,
         }
     }
 
@@ -170,7 +177,13 @@ pub fn change(found: Option<&TaskState>, c: &StatusChange) -> Result<Option<Move
         ChangeKind::Resume => Transition::Resume,
         ChangeKind::Pause => Transition::Pause,
         ChangeKind::Finish => Transition::Finish,
-        ChangeKind::Fail => Transition::Fail,
+        ChangeKind::Fail => {
+            if let Some(delay) = retry_delay(c.retry(), state.retry.as_ref(), a.task, state.starts)
+            {
+                return retry(state, a.task, c.message(), delay).map(Some);
+            }
+            Transition::Fail
+        }
         ChangeKind::HandBack => {
             // Only while holding it: an operator's re-enqueue may also leave
             // a final status, a holder's hand-back may not.
@@ -188,6 +201,51 @@ pub fn change(found: Option<&TaskState>, c: &StatusChange) -> Result<Option<Move
     };
     let to = checked(a.task, transition, state.status)?;
     Ok(Some(Move::new(state.status, to, c.message().to_owned())))
+}
+
+/// The delay before a failed task's next start, when the failure is
+/// retried at all: the handler's own delay, else the type's policy for the
+/// `failed_start`-th start; `None` for a final failure (no policy, or the
+/// handler said never). Starts left are checked by the caller.
+pub fn retry_delay(
+    retry: Retry,
+    policy: Option<&RetryPolicy>,
+    task: TaskId,
+    failed_start: u32,
+) -> Option<std::time::Duration> {
+    match (retry, policy) {
+        (Retry::After(delay), _) => Some(delay),
+        (Retry::ByPolicy, Some(policy)) => Some(policy.delay(task.0, failed_start)),
+        (Retry::ByPolicy, None) | (Retry::Never, _) => None,
+    }
+}
+
+/// A failed attempt's task: back to the queue, due after `delay`, while it
+/// has starts left (logged "Failed: …; start N of M after D"), else FAILED
+/// with the handler's message and a note that no start was left.
+fn retry(
+    state: &TaskState,
+    task: TaskId,
+    message: &str,
+    delay: std::time::Duration,
+) -> Result<Move> {
+    if state.starts >= state.max_starts {
+        let to = checked(task, Transition::Fail, state.status)?;
+        return Ok(Move::new(
+            state.status,
+            to,
+            messages::retries_exhausted(message, state.max_starts),
+        ));
+    }
+    let to = checked(task, Transition::Reenqueue, state.status)?;
+    Ok(Move {
+        due_in: Some(delay),
+        ..Move::new(
+            state.status,
+            to,
+            messages::retrying(message, state.starts + 1, state.max_starts, delay),
+        )
+    })
 }
 
 /// Why a held task leaves its holder without ending.

@@ -55,7 +55,7 @@ pub use status::{Status, Transition};
 pub use store::{ClaimParams, Store, StoreExt, StoreOptions};
 pub use task::{
     Attempt, BulkReenqueue, ChangeKind, ClaimedTask, Due, LogRecord, NewTask, Progress, Queued,
-    Rescued, Retired, StartedTask, StatusChange, Task, TaskCounts, TaskCursor, TaskFilter,
+    Rescued, Retired, Retry, StartedTask, StatusChange, Task, TaskCounts, TaskCursor, TaskFilter,
     TaskMessagePage, TaskPage, TaskRef, TaskWithMessage,
 };
-pub use task_type::TaskType;
+pub use task_type::{RetryPolicy, TaskType};

@@ -34,6 +34,35 @@ pub fn released_failed(reason: &str, max_starts: u32) -> String {
     format!("{reason}; all {max_starts} starts used up (max starts reached), not retried")
 }
 
+/// The ACCEPTED record of a failed attempt that will be retried: start
+/// `next` of `max_starts` comes after `delay`.
+pub fn retrying(message: &str, next: u32, max_starts: u32, delay: std::time::Duration) -> String {
+    format!(
+        "Failed: {message}; start {next} of {max_starts} after {}",
+        seconds(delay)
+    )
+}
+
+/// The FAILED record of a failure that would be retried but has no start
+/// left.
+pub fn retries_exhausted(message: &str, max_starts: u32) -> String {
+    format!("{message}; all {max_starts} starts used up, not retried")
+}
+
+/// A delay as people read it: "20 s", "1.5 s", "0.25 s".
+fn seconds(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    let text = if secs >= 10.0 {
+        format!("{secs:.0}")
+    } else {
+        format!("{secs:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    };
+    format!("{text} s")
+}
+
 /// The ACCEPTED record of a task rescued from a daemon that stopped
 /// heartbeating.
 pub fn rescued(holder: DaemonId, silent_secs: f64) -> String {

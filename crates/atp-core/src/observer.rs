@@ -20,6 +20,9 @@ pub struct AttemptSettled<'a> {
     /// re-queued after a timeout). A hand-back of a task that has used all
     /// its starts is reported FAILED, as the store writes it.
     pub status: Status,
+    /// Whether the status is ACCEPTED because a failure is retried (after
+    /// the type's back-off or the handler's delay), rather than a hand-back.
+    pub retried: bool,
 }
 
 impl<'a> AttemptSettled<'a> {
@@ -31,7 +34,14 @@ impl<'a> AttemptSettled<'a> {
             start,
             task_type,
             status,
+            retried: false,
         }
+    }
+
+    /// The same end, marked as a failure that is retried.
+    pub fn retried(mut self, retried: bool) -> Self {
+        self.retried = retried;
+        self
     }
 }
 

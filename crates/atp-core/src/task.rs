@@ -349,6 +349,22 @@ pub struct StatusChange {
     message: String,
     unless_terminal: bool,
     response: Option<Response>,
+    retry: Retry,
+}
+
+/// Whether a failure ([`ChangeKind::Fail`]) may put the task back in the
+/// queue while it has starts left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retry {
+    /// As the type's retry policy says: retried after its back-off, or
+    /// final without a policy.
+    #[default]
+    ByPolicy,
+    /// Final whatever the policy (the handler knows a retry cannot help).
+    Never,
+    /// Retried after this delay, with or without a policy (the handler
+    /// knows when to try again).
+    After(std::time::Duration),
 }
 
 impl StatusChange {
@@ -359,6 +375,7 @@ impl StatusChange {
             message: message.into(),
             unless_terminal: false,
             response: None,
+            retry: Retry::ByPolicy,
         }
     }
 
@@ -367,9 +384,34 @@ impl StatusChange {
         Self::of(attempt, ChangeKind::Finish, message)
     }
 
-    /// The task ends badly (held → FAILED).
+    /// The task ends badly (held → FAILED), or, when its type has a retry
+    /// policy and starts remain, goes back to the queue due after the
+    /// policy's delay (held → ACCEPTED).
     pub fn fail(attempt: Attempt, message: impl Into<String>) -> Self {
         Self::of(attempt, ChangeKind::Fail, message)
+    }
+
+    /// The task ends badly for good (held → FAILED), whatever its type's
+    /// retry policy.
+    pub fn fail_permanently(attempt: Attempt, message: impl Into<String>) -> Self {
+        Self::fail(attempt, message).retrying(Retry::Never)
+    }
+
+    /// The attempt failed and the task should run again after `delay`
+    /// (held → ACCEPTED, due then), with or without a retry policy; FAILED
+    /// instead when its starts are used up.
+    pub fn retry_after(
+        attempt: Attempt,
+        message: impl Into<String>,
+        delay: std::time::Duration,
+    ) -> Self {
+        Self::fail(attempt, message).retrying(Retry::After(delay))
+    }
+
+    /// The same change with another retry choice (a failure only).
+    pub fn retrying(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Finishes the task unless this attempt already gave it a final status,
@@ -441,6 +483,11 @@ impl StatusChange {
     /// of refused.
     pub fn leaves_terminal(&self) -> bool {
         self.unless_terminal
+    }
+
+    /// Whether a failure may be retried (see [`Retry`]).
+    pub fn retry(&self) -> Retry {
+        self.retry
     }
 }
 

@@ -38,6 +38,68 @@ pub struct TaskType {
     /// runs first (see [`NewTask::priority`](crate::NewTask::priority)).
     #[serde(default)]
     pub priority: i32,
+    /// What a handler's failure does while starts remain: with a policy, the
+    /// task goes back to the queue, due after a growing delay; without one
+    /// (the original's way) the failure is final.
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// Exponential back-off between the starts of a failing task: the first
+/// retry after `delay_secs`, each next one after twice the previous, never
+/// more than `max_delay_secs`, each shortened by up to a quarter (jitter,
+/// so that tasks that failed together do not all come back together).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Seconds before the first retry.
+    pub delay_secs: f64,
+    /// The longest delay, in seconds.
+    pub max_delay_secs: f64,
+}
+
+impl RetryPolicy {
+    /// The delay after the `failed_start`-th start failed (1 for the first
+    /// run), for task `seed` (its id): exponential, capped, then shortened
+    /// by a jitter of up to 25 % drawn from (seed, failed_start). The draw
+    /// is a hash rather than a random number so that the store's decision
+    /// stays a pure function (the same inputs give the same delay, on every
+    /// engine, in every test) while different tasks spread out.
+    pub fn delay(&self, seed: i64, failed_start: u32) -> std::time::Duration {
+        let doublings = failed_start.saturating_sub(1).min(62);
+        let grown = self.delay_secs * f64::from(2u32).powi(doublings as i32);
+        let capped = grown.min(self.max_delay_secs);
+        let jitter = unit_interval(seed, failed_start) * 0.25;
+        std::time::Duration::from_secs_f64((capped * (1.0 - jitter)).max(0.0))
+    }
+
+    /// Refuses delays that are not positive and finite, or a cap below the
+    /// first delay.
+    pub fn validate(&self) -> Result<()> {
+        const MAX_SECS: f64 = 1.0e9;
+        let ok = |s: f64| s.is_finite() && s > 0.0 && s <= MAX_SECS;
+        if !ok(self.delay_secs) || !ok(self.max_delay_secs) {
+            return Err(Error::InvalidArgument(format!(
+                "retry delays must be positive numbers of seconds up to {MAX_SECS}, got {} and {}",
+                self.delay_secs, self.max_delay_secs
+            )));
+        }
+        if self.max_delay_secs < self.delay_secs {
+            return Err(Error::InvalidArgument(format!(
+                "the longest retry delay ({} s) is shorter than the first ({} s)",
+                self.max_delay_secs, self.delay_secs
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A number in [0, 1) from a splitmix64 hash of (seed, n).
+fn unit_interval(seed: i64, n: u32) -> f64 {
+    let mut z = (seed as u64) ^ (u64::from(n) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl TaskType {
@@ -58,6 +120,7 @@ impl TaskType {
             max_starts: Self::DEFAULT_MAX_STARTS,
             paused: false,
             priority: 0,
+            retry: None,
         }
     }
 
@@ -76,6 +139,12 @@ impl TaskType {
     /// Sets the max starts.
     pub fn with_max_starts(mut self, max_starts: u32) -> Self {
         self.max_starts = max_starts;
+        self
+    }
+
+    /// Retries failed tasks with this back-off (see [`RetryPolicy`]).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = Some(retry);
         self
     }
 
@@ -116,6 +185,9 @@ impl TaskType {
             return Err(Error::InvalidArgument(format!(
                 "timeout and retention must be at most {MAX_SECS} seconds"
             )));
+        }
+        if let Some(retry) = &self.retry {
+            retry.validate()?;
         }
         if self.max_starts < 1 || self.max_starts > i32::MAX as u32 {
             return Err(Error::InvalidArgument(format!(
@@ -171,5 +243,57 @@ mod tests {
         old.as_object_mut().unwrap().remove("paused");
         let read: TaskType = serde_json::from_value(old).unwrap();
         assert!(!read.paused);
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            delay_secs: 10.0,
+            max_delay_secs: 60.0,
+        }
+    }
+
+    /// Exponential from the first delay, capped, each within the 25 %
+    /// jitter below the undisturbed value.
+    #[test]
+    fn delays_double_up_to_the_cap_with_jitter_below() {
+        let p = policy();
+        for seed in 0..200 {
+            for (start, full) in [(1, 10.0), (2, 20.0), (3, 40.0), (4, 60.0), (9, 60.0)] {
+                let d = p.delay(seed, start).as_secs_f64();
+                assert!(d <= full && d >= full * 0.75, "{seed}/{start}: {d}");
+            }
+        }
+        assert_eq!(p.delay(1, 3), p.delay(1, 3), "a pure function");
+        let spread: std::collections::HashSet<Duration> = (0..50).map(|s| p.delay(s, 1)).collect();
+        assert!(spread.len() > 40, "tasks spread out: {}", spread.len());
+        assert!(p.delay(7, u32::MAX).as_secs_f64() <= 60.0);
+    }
+
+    #[test]
+    fn bad_policies_are_refused() {
+        let t = |delay_secs, max_delay_secs| {
+            TaskType::new(TypeName::new("t").unwrap(), Handler::new("h").unwrap())
+                .with_retry(RetryPolicy {
+                    delay_secs,
+                    max_delay_secs,
+                })
+                .validate()
+        };
+        assert!(t(10.0, 3600.0).is_ok());
+        for (d, m) in [
+            (0.0, 1.0),
+            (-1.0, 1.0),
+            (10.0, 5.0),
+            (f64::NAN, 1.0),
+            (1.0, f64::INFINITY),
+        ] {
+            assert!(t(d, m).is_err(), "{d} {m}");
+        }
     }
 }

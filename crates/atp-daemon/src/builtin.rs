@@ -34,7 +34,7 @@ impl Registry {
 pub fn sum_of(input: &Value) -> Result<f64, HandlerError> {
     let items = input
         .as_array()
-        .ok_or_else(|| HandlerError::new(SUM_INPUT_ERROR))?;
+        .ok_or_else(|| HandlerError::permanent(SUM_INPUT_ERROR))?;
     items.iter().try_fold(0.0, |total, item| {
         let x = match item {
             Value::Number(n) => n.as_f64(),
@@ -43,7 +43,7 @@ pub fn sum_of(input: &Value) -> Result<f64, HandlerError> {
         };
         match x {
             Some(x) if x.is_finite() => Ok(total + x),
-            _ => Err(HandlerError::new(SUM_INPUT_ERROR)),
+            _ => Err(HandlerError::permanent(SUM_INPUT_ERROR)),
         }
     })
 }

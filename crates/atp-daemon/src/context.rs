@@ -226,7 +226,9 @@ impl TaskContext {
 
     /// Marks the task FAILED now, logged with `message`.
     pub async fn fail(&self, message: impl Into<String>) -> Result<(), HandlerError> {
-        self.change(StatusChange::fail(self.attempt(), message))
+        // A final status, as the handler says: never retried (to ask for a
+        // retry, return a `HandlerError`).
+        self.change(StatusChange::fail_permanently(self.attempt(), message))
             .await
     }
 

@@ -568,7 +568,89 @@ async fn a_delayed_task_starts_within_50_ms_of_its_due_time(db: impl TestDb) {
     .await;
 }
 
+/// Counts the retries an observer hears of.
+#[derive(Default)]
+struct Counted {
+    retried: AtomicUsize,
+}
+
+impl Observer for Counted {
+    fn attempt_settled(&self, end: &AttemptSettled<'_>) {
+        if end.retried {
+            assert_eq!(end.status, Status::Accepted, "{end:?}");
+            self.retried.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn fails_until_the_third_start(ctx: TaskContext) -> HandlerResult {
+    if ctx.start() < 3 {
+        Err(HandlerError::new(format!("not yet ({})", ctx.start())))
+    } else {
+        Ok(())
+    }
+}
+
+async fn fails_for_good(_: TaskContext) -> HandlerResult {
+    Err(HandlerError::permanent("the input can never work"))
+}
+
+/// Through a running daemon: a type with a retry policy retries a failing
+/// handler after its back-off (the RUNNING records are at least the
+/// jittered delay apart) until it succeeds on its third start; a permanent
+/// error is final at once; the observer counts the retries.
+async fn a_failing_handler_is_retried_with_back_off(db: impl TestDb) {
+    let mut registry = Registry::with_builtins();
+    registry
+        .register("flaky", fails_until_the_third_start)
+        .register("hopeless", fails_for_good);
+    let policy = atp_core::RetryPolicy {
+        delay_secs: 0.2,
+        max_delay_secs: 10.0,
+    };
+    for (name, handler) in [("Flaky", "flaky"), ("Hopeless", "hopeless")] {
+        let t = TaskType::new(type_name(name), Handler::new(handler).unwrap())
+            .with_retry(policy)
+            .with_max_starts(3);
+        db.store().task_type_upsert(&t).await.unwrap();
+    }
+    let observer = Arc::new(Counted::default());
+    let daemon =
+        Daemon::new(db.store().clone(), registry, config()).with_observer(observer.clone());
+    run_daemon(&db, daemon, |s| async move {
+        let flaky = enqueue(&s, &type_name("Flaky"), "f", Value::Null).await;
+        let hopeless = enqueue(&s, &type_name("Hopeless"), "h", Value::Null).await;
+        settled(&s, &[flaky.clone(), hopeless.clone()]).await;
+        let done = s.task_get(&flaky).await.unwrap();
+        assert_eq!((done.status, done.starts), (Status::Finished, 3));
+        let log = s.task_log(&flaky).await.unwrap();
+        let runs: Vec<_> = log
+            .iter()
+            .filter(|r| r.status == Status::Running)
+            .map(|r| r.time)
+            .collect();
+        assert_eq!(runs.len(), 3, "{log:?}");
+        for (gap, full) in runs.windows(2).map(|w| w[1] - w[0]).zip([0.2, 0.4]) {
+            assert!(
+                gap.as_seconds_f64() >= full * 0.75,
+                "{gap} < {full} s: {log:?}"
+            );
+        }
+        assert!(
+            log.iter().any(|r| r
+                .message
+                .starts_with("Failed: not yet (1); start 2 of 3 after ")),
+            "{log:?}"
+        );
+        let gone = s.task_get(&hopeless).await.unwrap();
+        assert_eq!((gone.status, gone.starts), (Status::Failed, 1));
+        assert_eq!(observer.retried.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
 atp_store::per_engine_tests! {
+    a_failing_handler_is_retried_with_back_off,
     a_delayed_task_starts_within_50_ms_of_its_due_time,
     observer_hears_every_start_and_end,
     handler_outcomes_become_statuses,

@@ -35,6 +35,7 @@ pub struct Metrics {
     finished: Family<TypeLabel, Counter>,
     failed: Family<TypeLabel, Counter>,
     requeued: Family<TypeLabel, Counter>,
+    retried: Family<TypeLabel, Counter>,
     pickup: Histogram,
     tasks: Family<StatusLabel, Gauge>,
     queue_depth: Gauge,
@@ -63,6 +64,7 @@ impl Metrics {
         let finished = Family::<TypeLabel, Counter>::default();
         let failed = Family::<TypeLabel, Counter>::default();
         let requeued = Family::<TypeLabel, Counter>::default();
+        let retried = Family::<TypeLabel, Counter>::default();
         // 0.5 ms … ~16 s: in-process pick-ups take well under a millisecond,
         // a busy queue's wait grows into seconds.
         let pickup = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -90,6 +92,11 @@ impl Metrics {
             requeued.clone(),
         );
         registry.register(
+            "tasks_retried",
+            "Failed attempts this process's daemon put back in the queue for a retry (after the type's back-off or the handler's delay)",
+            retried.clone(),
+        );
+        registry.register(
             "pickup_latency_seconds",
             "From entering the queue to the start of an attempt, for attempts this process's daemon started",
             pickup.clone(),
@@ -111,6 +118,7 @@ impl Metrics {
             finished,
             failed,
             requeued,
+            retried,
             pickup,
             tasks,
             queue_depth,
@@ -171,6 +179,7 @@ impl Observer for Metrics {
         match end.status {
             Status::Finished => self.finished.get_or_create(&label).inc(),
             Status::Failed => self.failed.get_or_create(&label).inc(),
+            _ if end.retried => self.retried.get_or_create(&label).inc(),
             _ => self.requeued.get_or_create(&label).inc(),
         };
     }

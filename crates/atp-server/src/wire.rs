@@ -196,6 +196,20 @@ pub struct TaskTypeView {
     /// The priority of its tasks enqueued without one (higher runs first).
     #[serde(default)]
     pub priority: i32,
+    /// How failed tasks are retried; `null`: a failure is final.
+    #[serde(default)]
+    pub retry: Option<RetryView>,
+}
+
+/// A type's retry policy: the first retry after `delay_secs`, each next
+/// after twice the previous, at most `max_delay_secs`, each shortened by up
+/// to 25 % (jitter), while the task has starts left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RetryView {
+    /// Seconds before the first retry.
+    pub delay_secs: f64,
+    /// The longest wait between retries, in seconds.
+    pub max_delay_secs: f64,
 }
 
 impl From<&TaskType> for TaskTypeView {
@@ -208,6 +222,10 @@ impl From<&TaskType> for TaskTypeView {
             max_starts: t.max_starts,
             paused: t.paused,
             priority: t.priority,
+            retry: t.retry.map(|r| RetryView {
+                delay_secs: r.delay_secs,
+                max_delay_secs: r.max_delay_secs,
+            }),
         }
     }
 }

@@ -509,6 +509,35 @@ where
     }
     let (_, stats) = s.get_json("/api/v1/stats").await;
     assert_eq!(stats["queue_size"], 3, "refusals added nothing");
+
+    // A retry policy on a type.
+    let put = |body: Value| {
+        s.client
+            .put(s.url("/api/v1/types/Retried"))
+            .json(&body)
+            .send()
+    };
+    let r = put(json!({"handler": "custom:nobody", "retry_delay_secs": 5}))
+        .await
+        .unwrap();
+    let ty: Value = r.json().await.unwrap();
+    assert_eq!(
+        ty["retry"],
+        json!({"delay_secs": 5.0, "max_delay_secs": 3600.0}),
+        "{ty}"
+    );
+    let (_, plain) = s.get_json("/api/v1/types/Plain").await;
+    assert_eq!(plain["retry"], Value::Null);
+    for bad in [
+        json!({"handler": "custom:nobody", "retry_max_delay_secs": 5}),
+        json!({"handler": "custom:nobody", "retry_delay_secs": 0}),
+        json!({"handler": "custom:nobody", "retry_delay_secs": 60, "retry_max_delay_secs": 5}),
+    ] {
+        let r = put(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (_, kept) = s.get_json("/api/v1/types/Retried").await;
+    assert_eq!(kept["retry"]["delay_secs"], 5.0);
 }
 
 async fn lists_filter_and_page_with_a_cursor<D: TestDb>(db: D)

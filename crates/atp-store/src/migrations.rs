@@ -15,6 +15,10 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_due_and_priority.sql"),
     ),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_retry_policy.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -38,5 +42,9 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         8,
         include_str!("../migrations/postgres/0008_due_and_priority.sql"),
+    ),
+    (
+        11,
+        include_str!("../migrations/postgres/0011_retry_policy.sql"),
     ),
 ];

@@ -6,8 +6,8 @@
 
 use atp_core::decide::TaskState;
 use atp_core::{
-    DaemonId, Error, Handler, Progress, Result, Status, Task, TaskId, TaskIdentifier, TaskType,
-    TypeName,
+    DaemonId, Error, Handler, Progress, Result, RetryPolicy, Status, Task, TaskId, TaskIdentifier,
+    TaskType, TypeName,
 };
 use time::OffsetDateTime;
 
@@ -93,7 +93,19 @@ pub(crate) fn task_type(r: &impl Columns, offset: usize) -> Result<TaskType> {
         max_starts: count(required(r.int(at(4))?, at(4))?)?,
         paused: required(r.flag(at(5))?, at(5))?,
         priority: priority_of(required(r.int(at(6))?, at(6))?)?,
+        retry: retry_of(r, at(7))?,
     })
+}
+
+/// A type's retry policy from its two columns at `at` (both NULL: none).
+fn retry_of(r: &impl Columns, at: usize) -> Result<Option<RetryPolicy>> {
+    match (r.real(at)?, r.real(at + 1)?) {
+        (Some(delay_secs), Some(max_delay_secs)) => Ok(Some(RetryPolicy {
+            delay_secs,
+            max_delay_secs,
+        })),
+        _ => Ok(None),
+    }
 }
 
 /// A stored priority (an `i32` on both engines).
@@ -103,10 +115,11 @@ fn priority_of(value: i64) -> Result<i32> {
 
 /// The columns a task's state is read from ([`state`]), for `FROM`
 /// [`TASK_FROM`]: the id, then what the decisions look at.
-pub(crate) const STATE_COLUMNS: &str = "t.id, t.status, t.holder, t.lease, t.starts, y.max_starts";
+pub(crate) const STATE_COLUMNS: &str = "t.id, t.status, t.holder, t.lease, t.starts, y.max_starts, \
+     y.retry_delay_secs, y.retry_max_delay_secs";
 
 /// How many columns [`STATE_COLUMNS`] has (extra columns follow them).
-pub(crate) const STATE_COLUMNS_LEN: usize = 6;
+pub(crate) const STATE_COLUMNS_LEN: usize = 8;
 
 /// A task's id and state, from a row selected with [`STATE_COLUMNS`].
 pub(crate) fn state(r: &impl Columns) -> Result<(i64, TaskState)> {
@@ -118,6 +131,7 @@ pub(crate) fn state(r: &impl Columns) -> Result<(i64, TaskState)> {
             lease: lease_of(required(r.int(3)?, 3)?)?,
             starts: count(required(r.int(4)?, 4)?)?,
             max_starts: count(required(r.int(5)?, 5)?)?,
+            retry: retry_of(r, 6)?,
         },
     ))
 }
@@ -125,7 +139,8 @@ pub(crate) fn state(r: &impl Columns) -> Result<(i64, TaskState)> {
 /// The columns a rescue candidate is read from ([`candidate`]):
 /// [`STATE_COLUMNS`], then the type's timeout and name and the identifier.
 pub(crate) const CANDIDATE_COLUMNS: &str = "t.id, t.status, t.holder, t.lease, t.starts, \
-     y.max_starts, y.timeout_secs, y.name, t.identifier";
+     y.max_starts, y.retry_delay_secs, y.retry_max_delay_secs, y.timeout_secs, y.name, \
+     t.identifier";
 
 /// A rescue candidate from a row selected with [`CANDIDATE_COLUMNS`].
 pub(crate) fn candidate(r: &impl Columns) -> Result<Candidate> {

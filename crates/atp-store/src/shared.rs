@@ -65,6 +65,14 @@ pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Resu
 use atp_core::NewTask;
 use atp_core::limits::{self, MAX_MESSAGE_BYTES, MAX_PROGRESS_CHARS};
 
+/// How long after now a decided move into the queue makes the task due,
+/// in microseconds (0: at once; a retry's back-off otherwise).
+pub(crate) fn delay_micros(decided: &atp_core::decide::Move) -> i64 {
+    decided
+        .due_in
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// Refuses over-long log messages.
 pub(crate) fn check_message(message: &str) -> Result<()> {
     if message.len() > MAX_MESSAGE_BYTES {

@@ -39,6 +39,15 @@ pub enum TypeCommand {
         /// first).
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         priority: i32,
+        /// Retry a failed task after this long (e.g. 10s), doubling at each
+        /// failure (with jitter), while it has starts left. Without it a
+        /// failure is final.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        retry_delay: Option<Duration>,
+        /// The longest delay between retries (default: 1h, or the first
+        /// delay if longer).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "retry_delay")]
+        retry_max_delay: Option<Duration>,
     },
     /// Remove a type (refused while it has tasks, unless --force).
     ///
@@ -150,6 +159,8 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             retention,
             max_starts,
             priority,
+            retry_delay,
+            retry_max_delay,
         } => {
             let mut t = TaskType::new(
                 type_name(&name)?,
@@ -160,6 +171,14 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             t.retention_secs = retention;
             t.max_starts = max_starts;
             t.priority = priority;
+            t.retry = retry_delay.map(|first| {
+                let max = retry_max_delay.unwrap_or(Duration::from_secs(3600).max(first));
+                atp_core::RetryPolicy {
+                    delay_secs: first.as_secs_f64(),
+                    max_delay_secs: max.as_secs_f64(),
+                }
+            });
+            t.validate()?;
             store.task_type_upsert(&t).await?;
             // Read back: an existing type kept its pause.
             let t = store.task_type_get(&t.name).await?;
@@ -183,11 +202,17 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
                 print_json(&Value::Array(types.iter().map(type_json).collect()));
             } else {
                 for t in &types {
-                    let priority = if t.priority != 0 {
+                    let mut priority = if t.priority != 0 {
                         format!("  priority {}", t.priority)
                     } else {
                         String::new()
                     };
+                    if let Some(r) = &t.retry {
+                        priority.push_str(&format!(
+                            "  retry after {} s up to {} s",
+                            r.delay_secs, r.max_delay_secs
+                        ));
+                    }
                     say!(
                         "{:<24} {:<32} timeout {} s  retention {} s  max starts {}{priority}{}",
                         t.name.as_str(),

@@ -289,6 +289,68 @@ fn enqueue_with_a_delay_a_due_time_and_a_priority() {
         "1970",
     );
     assert_eq!(db.task_count(), 3);
+
+    // A retry policy: shown by the type object and the list; bad ones are
+    // refused.
+    let retried = db.json(&[
+        "type",
+        "register",
+        "R",
+        "builtin:fail",
+        "--retry-delay",
+        "10s",
+    ]);
+    assert_eq!(
+        retried["retry"],
+        json!({"delay_secs": 10.0, "max_delay_secs": 3600.0})
+    );
+    let capped = db.json(&[
+        "type",
+        "register",
+        "R",
+        "builtin:fail",
+        "--retry-delay",
+        "2h",
+        "--retry-max-delay",
+        "3h",
+    ]);
+    assert_eq!(
+        capped["retry"],
+        json!({"delay_secs": 7200.0, "max_delay_secs": 10800.0})
+    );
+    let listed = db.run(&["type", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("retry after 7200 s up to 10800 s"));
+    fails(
+        &db.run(&[
+            "type",
+            "register",
+            "R",
+            "builtin:fail",
+            "--retry-delay",
+            "1h",
+            "--retry-max-delay",
+            "1m",
+        ]),
+        1,
+        "shorter than the first",
+    );
+    let out = db.run(&[
+        "type",
+        "register",
+        "R",
+        "builtin:fail",
+        "--retry-max-delay",
+        "1m",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let types = db.json(&["type", "list"]);
+    let r = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "R")
+        .unwrap();
+    assert_eq!(r["retry"]["delay_secs"], 7200.0, "refusals changed nothing");
 }
 
 /// `atp type pause|resume`: the state is in `type list` (text and JSON),

@@ -19,6 +19,7 @@ fn state(status: Status) -> TaskState {
         lease: 3,
         starts: 1,
         max_starts: 3,
+        retry: None,
     }
 }
 
@@ -385,4 +386,107 @@ fn claims_and_starts_are_the_table_s_moves() {
     assert_eq!(START, (Status::Scheduled.code(), Status::Running.code()));
     assert_eq!(Transition::Claim.sources(), [Status::Accepted]);
     assert_eq!(Transition::Start.sources(), [Status::Scheduled]);
+}
+
+fn retried(mut state: TaskState) -> TaskState {
+    state.retry = Some(RetryPolicy {
+        delay_secs: 10.0,
+        max_delay_secs: 3600.0,
+    });
+    state
+}
+
+/// With a retry policy and starts left, a failure goes back to the queue,
+/// due after the policy's delay for the start that failed, logged with the
+/// next start; the last start's failure is final. Without a policy, or
+/// when the handler says so, a failure is final at once.
+#[test]
+fn a_failure_is_retried_by_the_policy_while_starts_remain() {
+    let a = attempt();
+    let running = retried(state(Status::Running));
+    let decided = change(Some(&running), &StatusChange::fail(a, "boom"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (decided.from, decided.to),
+        (Status::Running, Status::Accepted)
+    );
+    let delay = decided.due_in.expect("due later");
+    let policy = running.retry.unwrap();
+    assert_eq!(delay, policy.delay(a.task.0, 1));
+    assert!(
+        decided
+            .message
+            .starts_with("Failed: boom; start 2 of 3 after "),
+        "{}",
+        decided.message
+    );
+    assert!(decided.enters_queue());
+
+    let last = TaskState {
+        starts: 3,
+        ..running
+    };
+    let decided = change(Some(&last), &StatusChange::fail(a, "boom"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((decided.to, decided.due_in), (Status::Failed, None));
+    assert!(
+        decided.message.contains("all 3 starts used up"),
+        "{}",
+        decided.message
+    );
+
+    let never = change(
+        Some(&running),
+        &StatusChange::fail_permanently(a, "bad input"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (never.to, never.message.as_str()),
+        (Status::Failed, "bad input")
+    );
+
+    let plain = change(
+        Some(&state(Status::Running)),
+        &StatusChange::fail(a, "boom"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (plain.to, plain.due_in),
+        (Status::Failed, None),
+        "no policy"
+    );
+}
+
+/// A handler may ask for another start after a delay of its choosing, with
+/// or without a policy, within the same start budget.
+#[test]
+fn a_handler_may_ask_to_run_again_after_a_delay() {
+    let a = attempt();
+    let delay = std::time::Duration::from_millis(1500);
+    for s in [state(Status::Running), retried(state(Status::Paused))] {
+        let decided = change(Some(&s), &StatusChange::retry_after(a, "busy", delay))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (decided.to, decided.due_in),
+            (Status::Accepted, Some(delay))
+        );
+        assert_eq!(decided.message, "Failed: busy; start 2 of 3 after 1.5 s");
+    }
+    let spent = TaskState {
+        starts: 3,
+        ..state(Status::Running)
+    };
+    let decided = change(Some(&spent), &StatusChange::retry_after(a, "busy", delay))
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.to, Status::Failed);
+    // "Unless terminal" still leaves an ended task alone.
+    let ended = state(Status::Finished);
+    let c = StatusChange::fail_unless_terminal(a, "late");
+    assert_eq!(change(Some(&retried(ended)), &c).unwrap(), None);
 }

@@ -282,15 +282,13 @@ impl<S> Shared<S> {
 
     /// Counts an attempt whose end is written (`status` is what the store
     /// wrote) and tells the observer.
-    fn report_settled(&self, ctx: &TaskContext, status: Status) {
+    fn report_settled(&self, ctx: &TaskContext, status: Status, retried: bool) {
         self.settled.add_one();
         if let Some(observer) = &self.observer {
-            observer.attempt_settled(&AttemptSettled::new(
-                ctx.attempt(),
-                ctx.start(),
-                &ctx.task_type().name,
-                status,
-            ));
+            observer.attempt_settled(
+                &AttemptSettled::new(ctx.attempt(), ctx.start(), &ctx.task_type().name, status)
+                    .retried(retried),
+            );
         }
     }
 

@@ -53,8 +53,11 @@ fn change_for<S>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) -> StatusChan
         Ending::Returned(Ok(())) => StatusChange::finish_unless_terminal(attempt, "Finished"),
         // A handler's words are cut to what the store takes: refused, they
         // would leave the task held until its timeout.
+        // A failure is retried as the type's policy and the handler's error
+        // kind say (decided by the store: `atp_core::decide::change`).
         Ending::Returned(Err(e)) => {
             StatusChange::fail_unless_terminal(attempt, limits::cut_message(e.message()))
+                .retrying(e.retry())
         }
         Ending::Panicked(text) => StatusChange::fail_unless_terminal(
             attempt,
@@ -87,7 +90,7 @@ async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
     // changed by any of those), even if the attempt was marked lost since
     // (a daemon taken for dead loses only the tasks it still held).
     if let Some(status) = ctx.settled_status() {
-        s.report_settled(ctx, status);
+        s.report_settled(ctx, status, false);
         debug!(?status, "attempt settled by its handler");
         return;
     }
@@ -97,6 +100,18 @@ async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
     }
     let change = change_for(s, ctx, ending);
     let status = change.status();
+    // What the store makes of a failure: a retry while starts remain, when
+    // the handler or the type's policy asks for one (the store's own rule,
+    // `decide::retry_delay`, asked the same way).
+    let retried = status == Status::Failed
+        && ctx.start() < ctx.task_type().max_starts
+        && atp_core::decide::retry_delay(
+            change.retry(),
+            ctx.task_type().retry.as_ref(),
+            ctx.id(),
+            ctx.start(),
+        )
+        .is_some();
     let (ack, written) = oneshot::channel();
     if s.settle_tx.send((change, ack)).is_err() {
         error!("the settler is gone; the task will be rescued");
@@ -110,9 +125,10 @@ async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
                 Status::Accepted => {
                     atp_core::status::after_release(ctx.start(), ctx.task_type().max_starts)
                 }
+                _ if retried => Status::Accepted,
                 other => other,
             };
-            s.report_settled(ctx, written);
+            s.report_settled(ctx, written, retried);
             debug!(status = ?written, "attempt settled");
         }
         Ok(Err(StoreError::StaleAttempt { .. })) => {

@@ -223,7 +223,8 @@ pub async fn run(command: &str, ctx: TaskContext) -> HandlerResult {
             .tail
             .message()
             .unwrap_or_else(|| describe_failure(&program, status)),
-    ))
+    )
+    .with_retry(session.retry))
 }
 
 /// Splits the command into the program and its arguments.

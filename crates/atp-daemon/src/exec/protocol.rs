@@ -12,6 +12,9 @@ pub(super) enum Directive {
     Resume(String),
     Mime(String),
     Heartbeat,
+    /// How a failure of this run is retried (`@atp retry never`,
+    /// `@atp retry after SECONDS`, `@atp retry policy`).
+    Retry(atp_core::Retry),
 }
 
 /// What a stderr line is.
@@ -56,8 +59,39 @@ fn parse_directive(text: &str) -> Result<Directive, String> {
             .map_err(|e| e.to_string()),
         "heartbeat" if args.is_empty() => Ok(Directive::Heartbeat),
         "heartbeat" => Err("heartbeat takes no arguments".into()),
+        "retry" => parse_retry(args).map(Directive::Retry),
         "" => Err("no command".into()),
         other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+/// `never`, `policy`, or `after SECONDS` (a non-negative number, at most
+/// about a hundred years).
+fn parse_retry(args: &str) -> Result<atp_core::Retry, String> {
+    let mut words = args.split_whitespace();
+    let retry = match (words.next(), words.next()) {
+        (Some("never"), None) => atp_core::Retry::Never,
+        (Some("policy"), None) => atp_core::Retry::ByPolicy,
+        (Some("after"), Some(secs)) => {
+            let delay = secs
+                .strip_suffix('s')
+                .unwrap_or(secs)
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                .filter(|d| *d <= atp_core::Due::MAX_DELAY)
+                .ok_or_else(|| format!("retry after needs a number of seconds, got {secs:?}"))?;
+            atp_core::Retry::After(delay)
+        }
+        _ => {
+            return Err(format!(
+                "retry needs 'never', 'policy' or 'after SECONDS', got {args:?}"
+            ));
+        }
+    };
+    match words.next() {
+        None => Ok(retry),
+        Some(extra) => Err(format!("retry: unexpected {extra:?}")),
     }
 }
 
@@ -101,6 +135,32 @@ mod tests {
             Progress(None, "working".into())
         );
         assert_eq!(ok("@atp log hello world"), Log("hello world".into()));
+        assert_eq!(ok("@atp retry never"), Retry(atp_core::Retry::Never));
+        assert_eq!(ok("@atp retry policy"), Retry(atp_core::Retry::ByPolicy));
+        assert_eq!(
+            ok("@atp retry after 1.5"),
+            Retry(atp_core::Retry::After(std::time::Duration::from_millis(
+                1500
+            )))
+        );
+        assert_eq!(
+            ok("@atp retry after 30s"),
+            Retry(atp_core::Retry::After(std::time::Duration::from_secs(30)))
+        );
+        for bad in [
+            "@atp retry",
+            "@atp retry sometimes",
+            "@atp retry after",
+            "@atp retry after -1",
+            "@atp retry after soon",
+            "@atp retry after 1e300",
+            "@atp retry never again",
+        ] {
+            assert!(
+                matches!(classify(bad.to_owned()), Line::Protocol(Err(_))),
+                "{bad}"
+            );
+        }
         assert_eq!(ok("@atp pause"), Pause(String::new()));
         assert_eq!(ok("@atp resume go on"), Resume("go on".into()));
         assert_eq!(

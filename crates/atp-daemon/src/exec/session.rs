@@ -14,6 +14,8 @@ pub(super) struct Session<'a> {
     /// The last percent reported, kept by `@atp log`.
     percent: Option<f64>,
     pub(super) mime: Option<String>,
+    /// How a failure of this run is retried (`@atp retry …`).
+    pub(super) retry: atp_core::Retry,
     pub(super) tail: Tail,
 }
 
@@ -24,6 +26,7 @@ impl<'a> Session<'a> {
             program,
             percent: None,
             mime: None,
+            retry: atp_core::Retry::ByPolicy,
             tail: Tail::default(),
         }
     }
@@ -69,6 +72,10 @@ impl<'a> Session<'a> {
                 Ok(())
             }
             Directive::Heartbeat => ctx.heartbeat().await,
+            Directive::Retry(retry) => {
+                self.retry = retry;
+                Ok(())
+            }
         };
         if let Err(e) = done
             && !ctx.lost()

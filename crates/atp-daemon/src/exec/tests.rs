@@ -177,6 +177,35 @@ async fn a_non_zero_exit_fails_with_the_end_of_stderr_and_keeps_stdout() {
     assert_eq!(r.status().await, Status::Running);
 }
 
+/// `@atp retry …` sets how the failure is retried: never, after the
+/// program's own delay, or (the default) by the type's policy.
+#[tokio::test]
+async fn the_protocol_says_how_a_failure_is_retried() {
+    let r = Running::new(Value::Null).await;
+    let never = r
+        .run("sh -c 'echo \"@atp retry never\" >&2; echo nope >&2; exit 1'")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (never.message(), never.retry()),
+        ("nope", atp_core::Retry::Never)
+    );
+    let later = r
+        .run("sh -c 'echo \"@atp retry after 90\" >&2; exit 75'")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        later.retry(),
+        atp_core::Retry::After(std::time::Duration::from_secs(90))
+    );
+    let plain = r.run("sh -c 'exit 1'").await.unwrap_err();
+    assert_eq!(plain.retry(), atp_core::Retry::ByPolicy);
+    // A success ignores it.
+    r.run("sh -c 'echo \"@atp retry never\" >&2'")
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_silent_failure_names_the_exit_status_or_signal() {
     let r = Running::new(Value::Null).await;

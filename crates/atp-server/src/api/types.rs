@@ -32,6 +32,15 @@ pub struct TypeBody {
     /// The priority of its tasks enqueued without one (default 0; higher
     /// runs first).
     pub priority: Option<i32>,
+    /// Seconds before a failed task's first retry; each next waits twice
+    /// as long (less up to 25 % jitter), while starts remain. Without it a
+    /// failure is final.
+    #[schema(exclusive_minimum = 0, maximum = 1e9)]
+    pub retry_delay_secs: Option<f64>,
+    /// The longest wait between retries (default: 3600, or the first delay
+    /// if longer). Only with `retry_delay_secs`.
+    #[schema(exclusive_minimum = 0, maximum = 1e9)]
+    pub retry_max_delay_secs: Option<f64>,
 }
 
 /// A type's address.
@@ -118,6 +127,20 @@ pub async fn put(
     }
     if let Some(p) = body.priority {
         t = t.with_priority(p);
+    }
+    match (body.retry_delay_secs, body.retry_max_delay_secs) {
+        (Some(delay_secs), max) => {
+            t = t.with_retry(atp_core::RetryPolicy {
+                delay_secs,
+                max_delay_secs: max.unwrap_or(delay_secs.max(3600.0)),
+            });
+        }
+        (None, Some(_)) => {
+            return Err(crate::problem::Problem::invalid(
+                "retry_max_delay_secs needs retry_delay_secs",
+            ));
+        }
+        (None, None) => {}
     }
     t.validate()?;
     let existed = match state.store.task_type_get(&name).await {

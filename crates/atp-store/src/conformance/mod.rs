@@ -16,6 +16,7 @@ pub mod lookups;
 pub mod pause;
 pub mod queue;
 pub mod reap;
+pub mod retry;
 pub mod task_type;
 pub mod wake;
 
@@ -36,6 +37,7 @@ pub use lookups::*;
 pub use pause::*;
 pub use queue::*;
 pub use reap::*;
+pub use retry::*;
 pub use task_type::*;
 pub use wake::*;
 
@@ -124,6 +126,11 @@ macro_rules! conformance_tests {
             next_due_reports_the_earliest_delayed_task,
             higher_priorities_run_first_fifo_within_a_priority,
             priorities_hold_under_sixteen_concurrent_claimers,
+            a_task_fails_twice_then_succeeds_with_the_policys_gaps,
+            the_last_starts_failure_is_final,
+            a_permanent_failure_or_no_policy_is_not_retried,
+            an_abandonment_and_a_failure_spend_the_same_budget,
+            a_handler_may_ask_to_run_again_after_a_delay,
         }
     };
 }
@@ -269,6 +276,7 @@ mod tests {
         include_str!("pause.rs"),
         include_str!("queue.rs"),
         include_str!("reap.rs"),
+        include_str!("retry.rs"),
         include_str!("task_type.rs"),
         include_str!("wake.rs"),
     ];

@@ -355,7 +355,7 @@ pub(super) async fn set_status_many(
         let one = decide::change(state.as_deref(), change).map(|decided| {
             if let (Some(decided), Some(state)) = (decided, state) {
                 state.apply(&decided);
-                writes.push(task, decided.to, decided.message);
+                writes.push(task, &decided);
                 if let Some(response) = change.response() {
                     responses.push((task, response));
                 }

@@ -37,7 +37,7 @@ async fn candidates(c: Conn<'_>, condition: &str, params: &Params<'_>) -> Result
 /// queue, or FAILED when its starts are used up) and records the move.
 fn rescue(changes: &mut Changes, c: Candidate, why: Release<'_>) -> Result<Rescued> {
     let decided = decide::release(&c.state, why)?;
-    changes.push(c.id, decided.to, decided.message.clone());
+    changes.push(c.id, &decided);
     c.rescued(&decided)
 }
 

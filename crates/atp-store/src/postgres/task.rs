@@ -431,8 +431,9 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
 /// of each task, and every log record in order.
 #[derive(Default)]
 pub(super) struct Changes {
-    /// One entry per task: its final status.
-    finals: Vec<(i64, Status)>,
+    /// One entry per task: its final status, and how long after now it is
+    /// due when that is ACCEPTED (microseconds; a retry's back-off).
+    finals: Vec<(i64, Status, i64)>,
     /// Where each task is in `finals`.
     index: HashMap<i64, usize>,
     log_tasks: Vec<i64>,
@@ -445,12 +446,14 @@ pub(super) struct Changes {
 impl Changes {
     /// Records that `task` moves to `status` with `message`; a later change
     /// of the same task in the batch overrides its final status.
-    pub(super) fn push(&mut self, task: i64, status: Status, message: String) {
+    pub(super) fn push(&mut self, task: i64, decided: &decide::Move) {
+        let (status, message) = (decided.to, decided.message.clone());
+        let delay = crate::shared::delay_micros(decided);
         match self.index.get(&task) {
-            Some(&at) => self.finals[at].1 = status,
+            Some(&at) => self.finals[at] = (task, status, delay),
             None => {
                 self.index.insert(task, self.finals.len());
-                self.finals.push((task, status));
+                self.finals.push((task, status, delay));
             }
         }
         self.log_tasks.push(task);
@@ -476,9 +479,10 @@ WITH changed AS (
     UPDATE atp_task t SET status = s.status, updated_at = now(),
         holder = CASE WHEN s.status = 1 THEN NULL ELSE t.holder END,
         enqueued_at = CASE WHEN s.status = 1 THEN now() ELSE t.enqueued_at END,
-        due_at = CASE WHEN s.status = 1 THEN now() ELSE t.due_at END,
-        delayed = CASE WHEN s.status = 1 THEN false ELSE t.delayed END
-    FROM unnest($1::int8[], $2::int2[]) AS s (id, status)
+        due_at = CASE WHEN s.status = 1 THEN now() + s.delay_us * interval '1 microsecond'
+                 ELSE t.due_at END,
+        delayed = CASE WHEN s.status = 1 THEN s.delay_us > 0 ELSE t.delayed END
+    FROM unnest($1::int8[], $2::int2[], $7::int8[]) AS s (id, status, delay_us)
     WHERE t.id = s.id
     RETURNING t.id
 ), logged AS (
@@ -496,8 +500,13 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
     if changes.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = changes.finals.iter().map(|(id, _)| *id).collect();
-    let statuses: Vec<i16> = changes.finals.iter().map(|(_, s)| row::code(*s)).collect();
+    let ids: Vec<i64> = changes.finals.iter().map(|(id, _, _)| *id).collect();
+    let statuses: Vec<i16> = changes
+        .finals
+        .iter()
+        .map(|(_, s, _)| row::code(*s))
+        .collect();
+    let delays: Vec<i64> = changes.finals.iter().map(|(_, _, d)| *d).collect();
     let params: &Params<'_> = &[
         &ids,
         &statuses,
@@ -505,6 +514,7 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
         &changes.log_statuses,
         &changes.log_messages,
         &changes.entries,
+        &delays,
     ];
     let r = c
         .query_one("changing task statuses", WRITE_CHANGES, params)

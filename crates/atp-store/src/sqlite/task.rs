@@ -447,8 +447,8 @@ pub(super) fn write_move(
             "UPDATE atp_task SET status = ?3, updated_at = ?4,
                  holder = CASE WHEN ?3 = 1 THEN NULL ELSE holder END,
                  enqueued_at = CASE WHEN ?3 = 1 THEN ?4 ELSE enqueued_at END,
-                 due_at = CASE WHEN ?3 = 1 THEN ?4 ELSE due_at END,
-                 delayed = CASE WHEN ?3 = 1 THEN 0 ELSE delayed END
+                 due_at = CASE WHEN ?3 = 1 THEN ?4 + ?7 ELSE due_at END,
+                 delayed = CASE WHEN ?3 = 1 THEN ?7 > 0 ELSE delayed END
              WHERE id = ?1 AND status = ?2 AND holder IS ?5 AND lease = ?6",
         )
         .and_then(|mut s| {
@@ -458,7 +458,8 @@ pub(super) fn write_move(
                 decided.to.code(),
                 now,
                 holder.map(DaemonId::to_db),
-                lease as i64
+                lease as i64,
+                crate::shared::delay_micros(decided)
             ])
         })
         .map_err(db("changing a task's status"))?;
