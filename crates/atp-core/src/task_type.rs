@@ -43,6 +43,11 @@ pub struct TaskType {
     /// (the original's way) the failure is final.
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
+    /// At most this many of its tasks held (SCHEDULED, RUNNING or PAUSED)
+    /// at once, across every daemon on every host; `None`: no limit. A
+    /// paused task keeps its place: it is still held.
+    #[serde(default)]
+    pub max_running: Option<u32>,
 }
 
 /// Exponential back-off between the starts of a failing task: the first
@@ -121,6 +126,7 @@ impl TaskType {
             paused: false,
             priority: 0,
             retry: None,
+            max_running: None,
         }
     }
 
@@ -145,6 +151,12 @@ impl TaskType {
     /// Retries failed tasks with this back-off (see [`RetryPolicy`]).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = Some(retry);
+        self
+    }
+
+    /// Limits how many of its tasks run at once (see [`TaskType::max_running`]).
+    pub fn with_max_running(mut self, max_running: u32) -> Self {
+        self.max_running = Some(max_running);
         self
     }
 
@@ -188,6 +200,13 @@ impl TaskType {
         }
         if let Some(retry) = &self.retry {
             retry.validate()?;
+        }
+        if let Some(n) = self.max_running
+            && (n < 1 || n > i32::MAX as u32)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "max running must be at least 1, got {n}"
+            )));
         }
         if self.max_starts < 1 || self.max_starts > i32::MAX as u32 {
             return Err(Error::InvalidArgument(format!(

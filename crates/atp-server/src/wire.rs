@@ -199,6 +199,10 @@ pub struct TaskTypeView {
     /// How failed tasks are retried; `null`: a failure is final.
     #[serde(default)]
     pub retry: Option<RetryView>,
+    /// At most this many of its tasks run at once across every daemon;
+    /// `null`: no limit.
+    #[serde(default)]
+    pub max_running: Option<u32>,
 }
 
 /// A type's retry policy: the first retry after `delay_secs`, each next
@@ -226,6 +230,7 @@ impl From<&TaskType> for TaskTypeView {
                 delay_secs: r.delay_secs,
                 max_delay_secs: r.max_delay_secs,
             }),
+            max_running: t.max_running,
         }
     }
 }

@@ -538,6 +538,16 @@ where
     }
     let (_, kept) = s.get_json("/api/v1/types/Retried").await;
     assert_eq!(kept["retry"]["delay_secs"], 5.0);
+    assert_eq!(kept["max_running"], Value::Null);
+    let r = put(json!({"handler": "custom:nobody", "max_running": 3}))
+        .await
+        .unwrap();
+    let limited: Value = r.json().await.unwrap();
+    assert_eq!(limited["max_running"], 3, "{limited}");
+    let r = put(json!({"handler": "custom:nobody", "max_running": 0}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn lists_filter_and_page_with_a_cursor<D: TestDb>(db: D)

@@ -17,7 +17,7 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
     ),
     (
         8,
-        include_str!("../migrations/sqlite/0008_retry_policy.sql"),
+        include_str!("../migrations/sqlite/0008_retry_and_limit.sql"),
     ),
 ];
 
@@ -45,6 +45,6 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     ),
     (
         11,
-        include_str!("../migrations/postgres/0011_retry_policy.sql"),
+        include_str!("../migrations/postgres/0011_retry_and_limit.sql"),
     ),
 ];

@@ -94,6 +94,7 @@ pub(crate) fn task_type(r: &impl Columns, offset: usize) -> Result<TaskType> {
         paused: required(r.flag(at(5))?, at(5))?,
         priority: priority_of(required(r.int(at(6))?, at(6))?)?,
         retry: retry_of(r, at(7))?,
+        max_running: r.int(at(9))?.map(count).transpose()?,
     })
 }
 

@@ -48,6 +48,10 @@ pub enum TypeCommand {
         /// delay if longer).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "retry_delay")]
         retry_max_delay: Option<Duration>,
+        /// At most this many of its tasks run at once, across every daemon
+        /// and host (a paused task keeps its place).
+        #[arg(long, value_name = "N")]
+        max_running: Option<u32>,
     },
     /// Remove a type (refused while it has tasks, unless --force).
     ///
@@ -161,6 +165,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             priority,
             retry_delay,
             retry_max_delay,
+            max_running,
         } => {
             let mut t = TaskType::new(
                 type_name(&name)?,
@@ -178,6 +183,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
                     max_delay_secs: max.as_secs_f64(),
                 }
             });
+            t.max_running = max_running;
             t.validate()?;
             store.task_type_upsert(&t).await?;
             // Read back: an existing type kept its pause.
@@ -207,6 +213,9 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
                     } else {
                         String::new()
                     };
+                    if let Some(n) = t.max_running {
+                        priority.push_str(&format!("  max running {n}"));
+                    }
                     if let Some(r) = &t.retry {
                         priority.push_str(&format!(
                             "  retry after {} s up to {} s",

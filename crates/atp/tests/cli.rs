@@ -351,6 +351,29 @@ fn enqueue_with_a_delay_a_due_time_and_a_priority() {
         .find(|t| t["name"] == "R")
         .unwrap();
     assert_eq!(r["retry"]["delay_secs"], 7200.0, "refusals changed nothing");
+    let limited = db.json(&[
+        "type",
+        "register",
+        "L",
+        "builtin:noop",
+        "--max-running",
+        "3",
+    ]);
+    assert_eq!(limited["max_running"], 3);
+    let listed = db.run(&["type", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("max running 3"));
+    fails(
+        &db.run(&[
+            "type",
+            "register",
+            "L",
+            "builtin:noop",
+            "--max-running",
+            "0",
+        ]),
+        1,
+        "max running",
+    );
 }
 
 /// `atp type pause|resume`: the state is in `type list` (text and JSON),

@@ -330,7 +330,47 @@ async fn a_paused_type_is_claimed_by_no_daemon_until_resumed(db: impl TestDb) {
     }
 }
 
+/// Four daemon processes at concurrency 8, a type limited to three running
+/// tasks: a sampler polling the database never sees more than three of
+/// them held, and all finish, each started once. (The tasks' log times
+/// cannot show it on PostgreSQL: a limited claim's records carry its
+/// transaction's start, taken before it waited for the type's lock.)
+async fn a_types_limit_holds_across_four_daemon_processes(db: impl TestDb) {
+    let s = db.store();
+    let mut t = sleep_type("limited", 60.0, 3);
+    t.max_running = Some(3);
+    const N: usize = 30;
+    enqueue_sleeps(s, &t, N, 0.15).await;
+    let _daemons: Vec<_> = (0..4)
+        .map(|_| DaemonProcess::spawn(&db, &["--concurrency", "8"]))
+        .collect();
+    let mut most = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = s.task_counts().await.unwrap();
+        let running = counts.status(Status::Running) + counts.status(Status::Scheduled);
+        most = most.max(running);
+        assert!(running <= 3, "the sampler saw {running} held at once");
+        if counts.status(Status::Finished) == N as u64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all finished: {counts:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        most >= 2,
+        "the limit was never approached ({most}): the test proves nothing"
+    );
+    for task in all_tasks(s).await {
+        assert_eq!((task.status, task.starts), (Status::Finished, 1));
+    }
+}
+
 atp_store::per_engine_tests!(
+    a_types_limit_holds_across_four_daemon_processes,
     a_paused_type_is_claimed_by_no_daemon_until_resumed,
     a_killed_daemons_tasks_are_rescued_and_finish,
     an_attempt_that_always_overruns_fails_after_max_starts,

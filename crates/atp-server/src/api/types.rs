@@ -41,6 +41,10 @@ pub struct TypeBody {
     /// if longer). Only with `retry_delay_secs`.
     #[schema(exclusive_minimum = 0, maximum = 1e9)]
     pub retry_max_delay_secs: Option<f64>,
+    /// At most this many of its tasks run (are held) at once, across every
+    /// daemon and host; leave it out for no limit.
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub max_running: Option<u32>,
 }
 
 /// A type's address.
@@ -128,6 +132,7 @@ pub async fn put(
     if let Some(p) = body.priority {
         t = t.with_priority(p);
     }
+    t.max_running = body.max_running;
     match (body.retry_delay_secs, body.retry_max_delay_secs) {
         (Some(delay_secs), max) => {
             t = t.with_retry(atp_core::RetryPolicy {

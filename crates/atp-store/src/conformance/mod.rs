@@ -12,6 +12,7 @@ pub mod daemons;
 pub mod due;
 pub mod ended;
 pub mod enqueue;
+pub mod limit;
 pub mod lookups;
 pub mod pause;
 pub mod queue;
@@ -33,6 +34,7 @@ pub use daemons::*;
 pub use due::*;
 pub use ended::*;
 pub use enqueue::*;
+pub use limit::*;
 pub use lookups::*;
 pub use pause::*;
 pub use queue::*;
@@ -131,6 +133,8 @@ macro_rules! conformance_tests {
             a_permanent_failure_or_no_policy_is_not_retried,
             an_abandonment_and_a_failure_spend_the_same_budget,
             a_handler_may_ask_to_run_again_after_a_delay,
+            a_limited_type_is_never_claimed_beyond_its_limit,
+            concurrent_claimers_never_exceed_a_types_limit,
         }
     };
 }
@@ -272,6 +276,7 @@ mod tests {
         include_str!("due.rs"),
         include_str!("ended.rs"),
         include_str!("enqueue.rs"),
+        include_str!("limit.rs"),
         include_str!("lookups.rs"),
         include_str!("pause.rs"),
         include_str!("queue.rs"),

@@ -27,11 +27,18 @@ pub(super) const PROMOTE_BATCH: i64 = 1000;
 /// id, a row re-checks `status + 0 = 1` (not `status = 1`, which would
 /// match the partial indexes' predicate and tempt the planner to walk
 /// them; see `queue.rs`).
+///
+/// It also answers whether any type has a limit of running tasks (see
+/// `limit.rs`), so that a claim learns it without a round trip of its own.
 pub(super) const PROMOTE: &str = "
-UPDATE atp_task t SET delayed = false
-FROM (SELECT id FROM atp_task WHERE status = 1 AND delayed AND due_at <= now()
-      ORDER BY due_at, id LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED) d
-WHERE t.id = d.id AND t.status + 0 = 1 AND t.delayed";
+WITH promoted AS (
+    UPDATE atp_task t SET delayed = false
+    FROM (SELECT id FROM atp_task WHERE status = 1 AND delayed AND due_at <= now()
+          ORDER BY due_at, id LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED) d
+    WHERE t.id = d.id AND t.status + 0 = 1 AND t.delayed
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM atp_task_type WHERE max_running IS NOT NULL)";
 
 /// How long until the earliest delayed task is due (zero when one is due
 /// already), `None` when no task is delayed. One probe of
@@ -56,18 +63,23 @@ pub(super) async fn next_due(c: Conn<'_>) -> Result<Option<Duration>> {
 
 /// Runs `claim` (a claim statement on `c`) right after the promotion of
 /// due tasks, in the same round trip: `biased` polls the promotion first,
-/// so its request reaches the server first and has committed (it is a
-/// statement of its own) when the claim takes its snapshot.
+/// so its request reaches the server first and has taken effect (it is a
+/// statement of its own, committed unless the caller's transaction holds
+/// it) when the claim takes its snapshot. Also returns whether the
+/// database has types with a limit of running tasks.
 pub(super) async fn promoted_then<T>(
     c: Conn<'_>,
     claim: impl Future<Output = Result<T>>,
-) -> Result<T> {
+) -> Result<(T, bool)> {
     let promote = c.prepare("promoting due tasks", PROMOTE).await?;
     let (promoted, claimed) = tokio::join!(
         biased;
         c.query_prepared("promoting due tasks", &promote, &[&PROMOTE_BATCH]),
         claim,
     );
-    promoted?;
-    claimed
+    let has_limits = match promoted?.first() {
+        Some(r) => get(r, 0)?,
+        None => true,
+    };
+    Ok((claimed?, has_limits))
 }

@@ -34,6 +34,7 @@
 
 mod bulk;
 mod due;
+mod limit;
 mod list;
 mod migrate;
 mod queue;
@@ -155,6 +156,10 @@ struct Inner {
     options: StoreOptions,
     /// LISTEN/NOTIFY for [`Store::wait_for_tasks`].
     wakeups: wake::Wakeups,
+    /// Whether the last claim found types with a limit of running tasks:
+    /// claims then take the locking path (`limit.rs`). Starts `true`, the
+    /// safe guess.
+    limited: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -235,6 +240,7 @@ impl PgStore {
                 schema: schema.map(str::to_owned),
                 options,
                 wakeups,
+                limited: std::sync::atomic::AtomicBool::new(true),
             }),
         };
         if let Some(schema) = schema {
@@ -242,6 +248,20 @@ impl PgStore {
         }
         transaction!(store, |c| migrate::migrate(c, version))?;
         Ok(store)
+    }
+
+    /// Whether claims take the locking path for limited types.
+    fn limited(&self) -> bool {
+        self.inner
+            .limited
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records what the last claim learnt about limited types.
+    fn set_limited(&self, limited: bool) {
+        self.inner
+            .limited
+            .store(limited, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The schema this handle works in, when one was given.
@@ -557,14 +577,28 @@ impl Store for PgStore {
         let Some(params) = crate::shared::claim_params(params) else {
             return Ok(Vec::new());
         };
-        statement!(self, |c| queue::claim(c, &params))
+        let limited = self.limited();
+        let (claimed, has_limits) = if limited {
+            transaction!(self, |c| queue::claim(c, &params, true))?
+        } else {
+            statement!(self, |c| queue::claim(c, &params, false))?
+        };
+        self.set_limited(has_limits);
+        Ok(claimed)
     }
 
     async fn task_claim_start(&self, params: &ClaimParams) -> Result<Vec<StartedTask>> {
         let Some(params) = crate::shared::claim_params(params) else {
             return Ok(Vec::new());
         };
-        statement!(self, |c| queue::claim_start(c, &params))
+        let limited = self.limited();
+        let (started, has_limits) = if limited {
+            transaction!(self, |c| queue::claim_start(c, &params, true))?
+        } else {
+            statement!(self, |c| queue::claim_start(c, &params, false))?
+        };
+        self.set_limited(has_limits);
+        Ok(started)
     }
 
     async fn task_start_many(&self, attempts: &[Attempt]) -> Result<Vec<Result<StartedTask>>> {

@@ -53,12 +53,44 @@ const _: () = assert!(decide::START.0 == 2 && decide::START.1 == 3);
 /// per claim from the few type rows; the queue index is still walked in
 /// order), so a paused type's backlog at the head of the queue costs a
 /// walk past it. Restricted, paused types get no lateral probe at all.
-fn picked_cte(types: Option<&str>) -> String {
+///
+/// Types with a limit of running tasks (`max_running`) are left out of
+/// these two picks: they are claimed only by the `limited` pick, which runs
+/// in a transaction that first locks their type rows (`limit.rs`), so that
+/// its count of their held tasks stays true until it commits. It takes
+/// each type's candidates like the restricted pick, a limited type's at
+/// most its room (the limit minus its held tasks, three ranges of
+/// `atp_task_type_status_updated`).
+fn picked_cte(types: Option<&str>, limited: bool) -> String {
+    if limited {
+        let only = types.map_or(String::new(), |names| format!("AND y.name = ANY({names})"));
+        return format!(
+            "candidates AS (
+             SELECT c.id, c.priority, c.due_at, c.enqueued_at
+             FROM atp_task_type y CROSS JOIN LATERAL (
+                 SELECT q.id, q.priority, q.due_at, q.enqueued_at FROM atp_task q
+                 WHERE q.status = 1 AND NOT q.delayed AND q.type_id = y.id
+                 ORDER BY q.priority DESC, q.due_at, q.enqueued_at, q.id
+                 LIMIT CASE WHEN y.max_running IS NULL THEN $3::int8 + 64
+                       ELSE greatest(0, y.max_running - (
+                           SELECT count(*) FROM atp_task h
+                           WHERE h.type_id = y.id AND h.status IN (2, 3, 4))) END
+             ) c
+             WHERE NOT y.paused {only}
+         ), picked AS (
+             SELECT t.id FROM atp_task t JOIN candidates c ON c.id = t.id
+             WHERE t.status + 0 = 1 AND NOT t.delayed
+             ORDER BY c.priority DESC, c.due_at, c.enqueued_at, c.id LIMIT $3
+             FOR NO KEY UPDATE OF t SKIP LOCKED
+         )"
+        );
+    }
     match types {
         None => "picked AS (
              SELECT id FROM atp_task
              WHERE status = 1 AND NOT delayed
-               AND type_id NOT IN (SELECT p.id FROM atp_task_type p WHERE p.paused)
+               AND type_id NOT IN (SELECT p.id FROM atp_task_type p
+                                   WHERE p.paused OR p.max_running IS NOT NULL)
              ORDER BY priority DESC, due_at, enqueued_at, id LIMIT $3
              FOR NO KEY UPDATE OF atp_task SKIP LOCKED
          )"
@@ -71,7 +103,7 @@ fn picked_cte(types: Option<&str>) -> String {
                  WHERE q.status = 1 AND NOT q.delayed AND q.type_id = y.id
                  ORDER BY q.priority DESC, q.due_at, q.enqueued_at, q.id LIMIT $3::int8 + 64
              ) c
-             WHERE y.name = ANY({names}) AND NOT y.paused
+             WHERE y.name = ANY({names}) AND NOT y.paused AND y.max_running IS NULL
          ), picked AS (
              SELECT t.id FROM atp_task t JOIN candidates c ON c.id = t.id
              WHERE t.status + 0 = 1 AND NOT t.delayed
@@ -82,8 +114,8 @@ fn picked_cte(types: Option<&str>) -> String {
     }
 }
 
-fn claim_sql(by_type: bool) -> String {
-    let picked = picked_cte(by_type.then_some("$4"));
+fn claim_sql(by_type: bool, limited: bool) -> String {
+    let picked = picked_cte(by_type.then_some("$4"), limited);
     format!(
         "WITH {picked}, claimed AS (
              UPDATE atp_task t SET status = 2, holder = $1, lease = t.lease + 1, updated_at = now()
@@ -102,25 +134,37 @@ fn claim_sql(by_type: bool) -> String {
     )
 }
 
-pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTask>> {
+/// A claim (see [`picked_cte`]); with `limited`, inside the caller's
+/// transaction, after locking the limited types' rows. Also returns
+/// whether the database has limited types (see `limit.rs`).
+pub(super) async fn claim(
+    c: Conn<'_>,
+    p: &ClaimParams,
+    limited: bool,
+) -> Result<(Vec<ClaimedTask>, bool)> {
     let holder = p.holder.to_db();
     let limit = i64::from(p.limit);
-    let rows = match &p.types {
+    let names: Option<Vec<&str>> = p
+        .types
+        .as_ref()
+        .map(|names| names.iter().map(|n| n.as_str()).collect());
+    let sql = claim_sql(names.is_some(), limited);
+    let (rows, has_limits) = match &names {
         Some(names) => {
-            let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-            let sql = claim_sql(true);
-            let params: &Params<'_> = &[&holder, &p.message, &limit, &names];
-            let claim = c.query("claiming tasks", &sql, params);
+            let params: &Params<'_> = &[&holder, &p.message, &limit, names];
+            let claim =
+                super::limit::locked_then(c, limited, p, c.query("claiming tasks", &sql, params));
             super::due::promoted_then(c, claim).await?
         }
         None => {
-            let sql = claim_sql(false);
             let params: &Params<'_> = &[&holder, &p.message, &limit];
-            let claim = c.query("claiming tasks", &sql, params);
+            let claim =
+                super::limit::locked_then(c, limited, p, c.query("claiming tasks", &sql, params));
             super::due::promoted_then(c, claim).await?
         }
     };
-    rows.iter()
+    let claimed = rows
+        .iter()
         .map(|r| {
             Ok(ClaimedTask {
                 attempt: Attempt {
@@ -132,7 +176,8 @@ pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTas
                 identifier: row::identifier_of(get(r, 2)?)?,
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((claimed, has_limits))
 }
 
 /// [`claim_sql`] and [`WRITE_STARTS`] in one statement: the same pick
@@ -141,8 +186,8 @@ pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTas
 /// records of each task in that order (tasks in queue order), the `out`
 /// counter, and what the handler needs. The RUNNING message is built here
 /// as [`messages::started`] builds it, from the holder's display form ($4).
-fn claim_start_sql(by_type: bool) -> String {
-    let picked = picked_cte(by_type.then_some("$5"));
+fn claim_start_sql(by_type: bool, limited: bool) -> String {
+    let picked = picked_cte(by_type.then_some("$5"), limited);
     format!(
         "WITH {picked}, started AS (
              UPDATE atp_task t SET status = 3, holder = $1, lease = t.lease + 1,
@@ -174,26 +219,35 @@ fn claim_start_sql(by_type: bool) -> String {
     )
 }
 
-pub(super) async fn claim_start(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<StartedTask>> {
+/// A claim-and-start (see [`claim`] for `limited` and the flag returned).
+pub(super) async fn claim_start(
+    c: Conn<'_>,
+    p: &ClaimParams,
+    limited: bool,
+) -> Result<(Vec<StartedTask>, bool)> {
+    const CONTEXT: &str = "claiming and starting tasks";
     let holder = p.holder.to_db();
     let shown = p.holder.to_string();
     let limit = i64::from(p.limit);
-    let rows = match &p.types {
+    let names: Option<Vec<&str>> = p
+        .types
+        .as_ref()
+        .map(|names| names.iter().map(|n| n.as_str()).collect());
+    let sql = claim_start_sql(names.is_some(), limited);
+    let (rows, has_limits) = match &names {
         Some(names) => {
-            let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-            let sql = claim_start_sql(true);
-            let params: &Params<'_> = &[&holder, &p.message, &limit, &shown, &names];
-            let claim = c.query("claiming and starting tasks", &sql, params);
+            let params: &Params<'_> = &[&holder, &p.message, &limit, &shown, names];
+            let claim = super::limit::locked_then(c, limited, p, c.query(CONTEXT, &sql, params));
             super::due::promoted_then(c, claim).await?
         }
         None => {
-            let sql = claim_start_sql(false);
             let params: &Params<'_> = &[&holder, &p.message, &limit, &shown];
-            let claim = c.query("claiming and starting tasks", &sql, params);
+            let claim = super::limit::locked_then(c, limited, p, c.query(CONTEXT, &sql, params));
             super::due::promoted_then(c, claim).await?
         }
     };
-    rows.iter()
+    let started = rows
+        .iter()
         .map(|r| {
             let task = TaskId(get(r, 0)?);
             let input: String = get(r, 4)?;
@@ -213,7 +267,8 @@ pub(super) async fn claim_start(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<Star
                 enqueued_at: get(r, 5)?,
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((started, has_limits))
 }
 
 /// The state of the tasks `ids` (with `extra` columns after

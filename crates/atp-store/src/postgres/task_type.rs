@@ -13,13 +13,14 @@ pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
     let max_starts = i32::try_from(t.max_starts).unwrap_or(i32::MAX);
     c.execute(
         "registering a task type",
-        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, retry_delay_secs, retry_max_delay_secs, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), now())
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, retry_delay_secs, retry_max_delay_secs, max_running, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now())
          ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
              timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
              max_starts = excluded.max_starts, priority = excluded.priority,
              retry_delay_secs = excluded.retry_delay_secs,
              retry_max_delay_secs = excluded.retry_max_delay_secs,
+             max_running = excluded.max_running,
              updated_at = excluded.updated_at",
         &[
             &t.name.as_str(),
@@ -31,6 +32,7 @@ pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
             &t.priority,
             &t.retry.map(|r| r.delay_secs),
             &t.retry.map(|r| r.max_delay_secs),
+            &t.max_running.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         ],
     )
     .await?;

@@ -22,6 +22,7 @@
 
 mod bulk;
 mod due;
+mod limit;
 mod list;
 mod migrate;
 mod queue;

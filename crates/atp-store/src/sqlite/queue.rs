@@ -51,6 +51,22 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
                       ORDER BY priority DESC, due_at, enqueued_at, id LIMIT ?3)
          RETURNING id, type_id, identifier, lease, priority, due_at, enqueued_at"
     };
+    // With limited types, the tasks are chosen first (limit.rs), then
+    // claimed by id.
+    let room = super::limit::room(tx)?;
+    let chosen = if room.is_empty() {
+        None
+    } else {
+        let ids = super::limit::pick(tx, types_json.as_deref(), p.limit, room)?;
+        Some(serde_json::Value::from(ids).to_string())
+    };
+    let sql = if chosen.is_some() {
+        "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
+         WHERE id IN (SELECT value FROM json_each(?3)) AND status = 1
+         RETURNING id, type_id, identifier, lease, priority, due_at, enqueued_at"
+    } else {
+        sql
+    };
     let mut stmt = tx.prepare_cached(sql).map_err(db("claiming tasks"))?;
     let holder = p.holder.to_db();
     let map = |r: &rusqlite::Row<'_>| {
@@ -67,9 +83,10 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
             ),
         ))
     };
-    let rows = match &types_json {
-        Some(json) => stmt.query_map(params![holder, now, p.limit, json], map),
-        None => stmt.query_map(params![holder, now, p.limit], map),
+    let rows = match (&chosen, &types_json) {
+        (Some(ids), _) => stmt.query_map(params![holder, now, ids], map),
+        (None, Some(json)) => stmt.query_map(params![holder, now, p.limit, json], map),
+        (None, None) => stmt.query_map(params![holder, now, p.limit], map),
     }
     .map_err(db("claiming tasks"))?
     .collect::<rusqlite::Result<Vec<_>>>()

@@ -9,13 +9,14 @@ use super::{db, row};
 /// (the update leaves the column alone: see [`TaskType::paused`]).
 pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, retry_delay_secs, retry_max_delay_secs, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, ?9, ?10, ?6, ?6)
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, retry_delay_secs, retry_max_delay_secs, max_running, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, ?9, ?10, ?11, ?6, ?6)
          ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
              timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
              max_starts = excluded.max_starts, priority = excluded.priority,
              retry_delay_secs = excluded.retry_delay_secs,
              retry_max_delay_secs = excluded.retry_max_delay_secs,
+             max_running = excluded.max_running,
              updated_at = excluded.updated_at",
     )
     .and_then(|mut s| {
@@ -29,7 +30,8 @@ pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()>
             t.paused,
             t.priority,
             t.retry.map(|r| r.delay_secs),
-            t.retry.map(|r| r.max_delay_secs)
+            t.retry.map(|r| r.max_delay_secs),
+            t.max_running.map(i64::from)
         ])
     })
     .map_err(db("registering a task type"))?;
