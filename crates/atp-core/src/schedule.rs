@@ -434,7 +434,9 @@ pub enum ScheduleFired {
     /// The task was enqueued and the schedule advanced to the occurrence.
     Enqueued(crate::task::Task),
     /// A task with the occurrence's identifier existed already (made by
-    /// hand, say): the schedule advanced, nothing was enqueued.
+    /// hand, say): nothing was enqueued; the schedule advanced (on
+    /// PostgreSQL, when the other task committed during this call, at the
+    /// next call).
     Existed,
     /// Refused by the compare-and-set: the schedule had already enqueued
     /// this occurrence or a later one (another daemon did; or the task was

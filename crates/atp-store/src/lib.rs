@@ -38,6 +38,7 @@ mod any;
 mod migrations;
 pub mod postgres;
 mod row;
+mod schedule;
 mod shared;
 pub mod sqlite;
 mod url;

@@ -11,6 +11,7 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_identifier_prefix.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_schedules.sql")),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -30,5 +31,9 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         7,
         include_str!("../migrations/postgres/0007_identifier_prefix.sql"),
+    ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_schedules.sql"),
     ),
 ];

@@ -15,6 +15,7 @@ pub mod lookups;
 pub mod pause;
 pub mod queue;
 pub mod reap;
+pub mod schedule;
 pub mod task_type;
 pub mod wake;
 
@@ -34,6 +35,7 @@ pub use lookups::*;
 pub use pause::*;
 pub use queue::*;
 pub use reap::*;
+pub use schedule::*;
 pub use task_type::*;
 pub use wake::*;
 
@@ -114,6 +116,13 @@ macro_rules! conformance_tests {
             nul_characters_in_messages_become_replacement_characters,
             an_input_with_a_nul_character_round_trips,
             a_pool_of_one_connection_serves_concurrent_calls,
+            schedule_is_stored_read_listed_changed_and_removed,
+            each_occurrence_is_enqueued_once_and_the_schedule_only_moves_forward,
+            a_retired_occurrence_is_not_enqueued_again,
+            an_occurrence_whose_task_exists_is_not_duplicated,
+            a_paused_schedule_enqueues_nothing_until_resumed,
+            a_full_queue_refuses_an_occurrence_and_it_goes_in_later,
+            concurrent_daemons_enqueue_each_occurrence_exactly_once,
         }
     };
 }
@@ -258,6 +267,7 @@ mod tests {
         include_str!("pause.rs"),
         include_str!("queue.rs"),
         include_str!("reap.rs"),
+        include_str!("schedule.rs"),
         include_str!("task_type.rs"),
         include_str!("wake.rs"),
     ];

@@ -37,7 +37,7 @@ pub(super) async fn enqueue_one(
 /// unnested in input order, so ids ascend in input order). Any bad task
 /// raises and aborts the transaction: an unknown type leaves `type_id` NULL
 /// (a not-null violation), a duplicate breaks the unique key.
-const ENQUEUE: &str = "
+pub(super) const ENQUEUE: &str = "
 WITH given AS (
     SELECT u.ord, y.id AS type_id, u.identifier, u.input, u.message
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
@@ -58,10 +58,10 @@ SELECT id, ord, now() FROM numbered ORDER BY ord";
 /// Counts the tasks in, raises `AQ001` when the queue overflows and
 /// notifies `atp_tasks` (see migrations 0003 and 0004). Takes the row lock of the 'in' counter: producers
 /// serialize here, and only here, from this statement to the commit.
-const COUNT_IN: &str = "SELECT atp_count_in($1, $2)";
+pub(super) const COUNT_IN: &str = "SELECT atp_count_in($1, $2)";
 
 /// The SQLSTATE `atp_count_in` raises on a full queue.
-const QUEUE_FULL: &str = "AQ001";
+pub(super) const QUEUE_FULL: &str = "AQ001";
 
 /// Enqueues all prepared tasks or none; returns their ids in input order
 /// and the enqueue time. Runs outside any transaction of the caller's: it
