@@ -47,13 +47,18 @@ async fn idle_type<S: Store>(s: &S, name: &str) {
     .unwrap();
 }
 
-/// Three daemons, one schedule every second: for ten seconds and more,
+/// Three daemons, one schedule every second (added after they started):
+/// for ten seconds and more,
 /// every second from the first occurrence after the schedule's creation
 /// to the last enqueued one is a task exactly once (no gap, no
 /// duplicate), each with one ACCEPTED log record.
 async fn three_daemons_enqueue_each_occurrence_exactly_once(db: impl TestDb) {
     let s = db.store();
     idle_type(s, "Tick").await;
+    // A schedule whose next occurrence is months away: the daemons must
+    // still see the one added after they started (they re-read every
+    // second, not only at the next occurrence they know of).
+    atp_ok(&db, &["schedule", "add", "yearly", "Tick", "0 0 0 1 1 *"]);
     let daemons = [
         DaemonProcess::spawn(&db, &["--concurrency", "1"]),
         DaemonProcess::spawn(&db, &["--concurrency", "1"]),

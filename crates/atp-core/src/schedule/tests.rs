@@ -260,3 +260,39 @@ fn identifiers_are_the_name_and_the_utc_second_and_always_fit() {
     assert_eq!(task.identifier, s.identifier_for(at));
     assert_eq!(task.task_type, s.task_type);
 }
+
+#[test]
+fn odd_expressions_are_refused_or_parsed_quickly_never_panicking() {
+    let started = std::time::Instant::now();
+    for odd in [
+        "*/0 * * * *",
+        "0-99999999999 * * * *",
+        "L W # ? *",
+        "@reboot",
+        "@hourly",
+        "0 0 31 4 *",
+        "0 0 30 2 *",
+        "5-1 * * * *",
+        "* * * * MON-SUN#9",
+        "\u{0}",
+        "1,,2 * * * *",
+        "*/5 */5 */5 */5 */5 */5",
+        "59 23 31 12 7",
+        "0 0 29 2 1",
+        &"1,".repeat(120),
+    ] {
+        let _ = Recurrence::new(odd, "UTC");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(Recurrence::new("@hourly", "UTC").is_ok());
+    assert!(
+        Recurrence::new("0 0 31 4 *", "UTC").is_err(),
+        "April has no 31st"
+    );
+    assert!(Recurrence::new(&"1".repeat(300), "UTC").is_err());
+    assert!(Recurrence::new("* * * * *", "europe/vienna").is_ok());
+}
