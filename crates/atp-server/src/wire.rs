@@ -380,9 +380,11 @@ pub struct NewScheduleBody {
     pub task_type: String,
     /// Cron expression: `min hour day month weekday`, or six fields with
     /// seconds first (`*/10 * * * * *`).
+    #[schema(example = "0 2 * * *")]
     pub expression: String,
     /// IANA time zone the expression is read in (default `UTC`).
     #[serde(default = "utc")]
+    #[schema(example = "Europe/Vienna")]
     pub timezone: String,
     /// The input of every task it enqueues (default `null`).
     #[serde(default)]
