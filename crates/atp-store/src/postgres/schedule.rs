@@ -2,11 +2,9 @@
 //! enqueues an occurrence (see [`enqueue`]).
 
 use atp_core::schedule::{Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence};
-use atp_core::{Error, Result, StoreOptions, decide};
-use time::OffsetDateTime;
-use tokio_postgres::error::SqlState;
+use atp_core::{Error, Result, StoreOptions};
 
-use super::{Conn, Params, row, task};
+use super::{Conn, task};
 use crate::schedule::{PreparedSchedule, SCHEDULE_COLUMNS, SCHEDULE_FROM, check_occurrence};
 
 /// Inserts or updates the schedule (one statement: concurrent creations
@@ -119,45 +117,6 @@ pub(super) async fn enqueue(
         return Ok(ScheduleFired::Existed);
     }
     let prepared = task::prepare(vec![new], options)?;
-    let p = &prepared[0];
-    let types = [p.task_type.as_str()];
-    let identifiers = [p.identifier.as_str()];
-    let inputs = [p.input.as_str()];
-    let messages = [p.message.as_str()];
-    let insert_params: &Params<'_> =
-        &[&&types[..], &&identifiers[..], &&inputs[..], &&messages[..]];
-    let rows = match c
-        .query("enqueueing an occurrence", task::ENQUEUE, insert_params)
-        .await
-    {
-        Err(e) if super::sql_state(&e) == Some(&SqlState::UNIQUE_VIOLATION) => {
-            return Err(Error::DuplicateTask {
-                task_type: p.task_type.to_string(),
-                identifier: p.identifier.to_string(),
-            });
-        }
-        other => other?,
-    };
-    let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
-    let counted = c
-        .query("counting the queue", task::COUNT_IN, &[&1i64, &limit])
-        .await;
-    if let Err(e) = counted {
-        return Err(match super::sql_state(&e) {
-            Some(s) if s.code() == task::QUEUE_FULL => Error::QueueFull {
-                limit: options.max_queue_size,
-            },
-            _ => e,
-        });
-    }
-    let r = rows
-        .first()
-        .ok_or_else(|| Error::Corrupt("an occurrence's enqueue inserted no task".into()))?;
-    let at: OffsetDateTime = row::get(r, 2)?;
-    Ok(ScheduleFired::Enqueued(decide::enqueued(
-        atp_core::TaskId(row::get(r, 0)?),
-        p.task_type.clone(),
-        p.identifier.clone(),
-        at,
-    )))
+    let task = task::enqueue_in_transaction(c, &prepared[0], options).await?;
+    Ok(ScheduleFired::Enqueued(task))
 }

@@ -37,7 +37,7 @@ pub(super) async fn enqueue_one(
 /// unnested in input order, so ids ascend in input order). Any bad task
 /// raises and aborts the transaction: an unknown type leaves `type_id` NULL
 /// (a not-null violation), a duplicate breaks the unique key.
-pub(super) const ENQUEUE: &str = "
+const ENQUEUE: &str = "
 WITH given AS (
     SELECT u.ord, y.id AS type_id, u.identifier, u.input, u.message
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
@@ -58,10 +58,10 @@ SELECT id, ord, now() FROM numbered ORDER BY ord";
 /// Counts the tasks in, raises `AQ001` when the queue overflows and
 /// notifies `atp_tasks` (see migrations 0003 and 0004). Takes the row lock of the 'in' counter: producers
 /// serialize here, and only here, from this statement to the commit.
-pub(super) const COUNT_IN: &str = "SELECT atp_count_in($1, $2)";
+const COUNT_IN: &str = "SELECT atp_count_in($1, $2)";
 
 /// The SQLSTATE `atp_count_in` raises on a full queue.
-pub(super) const QUEUE_FULL: &str = "AQ001";
+const QUEUE_FULL: &str = "AQ001";
 
 /// Enqueues all prepared tasks or none; returns their ids in input order
 /// and the enqueue time. Runs outside any transaction of the caller's: it
@@ -126,6 +126,54 @@ pub(super) async fn enqueue_many(
             ids.len()
         ))),
     }
+}
+
+/// Enqueues one prepared task inside the caller's transaction (a
+/// schedule's occurrence, whose advance must commit with it): the same
+/// insert and queue count as [`enqueue_many`], sent one after the other.
+/// A full queue is `QueueFull` and a duplicate `DuplicateTask`; either
+/// leaves the transaction aborted, for the caller to roll back.
+pub(super) async fn enqueue_in_transaction(
+    c: Conn<'_>,
+    p: &Prepared,
+    options: &StoreOptions,
+) -> Result<Task> {
+    let types = [p.task_type.as_str()];
+    let identifiers = [p.identifier.as_str()];
+    let inputs = [p.input.as_str()];
+    let messages = [p.message.as_str()];
+    let insert_params: &Params<'_> =
+        &[&&types[..], &&identifiers[..], &&inputs[..], &&messages[..]];
+    let rows = match c.query("enqueueing", ENQUEUE, insert_params).await {
+        Err(e) if super::sql_state(&e) == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(Error::DuplicateTask {
+                task_type: p.task_type.to_string(),
+                identifier: p.identifier.to_string(),
+            });
+        }
+        other => other?,
+    };
+    let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
+    if let Err(e) = c
+        .query("counting the queue", COUNT_IN, &[&1i64, &limit])
+        .await
+    {
+        return Err(match super::sql_state(&e) {
+            Some(s) if s.code() == QUEUE_FULL => Error::QueueFull {
+                limit: options.max_queue_size,
+            },
+            _ => e,
+        });
+    }
+    let r = rows
+        .first()
+        .ok_or_else(|| Error::Corrupt("an enqueue inserted no task".into()))?;
+    Ok(decide::enqueued(
+        TaskId(row::get(r, 0)?),
+        p.task_type.clone(),
+        p.identifier.clone(),
+        row::get::<OffsetDateTime>(r, 2)?,
+    ))
 }
 
 /// Turns the error that aborted an enqueue into the caller's error kind.
