@@ -99,6 +99,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// No schedule has that name.
+    #[error("no such schedule: {0:?}")]
+    ScheduleNotFound(String),
 }
 
 impl Error {
@@ -107,8 +110,11 @@ impl Error {
         matches!(self, Error::Unavailable { .. })
     }
 
-    /// True for "no such type" and "no such task".
+    /// True for "no such type", "no such task" and "no such schedule".
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::TypeNotFound(_) | Error::TaskNotFound(_))
+        matches!(
+            self,
+            Error::TypeNotFound(_) | Error::TaskNotFound(_) | Error::ScheduleNotFound(_)
+        )
     }
 }

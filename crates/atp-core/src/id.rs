@@ -22,7 +22,11 @@ pub struct InvalidName {
 /// clients rewrite those path segments, even percent-encoded, so such a
 /// task could not be addressed over HTTP). Everything else ('/', quotes,
 /// inner spaces, non-ASCII) is allowed and kept byte for byte.
-fn validate(what: &'static str, value: &str, max_chars: usize) -> Result<(), InvalidName> {
+pub(crate) fn validate(
+    what: &'static str,
+    value: &str,
+    max_chars: usize,
+) -> Result<(), InvalidName> {
     let refuse = |reason: String| InvalidName {
         what,
         value: value.to_owned(),

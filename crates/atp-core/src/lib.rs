@@ -14,6 +14,8 @@
 //! - [`task`]: `Task`, its log, attempts (fencing tokens) and list filters.
 //! - [`payload`]: responses and the "compress unless text" rule.
 //! - [`store`]: the `Store` trait and its parameters.
+//! - [`schedule`]: periodic tasks (cron expressions in time zones) and
+//!   which occurrences a tick enqueues.
 //! - [`daemon`]: daemon records (liveness).
 //! - [`clock`]: where a store takes "now" from, and a clock tests move.
 //! - [`messages`]: log lines the stores write themselves.
@@ -39,6 +41,7 @@ pub mod limits;
 pub mod messages;
 pub mod observer;
 pub mod payload;
+pub mod schedule;
 pub mod status;
 pub mod store;
 pub mod task;
@@ -51,6 +54,9 @@ pub use error::{Error, Result};
 pub use id::{DaemonId, Handler, TaskId, TaskIdentifier, TypeName};
 pub use observer::{AttemptSettled, Observer};
 pub use payload::Response;
+pub use schedule::{
+    CatchUp, NewSchedule, Recurrence, Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence,
+};
 pub use status::{Status, Transition};
 pub use store::{ClaimParams, Store, StoreExt, StoreOptions};
 pub use task::{

@@ -14,6 +14,7 @@ use crate::daemon::{DaemonInfo, ReapedDaemon};
 use crate::error::Result;
 use crate::id::{DaemonId, TaskId, TypeName};
 use crate::payload::Response;
+use crate::schedule::{NewSchedule, Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence};
 use crate::task::{
     Attempt, BulkReenqueue, ClaimedTask, LogRecord, NewTask, Progress, Rescued, Retired,
     StartedTask, StatusChange, Task, TaskCounts, TaskFilter, TaskMessagePage, TaskPage, TaskRef,
@@ -324,6 +325,53 @@ pub trait Store: Send + Sync + 'static {
         &self,
         silent_secs: f64,
     ) -> impl Future<Output = Result<Vec<ReapedDaemon>>> + Send;
+
+    // --- schedules (periodic tasks) ---------------------------------------
+
+    /// Creates the schedule, or changes an existing one's type, recurrence,
+    /// input and catch-up; returns it as stored. An existing schedule keeps
+    /// its pause, its creation time and its last enqueued occurrence (a
+    /// change never re-enqueues an occurrence). `TypeNotFound` for an
+    /// unknown type, `InputTooLarge` past the handle's input limit; either
+    /// stores nothing. Deleting the type deletes its schedules.
+    fn schedule_upsert(
+        &self,
+        schedule: &NewSchedule,
+    ) -> impl Future<Output = Result<Schedule>> + Send;
+
+    /// The schedule, or `ScheduleNotFound`.
+    fn schedule_get(&self, name: &ScheduleName) -> impl Future<Output = Result<Schedule>> + Send;
+
+    /// All schedules, by name.
+    fn schedule_list(&self) -> impl Future<Output = Result<Vec<Schedule>>> + Send;
+
+    /// Removes a schedule (its enqueued tasks stay); `ScheduleNotFound`
+    /// when there is none.
+    fn schedule_delete(&self, name: &ScheduleName) -> impl Future<Output = Result<()>> + Send;
+
+    /// Pauses (`true`) or resumes (`false`) a schedule and returns it as it
+    /// now is; `ScheduleNotFound` for an unknown name. Idempotent.
+    fn schedule_set_paused(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+    ) -> impl Future<Output = Result<Schedule>> + Send;
+
+    /// Enqueues one occurrence of a schedule, exactly once across every
+    /// caller: in one transaction, moves the schedule's last enqueued
+    /// occurrence forward to `occurrence.at` by compare-and-set (only if the
+    /// schedule is not paused, was created before it and has not enqueued
+    /// it or a later one; else [`ScheduleFired::Passed`], nothing changed),
+    /// and enqueues the task [`Schedule::task_for`] makes, under the queue
+    /// limit (`QueueFull` changes nothing, so the occurrence can be tried
+    /// again). A task with that identifier already there is
+    /// [`ScheduleFired::Existed`] (the schedule still advances).
+    /// `ScheduleNotFound` for an unknown schedule; `InvalidArgument` when
+    /// `at` is not one of its occurrences.
+    fn schedule_enqueue(
+        &self,
+        occurrence: &ScheduleOccurrence,
+    ) -> impl Future<Output = Result<ScheduleFired>> + Send;
 }
 
 /// Conveniences over the batch methods, for every store.

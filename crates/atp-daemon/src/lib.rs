@@ -65,8 +65,8 @@ pub mod handler;
 pub use atp_core::observer::{self, AttemptSettled, Observer};
 pub use context::TaskContext;
 pub use daemon::{
-    CleanupReport, Daemon, DaemonConfig, DaemonError, SettledCounter, Shutdown, cleanup_once,
-    shutdown_on_signals,
+    CleanupReport, Daemon, DaemonConfig, DaemonError, ScheduleReport, SettledCounter, Shutdown,
+    cleanup_once, schedule_once, shutdown_on_signals,
 };
 pub use error::{HandlerError, HandlerResult};
 pub use handler::{Registry, TaskHandler};

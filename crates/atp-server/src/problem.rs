@@ -119,6 +119,12 @@ impl From<atp_core::Error> for Problem {
                 "No such task",
                 detail,
             ),
+            E::ScheduleNotFound(_) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "schedule-not-found",
+                "No such schedule",
+                detail,
+            ),
             E::DuplicateTask { .. } => Problem::new(
                 StatusCode::CONFLICT,
                 "duplicate-task",

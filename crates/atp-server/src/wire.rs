@@ -5,6 +5,7 @@
 //! Times are RFC 3339 in UTC; statuses come as the name and the original's
 //! numeric code.
 
+use atp_core::schedule::{CatchUp, NewSchedule, Recurrence, Schedule, ScheduleName};
 use atp_core::{DaemonInfo, LogRecord, Status, Task, TaskCounts, TaskType};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -315,5 +316,132 @@ impl From<&DaemonInfo> for DaemonView {
             heartbeat_at: rfc3339(d.heartbeat_at),
             handlers: d.handlers.clone(),
         }
+    }
+}
+
+/// What a schedule does with occurrences no daemon enqueued in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUpName {
+    /// After a time with no daemon running (or paused), enqueue the most
+    /// recent missed occurrence once.
+    Last,
+    /// Skip missed occurrences (the default, as cron does).
+    #[default]
+    None,
+}
+
+impl From<CatchUp> for CatchUpName {
+    fn from(c: CatchUp) -> Self {
+        match c {
+            CatchUp::Last => CatchUpName::Last,
+            CatchUp::None => CatchUpName::None,
+        }
+    }
+}
+
+impl From<CatchUpName> for CatchUp {
+    fn from(c: CatchUpName) -> Self {
+        match c {
+            CatchUpName::Last => CatchUp::Last,
+            CatchUpName::None => CatchUp::None,
+        }
+    }
+}
+
+/// A schedule (periodic task): enqueues a task of its type at every
+/// occurrence of its cron expression, exactly once across all daemons.
+/// Each task's identifier is `NAME@` and the occurrence's UTC time
+/// (`nightly@2026-12-01T02:00:00Z`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleView {
+    /// Unique name (1–43 characters).
+    pub name: String,
+    /// The type of the tasks it enqueues.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Cron expression: five fields, or six with seconds first.
+    pub expression: String,
+    /// IANA time zone the expression is read in.
+    pub timezone: String,
+    /// The input of every task it enqueues.
+    pub input: serde_json::Value,
+    /// What happens to missed occurrences.
+    pub catch_up: CatchUpName,
+    /// While true, nothing is enqueued.
+    pub paused: bool,
+    /// The latest occurrence enqueued (RFC 3339), if any.
+    pub last_enqueued_at: Option<String>,
+    /// The next occurrence a daemon will enqueue (RFC 3339); none while
+    /// paused.
+    pub next_occurrence_at: Option<String>,
+    /// When it was created.
+    pub created_at: String,
+    /// When it was last changed (pause and resume included).
+    pub updated_at: String,
+}
+
+impl ScheduleView {
+    /// The schedule as seen at `now` (for its next occurrence).
+    pub fn new(s: &Schedule, now: OffsetDateTime) -> Self {
+        ScheduleView {
+            name: s.name.as_str().to_owned(),
+            task_type: s.task_type.as_str().to_owned(),
+            expression: s.recurrence.expression().to_owned(),
+            timezone: s.recurrence.timezone().to_owned(),
+            input: s.input.clone(),
+            catch_up: s.catch_up.into(),
+            paused: s.paused,
+            last_enqueued_at: s.last_enqueued.map(rfc3339),
+            next_occurrence_at: s.next_occurrence(now).map(rfc3339),
+            created_at: rfc3339(s.created_at),
+            updated_at: rfc3339(s.updated_at),
+        }
+    }
+}
+
+/// The body of `POST /api/v1/schedules`: creates the schedule, or changes
+/// the one of that name (keeping its pause and its last occurrence).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewScheduleBody {
+    /// Unique name (1–43 characters, so that `NAME@occurrence` fits a
+    /// task identifier).
+    #[schema(value_type = crate::api::schema::ScheduleName)]
+    pub name: String,
+    /// A registered task type.
+    #[serde(rename = "type")]
+    #[schema(value_type = crate::api::schema::TypeName)]
+    pub task_type: String,
+    /// Cron expression: `min hour day month weekday`, or six fields with
+    /// seconds first (`*/10 * * * * *`).
+    #[schema(example = "0 2 * * *")]
+    pub expression: String,
+    /// IANA time zone the expression is read in (default `UTC`).
+    #[serde(default = "utc")]
+    #[schema(example = "Europe/Vienna")]
+    pub timezone: String,
+    /// The input of every task it enqueues (default `null`).
+    #[serde(default)]
+    pub input: serde_json::Value,
+    /// What happens to missed occurrences (default `none`).
+    #[serde(default)]
+    pub catch_up: CatchUpName,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+impl NewScheduleBody {
+    /// The schedule it asks for, every field validated (names, expression,
+    /// time zone): a refusal is the client's mistake.
+    pub fn validate(self) -> atp_core::Result<NewSchedule> {
+        let name = ScheduleName::new(self.name)?;
+        let task_type = atp_core::TypeName::new(self.task_type)?;
+        let recurrence = Recurrence::new(&self.expression, &self.timezone)?;
+        Ok(NewSchedule::new(name, task_type, recurrence)
+            .with_input(self.input)
+            .with_catch_up(self.catch_up.into()))
     }
 }

@@ -10,6 +10,8 @@ use atp_core::{
     TaskType, TypeName,
 };
 
+use atp_core::schedule::{NewSchedule, Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence};
+
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 
@@ -97,5 +99,11 @@ impl Store for AnyStore {
         daemon_deregister(id: DaemonId) -> ();
         daemon_list() -> Vec<DaemonInfo>;
         daemon_reap_dead(silent_secs: f64) -> Vec<ReapedDaemon>;
+        schedule_upsert(schedule: &NewSchedule) -> Schedule;
+        schedule_get(name: &ScheduleName) -> Schedule;
+        schedule_list() -> Vec<Schedule>;
+        schedule_delete(name: &ScheduleName) -> ();
+        schedule_set_paused(name: &ScheduleName, paused: bool) -> Schedule;
+        schedule_enqueue(occurrence: &ScheduleOccurrence) -> ScheduleFired;
     }
 }

@@ -10,11 +10,14 @@
 //! Both engines mirror each other file for file: `task_type.rs`, `task.rs`
 //! (enqueue, look-ups, delete), `queue.rs` (claim, start, status changes
 //! from holders), `reap.rs` (clean-ups, daemon records), `migrate.rs`,
-//! `wake.rs` (what wakes `Store::wait_for_tasks`). They only fetch and
+//! `wake.rs` (what wakes `Store::wait_for_tasks`), `schedule.rs`
+//! (schedules, and the one transaction that enqueues an occurrence
+//! exactly once: see `atp_core::schedule`). They only fetch and
 //! write: what a change, a release or a rescue makes of a task is decided
 //! once, in `atp_core::decide`; `shared.rs` holds the checks and shaping at
 //! the store's boundary (sizes, NUL characters, pages), `row.rs` maps the
-//! columns of a task to a `Task` once for both.
+//! columns of a task to a `Task` once for both (`schedule.rs` those of a
+//! schedule).
 //! `conformance/` (feature `conformance`) holds the contract suite both run;
 //! `testing` gives each test a fresh database.
 //!
@@ -38,6 +41,7 @@ mod any;
 mod migrations;
 pub mod postgres;
 mod row;
+mod schedule;
 mod shared;
 pub mod sqlite;
 mod url;

@@ -15,6 +15,7 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_due_and_priority.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_schedules.sql")),
     (
         8,
         include_str!("../migrations/sqlite/0008_retry_and_limit.sql"),
@@ -42,6 +43,10 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         8,
         include_str!("../migrations/postgres/0008_due_and_priority.sql"),
+    ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_schedules.sql"),
     ),
     (
         11,

@@ -5,7 +5,9 @@
 //! column, for one).
 
 use atp_core::{ClaimParams, NewTask, Status, Store, StoreOptions, TaskFilter, TaskRef};
-use atp_store::conformance::{DAEMON_A, claim_one, enqueue, ident, type_name};
+use atp_store::conformance::{
+    DAEMON_A, claim_one, enqueue, every_second, fire, ident, occurrences, type_name,
+};
 
 /// Rows as older releases stored them, with the engine's time literal
 /// (`time`): type `legacy`, its task `first` SCHEDULED (held by daemon 1)
@@ -63,6 +65,18 @@ async fn assert_upgraded<S: Store>(new: &S, latest: u32) {
         .unwrap();
     assert_eq!(claim_one(new, DAEMON_A).await.identifier, ident("urgent"));
     assert_eq!(claim_one(new, DAEMON_A).await.identifier, ident("second"));
+
+    // Schedules (SQLite 7, PostgreSQL 10): none before, and they work.
+    assert!(new.schedule_list().await.unwrap().is_empty());
+    let sch = new
+        .schedule_upsert(&every_second("legacy-tick", &t))
+        .await
+        .unwrap();
+    let at = occurrences(&sch, 1)[0];
+    assert!(matches!(
+        fire(new, &sch, at).await,
+        atp_core::schedule::ScheduleFired::Enqueued(_)
+    ));
 }
 
 /// The identifiers a prefix search finds, sorted.

@@ -14,6 +14,7 @@ mod database;
 mod demo;
 mod logging;
 mod output;
+mod schedule;
 mod serve;
 
 use std::time::Duration;
@@ -67,6 +68,10 @@ enum Command {
     /// Register, remove and list task types.
     #[command(subcommand)]
     Type(commands::TypeCommand),
+    /// Periodic tasks: add, list, remove, pause and resume schedules
+    /// (cron expressions, optionally with seconds, in an IANA time zone).
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Enqueue a task.
     ///
     /// Without an identifier, ATP makes one (a UUIDv7, so they sort by
@@ -219,6 +224,10 @@ pub struct DaemonArgs {
     /// callers may register (e.g. over the HTTP API).
     #[arg(long)]
     no_exec: bool,
+    /// Enqueue no schedules' occurrences (other daemons do; by default
+    /// every daemon takes part, each occurrence enqueued once between them).
+    #[arg(long)]
+    no_schedules: bool,
 }
 
 /// The daemon crate's defaults: the flags' defaults come from here, so
@@ -294,6 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => bench::run(&store, json, args).await,
         Command::Type(cmd) => commands::type_command(&store, json, cmd).await,
+        Command::Schedule(cmd) => schedule::run(&store, json, cmd).await,
         Command::Enqueue(args) => commands::enqueue(&store, json, args).await,
         Command::Status {
             task_type,
@@ -407,6 +417,7 @@ pub fn daemon_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
         cleanup_interval: seconds("cleanup-interval-secs", args.cleanup_interval_secs)?,
         grace_period: Duration::try_from_secs_f64(args.grace_secs)
             .context("--grace-secs must be a non-negative number of seconds")?,
+        schedules: !args.no_schedules,
         ..defaults
     };
     Ok(config)
@@ -437,6 +448,12 @@ mod tests {
         assert_eq!(got.grace_period, want.grace_period);
         assert_eq!(got.retire_batch, want.retire_batch);
         assert_eq!(got.concurrency, want.concurrency);
+        assert!(got.schedules, "every daemon enqueues schedules by default");
+        assert!(
+            !daemon_config(&daemon_args(&["--no-schedules"]))
+                .unwrap()
+                .schedules
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 pub mod exit {
     /// Any other error.
     pub const ERROR: u8 = 1;
-    /// The type or task does not exist.
+    /// The type, task or schedule does not exist.
     pub const NOT_FOUND: u8 = 3;
     /// Duplicate task, or a type that still has tasks.
     pub const CONFLICT: u8 = 4;
@@ -26,7 +26,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         return *code;
     }
     match e.downcast_ref::<Error>() {
-        Some(Error::TypeNotFound(_) | Error::TaskNotFound(_)) => exit::NOT_FOUND,
+        Some(Error::TypeNotFound(_) | Error::TaskNotFound(_) | Error::ScheduleNotFound(_)) => {
+            exit::NOT_FOUND
+        }
         Some(Error::DuplicateTask { .. } | Error::TypeHasTasks { .. }) => exit::CONFLICT,
         Some(Error::QueueFull { .. }) => exit::QUEUE_FULL,
         _ => exit::ERROR,
@@ -48,6 +50,14 @@ pub fn log_json(r: &LogRecord) -> Value {
 /// A task type as `--json` prints it.
 pub fn type_json(t: &TaskType) -> Value {
     to_json(&atp_server::wire::TaskTypeView::from(t))
+}
+
+/// A schedule as `--json` prints it (its next occurrence seen now).
+pub fn schedule_json(s: &atp_core::Schedule) -> Value {
+    to_json(&atp_server::wire::ScheduleView::new(
+        s,
+        time::OffsetDateTime::now_utc(),
+    ))
 }
 
 /// Any wire view as a JSON value (these serialize infallibly: plain

@@ -34,6 +34,10 @@ pub struct DaemonConfig {
     pub grace_period: Duration,
     /// Retired tasks deleted per statement (default 1,000).
     pub retire_batch: u32,
+    /// Whether this daemon enqueues the occurrences of schedules (default
+    /// on: every daemon may, exactly once between them; off for a daemon
+    /// that should only run tasks).
+    pub schedules: bool,
 }
 
 impl DaemonConfig {
@@ -56,6 +60,7 @@ impl Default for DaemonConfig {
             cleanup_interval: Duration::from_secs(10),
             grace_period: Duration::from_secs(30),
             retire_batch: Self::DEFAULT_RETIRE_BATCH,
+            schedules: true,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! heartbeats, rescues the work of dead daemons, cleans up, and shuts down
 //! without losing a task.
 //!
-//! One [`Daemon`] runs four jobs, each in a file of its own; every
+//! One [`Daemon`] runs five jobs, each in a file of its own; every
 //! background loop is a one-pass function plus timing, and tests call the
 //! one pass directly:
 //! - `claim`: claims as many of the oldest ACCEPTED tasks as it has free
@@ -15,6 +15,10 @@
 //!   task was rescued meanwhile is cancelled and its late result dropped.
 //! - `cleanup`: abandoned tasks, retired tasks and dead daemons
 //!   ([`cleanup_once`]); safe in every daemon at once.
+//! - `schedule`: enqueues the due occurrences of periodic tasks
+//!   ([`schedule_once`]), waking at the next occurrence and at least every
+//!   second; safe in every daemon at once (the store's compare-and-set
+//!   lets one caller enqueue each occurrence).
 //! - `attempt` and `settle`: each attempt bounded by its type's
 //!   timeout; its end written with the attempt's fencing token, in batches,
 //!   retried while the database is away (`retry`).
@@ -27,6 +31,7 @@ mod cleanup;
 mod config;
 mod heartbeat;
 mod retry;
+mod schedule;
 mod settle;
 mod shutdown;
 
@@ -51,6 +56,7 @@ use crate::handler::Registry;
 
 pub use cleanup::{CleanupReport, cleanup_once};
 pub use config::{DaemonConfig, DaemonError};
+pub use schedule::{ScheduleReport, schedule_once};
 pub use shutdown::{Shutdown, shutdown_on_signals};
 
 pub(crate) use retry::retry_unavailable;
@@ -208,6 +214,11 @@ impl<S: Store + Clone> Daemon<S> {
                 heartbeat::heartbeat_loop(s.clone(), info, background.clone()).in_current_span(),
             );
             loops.spawn(cleanup::cleanup_loop(s.clone(), background.clone()).in_current_span());
+            if s.config.schedules {
+                loops.spawn(
+                    schedule::schedule_loop(s.clone(), background.clone()).in_current_span(),
+                );
+            }
             let settler = tokio::spawn(settle::settler_loop(s.clone(), settle_rx).in_current_span());
 
             let mut attempts = claim::claim_loop(s, &shutdown).await;

@@ -9,6 +9,7 @@ use utoipa::{OpenApi, PartialSchema};
 use crate::AppState;
 
 pub mod ops;
+pub mod schedules;
 pub mod schema;
 pub mod tasks;
 pub mod types;
@@ -23,6 +24,8 @@ pub mod types;
         tasks::input,
         tasks::log, tasks::response, tasks::reenqueue, tasks::delete,
         ops::stats, ops::daemons, ops::healthz, ops::metrics,
+        schedules::list, schedules::create, schedules::get, schedules::delete,
+        schedules::pause, schedules::resume,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth, &StatusCodes),
@@ -30,6 +33,7 @@ pub mod types;
         (name = "types", description = "Task types"),
         (name = "tasks", description = "Tasks"),
         (name = "operations", description = "Counts, daemons, health, metrics"),
+        (name = "schedules", description = "Periodic tasks: cron expressions that enqueue a task at every occurrence"),
     )
 )]
 pub struct ApiDoc;
@@ -191,6 +195,16 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/stats", get(ops::stats))
         .route("/api/v1/daemons", get(ops::daemons))
         .route("/healthz", get(ops::healthz))
+        .route(
+            "/api/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/api/v1/schedules/{name}",
+            get(schedules::get).delete(schedules::delete),
+        )
+        .route("/api/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/api/v1/schedules/{name}/resume", post(schedules::resume))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -88,6 +88,16 @@ named_schema!(
         .build()
 );
 
+named_schema!(
+    /// A schedule's name.
+    ScheduleName,
+    name(
+        atp_core::ScheduleName::MAX_CHARS,
+        "A schedule's name: 1 to 43 characters (so that `NAME@2026-12-01T10:00:00Z` fits a task identifier), no control characters, no white space at either end, not `.` or `..`.",
+        "nightly",
+    )
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

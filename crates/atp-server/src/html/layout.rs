@@ -24,6 +24,8 @@ pub enum Nav {
     Types,
     /// What ended badly (`/failed`).
     Failed,
+    /// The schedules page.
+    Schedules,
 }
 
 /// The frame of a dashboard page.
@@ -88,6 +90,7 @@ pub fn page(chrome: &Chrome<'_>, main: Markup) -> Markup {
                     nav.main-nav aria-label="Main" {
                         a href="/" aria-current=[current(Nav::Tasks)] { "Tasks" }
                         a href="/types" aria-current=[current(Nav::Types)] { "Types" }
+                        a href="/schedules" aria-current=[current(Nav::Schedules)] { "Schedules" }
                         a href="/failed" aria-current=[current(Nav::Failed)] { "Failed" }
                         a href="/daemons" aria-current=[current(Nav::Daemons)] { "Daemons" }
                         a href="/process/task" { "Original views" }

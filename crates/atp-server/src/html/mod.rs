@@ -48,10 +48,11 @@ mod layout;
 mod live;
 mod login;
 mod original;
+mod schedules;
 mod snapshot;
 mod task_page;
 mod types;
-mod urls;
+pub(crate) mod urls;
 
 /// What pages may load: their own stylesheet, script and event stream,
 /// nothing inline, no framing. Responses set their own where they differ.
@@ -75,6 +76,9 @@ pub fn routes() -> Router<AppState> {
         .route("/types", get(types::page))
         .route("/types/{name}/pause", post(types::pause))
         .route("/types/{name}/resume", post(types::resume))
+        .route("/schedules", get(schedules::page))
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
         .route("/events", get(live::events))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))

@@ -45,6 +45,11 @@ pub fn type_action(task_type: &str, action: &str) -> String {
     format!("/types/{}/{action}", enc(task_type))
 }
 
+/// Where the schedules page's forms post `action` (`pause`, `resume`).
+pub fn schedule_action(schedule: &str, action: &str) -> String {
+    format!("/schedules/{}/{action}", enc(schedule))
+}
+
 /// The original's log view of one task.
 pub fn process_status(task_type: &str, identifier: &str) -> String {
     keyed("/process/status", task_type, identifier, "")

@@ -18,6 +18,7 @@ pub mod pause;
 pub mod queue;
 pub mod reap;
 pub mod retry;
+pub mod schedule;
 pub mod task_type;
 pub mod wake;
 
@@ -40,6 +41,7 @@ pub use pause::*;
 pub use queue::*;
 pub use reap::*;
 pub use retry::*;
+pub use schedule::*;
 pub use task_type::*;
 pub use wake::*;
 
@@ -135,6 +137,13 @@ macro_rules! conformance_tests {
             a_handler_may_ask_to_run_again_after_a_delay,
             a_limited_type_is_never_claimed_beyond_its_limit,
             concurrent_claimers_never_exceed_a_types_limit,
+            schedule_is_stored_read_listed_changed_and_removed,
+            each_occurrence_is_enqueued_once_and_the_schedule_only_moves_forward,
+            a_retired_occurrence_is_not_enqueued_again,
+            an_occurrence_whose_task_exists_is_not_duplicated,
+            a_paused_schedule_enqueues_nothing_until_resumed,
+            a_full_queue_refuses_an_occurrence_and_it_goes_in_later,
+            concurrent_daemons_enqueue_each_occurrence_exactly_once,
         }
     };
 }
@@ -282,6 +291,7 @@ mod tests {
         include_str!("queue.rs"),
         include_str!("reap.rs"),
         include_str!("retry.rs"),
+        include_str!("schedule.rs"),
         include_str!("task_type.rs"),
         include_str!("wake.rs"),
     ];

@@ -40,6 +40,7 @@ mod migrate;
 mod queue;
 mod reap;
 mod row;
+mod schedule;
 mod task;
 mod task_type;
 mod wake;
@@ -47,6 +48,7 @@ mod wake;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atp_core::schedule::{NewSchedule, Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence};
 use atp_core::store::ClaimParams;
 use atp_core::{
     Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
@@ -706,6 +708,38 @@ impl Store for PgStore {
     async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
         atp_core::decide::check_silence(silent_secs)?;
         transaction!(self, |c| reap::daemon_reap_dead(c, silent_secs))
+    }
+
+    async fn schedule_upsert(&self, schedule: &NewSchedule) -> Result<Schedule> {
+        let prepared = crate::schedule::prepare(schedule, &self.inner.options)?;
+        transaction!(self, |c| schedule::upsert(c, &prepared))
+    }
+
+    async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule> {
+        statement!(self, |c| schedule::get(c, name))
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<Schedule>> {
+        statement!(self, |c| schedule::list(c))
+    }
+
+    async fn schedule_delete(&self, name: &ScheduleName) -> Result<()> {
+        statement!(self, |c| schedule::delete(c, name))
+    }
+
+    async fn schedule_set_paused(&self, name: &ScheduleName, paused: bool) -> Result<Schedule> {
+        transaction!(self, |c| schedule::set_paused(c, name, paused))
+    }
+
+    async fn schedule_enqueue(&self, occurrence: &ScheduleOccurrence) -> Result<ScheduleFired> {
+        let options = &self.inner.options;
+        match transaction!(self, |c| schedule::enqueue(c, occurrence, options)) {
+            // Someone enqueued the same identifier by hand between the
+            // look-up and the insert: the transaction, the advance with it,
+            // rolled back; the next call finds the task and advances.
+            Err(Error::DuplicateTask { .. }) => Ok(ScheduleFired::Existed),
+            other => other,
+        }
     }
 }
 

@@ -639,7 +639,7 @@ mod tests {
         .unwrap();
         let plan: Vec<String> = raw
             .query(
-                &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(false)),
+                &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(false, false)),
                 &[&holder.to_db(), &"m", &10i64, &"h"],
             )
             .await
@@ -691,7 +691,7 @@ mod tests {
             (
                 "claim",
                 raw.query(
-                    &format!("EXPLAIN (COSTS OFF) {}", claim_sql(false)),
+                    &format!("EXPLAIN (COSTS OFF) {}", claim_sql(false, false)),
                     &[&holder, &"m", &10i64],
                 )
                 .await,
@@ -700,7 +700,7 @@ mod tests {
             (
                 "claim and start",
                 raw.query(
-                    &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(false)),
+                    &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(false, false)),
                     &[&holder, &"m", &10i64, &"h"],
                 )
                 .await,
@@ -709,7 +709,7 @@ mod tests {
             (
                 "restricted claim",
                 raw.query(
-                    &format!("EXPLAIN (COSTS OFF) {}", claim_sql(true)),
+                    &format!("EXPLAIN (COSTS OFF) {}", claim_sql(true, false)),
                     &[&holder, &"m", &10i64, &names],
                 )
                 .await,
@@ -718,7 +718,7 @@ mod tests {
             (
                 "restricted claim and start",
                 raw.query(
-                    &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(true)),
+                    &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(true, false)),
                     &[&holder, &"m", &10i64, &"h", &names],
                 )
                 .await,

@@ -91,39 +91,13 @@ pub(super) async fn enqueue_many(
     options: &StoreOptions,
 ) -> Result<(Vec<TaskId>, OffsetDateTime, Queued)> {
     const CONTEXT: &str = "enqueueing";
-    let types: Vec<&str> = prepared.iter().map(|p| p.task_type.as_str()).collect();
-    let identifiers: Vec<&str> = prepared.iter().map(|p| p.identifier.as_str()).collect();
-    let inputs: Vec<&str> = prepared.iter().map(|p| p.input.as_str()).collect();
-    let messages: Vec<&str> = prepared.iter().map(|p| p.message.as_str()).collect();
-    let priorities: Vec<Option<i32>> = prepared.iter().map(|p| p.priority).collect();
-    let due_at: Vec<Option<OffsetDateTime>> = prepared
-        .iter()
-        .map(|p| match p.due {
-            Some(Due::At(t)) => Some(t),
-            _ => None,
-        })
-        .collect();
-    let delay_us: Vec<Option<i64>> = prepared
-        .iter()
-        .map(|p| match p.due {
-            Some(Due::After(d)) => Some(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
-            _ => None,
-        })
-        .collect();
+    let arrays = InsertArrays::of(prepared);
     let n = prepared.len() as i64;
     let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
 
     let (insert, count_in) =
         tokio::try_join!(c.prepare(CONTEXT, ENQUEUE), c.prepare(CONTEXT, COUNT_IN),)?;
-    let insert_params: &Params<'_> = &[
-        &types,
-        &identifiers,
-        &inputs,
-        &messages,
-        &priorities,
-        &due_at,
-        &delay_us,
-    ];
+    let insert_params = &arrays.params();
     let count_params: &Params<'_> = &[&n, &limit];
     // `join!`, not `try_join!`: a statement can fail within its own first
     // poll (when this thread was descheduled between sending and polling),
@@ -166,6 +140,102 @@ pub(super) async fn enqueue_many(
             prepared.len(),
             ids.len()
         ))),
+    }
+}
+
+/// Enqueues one prepared task inside the caller's transaction (a
+/// schedule's occurrence, whose advance must commit with it): the same
+/// insert and queue count as [`enqueue_many`], sent one after the other.
+/// A full queue is `QueueFull` and a duplicate `DuplicateTask`; either
+/// leaves the transaction aborted, for the caller to roll back.
+pub(super) async fn enqueue_in_transaction(
+    c: Conn<'_>,
+    p: &Prepared,
+    options: &StoreOptions,
+) -> Result<Task> {
+    let arrays = InsertArrays::of(std::slice::from_ref(p));
+    let rows = match c.query("enqueueing", ENQUEUE, &arrays.params()).await {
+        Err(e) if super::sql_state(&e) == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(Error::DuplicateTask {
+                task_type: p.task_type.to_string(),
+                identifier: p.identifier.to_string(),
+            });
+        }
+        other => other?,
+    };
+    let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
+    if let Err(e) = c
+        .query("counting the queue", COUNT_IN, &[&1i64, &limit])
+        .await
+    {
+        return Err(match super::sql_state(&e) {
+            Some(s) if s.code() == QUEUE_FULL => Error::QueueFull {
+                limit: options.max_queue_size,
+            },
+            _ => e,
+        });
+    }
+    let r = rows
+        .first()
+        .ok_or_else(|| Error::Corrupt("an enqueue inserted no task".into()))?;
+    Ok(decide::enqueued(
+        TaskId(row::get(r, 0)?),
+        p.task_type.clone(),
+        p.identifier.clone(),
+        row::get::<OffsetDateTime>(r, 2)?,
+        Queued {
+            priority: row::get(r, 3)?,
+            due_at: row::get(r, 4)?,
+        },
+    ))
+}
+
+/// The parameters of [`ENQUEUE`]: one array per column, in input order.
+struct InsertArrays<'a> {
+    types: Vec<&'a str>,
+    identifiers: Vec<&'a str>,
+    inputs: Vec<&'a str>,
+    messages: Vec<&'a str>,
+    priorities: Vec<Option<i32>>,
+    due_at: Vec<Option<OffsetDateTime>>,
+    delay_us: Vec<Option<i64>>,
+}
+
+impl<'a> InsertArrays<'a> {
+    fn of(prepared: &'a [Prepared]) -> Self {
+        InsertArrays {
+            types: prepared.iter().map(|p| p.task_type.as_str()).collect(),
+            identifiers: prepared.iter().map(|p| p.identifier.as_str()).collect(),
+            inputs: prepared.iter().map(|p| p.input.as_str()).collect(),
+            messages: prepared.iter().map(|p| p.message.as_str()).collect(),
+            priorities: prepared.iter().map(|p| p.priority).collect(),
+            due_at: prepared
+                .iter()
+                .map(|p| match p.due {
+                    Some(Due::At(t)) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            delay_us: prepared
+                .iter()
+                .map(|p| match p.due {
+                    Some(Due::After(d)) => Some(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+        [
+            &self.types,
+            &self.identifiers,
+            &self.inputs,
+            &self.messages,
+            &self.priorities,
+            &self.due_at,
+            &self.delay_us,
+        ]
     }
 }
 

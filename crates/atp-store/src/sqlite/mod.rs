@@ -28,6 +28,7 @@ mod migrate;
 mod queue;
 mod reap;
 mod row;
+mod schedule;
 mod task;
 mod task_type;
 mod wake;
@@ -36,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use atp_core::schedule::{NewSchedule, Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence};
 use atp_core::store::ClaimParams;
 use atp_core::{
     Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
@@ -622,6 +624,41 @@ impl Store for SqliteStore {
         self.waking(out, |reaped| {
             reaped.iter().any(|d| requeued_any(&d.rescued))
         })
+    }
+
+    async fn schedule_upsert(&self, schedule: &NewSchedule) -> Result<Schedule> {
+        let prepared = crate::schedule::prepare(schedule, &self.inner.options)?;
+        self.write(move |tx, now| schedule::upsert(tx, &prepared, now))
+            .await
+    }
+
+    async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule> {
+        let name = name.clone();
+        self.read(move |conn| schedule::get(conn, &name)).await
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<Schedule>> {
+        self.read(schedule::list).await
+    }
+
+    async fn schedule_delete(&self, name: &ScheduleName) -> Result<()> {
+        let name = name.clone();
+        self.write(move |tx, _| schedule::delete(tx, &name)).await
+    }
+
+    async fn schedule_set_paused(&self, name: &ScheduleName, paused: bool) -> Result<Schedule> {
+        let name = name.clone();
+        self.write(move |tx, now| schedule::set_paused(tx, &name, paused, now))
+            .await
+    }
+
+    async fn schedule_enqueue(&self, occurrence: &ScheduleOccurrence) -> Result<ScheduleFired> {
+        let occurrence = occurrence.clone();
+        let options = self.inner.options.clone();
+        let out = self
+            .write(move |tx, now| schedule::enqueue(tx, &occurrence, &options, now))
+            .await;
+        self.waking(out, |f| matches!(f, ScheduleFired::Enqueued(_)))
     }
 }
 
