@@ -35,6 +35,7 @@
 //! ```
 
 mod any;
+mod cancel_hub;
 mod migrations;
 pub mod postgres;
 mod row;

@@ -11,6 +11,7 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_identifier_prefix.sql"),
     ),
+    (6, include_str!("../migrations/sqlite/0006_cancelled.sql")),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -31,4 +32,5 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
         7,
         include_str!("../migrations/postgres/0007_identifier_prefix.sql"),
     ),
+    (9, include_str!("../migrations/postgres/0009_cancelled.sql")),
 ];
