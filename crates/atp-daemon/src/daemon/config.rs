@@ -34,6 +34,11 @@ pub struct DaemonConfig {
     pub grace_period: Duration,
     /// Retired tasks deleted per statement (default 1,000).
     pub retire_batch: u32,
+    /// How long an `exec:` program whose task an operator cancelled has to
+    /// exit after SIGTERM before its whole process group is SIGKILLed
+    /// (default 5 s: enough to flush and remove temporary files, short
+    /// enough that a cancel is felt at once).
+    pub cancel_grace: Duration,
 }
 
 impl DaemonConfig {
@@ -42,6 +47,9 @@ impl DaemonConfig {
 
     /// The default [`DaemonConfig::retire_batch`]: `atp cleanup` uses it too.
     pub const DEFAULT_RETIRE_BATCH: u32 = 1_000;
+
+    /// The default [`DaemonConfig::cancel_grace`].
+    pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
 }
 
 impl Default for DaemonConfig {
@@ -56,6 +64,7 @@ impl Default for DaemonConfig {
             cleanup_interval: Duration::from_secs(10),
             grace_period: Duration::from_secs(30),
             retire_batch: Self::DEFAULT_RETIRE_BATCH,
+            cancel_grace: Self::DEFAULT_CANCEL_GRACE,
         }
     }
 }
