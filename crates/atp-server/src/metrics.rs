@@ -35,6 +35,8 @@ pub struct Metrics {
     finished: Family<TypeLabel, Counter>,
     failed: Family<TypeLabel, Counter>,
     requeued: Family<TypeLabel, Counter>,
+    cancelled: Family<TypeLabel, Counter>,
+    attempts_cancelled: Family<TypeLabel, Counter>,
     pickup: Histogram,
     tasks: Family<StatusLabel, Gauge>,
     queue_depth: Gauge,
@@ -63,6 +65,8 @@ impl Metrics {
         let finished = Family::<TypeLabel, Counter>::default();
         let failed = Family::<TypeLabel, Counter>::default();
         let requeued = Family::<TypeLabel, Counter>::default();
+        let cancelled = Family::<TypeLabel, Counter>::default();
+        let attempts_cancelled = Family::<TypeLabel, Counter>::default();
         // 0.5 ms … ~16 s: in-process pick-ups take well under a millisecond,
         // a busy queue's wait grows into seconds.
         let pickup = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -89,6 +93,19 @@ impl Metrics {
             "Attempts this process's daemon handed back to the queue",
             requeued.clone(),
         );
+        // Two counts, since a cancel and the attempt it stops may be in
+        // different processes: the operator's act where it was asked, the
+        // stop where the attempt ran.
+        registry.register(
+            "tasks_cancelled",
+            "Tasks cancelled through this server's API (queued or held)",
+            cancelled.clone(),
+        );
+        registry.register(
+            "attempts_cancelled",
+            "Attempts this process's daemon stopped because their task was cancelled",
+            attempts_cancelled.clone(),
+        );
         registry.register(
             "pickup_latency_seconds",
             "From entering the queue to the start of an attempt, for attempts this process's daemon started",
@@ -111,6 +128,8 @@ impl Metrics {
             finished,
             failed,
             requeued,
+            cancelled,
+            attempts_cancelled,
             pickup,
             tasks,
             queue_depth,
@@ -126,6 +145,15 @@ impl Metrics {
                 r#type: task_type.as_str().to_owned(),
             })
             .inc_by(n);
+    }
+
+    /// Counts a task of `task_type` cancelled through the API.
+    pub fn cancelled(&self, task_type: &TypeName) {
+        self.cancelled
+            .get_or_create(&TypeLabel {
+                r#type: task_type.as_str().to_owned(),
+            })
+            .inc();
     }
 
     /// Reads the gauges from `store` and renders everything in the text
@@ -173,5 +201,13 @@ impl Observer for Metrics {
             Status::Failed => self.failed.get_or_create(&label).inc(),
             _ => self.requeued.get_or_create(&label).inc(),
         };
+    }
+
+    fn attempt_cancelled(&self, cancelled: &AttemptSettled<'_>) {
+        self.attempts_cancelled
+            .get_or_create(&TypeLabel {
+                r#type: cancelled.task_type.as_str().to_owned(),
+            })
+            .inc();
     }
 }
