@@ -10,7 +10,9 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// The type or task does not exist.
     pub const NOT_FOUND: u8 = 3;
-    /// Duplicate task, or a type that still has tasks.
+    /// Duplicate task, a type that still has tasks, or a task whose status
+    /// does not allow the change (cancelling one that ended, re-enqueueing
+    /// one that waits already): HTTP's 409.
     pub const CONFLICT: u8 = 4;
     /// The queue is full.
     pub const QUEUE_FULL: u8 = 5;
@@ -18,6 +20,8 @@ pub mod exit {
     pub const FAILED: u8 = 6;
     /// `atp wait`: the timeout ran out first.
     pub const TIMED_OUT: u8 = 7;
+    /// `atp wait`: the task was CANCELLED.
+    pub const CANCELLED: u8 = 8;
 }
 
 /// The exit code for an error: by the store's error kind when there is one.
@@ -27,7 +31,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
     match e.downcast_ref::<Error>() {
         Some(Error::TypeNotFound(_) | Error::TaskNotFound(_)) => exit::NOT_FOUND,
-        Some(Error::DuplicateTask { .. } | Error::TypeHasTasks { .. }) => exit::CONFLICT,
+        // The same refusals HTTP answers 409 (problem.rs).
+        Some(
+            Error::DuplicateTask { .. }
+            | Error::TypeHasTasks { .. }
+            | Error::InvalidTransition { .. },
+        ) => exit::CONFLICT,
         Some(Error::QueueFull { .. }) => exit::QUEUE_FULL,
         _ => exit::ERROR,
     }
