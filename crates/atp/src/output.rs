@@ -107,6 +107,8 @@ fn ansi(status: atp_core::Status) -> &'static str {
         "blue" => "34",
         "darkcyan" => "36",
         "brown" | "maroon" => "33",
+        // CANCELLED: "bright black", the terminal's grey.
+        "grey" => "90",
         _ => "35",
     }
 }
@@ -171,5 +173,16 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
         }
         eprintln!("atp: writing to stdout: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use atp_core::Status;
+
+    #[test]
+    fn terminal_colours_follow_the_originals_and_cancelled_is_grey() {
+        let codes: Vec<_> = Status::ALL.iter().map(|s| super::ansi(*s)).collect();
+        assert_eq!(codes, ["35", "33", "36", "32", "33", "34", "31", "90"]);
     }
 }
