@@ -294,6 +294,26 @@ impl TaskContext {
         self.inner.cancelled_by_operator.load(Ordering::SeqCst)
     }
 
+    /// Whether this attempt, lost, was lost to an operator's cancel: a
+    /// change of the attempt's own can be refused (fenced out) before the
+    /// daemon hears of the cancel, so a lost attempt that was not told why
+    /// reads its task back once. Marks it cancelled when so.
+    pub(crate) async fn confirm_cancelled(&self) -> bool {
+        if self.cancelled_by_operator() {
+            return true;
+        }
+        if !self.lost() {
+            return false;
+        }
+        match self.inner.store.task(self.id()).await {
+            Ok(task) if task.status == Status::Cancelled => {
+                self.mark_cancelled();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// How long a cancelled `exec:` program may take to exit after SIGTERM
     /// (the daemon's `cancel_grace`).
     pub(crate) fn cancel_grace(&self) -> std::time::Duration {

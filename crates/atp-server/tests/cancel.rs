@@ -239,6 +239,19 @@ where
         "an unconfirmed POST changes nothing"
     );
 
+    // From another site: refused, and nothing changes.
+    let r = s
+        .client
+        .post(s.url("/tasks/T/a/cancel"))
+        .header("origin", "http://evil.example")
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, t) = s.get_json("/api/v1/tasks/T/a").await;
+    assert_eq!(t["status"], "ACCEPTED");
+
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -91,7 +91,7 @@ async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
         debug!(?status, "attempt settled by its handler");
         return;
     }
-    if ctx.cancelled_by_operator() {
+    if ctx.confirm_cancelled().await {
         // The task is CANCELLED already; writing anything (a FAILED for
         // the program SIGTERM stopped, say) would be refused by fencing.
         s.report_cancelled(ctx);

@@ -122,7 +122,7 @@ pub async fn run(command: &str, ctx: TaskContext) -> HandlerResult {
         };
         tokio::select! {
             () = ctx.cancelled() => {
-                if ctx.cancelled_by_operator() && status.is_none() {
+                if status.is_none() && ctx.confirm_cancelled().await {
                     stop_gently(&ctx, &program, &mut group, &mut child, &mut stdout, &mut stderr)
                         .await;
                 }

@@ -331,6 +331,35 @@ async fn a_cancel_sends_sigterm_and_a_program_that_traps_it_cleans_up() {
     assert_gone(pid).await;
 }
 
+/// A cancel the program's own write runs into before the daemon hears of
+/// it (its progress is refused as stale): the attempt reads its task back,
+/// finds it CANCELLED, and stops the program as a cancel (SIGTERM first),
+/// not as a loss (SIGKILL at once).
+#[tokio::test]
+async fn a_cancel_found_by_a_refused_write_still_sends_sigterm() {
+    let r = Running::with_grace(Value::Null, Duration::from_secs(30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (pidfile, cleaned) = (dir.path().join("pid"), dir.path().join("cleaned"));
+    let command = format!(
+        "sh -c 'trap \"echo bye > {}; exit 3\" TERM; echo $$ > {}; while :; do echo \"@atp progress 1 tick\" >&2; sleep 0.05; done'",
+        q(&cleaned),
+        q(&pidfile)
+    );
+    let ctx = r.ctx.clone();
+    let job = tokio::spawn(async move { run(&command, ctx).await });
+    let pid = read_pid(&pidfile).await;
+    r.store.task_cancel(&TaskRef::Id(r.id), None).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), job)
+        .await
+        .expect("the program stops")
+        .unwrap();
+    assert_eq!(result.unwrap_err().message(), CANCELLED);
+    assert!(r.ctx.cancelled_by_operator());
+    assert_eq!(std::fs::read_to_string(&cleaned).unwrap(), "bye\n");
+    assert_gone(pid).await;
+    assert_eq!(r.status().await, Status::Cancelled);
+}
+
 /// A program that ignores SIGTERM (and its children, which inherit that)
 /// is SIGKILLed with its whole group once the grace is over, not before.
 #[tokio::test]
