@@ -267,6 +267,14 @@ where
     assert_eq!(r.headers()["location"], "/tasks/T/a");
     let (_, t) = s.get_json("/api/v1/tasks/T/a").await;
     assert_eq!(t["status"], "CANCELLED");
+    // A stale page's button: the task has ended, a 409 page says why.
+    let r = form("yes").await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let said = r.text().await.unwrap();
+    assert!(
+        said.contains("cannot cancel a task that is CANCELLED"),
+        "{said}"
+    );
     let page = s
         .client
         .get(s.url("/tasks/T/a"))

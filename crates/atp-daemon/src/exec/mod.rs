@@ -17,7 +17,7 @@
 //! exited, so that a background child it left behind can neither outlive
 //! the attempt nor keep the attempt waiting on a pipe it still holds. When
 //! an operator cancelled the task, the group first gets SIGTERM and the
-//! daemon's `cancel_grace` to exit (see [`stop_gently`]); a timeout or a
+//! daemon's `cancel_grace` to exit (see `stop_gently`); a timeout or a
 //! hard shutdown kills at once.
 //!
 //! # Layout
