@@ -128,11 +128,14 @@ pub fn not_found(task: TaskId) -> Error {
 
 /// Confirms that `a` is the task's current attempt (held, or ended by this
 /// very attempt). `TaskNotFound` when the task is gone (`None`),
-/// `StaleAttempt` otherwise.
+/// `StaleAttempt` otherwise. A CANCELLED task was ended by an operator, never
+/// by its attempt: the attempt is stale (a cancel also clears the holder, see
+/// [`cancel`]; this keeps it so whatever the row says).
 pub fn check_held<'s>(found: Option<&'s TaskState>, a: &Attempt) -> Result<&'s TaskState> {
     let state = found.ok_or_else(|| not_found(a.task))?;
     let same_attempt = state.holder == Some(a.holder) && state.lease == a.lease;
-    if !same_attempt || !(state.status.is_held() || state.status.is_terminal()) {
+    let ended_by_it = state.status.is_terminal() && state.status != Status::Cancelled;
+    if !same_attempt || !(state.status.is_held() || ended_by_it) {
         return Err(stale(a));
     }
     Ok(state)
@@ -329,6 +332,38 @@ pub fn reenqueue(task: TaskId, from: Status, message: &str) -> Result<Move> {
         message
     };
     Ok(Move::new(from, to, message.to_owned()))
+}
+
+/// An operator's cancellation of a queued or held task, logged with
+/// `message` ("Cancelled: …") or the default line. What the engines write
+/// with it:
+/// - from ACCEPTED the task leaves the queue (count a queue exit, `out += 1`,
+///   so the queue size stays exact) and never runs;
+/// - from SCHEDULED, RUNNING or PAUSED the task becomes CANCELLED at once,
+///   whoever holds it, and its holder is cleared: the holder's attempt is
+///   then fenced out by [`check_held`] (every later change, heartbeat,
+///   progress or response of it is `StaleAttempt`), and the engines tell the
+///   holder (see `Store::task_cancel`).
+///
+/// FINISHED, FAILED and CANCELLED tasks have ended: `InvalidTransition`.
+pub fn cancel(task: TaskId, from: Status, message: Option<&str>) -> Result<Cancel> {
+    let to = checked(task, Transition::Cancel, from)?;
+    Ok(Cancel {
+        decided: Move::new(from, to, messages::cancelled(message)),
+        leaves_queue: from == Status::Accepted,
+        was_held: from.is_held(),
+    })
+}
+
+/// A decided cancellation (see [`cancel`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    /// The move to write (to CANCELLED), compare-and-set on `from`.
+    pub decided: Move,
+    /// The task was queued: count a queue exit.
+    pub leaves_queue: bool,
+    /// The task was held: clear its holder and tell that holder.
+    pub was_held: bool,
 }
 
 /// An operator's re-enqueue of every task in status `from` (see

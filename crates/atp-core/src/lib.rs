@@ -21,6 +21,7 @@
 //! - [`messages`]: log lines the stores write themselves.
 //! - [`limits`]: the size and range limits every layer agrees on.
 //! - [`observer`]: the `Observer` a daemon tells about its attempts.
+//! - [`cancel`]: how a daemon hears that a task it holds was cancelled.
 //! - [`error`]: the `Error` enum every store returns.
 //!
 //! # Example
@@ -32,6 +33,7 @@
 //! assert_eq!("running".parse::<Status>(), Ok(Status::Running));
 //! ```
 
+pub mod cancel;
 pub mod clock;
 pub mod daemon;
 pub mod decide;
@@ -48,6 +50,7 @@ pub mod task;
 pub mod task_type;
 pub mod time;
 
+pub use cancel::{CancelFeed, CancelNotice, CancelWatch};
 pub use clock::{Clock, TestClock};
 pub use daemon::{DaemonInfo, ReapedDaemon};
 pub use error::{Error, Result};

@@ -77,3 +77,14 @@ pub fn rescued_failed(holder: DaemonId, silent_secs: f64, max_starts: u32) -> St
         "Rescued: holder {holder} stopped heartbeating (silent for more than {silent_secs} s) and all {max_starts} starts used up (max starts reached); not retried"
     )
 }
+
+/// Log line of an operator's cancellation when no message was given.
+pub const CANCELLED: &str = "Cancelled by an operator";
+
+/// The CANCELLED record: the operator's message, or [`CANCELLED`].
+pub fn cancelled(message: Option<&str>) -> String {
+    match message.map(str::trim) {
+        Some(m) if !m.is_empty() => format!("Cancelled: {m}"),
+        _ => CANCELLED.to_owned(),
+    }
+}

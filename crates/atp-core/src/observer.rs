@@ -18,7 +18,8 @@ pub struct AttemptSettled<'a> {
     pub task_type: &'a TypeName,
     /// The status written: FINISHED, FAILED, or ACCEPTED (handed back or
     /// re-queued after a timeout). A hand-back of a task that has used all
-    /// its starts is reported FAILED, as the store writes it.
+    /// its starts is reported FAILED, as the store writes it. CANCELLED in
+    /// [`Observer::attempt_cancelled`].
     pub status: Status,
     /// Whether the status is ACCEPTED because a failure is retried (after
     /// the type's back-off or the handler's delay), rather than a hand-back.
@@ -53,7 +54,8 @@ impl<'a> AttemptSettled<'a> {
 /// daemon, or by the handler itself through its context's `finish` or
 /// `fail`) is reported once by [`Observer::attempt_settled`]. An attempt
 /// that loses its task (rescued elsewhere) or whose end cannot be written
-/// is started but never settled.
+/// is started but never settled; one stopped because an operator cancelled
+/// its task is reported once by [`Observer::attempt_cancelled`] instead.
 pub trait Observer: Send + Sync + 'static {
     /// An attempt started (after the store recorded the start).
     ///
@@ -68,5 +70,12 @@ pub trait Observer: Send + Sync + 'static {
     /// An attempt's end was written (see [`AttemptSettled`]).
     fn attempt_settled(&self, settled: &AttemptSettled<'_>) {
         let _ = settled;
+    }
+
+    /// An attempt stopped because an operator cancelled its task (the
+    /// store wrote CANCELLED; `cancelled.status` says so). Reported once
+    /// its handler is done, by the daemon that ran it.
+    fn attempt_cancelled(&self, cancelled: &AttemptSettled<'_>) {
+        let _ = cancelled;
     }
 }

@@ -35,11 +35,16 @@ pub enum Status {
     /// Given up. Left only by an operator's re-enqueue or the retention
     /// clean-up.
     Failed = 6,
+    /// Stopped by an operator: from the queue, or taken from its holder
+    /// (whose attempt is then stale). Left only by an operator's re-enqueue
+    /// or the retention clean-up. Not in the original tracker: a failure and
+    /// a deliberate stop must be told apart.
+    Cancelled = 7,
 }
 
 impl Status {
     /// Every status, in code order.
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Undefined,
         Status::Accepted,
         Status::Scheduled,
@@ -47,13 +52,14 @@ impl Status {
         Status::Paused,
         Status::Finished,
         Status::Failed,
+        Status::Cancelled,
     ];
 
     /// Statuses in which a daemon holds the task (an "attempt" is live).
     pub const HELD: [Status; 3] = [Status::Scheduled, Status::Running, Status::Paused];
 
     /// Statuses nobody leaves on their own.
-    pub const TERMINAL: [Status; 2] = [Status::Finished, Status::Failed];
+    pub const TERMINAL: [Status; 3] = [Status::Finished, Status::Failed, Status::Cancelled];
 
     /// The numeric code stored in the database and shown to users.
     pub const fn code(self) -> u8 {
@@ -78,10 +84,12 @@ impl Status {
             Status::Paused => "PAUSED",
             Status::Finished => "FINISHED",
             Status::Failed => "FAILED",
+            Status::Cancelled => "CANCELLED",
         }
     }
 
-    /// The original tracker's display colour (a CSS colour name).
+    /// The original tracker's display colour (a CSS colour name; CANCELLED,
+    /// which the original did not have, is grey).
     pub const fn color(self) -> &'static str {
         match self {
             Status::Undefined => "magenta",
@@ -91,10 +99,11 @@ impl Status {
             Status::Paused => "maroon",
             Status::Finished => "blue",
             Status::Failed => "red",
+            Status::Cancelled => "grey",
         }
     }
 
-    /// True for FINISHED and FAILED.
+    /// True for FINISHED, FAILED and CANCELLED.
     pub fn is_terminal(self) -> bool {
         Status::TERMINAL.contains(&self)
     }
@@ -124,7 +133,7 @@ pub fn after_release(starts: u32, max_starts: u32) -> Status {
 
 /// A status name or code that does not name a status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?} (expected a name such as RUNNING or a code 0-6)")]
+#[error("unknown status {0:?} (expected a name such as RUNNING or a code 0-7)")]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for Status {
@@ -165,11 +174,13 @@ pub enum Transition {
     /// The task goes back to the queue (operator, reaper, or the holder
     /// handing it back).
     Reenqueue,
+    /// An operator stops the task, queued or held (never its holder).
+    Cancel,
 }
 
 impl Transition {
     /// Every transition.
-    pub const ALL: [Transition; 8] = [
+    pub const ALL: [Transition; 9] = [
         Transition::Enqueue,
         Transition::Claim,
         Transition::Start,
@@ -178,6 +189,7 @@ impl Transition {
         Transition::Finish,
         Transition::Fail,
         Transition::Reenqueue,
+        Transition::Cancel,
     ];
 
     /// The status a task has after this transition.
@@ -189,6 +201,7 @@ impl Transition {
             Transition::Pause => Status::Paused,
             Transition::Finish => Status::Finished,
             Transition::Fail => Status::Failed,
+            Transition::Cancel => Status::Cancelled,
         }
     }
 
@@ -208,6 +221,13 @@ impl Transition {
                 Status::Paused,
                 Status::Finished,
                 Status::Failed,
+                Status::Cancelled,
+            ],
+            Transition::Cancel => &[
+                Status::Accepted,
+                Status::Scheduled,
+                Status::Running,
+                Status::Paused,
             ],
         }
     }
@@ -240,6 +260,7 @@ impl Transition {
             Transition::Finish => "finish",
             Transition::Fail => "fail",
             Transition::Reenqueue => "re-enqueue",
+            Transition::Cancel => "cancel",
         }
     }
 }
@@ -272,7 +293,7 @@ mod tests {
             assert_eq!(status.code().to_string().parse::<Status>(), Ok(status));
             assert_eq!(Status::from_code(i64::from(status.code())), Some(status));
         }
-        assert!("7".parse::<Status>().is_err());
+        assert!("8".parse::<Status>().is_err());
         assert!("done".parse::<Status>().is_err());
         assert!("".parse::<Status>().is_err());
     }
@@ -283,7 +304,7 @@ mod tests {
         assert_eq!(
             colours,
             [
-                "magenta", "brown", "darkcyan", "green", "maroon", "blue", "red"
+                "magenta", "brown", "darkcyan", "green", "maroon", "blue", "red", "grey"
             ]
         );
     }
@@ -308,6 +329,11 @@ mod tests {
             (Reenqueue, Paused),
             (Reenqueue, Finished),
             (Reenqueue, Failed),
+            (Reenqueue, Cancelled),
+            (Cancel, Accepted),
+            (Cancel, Scheduled),
+            (Cancel, Running),
+            (Cancel, Paused),
         ];
         for t in Transition::ALL {
             for from in Status::ALL {

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 
+use crate::cancel::CancelWatch;
 use crate::clock::Clock;
 use crate::daemon::{DaemonInfo, ReapedDaemon};
 use crate::error::Result;
@@ -289,6 +290,29 @@ pub trait Store: Send + Sync + 'static {
     /// changes nothing. The queue limit does not apply (an operator's act).
     fn task_reenqueue_all(&self, bulk: &BulkReenqueue) -> impl Future<Output = Result<u64>> + Send;
 
+    /// An operator's cancellation (decided by [`crate::decide::cancel`]),
+    /// logged "Cancelled: `message`" or "Cancelled by an operator"; returns
+    /// the task as it now is. A queued task leaves the queue (counted out)
+    /// and never runs. A held one (SCHEDULED, RUNNING, PAUSED) becomes
+    /// CANCELLED at once and its holder is cleared, so every later change,
+    /// heartbeat, progress or response of that attempt is `StaleAttempt`;
+    /// its holder is told (see [`Store::task_cancelled_watch`]). FINISHED,
+    /// FAILED and CANCELLED tasks have ended: `InvalidTransition`.
+    fn task_cancel(
+        &self,
+        task: &TaskRef,
+        message: Option<&str>,
+    ) -> impl Future<Output = Result<Task>> + Send;
+
+    /// Notices of tasks held by `holder` that are cancelled from now on
+    /// (see [`crate::cancel`]). PostgreSQL hears every handle on the
+    /// database, on every host (a notification committed with the cancel);
+    /// SQLite hears the handles of this process on the same file only:
+    /// a cancel made by another process reaches the holder at its next
+    /// heartbeat, which the CANCELLED task refuses. Call it inside the
+    /// async runtime the daemon runs on.
+    fn task_cancelled_watch(&self, holder: DaemonId) -> CancelWatch;
+
     // --- clean-ups --------------------------------------------------------
     //
     // "Now" is the handle's clock ([`StoreOptions::clock`]), which also
@@ -298,7 +322,7 @@ pub trait Store: Send + Sync + 'static {
     /// their type's timeout, or FAILs them when their starts are used up.
     fn task_requeue_abandoned(&self) -> impl Future<Output = Result<Vec<Rescued>>> + Send;
 
-    /// Deletes up to `limit` FINISHED or FAILED tasks older than their type's
+    /// Deletes up to `limit` FINISHED, FAILED or CANCELLED tasks older than their type's
     /// retention (types with retention > 0 only).
     fn task_delete_retired(&self, limit: u32) -> impl Future<Output = Result<Vec<Retired>>> + Send;
 

@@ -76,6 +76,12 @@ struct Inner {
     settled: OnceLock<Status>,
     /// Set when a change was refused because the attempt lost the task.
     lost: AtomicBool,
+    /// Set (with `lost`) when the task was lost to an operator's cancel:
+    /// the attempt is stopped gently ([`TaskContext::cancel_grace`]).
+    cancelled_by_operator: AtomicBool,
+    /// How long an `exec:` program stopped by a cancel has between SIGTERM
+    /// and the SIGKILL of its process group.
+    cancel_grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for TaskContext {
@@ -94,6 +100,7 @@ impl TaskContext {
         daemon: DaemonId,
         store: Arc<dyn AttemptStore>,
         cancel: CancellationToken,
+        cancel_grace: std::time::Duration,
     ) -> Self {
         TaskContext {
             inner: Arc::new(Inner {
@@ -103,6 +110,8 @@ impl TaskContext {
                 cancel,
                 settled: OnceLock::new(),
                 lost: AtomicBool::new(false),
+                cancelled_by_operator: AtomicBool::new(false),
+                cancel_grace,
             }),
         }
     }
@@ -150,7 +159,9 @@ impl TaskContext {
     }
 
     /// Whether the attempt should stop: the daemon is shutting down, the
-    /// attempt overran its type's timeout, or the task was taken from it.
+    /// attempt overran its type's timeout, the task was taken from it, or
+    /// an operator cancelled the task (see
+    /// [`TaskContext::cancelled_by_operator`]).
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancel.is_cancelled()
     }
@@ -266,6 +277,49 @@ impl TaskContext {
     pub(crate) fn mark_lost(&self) {
         self.inner.lost.store(true, Ordering::SeqCst);
         self.inner.cancel.cancel();
+    }
+
+    /// Marks the attempt lost to an operator's cancel and cancels it: the
+    /// task is CANCELLED already (the store fenced this attempt out), so
+    /// nothing of the attempt is written; an `exec:` program gets SIGTERM
+    /// and [`TaskContext::cancel_grace`] before its group is killed.
+    pub(crate) fn mark_cancelled(&self) {
+        self.inner
+            .cancelled_by_operator
+            .store(true, Ordering::SeqCst);
+        self.mark_lost();
+    }
+
+    /// Whether an operator cancelled the task while this attempt ran (a
+    /// handler that cleans up may tell a cancel from a shutdown with it).
+    pub fn cancelled_by_operator(&self) -> bool {
+        self.inner.cancelled_by_operator.load(Ordering::SeqCst)
+    }
+
+    /// Whether this attempt, lost, was lost to an operator's cancel: a
+    /// change of the attempt's own can be refused (fenced out) before the
+    /// daemon hears of the cancel, so a lost attempt that was not told why
+    /// reads its task back once. Marks it cancelled when so.
+    pub(crate) async fn confirm_cancelled(&self) -> bool {
+        if self.cancelled_by_operator() {
+            return true;
+        }
+        if !self.lost() {
+            return false;
+        }
+        match self.inner.store.task(self.id()).await {
+            Ok(task) if task.status == Status::Cancelled => {
+                self.mark_cancelled();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How long a cancelled `exec:` program may take to exit after SIGTERM
+    /// (the daemon's `cancel_grace`).
+    pub(crate) fn cancel_grace(&self) -> std::time::Duration {
+        self.inner.cancel_grace
     }
 
     /// Runs a write that must not be lost, again and again while the

@@ -9,8 +9,11 @@
 //! - [`builtin`]: `builtin:sum` (the original demo), `sleep`, `echo`,
 //!   `fail`, `noop`.
 //! - [`exec`]: `exec:PROGRAM ARG…`, an external program in any language.
-//! - [`daemon`]: the claim loop, heartbeats, rescue and clean-up, shutdown,
-//!   one file each.
+//! - [`daemon`]: the claim loop, heartbeats, hearing cancels, rescue and
+//!   clean-up, shutdown, one file each. A task an operator cancels stops its
+//!   attempt at once: `ctx.cancelled()` fires (and
+//!   [`TaskContext::cancelled_by_operator`] says why), an `exec:` program
+//!   gets SIGTERM and then SIGKILL after [`DaemonConfig::cancel_grace`].
 //! - [`Observer`] (defined in `atp-core`, re-exported here): the hook a
 //!   program gives a daemon to keep metrics of its attempts.
 //!

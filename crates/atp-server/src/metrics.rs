@@ -36,6 +36,8 @@ pub struct Metrics {
     failed: Family<TypeLabel, Counter>,
     requeued: Family<TypeLabel, Counter>,
     retried: Family<TypeLabel, Counter>,
+    cancelled: Family<TypeLabel, Counter>,
+    attempts_cancelled: Family<TypeLabel, Counter>,
     pickup: Histogram,
     tasks: Family<StatusLabel, Gauge>,
     queue_depth: Gauge,
@@ -65,6 +67,8 @@ impl Metrics {
         let failed = Family::<TypeLabel, Counter>::default();
         let requeued = Family::<TypeLabel, Counter>::default();
         let retried = Family::<TypeLabel, Counter>::default();
+        let cancelled = Family::<TypeLabel, Counter>::default();
+        let attempts_cancelled = Family::<TypeLabel, Counter>::default();
         // 0.5 ms … ~16 s: in-process pick-ups take well under a millisecond,
         // a busy queue's wait grows into seconds.
         let pickup = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -90,6 +94,19 @@ impl Metrics {
             "tasks_requeued",
             "Attempts this process's daemon handed back to the queue",
             requeued.clone(),
+        );
+        // Two counts, since a cancel and the attempt it stops may be in
+        // different processes: the operator's act where it was asked, the
+        // stop where the attempt ran.
+        registry.register(
+            "tasks_cancelled",
+            "Tasks cancelled through this server's API (queued or held)",
+            cancelled.clone(),
+        );
+        registry.register(
+            "attempts_cancelled",
+            "Attempts this process's daemon stopped because their task was cancelled",
+            attempts_cancelled.clone(),
         );
         registry.register(
             "tasks_retried",
@@ -119,6 +136,8 @@ impl Metrics {
             failed,
             requeued,
             retried,
+            cancelled,
+            attempts_cancelled,
             pickup,
             tasks,
             queue_depth,
@@ -134,6 +153,15 @@ impl Metrics {
                 r#type: task_type.as_str().to_owned(),
             })
             .inc_by(n);
+    }
+
+    /// Counts a task of `task_type` cancelled through the API.
+    pub fn cancelled(&self, task_type: &TypeName) {
+        self.cancelled
+            .get_or_create(&TypeLabel {
+                r#type: task_type.as_str().to_owned(),
+            })
+            .inc();
     }
 
     /// Reads the gauges from `store` and renders everything in the text
@@ -182,5 +210,13 @@ impl Observer for Metrics {
             _ if end.retried => self.retried.get_or_create(&label).inc(),
             _ => self.requeued.get_or_create(&label).inc(),
         };
+    }
+
+    fn attempt_cancelled(&self, cancelled: &AttemptSettled<'_>) {
+        self.attempts_cancelled
+            .get_or_create(&TypeLabel {
+                r#type: cancelled.task_type.as_str().to_owned(),
+            })
+            .inc();
     }
 }

@@ -51,6 +51,8 @@ pub enum StatusName {
     Finished,
     /// Given up on.
     Failed,
+    /// Stopped by an operator (queued or held); not a failure.
+    Cancelled,
 }
 
 impl From<Status> for StatusName {
@@ -63,6 +65,7 @@ impl From<Status> for StatusName {
             Status::Paused => StatusName::Paused,
             Status::Finished => StatusName::Finished,
             Status::Failed => StatusName::Failed,
+            Status::Cancelled => StatusName::Cancelled,
         }
     }
 }
@@ -77,6 +80,7 @@ impl From<StatusName> for Status {
             StatusName::Paused => Status::Paused,
             StatusName::Finished => Status::Finished,
             StatusName::Failed => Status::Failed,
+            StatusName::Cancelled => Status::Cancelled,
         }
     }
 }
@@ -100,7 +104,8 @@ pub struct TaskView {
     /// How many times a handler was started on it.
     pub starts: u32,
     /// The daemon (`0x…`) that holds it (SCHEDULED, RUNNING, PAUSED) or
-    /// ran it to its end (FINISHED, FAILED); `null` while queued.
+    /// ran it to its end (FINISHED, FAILED); `null` while queued and once
+    /// CANCELLED (the cancel took the task from its holder).
     pub holder: Option<String>,
     /// What its handler last reported.
     pub progress: Option<ProgressView>,

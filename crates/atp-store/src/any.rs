@@ -64,6 +64,10 @@ impl Store for AnyStore {
         dispatch!(self, s => s.wait_for_tasks(within).await)
     }
 
+    fn task_cancelled_watch(&self, holder: DaemonId) -> atp_core::CancelWatch {
+        dispatch!(self, s => s.task_cancelled_watch(holder))
+    }
+
     forward! {
         schema_version() -> u32;
         task_next_due() -> Option<std::time::Duration>;
@@ -92,6 +96,7 @@ impl Store for AnyStore {
         task_delete(task: &TaskRef) -> ();
         task_reenqueue(task: &TaskRef, message: &str) -> Task;
         task_reenqueue_all(bulk: &BulkReenqueue) -> u64;
+        task_cancel(task: &TaskRef, message: Option<&str>) -> Task;
         task_requeue_abandoned() -> Vec<Rescued>;
         task_delete_retired(limit: u32) -> Vec<Retired>;
         daemon_register(daemon: &DaemonInfo) -> ();

@@ -10,9 +10,11 @@
 //! Both engines mirror each other file for file: `task_type.rs`, `task.rs`
 //! (enqueue, look-ups, delete), `queue.rs` (claim, start, status changes
 //! from holders), `reap.rs` (clean-ups, daemon records), `migrate.rs`,
-//! `wake.rs` (what wakes `Store::wait_for_tasks`), `schedule.rs`
-//! (schedules, and the one transaction that enqueues an occurrence
-//! exactly once: see `atp_core::schedule`). They only fetch and
+//! `cancel.rs` (an operator's cancel), `wake.rs` (what wakes
+//! `Store::wait_for_tasks`, and what tells `Store::task_cancelled_watch`;
+//! both feed `cancel_hub.rs`'s broadcast), `schedule.rs` (schedules, and
+//! the one transaction that enqueues an occurrence exactly once: see
+//! `atp_core::schedule`). They only fetch and
 //! write: what a change, a release or a rescue makes of a task is decided
 //! once, in `atp_core::decide`; `shared.rs` holds the checks and shaping at
 //! the store's boundary (sizes, NUL characters, pages), `row.rs` maps the
@@ -38,6 +40,7 @@
 //! ```
 
 mod any;
+mod cancel_hub;
 mod migrations;
 pub mod postgres;
 mod row;

@@ -15,6 +15,7 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_due_and_priority.sql"),
     ),
+    (6, include_str!("../migrations/sqlite/0006_cancelled.sql")),
     (7, include_str!("../migrations/sqlite/0007_schedules.sql")),
     (
         8,
@@ -44,6 +45,7 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
         8,
         include_str!("../migrations/postgres/0008_due_and_priority.sql"),
     ),
+    (9, include_str!("../migrations/postgres/0009_cancelled.sql")),
     (
         10,
         include_str!("../migrations/postgres/0010_schedules.sql"),

@@ -77,6 +77,26 @@ async fn assert_upgraded<S: Store>(new: &S, latest: u32) {
         fire(new, &sch, at).await,
         atp_core::schedule::ScheduleFired::Enqueued(_)
     ));
+    // CANCELLED (status 7) is allowed by the upgraded status constraint,
+    // for the old held task and for a new queued one.
+    let first = TaskRef::Key(t.clone(), ident("first"));
+    assert_eq!(
+        new.task_cancel(&first, None).await.unwrap().status,
+        Status::Cancelled
+    );
+    let third = TaskRef::Key(t.clone(), ident("third"));
+    assert_eq!(
+        new.task_cancel(&third, Some("upgrade"))
+            .await
+            .unwrap()
+            .status,
+        Status::Cancelled
+    );
+    assert_eq!(new.queue_size().await.unwrap(), 1, "the schedule's occurrence");
+    assert_eq!(
+        new.task_counts().await.unwrap().status(Status::Cancelled),
+        2
+    );
 }
 
 /// The identifiers a prefix search finds, sorted.
@@ -158,6 +178,62 @@ mod sqlite {
             )
             .unwrap();
         assert_eq!(indexed, 1);
+    }
+
+    /// The status constraint edited in place (migration 6) allows 7 on
+    /// every connection, including one opened before the upgrade (another
+    /// process), still refuses 8, and the file passes its integrity check.
+    #[tokio::test]
+    async fn the_upgraded_status_check_allows_cancelled_on_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        drop(
+            SqliteStore::open_file_at_version(&path, false, StoreOptions::default(), 4)
+                .await
+                .unwrap(),
+        );
+        let before = rusqlite::Connection::open(&path).unwrap();
+        before.execute_batch(&old_rows("1000000")).unwrap();
+        let refused = before.execute(
+            "UPDATE atp_task SET status = 7 WHERE identifier = 'second'",
+            [],
+        );
+        assert!(refused.is_err(), "version 4 refuses 7");
+        let new = SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(new.schema_version().await.unwrap(), LATEST_VERSION);
+        before
+            .execute(
+                "UPDATE atp_task SET status = 7 WHERE identifier = 'second'",
+                [],
+            )
+            .expect("a connection opened before the upgrade sees the new constraint");
+        let err = before
+            .execute(
+                "UPDATE atp_task SET status = 8 WHERE identifier = 'second'",
+                [],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("CHECK"), "{err}");
+        let check: String = before
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let sql: String = before
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'atp_task'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("CHECK (status BETWEEN 1 AND 7)"), "{sql}");
+        // Foreign keys and the log survived (no rebuild).
+        let logged = new
+            .task_log(&TaskRef::Key(type_name("legacy"), ident("first")))
+            .await
+            .unwrap();
+        assert!(logged.is_empty(), "old rows had no log: {logged:?}");
     }
 
     #[tokio::test]

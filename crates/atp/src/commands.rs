@@ -464,6 +464,25 @@ pub async fn reenqueue(
     Ok(())
 }
 
+/// `atp cancel T ID [--message M]`: the task as it now is (CANCELLED).
+/// A task that ended already is refused (exit 4, the store's
+/// `InvalidTransition`).
+pub async fn cancel(
+    store: &AnyStore,
+    json: bool,
+    task_type: &str,
+    id: &str,
+    message: Option<&str>,
+) -> anyhow::Result<()> {
+    let task = store.task_cancel(&key(task_type, id)?, message).await?;
+    if json {
+        print_json(&task_json(&task));
+    } else {
+        say!("{}", task_line(&task));
+    }
+    Ok(())
+}
+
 /// `atp reenqueue --status S [--type T]`: every such task back in the
 /// queue in one transaction; prints how many.
 pub async fn reenqueue_all(
@@ -507,6 +526,8 @@ pub enum Waited {
     Finished,
     /// FAILED (exit 6).
     Failed,
+    /// CANCELLED by an operator (exit 8): it will not finish either.
+    Cancelled,
     /// Still not done when the timeout ran out (exit 7).
     TimedOut,
 }
@@ -537,6 +558,7 @@ pub async fn wait(
         let outcome = match task.status {
             Status::Finished => Some(Waited::Finished),
             Status::Failed => Some(Waited::Failed),
+            Status::Cancelled => Some(Waited::Cancelled),
             _ if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => {
                 Some(Waited::TimedOut)
             }

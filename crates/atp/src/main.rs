@@ -153,8 +153,25 @@ enum Command {
         #[arg(long)]
         message: Option<String>,
     },
-    /// Wait until a task is FINISHED (exit 0) or FAILED (exit 6); exit 7
-    /// if --timeout runs out first. Shows a live status line on a terminal.
+    /// Stop a task: a queued one never runs; a running or paused one is
+    /// CANCELLED at once and its daemon stops the handler (an exec: program
+    /// gets SIGTERM, then SIGKILL after the daemon's --cancel-grace).
+    /// A task that ended already is refused (exit 4). Re-enqueue brings a
+    /// cancelled task back.
+    ///
+    /// Example: atp cancel SequenceSum job-1 --message "wrong input"
+    Cancel {
+        /// The task's type.
+        task_type: String,
+        /// The task's identifier.
+        identifier: String,
+        /// Why (the log says "Cancelled: MESSAGE").
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Wait until a task is FINISHED (exit 0), FAILED (exit 6) or CANCELLED
+    /// (exit 8); exit 7 if --timeout runs out first. Shows a live status
+    /// line on a terminal.
     ///
     /// Example: atp wait SequenceSum job-1 --timeout 60
     Wait {
@@ -219,6 +236,11 @@ pub struct DaemonArgs {
     /// Seconds a graceful shutdown lets running tasks finish.
     #[arg(long, default_value_t = default_config().grace_period.as_secs_f64())]
     grace_secs: f64,
+    /// How long an exec: program whose task is cancelled has to exit after
+    /// SIGTERM before its whole process group is killed (e.g. 5s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = grace_duration,
+          default_value = "5s")]
+    cancel_grace: Duration,
     /// Run no `exec:` handlers (external programs): tasks of such types
     /// are left to other daemons. For daemons whose task types untrusted
     /// callers may register (e.g. over the HTTP API).
@@ -350,6 +372,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reenqueue { .. } => {
             unreachable!("clap requires a task or --status, not both")
         }
+        Command::Cancel {
+            task_type,
+            identifier,
+            message,
+        } => commands::cancel(&store, json, &task_type, &identifier, message.as_deref()).await,
         Command::Wait {
             task_type,
             identifier,
@@ -357,6 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => match commands::wait(&store, json, &task_type, &identifier, timeout).await? {
             commands::Waited::Finished => Ok(()),
             commands::Waited::Failed => Err(Exit(output::exit::FAILED).into()),
+            commands::Waited::Cancelled => Err(Exit(output::exit::CANCELLED).into()),
             commands::Waited::TimedOut => Err(Exit(output::exit::TIMED_OUT).into()),
         },
         Command::Info => commands::info(&store, json, &cli.database.url()?).await,
@@ -374,6 +402,28 @@ impl std::fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
+
+/// A duration as people write it: a non-negative number with an optional
+/// unit, `ms`, `s` (the default) or `m`: `5s`, `500ms`, `1.5`, `1m`.
+fn grace_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("unknown unit {unit:?} (use ms, s or m)")),
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
+        .ok_or_else(|| format!("{text:?} is not a duration such as 5s or 500ms"))
+}
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
@@ -418,6 +468,7 @@ pub fn daemon_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
         grace_period: Duration::try_from_secs_f64(args.grace_secs)
             .context("--grace-secs must be a non-negative number of seconds")?,
         schedules: !args.no_schedules,
+        cancel_grace: args.cancel_grace,
         ..defaults
     };
     Ok(config)
@@ -454,6 +505,27 @@ mod tests {
                 .unwrap()
                 .schedules
         );
+        assert_eq!(got.cancel_grace, want.cancel_grace);
+    }
+
+    #[test]
+    fn the_cancel_grace_is_a_duration_people_write() {
+        let grace = |text: &str| daemon_config(&daemon_args(&["--cancel-grace", text]));
+        assert_eq!(
+            grace("500ms").unwrap().cancel_grace,
+            Duration::from_millis(500)
+        );
+        assert_eq!(grace("2s").unwrap().cancel_grace, Duration::from_secs(2));
+        assert_eq!(
+            grace("1.5").unwrap().cancel_grace,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(grace("1m").unwrap().cancel_grace, Duration::from_secs(60));
+        assert_eq!(grace("0s").unwrap().cancel_grace, Duration::ZERO);
+        for bad in ["-1s", "5h", "soon", ""] {
+            let parsed = Cli::try_parse_from(["atp", "daemon", "--cancel-grace", bad]);
+            assert!(parsed.is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// The type, task or schedule does not exist.
     pub const NOT_FOUND: u8 = 3;
-    /// Duplicate task, or a type that still has tasks.
+    /// Duplicate task, a type that still has tasks, or a task whose status
+    /// does not allow the change (cancelling one that ended, re-enqueueing
+    /// one that waits already): HTTP's 409.
     pub const CONFLICT: u8 = 4;
     /// The queue is full.
     pub const QUEUE_FULL: u8 = 5;
@@ -18,6 +20,8 @@ pub mod exit {
     pub const FAILED: u8 = 6;
     /// `atp wait`: the timeout ran out first.
     pub const TIMED_OUT: u8 = 7;
+    /// `atp wait`: the task was CANCELLED.
+    pub const CANCELLED: u8 = 8;
 }
 
 /// The exit code for an error: by the store's error kind when there is one.
@@ -29,7 +33,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(Error::TypeNotFound(_) | Error::TaskNotFound(_) | Error::ScheduleNotFound(_)) => {
             exit::NOT_FOUND
         }
-        Some(Error::DuplicateTask { .. } | Error::TypeHasTasks { .. }) => exit::CONFLICT,
+        // The same refusals HTTP answers 409 (problem.rs).
+        Some(
+            Error::DuplicateTask { .. }
+            | Error::TypeHasTasks { .. }
+            | Error::InvalidTransition { .. },
+        ) => exit::CONFLICT,
         Some(Error::QueueFull { .. }) => exit::QUEUE_FULL,
         _ => exit::ERROR,
     }
@@ -108,6 +117,8 @@ fn ansi(status: atp_core::Status) -> &'static str {
         "blue" => "34",
         "darkcyan" => "36",
         "brown" | "maroon" => "33",
+        // CANCELLED: "bright black", the terminal's grey.
+        "grey" => "90",
         _ => "35",
     }
 }
@@ -184,5 +195,16 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
         }
         eprintln!("atp: writing to stdout: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use atp_core::Status;
+
+    #[test]
+    fn terminal_colours_follow_the_originals_and_cancelled_is_grey() {
+        let codes: Vec<_> = Status::ALL.iter().map(|s| super::ansi(*s)).collect();
+        assert_eq!(codes, ["35", "33", "36", "32", "33", "34", "31", "90"]);
     }
 }

@@ -134,7 +134,8 @@ fn another_holder_another_lease_or_a_queued_task_makes_the_attempt_stale() {
 #[test]
 fn unless_terminal_leaves_an_ended_task_alone_and_acts_on_a_held_one() {
     let a = attempt();
-    for from in Status::TERMINAL {
+    // The ends an attempt writes itself (CANCELLED is an operator's).
+    for from in [Status::Finished, Status::Failed] {
         for c in [
             StatusChange::finish_unless_terminal(a, "m"),
             StatusChange::fail_unless_terminal(a, "m"),
@@ -206,7 +207,7 @@ fn live_checks_refuse_an_ended_attempt() {
         assert!(check_live(Some(&state(from)), &a).is_ok());
         assert!(check_held(Some(&state(from)), &a).is_ok());
     }
-    for from in Status::TERMINAL {
+    for from in [Status::Finished, Status::Failed] {
         assert!(check_held(Some(&state(from)), &a).is_ok());
         assert!(matches!(
             check_live(Some(&state(from)), &a),
@@ -489,4 +490,77 @@ fn a_handler_may_ask_to_run_again_after_a_delay() {
     let ended = state(Status::Finished);
     let c = StatusChange::fail_unless_terminal(a, "late");
     assert_eq!(change(Some(&retried(ended)), &c).unwrap(), None);
+}
+
+#[test]
+fn an_operator_cancels_queued_and_held_tasks_only() {
+    use Status::*;
+    for from in Status::ALL {
+        match cancel(TaskId(7), from, None) {
+            Ok(c) => {
+                assert!(
+                    matches!(from, Accepted | Scheduled | Running | Paused),
+                    "{from}"
+                );
+                assert_eq!(
+                    c.decided,
+                    Move::new(from, Cancelled, messages::CANCELLED.into())
+                );
+                assert_eq!(c.leaves_queue, from == Accepted, "{from}");
+                assert_eq!(c.was_held, from.is_held(), "{from}");
+            }
+            Err(e) => {
+                assert!(
+                    matches!(from, Undefined | Finished | Failed | Cancelled),
+                    "{from}"
+                );
+                assert!(is_invalid(&e, Transition::Cancel, from), "{e:?}");
+                if from.is_terminal() {
+                    assert_eq!(
+                        e.to_string(),
+                        format!("task 7: cannot cancel a task that is {from}")
+                    );
+                }
+            }
+        }
+    }
+    let said = cancel(TaskId(7), Running, Some("wrong input\0")).unwrap();
+    assert_eq!(said.decided.message, "Cancelled: wrong input\u{FFFD}");
+    let blank = cancel(TaskId(7), Running, Some("  ")).unwrap();
+    assert_eq!(blank.decided.message, messages::CANCELLED);
+}
+
+#[test]
+fn a_cancelled_task_fences_out_its_attempt_even_with_its_holder_and_lease() {
+    let cancelled = state(Status::Cancelled);
+    assert!(matches!(
+        check_held(Some(&cancelled), &attempt()),
+        Err(Error::StaleAttempt { .. })
+    ));
+    for (_, c) in kinds() {
+        assert!(
+            matches!(
+                change(Some(&cancelled), &c),
+                Err(Error::StaleAttempt { .. })
+            ),
+            "{c:?}"
+        );
+    }
+    let finish = StatusChange::finish_unless_terminal(attempt(), "late");
+    assert!(matches!(
+        change(Some(&cancelled), &finish),
+        Err(Error::StaleAttempt { .. })
+    ));
+    // Its own ends still count as its own.
+    assert!(check_held(Some(&state(Status::Failed)), &attempt()).is_ok());
+}
+
+#[test]
+fn a_cancelled_task_can_be_reenqueued() {
+    let decided = reenqueue(TaskId(7), Status::Cancelled, "").unwrap();
+    assert_eq!(decided.to, Status::Accepted);
+    assert_eq!(
+        reenqueue_all(Status::Cancelled, "").unwrap().to,
+        Status::Accepted
+    );
 }

@@ -34,11 +34,18 @@ pub(super) fn spawn_attempt<S: Store + Clone>(
     let task = started.attempt.task;
     let handler = started.task_type.handler.as_str().to_owned();
     let store: Arc<dyn AttemptStore> = Arc::new(s.store.clone());
-    let ctx = TaskContext::new(started, s.id, store, cancel.clone());
+    let ctx = TaskContext::new(started, s.id, store, cancel.clone(), s.config.cancel_grace);
     s.running
         .lock()
         .expect("running map")
         .insert(task, Running { ctx: ctx.clone() });
+    if s.cancelled_ahead
+        .lock()
+        .expect("cancelled ahead")
+        .remove(&task)
+    {
+        ctx.mark_cancelled();
+    }
     let shared = s.clone();
     let span = info_span!("attempt", task = %task, start = ctx.start());
     attempts.spawn(
@@ -99,11 +106,12 @@ async fn run_attempt<S: Store>(
         }
         other => other,
     };
-    // Give a cancelled handler a moment to notice and clean up, then drop
-    // it.
+    // Give a cancelled handler a moment to notice and clean up (an `exec:`
+    // program cancelled by an operator has its grace on top), then drop it.
+    let clean_up = CLEAN_UP + s.config.cancel_grace;
     if let Ending::Cancelled(_) = ending
         && !work_done
-        && tokio::time::timeout(CLEAN_UP, &mut work).await.is_err()
+        && tokio::time::timeout(clean_up, &mut work).await.is_err()
     {
         work.abort();
     }

@@ -38,6 +38,11 @@ pub struct DaemonConfig {
     /// on: every daemon may, exactly once between them; off for a daemon
     /// that should only run tasks).
     pub schedules: bool,
+    /// How long an `exec:` program whose task an operator cancelled has to
+    /// exit after SIGTERM before its whole process group is SIGKILLed
+    /// (default 5 s: enough to flush and remove temporary files, short
+    /// enough that a cancel is felt at once).
+    pub cancel_grace: Duration,
 }
 
 impl DaemonConfig {
@@ -46,6 +51,9 @@ impl DaemonConfig {
 
     /// The default [`DaemonConfig::retire_batch`]: `atp cleanup` uses it too.
     pub const DEFAULT_RETIRE_BATCH: u32 = 1_000;
+
+    /// The default [`DaemonConfig::cancel_grace`].
+    pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
 }
 
 impl Default for DaemonConfig {
@@ -61,6 +69,7 @@ impl Default for DaemonConfig {
             grace_period: Duration::from_secs(30),
             retire_batch: Self::DEFAULT_RETIRE_BATCH,
             schedules: true,
+            cancel_grace: Self::DEFAULT_CANCEL_GRACE,
         }
     }
 }

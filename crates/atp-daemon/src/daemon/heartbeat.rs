@@ -9,10 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use atp_core::{
-    Attempt, DaemonInfo, Error as StoreError, StatusChange, Store, TaskFilter, TaskId, TaskRef,
+    Attempt, DaemonInfo, Error as StoreError, Status, StatusChange, Store, TaskFilter, TaskId,
+    TaskRef,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::Shared;
 
@@ -79,8 +80,9 @@ impl Heartbeat {
     }
 }
 
-/// Heartbeats every task running or claimed ahead here, in one call.
-async fn heartbeat_holds<S: Store>(s: &Shared<S>) {
+/// Heartbeats every task running or claimed ahead here, in one call (also
+/// when the cancellation watch may have missed notices).
+pub(super) async fn heartbeat_holds<S: Store>(s: &Shared<S>) {
     let mut holds: Vec<Attempt> = s
         .running
         .lock()
@@ -109,11 +111,14 @@ async fn heartbeat_holds<S: Store>(s: &Shared<S>) {
 
 /// A held task's heartbeat was refused. That says the attempt no longer
 /// holds a *live* task, which has two causes: the task was taken from it
-/// (rescued, re-enqueued by an operator), or the attempt itself ended it
-/// between the listing and the heartbeat (a handler's own `finish` commits
-/// before the handler, or this daemon, hears the reply). Only the first is
-/// a loss worth a warning and a cancellation; the store tells them apart:
-/// a task ended under this very hold keeps its holder and lease.
+/// (rescued, re-enqueued or cancelled by an operator), or the attempt
+/// itself ended it between the listing and the heartbeat (a handler's own
+/// `finish` commits before the handler, or this daemon, hears the reply).
+/// Only the first is a loss worth a warning and a cancellation; the store
+/// tells them apart: a task ended under this very hold keeps its holder
+/// and lease, a CANCELLED one was ended by an operator (and has no holder),
+/// so it really left this attempt, which is stopped as a cancel
+/// (SIGTERM and the grace for an `exec:` program).
 async fn refused<S: Store>(s: &Shared<S>, attempt: &Attempt) {
     let ctx = {
         let running = s.running.lock().expect("running map");
@@ -131,6 +136,10 @@ async fn refused<S: Store>(s: &Shared<S>, attempt: &Attempt) {
         }
     };
     match s.store.task_get(&TaskRef::Id(attempt.task)).await {
+        Ok(task) if task.status == Status::Cancelled => {
+            info!(task = %attempt.task, "the task was cancelled by an operator; stopping its attempt");
+            ctx.mark_cancelled();
+        }
         Ok(task)
             if task.status.is_terminal()
                 && task.holder == Some(attempt.holder)

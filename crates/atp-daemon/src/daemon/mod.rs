@@ -19,6 +19,8 @@
 //!   ([`schedule_once`]), waking at the next occurrence and at least every
 //!   second; safe in every daemon at once (the store's compare-and-set
 //!   lets one caller enqueue each occurrence).
+//! - `cancel`: hears the store's notices of tasks cancelled by an operator
+//!   and stops their attempts at once (the heartbeat finds any it missed).
 //! - `attempt` and `settle`: each attempt bounded by its type's
 //!   timeout; its end written with the attempt's fencing token, in batches,
 //!   retried while the database is away (`retry`).
@@ -26,6 +28,7 @@
 //! `config` and `shutdown` hold what a program passes in.
 
 mod attempt;
+mod cancel;
 mod claim;
 mod cleanup;
 mod config;
@@ -82,6 +85,9 @@ struct Shared<S> {
     /// Tasks claimed and started ahead, waiting for a free slot (written by
     /// the claim loop); heartbeated and reconciled like running ones.
     buffered: Mutex<HashMap<TaskId, Attempt>>,
+    /// Tasks claimed ahead that an operator cancelled before their attempt
+    /// began (written by the cancel loop, taken by `spawn_attempt`).
+    cancelled_ahead: Mutex<HashSet<TaskId>>,
     /// Moving average of how long handlers run, in microseconds; `None`
     /// until the first handler ends (written by attempts, read by the
     /// claim loop to decide whether to claim ahead).
@@ -140,6 +146,7 @@ impl<S: Store + Clone> Daemon<S> {
                 running: Mutex::new(HashMap::new()),
                 settling: Mutex::new(HashSet::new()),
                 buffered: Mutex::new(HashMap::new()),
+                cancelled_ahead: Mutex::new(HashSet::new()),
                 handler_micros: AtomicU64::new(UNKNOWN),
                 slot_freed: Notify::new(),
                 wake: Arc::new(Notify::new()),
@@ -211,6 +218,10 @@ impl<S: Store + Clone> Daemon<S> {
             let background = CancellationToken::new();
             let mut loops = JoinSet::new();
             loops.spawn(
+                cancel::cancel_loop(s.clone(), s.store.task_cancelled_watch(s.id), background.clone())
+                    .in_current_span(),
+            );
+            loops.spawn(
                 heartbeat::heartbeat_loop(s.clone(), info, background.clone()).in_current_span(),
             );
             loops.spawn(cleanup::cleanup_loop(s.clone(), background.clone()).in_current_span());
@@ -279,6 +290,18 @@ impl<S> Shared<S> {
             started_at: time::OffsetDateTime::now_utc(),
             heartbeat_at: time::OffsetDateTime::now_utc(),
             handlers: self.registry.names(),
+        }
+    }
+
+    /// Tells the observer that an operator's cancel ended an attempt.
+    fn report_cancelled(&self, ctx: &TaskContext) {
+        if let Some(observer) = &self.observer {
+            observer.attempt_cancelled(&AttemptSettled::new(
+                ctx.attempt(),
+                ctx.start(),
+                &ctx.task_type().name,
+                Status::Cancelled,
+            ));
         }
     }
 

@@ -94,6 +94,13 @@ async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
         debug!(?status, "attempt settled by its handler");
         return;
     }
+    if ctx.confirm_cancelled().await {
+        // The task is CANCELLED already; writing anything (a FAILED for
+        // the program SIGTERM stopped, say) would be refused by fencing.
+        s.report_cancelled(ctx);
+        info!("attempt stopped: its task was cancelled by an operator; its result is dropped");
+        return;
+    }
     if ctx.lost() {
         info!("attempt lost its task (rescued elsewhere); its result is dropped");
         return;

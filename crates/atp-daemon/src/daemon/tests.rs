@@ -257,6 +257,26 @@ async fn a_heartbeat_refused_for_a_taken_task_cancels_its_attempt(db: impl TestD
     assert_eq!(status(h.store(), &task).await, Status::Accepted);
 }
 
+/// A cancel the daemon did not hear (made by another process on SQLite, or
+/// while PostgreSQL's listener reconnected: this harness runs no cancel
+/// watch) is found by the next heartbeat, which the CANCELLED task
+/// refuses: the attempt is stopped as a cancel, and nothing is written.
+async fn a_heartbeat_refused_for_a_cancelled_task_stops_its_attempt_as_a_cancel(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    let task = enqueue(h.store(), &t, "1").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
+    let ctx = h.running(&h.running_attempts()[0]);
+    h.store().task_cancel(&task, None).await.unwrap();
+    assert!(!ctx.is_cancelled(), "nobody told the attempt yet");
+    h.heartbeat_once().await;
+    assert!(ctx.lost() && ctx.is_cancelled() && ctx.cancelled_by_operator());
+    let log_len = h.store().task_log(&task).await.unwrap().len();
+    h.let_through(1).await;
+    assert_eq!(status(h.store(), &task).await, Status::Cancelled);
+    assert_eq!(h.store().task_log(&task).await.unwrap().len(), log_len);
+}
+
 /// A daemon whose record is gone was taken for dead and its tasks rescued:
 /// the next heartbeat cancels its attempts and records the daemon again.
 async fn a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again(db: impl TestDb) {
@@ -325,6 +345,35 @@ async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
     assert!(matches!(h.claim_once().await, Pass::Empty));
     h.let_through(1).await;
     assert_eq!(status(h.store(), &second).await, Status::Finished);
+}
+
+/// A task claimed ahead (started, waiting for a slot) whose cancel the
+/// daemon hears: its attempt is stopped as soon as it is made, and writes
+/// nothing.
+async fn a_task_cancelled_while_claimed_ahead_is_stopped_when_its_attempt_begins(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    enqueue(h.store(), &t, "1").await;
+    let second = enqueue(h.store(), &t, "2").await;
+    for _ in 0..32 {
+        h.s().record_handler_time(Duration::from_micros(10));
+    }
+    assert!(matches!(h.claim_once().await, Pass::Claimed(2)));
+    let ahead = h.store().task_get(&second).await.unwrap().id;
+    assert!(h.s().buffered.lock().unwrap().contains_key(&ahead));
+    h.store().task_cancel(&second, None).await.unwrap();
+    super::cancel::cancelled(h.s(), ahead);
+    let logged = h.store().task_log(&second).await.unwrap().len();
+    h.let_through(1).await;
+    // The free slot takes the task claimed ahead: stopped at once.
+    assert!(matches!(h.claim_once().await, Pass::Empty));
+    h.claimer
+        .join_next()
+        .await
+        .expect("the cancelled attempt to end");
+    assert_eq!(status(h.store(), &second).await, Status::Cancelled);
+    assert_eq!(h.store().task_log(&second).await.unwrap().len(), logged);
+    assert!(h.s().cancelled_ahead.lock().unwrap().is_empty());
 }
 
 /// Until a handler has ended, the daemon does not know its tasks are
@@ -432,6 +481,7 @@ async fn cleanup_once_rescues_a_dead_daemons_tasks(db: impl TestDb) {
 atp_store::per_engine_tests! {
     a_heartbeat_racing_a_handlers_own_end_cancels_nothing,
     a_heartbeat_refused_for_a_taken_task_cancels_its_attempt,
+    a_heartbeat_refused_for_a_cancelled_task_stops_its_attempt_as_a_cancel,
     heartbeats_refresh_every_held_task,
     a_start_that_overruns_its_timeout_is_handed_back_naming_the_start,
     a_pass_listens_only_when_it_claims,
@@ -439,6 +489,7 @@ atp_store::per_engine_tests! {
     a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again,
     the_context_tells_the_holder_and_the_enqueue_time,
     long_tasks_are_not_claimed_ahead,
+    a_task_cancelled_while_claimed_ahead_is_stopped_when_its_attempt_begins,
     nothing_is_claimed_ahead_before_a_handler_time_is_known,
     what_is_claimed_follows_the_registry,
     a_task_held_but_not_running_is_handed_back_at_the_second_round,

@@ -1,4 +1,5 @@
-//! The program's process group: killed as one, once.
+//! The program's process group: asked to stop (SIGTERM) when its task is
+//! cancelled, killed as one, once.
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -19,6 +20,21 @@ impl Group {
                 .and_then(|pid| i32::try_from(pid).ok())
                 .map(Pid::from_raw),
         )
+    }
+
+    /// Sends SIGTERM to every process in the group (an operator cancelled
+    /// the task: let the program clean up). Nothing once the group was
+    /// killed; a group already gone is fine.
+    pub(super) fn terminate(&self) {
+        let Some(pgid) = self.0 else {
+            return;
+        };
+        match killpg(pgid, Signal::SIGTERM) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => {
+                warn!(pgid = pgid.as_raw(), error = %e, "exec: signalling the process group failed");
+            }
+        }
     }
 
     /// SIGKILLs every process in the group, unless that was done already

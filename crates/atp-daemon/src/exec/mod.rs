@@ -15,7 +15,10 @@
 //! The program runs in a process group of its own. The whole group is
 //! killed when the attempt is cancelled, and again once the program has
 //! exited, so that a background child it left behind can neither outlive
-//! the attempt nor keep the attempt waiting on a pipe it still holds.
+//! the attempt nor keep the attempt waiting on a pipe it still holds. When
+//! an operator cancelled the task, the group first gets SIGTERM and the
+//! daemon's `cancel_grace` to exit (see `stop_gently`); a timeout or a
+//! hard shutdown kills at once.
 //!
 //! # Layout
 //! - this file: [`run`], which spawns the program and watches it;
@@ -119,6 +122,10 @@ pub async fn run(command: &str, ctx: TaskContext) -> HandlerResult {
         };
         tokio::select! {
             () = ctx.cancelled() => {
+                if status.is_none() && ctx.confirm_cancelled().await {
+                    stop_gently(&ctx, &program, &mut group, &mut child, &mut stdout, &mut stderr)
+                        .await;
+                }
                 group.kill();
                 reap(&mut child, status).await;
                 info!(task = %ctx.id(), program, "exec: killed the process group: the attempt was cancelled");
@@ -291,6 +298,44 @@ async fn feed_stdin(mut stdin: ChildStdin, input: Vec<u8>) {
         debug!(error = %e, "exec: writing the input failed");
     }
     drop(stdin);
+}
+
+/// An operator cancelled the task: SIGTERM to the whole group, then up to
+/// the grace for the program to exit, reading (and dropping) its output
+/// meanwhile so that a full pipe cannot keep it from exiting. The caller
+/// SIGKILLs the group afterwards either way, so nothing of it outlives the
+/// grace. The attempt's result is dropped (the task is CANCELLED), so the
+/// output goes nowhere.
+async fn stop_gently(
+    ctx: &TaskContext,
+    program: &str,
+    group: &mut Group,
+    child: &mut Child,
+    stdout: &mut tokio::process::ChildStdout,
+    stderr: &mut tokio::process::ChildStderr,
+) {
+    let grace = ctx.cancel_grace();
+    info!(task = %ctx.id(), program, ?grace, "exec: the task was cancelled; sent SIGTERM to the process group");
+    group.terminate();
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    let (mut out_open, mut err_open) = (true, true);
+    let mut sink = vec![0u8; 8 * 1024];
+    let mut sink_err = vec![0u8; 8 * 1024];
+    loop {
+        tokio::select! {
+            r = child.wait() => {
+                debug!(task = %ctx.id(), program, status = ?r, "exec: exited after SIGTERM");
+                return;
+            }
+            r = stdout.read(&mut sink), if out_open => out_open = matches!(r, Ok(n) if n > 0),
+            r = stderr.read(&mut sink_err), if err_open => err_open = matches!(r, Ok(n) if n > 0),
+            () = &mut deadline => {
+                info!(task = %ctx.id(), program, ?grace, "exec: still running after the cancel grace; killing the process group");
+                return;
+            }
+        }
+    }
 }
 
 /// Waits (boundedly) for a killed program, so it does not stay a zombie.

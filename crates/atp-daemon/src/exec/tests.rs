@@ -26,6 +26,11 @@ struct Running {
 
 impl Running {
     async fn new(input: Value) -> Self {
+        Self::with_grace(input, Duration::from_secs(5)).await
+    }
+
+    /// With `grace` as the daemon's cancel grace.
+    async fn with_grace(input: Value, grace: Duration) -> Self {
         let store = SqliteStore::open_memory(Default::default())
             .await
             .expect("opening a store");
@@ -52,6 +57,7 @@ impl Running {
             DAEMON_A,
             Arc::new(store.clone()) as Arc<dyn AttemptStore>,
             cancel.clone(),
+            grace,
         );
         Running {
             store,
@@ -325,6 +331,95 @@ async fn cancellation_kills_the_whole_process_group() {
         .unwrap();
     assert_eq!(result.unwrap_err().message(), CANCELLED);
     assert_gone(pid).await;
+}
+
+/// An operator's cancel: SIGTERM to the group, and a program that traps it
+/// cleans up and exits well within the grace (not killed at its end).
+#[tokio::test]
+async fn a_cancel_sends_sigterm_and_a_program_that_traps_it_cleans_up() {
+    let r = Running::with_grace(Value::Null, Duration::from_secs(30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (pidfile, cleaned) = (dir.path().join("pid"), dir.path().join("cleaned"));
+    let command = format!(
+        "sh -c 'trap \"echo bye > {}; exit 3\" TERM; echo $$ > {}; while :; do sleep 0.05; done'",
+        q(&cleaned),
+        q(&pidfile)
+    );
+    let ctx = r.ctx.clone();
+    let job = tokio::spawn(async move { run(&command, ctx).await });
+    let pid = read_pid(&pidfile).await;
+    let asked = Instant::now();
+    r.ctx.mark_cancelled();
+    let result = tokio::time::timeout(Duration::from_secs(5), job)
+        .await
+        .expect("the program exits on SIGTERM, long before the grace")
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    assert_eq!(result.unwrap_err().message(), CANCELLED);
+    assert_eq!(std::fs::read_to_string(&cleaned).unwrap(), "bye\n");
+    assert_gone(pid).await;
+}
+
+/// A cancel the program's own write runs into before the daemon hears of
+/// it (its progress is refused as stale): the attempt reads its task back,
+/// finds it CANCELLED, and stops the program as a cancel (SIGTERM first),
+/// not as a loss (SIGKILL at once).
+#[tokio::test]
+async fn a_cancel_found_by_a_refused_write_still_sends_sigterm() {
+    let r = Running::with_grace(Value::Null, Duration::from_secs(30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (pidfile, cleaned) = (dir.path().join("pid"), dir.path().join("cleaned"));
+    let command = format!(
+        "sh -c 'trap \"echo bye > {}; exit 3\" TERM; echo $$ > {}; while :; do echo \"@atp progress 1 tick\" >&2; sleep 0.05; done'",
+        q(&cleaned),
+        q(&pidfile)
+    );
+    let ctx = r.ctx.clone();
+    let job = tokio::spawn(async move { run(&command, ctx).await });
+    let pid = read_pid(&pidfile).await;
+    r.store.task_cancel(&TaskRef::Id(r.id), None).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), job)
+        .await
+        .expect("the program stops")
+        .unwrap();
+    assert_eq!(result.unwrap_err().message(), CANCELLED);
+    assert!(r.ctx.cancelled_by_operator());
+    assert_eq!(std::fs::read_to_string(&cleaned).unwrap(), "bye\n");
+    assert_gone(pid).await;
+    assert_eq!(r.status().await, Status::Cancelled);
+}
+
+/// A program that ignores SIGTERM (and its children, which inherit that)
+/// is SIGKILLed with its whole group once the grace is over, not before.
+#[tokio::test]
+async fn a_program_that_ignores_sigterm_is_killed_with_its_group_after_the_grace() {
+    let grace = Duration::from_millis(400);
+    let r = Running::with_grace(Value::Null, grace).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (pidfile, childfile) = (dir.path().join("pid"), dir.path().join("child"));
+    let command = format!(
+        "sh -c 'trap \"\" TERM; sleep 100 & echo $! > {}; echo $$ > {}; wait; wait; wait'",
+        q(&childfile),
+        q(&pidfile)
+    );
+    let ctx = r.ctx.clone();
+    let job = tokio::spawn(async move { run(&command, ctx).await });
+    let pid = read_pid(&pidfile).await;
+    let child = read_pid(&childfile).await;
+    let asked = Instant::now();
+    r.ctx.mark_cancelled();
+    let result = tokio::time::timeout(Duration::from_secs(5), job)
+        .await
+        .expect("killed after the grace")
+        .unwrap();
+    assert!(
+        asked.elapsed() >= grace,
+        "killed before the grace: {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(result.unwrap_err().message(), CANCELLED);
+    assert_gone(pid).await;
+    assert_gone(child).await;
 }
 
 #[tokio::test]

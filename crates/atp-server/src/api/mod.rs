@@ -8,6 +8,7 @@ use utoipa::{OpenApi, PartialSchema};
 
 use crate::AppState;
 
+pub mod cancel;
 pub mod ops;
 pub mod schedules;
 pub mod schema;
@@ -23,6 +24,7 @@ pub mod types;
         tasks::enqueue, tasks::enqueue_batch, tasks::list, tasks::reenqueue_all, tasks::get,
         tasks::input,
         tasks::log, tasks::response, tasks::reenqueue, tasks::delete,
+        cancel::cancel,
         ops::stats, ops::daemons, ops::healthz, ops::metrics,
         schedules::list, schedules::create, schedules::get, schedules::delete,
         schedules::pause, schedules::resume,
@@ -191,6 +193,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/tasks/{type}/{identifier}/reenqueue",
             post(tasks::reenqueue),
+        )
+        .route(
+            "/api/v1/tasks/{type}/{identifier}/cancel",
+            post(cancel::cancel),
         )
         .route("/api/v1/stats", get(ops::stats))
         .route("/api/v1/daemons", get(ops::daemons))

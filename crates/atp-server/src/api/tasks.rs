@@ -101,7 +101,7 @@ fn due_of(due_at: Option<String>, delay_secs: Option<f64>) -> ApiResult<Option<D
 
 /// Refuses a log message with a NUL character, which PostgreSQL cannot
 /// store: the same 400 on every engine instead of a 500 on one.
-fn check_message(message: &str) -> ApiResult<()> {
+pub(super) fn check_message(message: &str) -> ApiResult<()> {
     if message.contains('\0') {
         Err(Problem::invalid(
             "a log message must not contain NUL (U+0000) characters",
@@ -229,7 +229,7 @@ pub struct TaskPath {
 }
 
 impl TaskPath {
-    fn task_ref(&self) -> ApiResult<TaskRef> {
+    pub(super) fn task_ref(&self) -> ApiResult<TaskRef> {
         Ok(TaskRef::Key(
             type_name(&self.task_type)?,
             TaskIdentifier::new(self.identifier.clone()).map_err(atp_core::Error::from)?,

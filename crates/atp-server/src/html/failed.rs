@@ -21,7 +21,7 @@ use crate::AppState;
 
 /// The statuses of tasks that ended badly, in the order the page shows
 /// them.
-pub const ENDED_BADLY: &[Status] = &[Status::Failed];
+pub const ENDED_BADLY: &[Status] = &[Status::Failed, Status::Cancelled];
 
 /// How many of each type's newest tasks the page lists.
 const SHOWN: u32 = 10;

@@ -70,6 +70,7 @@ pub fn routes() -> Router<AppState> {
             post(task_page::reenqueue),
         )
         .route("/tasks/{type}/{identifier}/delete", post(task_page::delete))
+        .route("/tasks/{type}/{identifier}/cancel", post(task_page::cancel))
         .route("/failed", get(failed::page))
         .route("/failed/reenqueue", post(failed::reenqueue))
         .route("/daemons", get(daemons::page))

@@ -1,5 +1,6 @@
 //! `/tasks/{type}/{identifier}`: one task (summary, log as a timeline,
-//! input, response, progress) and its actions, re-enqueue and delete.
+//! input, response, progress) and its actions: cancel (while queued or
+//! held), re-enqueue and delete.
 //!
 //! The actions are forms that POST with `confirm=yes` once the script's
 //! `confirm()` dialog was accepted; without the script (or without the
@@ -7,7 +8,7 @@
 //! form, so nothing is changed by one unconfirmed request.
 
 use atp_core::payload::is_text_mime;
-use atp_core::{LogRecord, Response as Stored, Status, Store, Task};
+use atp_core::{LogRecord, Response as Stored, Status, Store, Task, Transition};
 use axum::Form;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
@@ -100,6 +101,9 @@ fn summary(task: &Task) -> Markup {
                 div { dt { "Id" } dd data-field="id" { (task.id) } }
             }
             div.actions {
+                @if Transition::Cancel.allows(task.status) {
+                    (action_form(ty, id, Action::Cancel, false))
+                }
                 @if task.status != Status::Accepted {
                     (action_form(ty, id, Action::Reenqueue, false))
                 }
@@ -165,6 +169,8 @@ fn preview(r: &Stored) -> String {
 /// What a task page's forms do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Stopped: never runs, or its running attempt is stopped.
+    Cancel,
     /// Back to the queue with its full starts.
     Reenqueue,
     /// Gone, with its log, input and response.
@@ -174,6 +180,7 @@ pub enum Action {
 impl Action {
     fn path(self) -> &'static str {
         match self {
+            Action::Cancel => "cancel",
             Action::Reenqueue => "reenqueue",
             Action::Delete => "delete",
         }
@@ -181,6 +188,7 @@ impl Action {
 
     fn label(self) -> &'static str {
         match self {
+            Action::Cancel => "Cancel",
             Action::Reenqueue => "Re-enqueue",
             Action::Delete => "Delete",
         }
@@ -188,6 +196,9 @@ impl Action {
 
     fn question(self, ty: &str, id: &str) -> String {
         match self {
+            Action::Cancel => format!(
+                "Cancel task {ty} / {id}? It will not run; if it is running, its handler is stopped. Re-enqueue brings it back."
+            ),
             Action::Reenqueue => format!(
                 "Re-enqueue task {ty} / {id}? It goes back to the queue with its full number of starts."
             ),
@@ -207,7 +218,7 @@ fn action_form(ty: &str, id: &str, action: Action, confirmed: bool) -> Markup {
             method="post" action=(urls::task_action(ty, id, action.path()))
             data-confirm=[(!confirmed).then(|| action.question(ty, id))] {
             input type="hidden" name="confirm" value=(if confirmed { "yes" } else { "" });
-            button type="submit" .danger[action == Action::Delete] {
+            button type="submit" .danger[action != Action::Reenqueue] {
                 (action.label())
                 @if confirmed { " now" }
             }
@@ -243,7 +254,9 @@ fn confirmation_page(state: &AppState, key: &TaskKey, action: Action) -> Respons
             p #confirm-question { (action.question(ty, id)) }
             div.actions {
                 (action_form(ty, id, action, true))
-                a #cancel href=(urls::task_page(ty, id)) { "Cancel" }
+                a #cancel href=(urls::task_page(ty, id)) {
+                    @if action == Action::Cancel { "Keep it" } @else { "Cancel" }
+                }
             }
         },
     )
@@ -262,6 +275,21 @@ pub async fn reenqueue(
     }
     // An empty message: the store's own wording, as the CLI and API write.
     state.store.task_reenqueue(&task_ref, "").await?;
+    Ok(Redirect::to(&urls::task_page(&key.task_type, &key.identifier)).into_response())
+}
+
+/// `POST /tasks/{type}/{identifier}/cancel`: 303 back to the task.
+pub async fn cancel(
+    State(state): State<AppState>,
+    key: TaskKey,
+    form: Result<Form<Confirm>, FormRejection>,
+) -> HtmlResult<Response> {
+    let task_ref = key.task_ref()?;
+    if !confirmed(form) {
+        return Ok(confirmation_page(&state, &key, Action::Cancel));
+    }
+    let task = state.store.task_cancel(&task_ref, None).await?;
+    state.metrics.cancelled(&task.task_type);
     Ok(Redirect::to(&urls::task_page(&key.task_type, &key.identifier)).into_response())
 }
 

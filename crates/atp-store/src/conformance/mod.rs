@@ -6,6 +6,7 @@
 //! `Store` trait needs a change here.
 
 pub mod boundary;
+pub mod cancel;
 pub mod claim;
 pub mod concurrency;
 pub mod daemons;
@@ -29,6 +30,7 @@ use atp_core::{
 };
 
 pub use boundary::*;
+pub use cancel::*;
 pub use claim::*;
 pub use concurrency::*;
 pub use daemons::*;
@@ -104,6 +106,12 @@ macro_rules! conformance_tests {
             list_with_last_message_gives_each_tasks_newest_log_line,
             bulk_reenqueue_moves_every_task_in_the_status_and_counts_them,
             bulk_reenqueue_refuses_accepted_and_unknown_types,
+            cancel_of_a_queued_task_takes_it_out_of_the_queue,
+            cancel_of_a_held_task_fences_out_its_attempt,
+            cancelling_an_ended_task_is_refused_and_changes_nothing,
+            a_cancelled_task_is_reenqueued_alone_or_in_bulk,
+            cancelled_tasks_are_retired_after_their_retention,
+            cancel_tells_the_holder_s_watch,
             abandoned_tasks_are_requeued_or_failed,
             heartbeat_keeps_a_long_task_from_being_abandoned,
             retired_tasks_are_deleted_after_their_retention,
@@ -279,6 +287,7 @@ mod tests {
     /// The files that define cases, as compiled into this crate.
     const SOURCES: &[&str] = &[
         include_str!("boundary.rs"),
+        include_str!("cancel.rs"),
         include_str!("claim.rs"),
         include_str!("concurrency.rs"),
         include_str!("daemons.rs"),

@@ -33,6 +33,7 @@
 //! outside the pool, which listens for notifications (see `wake.rs`).
 
 mod bulk;
+mod cancel;
 mod due;
 mod limit;
 mod list;
@@ -679,6 +680,14 @@ impl Store for PgStore {
 
     async fn task_reenqueue_all(&self, bulk: &BulkReenqueue) -> Result<u64> {
         transaction!(self, |c| bulk::reenqueue_all(c, bulk))
+    }
+
+    async fn task_cancel(&self, task: &TaskRef, message: Option<&str>) -> Result<Task> {
+        transaction!(self, |c| cancel::cancel(c, task, message))
+    }
+
+    fn task_cancelled_watch(&self, holder: DaemonId) -> atp_core::CancelWatch {
+        self.inner.wakeups.watch_cancelled(holder)
     }
 
     async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {

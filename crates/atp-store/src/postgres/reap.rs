@@ -73,7 +73,7 @@ pub(super) async fn delete_retired(c: Conn<'_>, limit: u32) -> Result<Vec<Retire
     for r in &kept {
         let (type_id, name, retention_secs): (i64, String, f64) =
             (get(r, 0)?, get(r, 1)?, get(r, 2)?);
-        for status in [Status::Finished, Status::Failed] {
+        for status in Status::TERMINAL {
             let room = i64::from(limit) - retired.len() as i64;
             if room <= 0 {
                 return Ok(retired);

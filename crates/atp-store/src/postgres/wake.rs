@@ -15,6 +15,14 @@
 //! notifications sent before LISTEN took effect are not delivered: a
 //! spurious wake-up rather than a missed one. The listener ends when the
 //! handle's last clone is dropped.
+//!
+//! The same connection also listens on `atp_cancelled`
+//! ([`super::cancel::CHANNEL`]): a cancellation of a held task notifies it
+//! in its own transaction, naming the holder, the task and the schema, and
+//! the listener tells the handle's [`CancelHub`] (so the holding daemon,
+//! on any host, stops the attempt at once). After every (re)connection it
+//! tells every watch that it may have missed some: the daemons then check
+//! all their tasks, as their heartbeat would.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +31,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Config, Connection, NoTls, Socket};
+
+use crate::cancel_hub::CancelHub;
 
 /// The notification channel.
 pub(super) const CHANNEL: &str = "atp_tasks";
@@ -39,6 +49,8 @@ pub(super) struct Wakeups {
     /// How to open the listener connection.
     config: Config,
     notify: Arc<Notify>,
+    /// Cancellations heard, for `Store::task_cancelled_watch`.
+    cancelled: Arc<CancelHub>,
     /// The server process of the listener connection while it listens,
     /// else 0.
     listener_pid: Arc<AtomicI32>,
@@ -57,6 +69,7 @@ impl Wakeups {
         Wakeups {
             config,
             notify: Arc::new(Notify::new()),
+            cancelled: Arc::new(CancelHub::new()),
             listener_pid: Arc::new(AtomicI32::new(0)),
             listener: Mutex::new(None),
             alive: watch::channel(()).0,
@@ -66,6 +79,15 @@ impl Wakeups {
     /// See [`atp_core::Store::wait_for_tasks`].
     pub(super) async fn wait(&self, within: Duration) {
         crate::shared::wait_notified(&self.notify, within, || self.ensure_listening()).await;
+    }
+
+    /// See [`atp_core::Store::task_cancelled_watch`]: the watch first, then
+    /// the listener, whose first connection tells the watch it may have
+    /// missed notices.
+    pub(super) fn watch_cancelled(&self, holder: atp_core::DaemonId) -> atp_core::CancelWatch {
+        let watch = self.cancelled.watch(holder);
+        self.ensure_listening();
+        watch
     }
 
     /// Starts the listener unless it runs. A listener whose runtime shut
@@ -78,6 +100,7 @@ impl Wakeups {
         *listener = Some(tokio::spawn(listen(
             self.config.clone(),
             Arc::clone(&self.notify),
+            Arc::clone(&self.cancelled),
             Arc::clone(&self.listener_pid),
             self.alive.subscribe(),
         )));
@@ -96,13 +119,14 @@ type Lost = Box<dyn std::error::Error + Send + Sync>;
 async fn listen(
     config: Config,
     notify: Arc<Notify>,
+    cancelled: Arc<CancelHub>,
     pid: Arc<AtomicI32>,
     mut alive: watch::Receiver<()>,
 ) {
     let mut pause = FIRST_RETRY;
     loop {
         let lost = tokio::select! {
-            lost = listen_once(&config, &notify, &pid, &mut pause) => lost,
+            lost = listen_once(&config, &notify, &cancelled, &pid, &mut pause) => lost,
             _ = alive.changed() => return,
         };
         pid.store(0, Ordering::Relaxed);
@@ -123,6 +147,7 @@ async fn listen(
 async fn listen_once(
     config: &Config,
     notify: &Notify,
+    cancelled: &CancelHub,
     pid: &AtomicI32,
     pause: &mut Duration,
 ) -> Lost {
@@ -139,7 +164,12 @@ async fn listen_once(
                 &[],
             )
             .await?;
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client
+            .batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {}",
+                super::cancel::CHANNEL
+            ))
+            .await?;
         Ok::<_, tokio_postgres::Error>((row.try_get::<_, String>(0)?, row.try_get::<_, i32>(1)?))
     };
     tokio::pin!(setup);
@@ -159,12 +189,18 @@ async fn listen_once(
     pid.store(backend, Ordering::Relaxed);
     *pause = FIRST_RETRY;
     notify.notify_waiters();
+    cancelled.missed();
     loop {
         match next_message(&mut connection).await {
             Ok(AsyncMessage::Notification(n))
                 if n.channel() == CHANNEL && n.payload() == schema =>
             {
                 notify.notify_waiters();
+            }
+            Ok(AsyncMessage::Notification(n)) if n.channel() == super::cancel::CHANNEL => {
+                if let Some((holder, task)) = super::cancel::parse(n.payload(), &schema) {
+                    cancelled.cancelled(holder, task);
+                }
             }
             Ok(_) => {}
             Err(lost) => return lost,

@@ -21,6 +21,7 @@
 //! transaction.
 
 mod bulk;
+mod cancel;
 mod due;
 mod limit;
 mod list;
@@ -77,8 +78,9 @@ struct Inner {
     synchronous_full: bool,
     options: StoreOptions,
     /// Wakes [`Store::wait_for_tasks`] after a commit that put tasks into
-    /// ACCEPTED; shared by every handle on the same file in this process.
-    wake: Arc<tokio::sync::Notify>,
+    /// ACCEPTED, and tells [`Store::task_cancelled_watch`] of cancelled
+    /// held tasks; shared by every handle on the same file in this process.
+    wake: Arc<wake::Signals>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -154,7 +156,7 @@ impl SqliteStore {
         path: Option<PathBuf>,
         synchronous_full: bool,
         options: StoreOptions,
-        wake: Arc<tokio::sync::Notify>,
+        wake: Arc<wake::Signals>,
     ) -> Self {
         SqliteStore {
             inner: Arc::new(Inner {
@@ -172,7 +174,7 @@ impl SqliteStore {
     /// Wakes every [`Store::wait_for_tasks`] of this process on this
     /// database: call after a commit that put tasks into ACCEPTED.
     fn tasks_entered(&self) {
-        self.inner.wake.notify_waiters();
+        self.inner.wake.tasks.notify_waiters();
     }
 
     /// Passes `out` through, waking waiters when `entered` says it put
@@ -393,7 +395,7 @@ impl Store for SqliteStore {
     }
 
     async fn wait_for_tasks(&self, within: Duration) {
-        crate::shared::wait_notified(&self.inner.wake, within, || {}).await;
+        crate::shared::wait_notified(&self.inner.wake.tasks, within, || {}).await;
     }
 
     async fn schema_version(&self) -> Result<u32> {
@@ -584,6 +586,22 @@ impl Store for SqliteStore {
             .write(move |tx, now| bulk::reenqueue_all(tx, &bulk, now))
             .await;
         self.waking(out, |moved| *moved > 0)
+    }
+
+    async fn task_cancel(&self, task: &TaskRef, message: Option<&str>) -> Result<Task> {
+        let task = task.clone();
+        let message = message.map(str::to_owned);
+        let (task, held_by) = self
+            .write(move |tx, now| cancel::cancel(tx, &task, message.as_deref(), now))
+            .await?;
+        if let Some(holder) = held_by {
+            self.inner.wake.cancelled.cancelled(holder, task.id);
+        }
+        Ok(task)
+    }
+
+    fn task_cancelled_watch(&self, holder: DaemonId) -> atp_core::CancelWatch {
+        self.inner.wake.cancelled.watch(holder)
     }
 
     async fn task_requeue_abandoned(&self) -> Result<Vec<Rescued>> {

@@ -76,7 +76,7 @@ pub(super) fn delete_retired(tx: &Transaction<'_>, limit: u32, now: i64) -> Resu
         .map_err(db("finding types with a retention"))?;
     let mut retired = Vec::new();
     for (type_id, name, retention_secs) in kept {
-        for status in [Status::Finished, Status::Failed] {
+        for status in Status::TERMINAL {
             let room = i64::from(limit) - retired.len() as i64;
             if room <= 0 {
                 return Ok(retired);

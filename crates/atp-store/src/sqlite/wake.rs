@@ -1,8 +1,11 @@
 //! Wake-ups: an in-process signal, since SQLite has none across processes.
 //!
-//! Every handle on one file in this process shares one [`Notify`] (found
-//! through [`WAKERS`], keyed by the canonical path), and every committed
-//! write that puts tasks into ACCEPTED wakes its waiters. A producer in
+//! Every handle on one file in this process shares one [`Signals`] (found
+//! through [`WAKERS`], keyed by the canonical path): every committed
+//! write that puts tasks into ACCEPTED wakes the waiters of its [`Notify`],
+//! and every committed cancellation of a held task is told to the watches
+//! of its [`CancelHub`] (a daemon in another process hears of it at its
+//! next heartbeat, which the CANCELLED task refuses). A producer in
 //! another process wakes nobody here: idle daemons of this process find its
 //! tasks when their wait times out (they poll). In-memory databases are
 //! private to one handle and its clones, so each has a `Notify` of its own.
@@ -13,29 +16,49 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use tokio::sync::Notify;
 
-/// The signal of each file open in this process, by canonical path. An
+use crate::cancel_hub::CancelHub;
+
+/// What the handles on one database in this process tell each other.
+#[derive(Debug)]
+pub(super) struct Signals {
+    /// Tasks entered the queue.
+    pub(super) tasks: Notify,
+    /// Held tasks were cancelled.
+    pub(super) cancelled: CancelHub,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            tasks: Notify::new(),
+            cancelled: CancelHub::new(),
+        }
+    }
+}
+
+/// The signals of each file open in this process, by canonical path. An
 /// entry lives as long as a handle on the file does.
-static WAKERS: LazyLock<Mutex<HashMap<PathBuf, Weak<Notify>>>> =
+static WAKERS: LazyLock<Mutex<HashMap<PathBuf, Weak<Signals>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// The signal every handle on the file at `path` shares. Call once the file
+/// The signals every handle on the file at `path` shares. Call once the file
 /// exists (canonicalizing resolves it; a path that cannot be resolved is
 /// used as given).
-pub(super) fn for_file(path: &Path) -> Arc<Notify> {
+pub(super) fn for_file(path: &Path) -> Arc<Signals> {
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut wakers = WAKERS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(notify) = wakers.get(&key).and_then(Weak::upgrade) {
         return notify;
     }
     wakers.retain(|_, w| w.strong_count() > 0);
-    let notify = Arc::new(Notify::new());
-    wakers.insert(key, Arc::downgrade(&notify));
-    notify
+    let signals = Arc::new(Signals::new());
+    wakers.insert(key, Arc::downgrade(&signals));
+    signals
 }
 
-/// The signal of a private in-memory database.
-pub(super) fn for_memory() -> Arc<Notify> {
-    Arc::new(Notify::new())
+/// The signals of a private in-memory database.
+pub(super) fn for_memory() -> Arc<Signals> {
+    Arc::new(Signals::new())
 }
 
 #[cfg(test)]
