@@ -88,7 +88,7 @@ where
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
         t,
-        json!({"name": "Sum", "handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2, "paused": false})
+        json!({"name": "Sum", "handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2, "paused": false, "priority": 0, "retry": null, "max_running": null})
     );
     let (_, list) = s.get_json("/api/v1/types").await;
     assert_eq!(list.as_array().unwrap().len(), 1);

@@ -647,6 +647,26 @@ where
     );
     assert!(body.contains(r#"action="/types/Nightly/pause""#), "{body}");
     assert!(body.contains("Running"), "{body}");
+    // The type's controls: priority, retries, limit.
+    s.store
+        .task_type_upsert(
+            &atp_core::TaskType::new(
+                TypeName::new("Other").unwrap(),
+                atp_core::Handler::new("builtin:noop").unwrap(),
+            )
+            .with_priority(4)
+            .with_max_running(2)
+            .with_retry(atp_core::RetryPolicy {
+                delay_secs: 10.0,
+                max_delay_secs: 600.0,
+            }),
+        )
+        .await
+        .unwrap();
+    let body = page(&s, "/types").await;
+    assert!(body.contains(r#"<td class="num" data-field="priority">4</td>"#), "{body}");
+    assert!(body.contains("10 s, doubling up to 600 s"), "{body}");
+    assert!(body.contains(r#"<td class="num" data-field="max-running">2</td>"#), "{body}");
 
     let c = no_redirects();
     let pause = s.url("/types/Nightly/pause");

@@ -48,7 +48,8 @@ pub async fn page(State(state): State<AppState>) -> HtmlResult<Markup> {
                             thead { tr {
                                 th { "Type" } th { "Handler" } th.num { "Queued" }
                                 th.num { "Timeout (s)" } th.num { "Retention (s)" }
-                                th.num { "Max starts" } th { "State" } th {}
+                                th.num { "Max starts" } th.num { "Priority" }
+                                th { "Retries" } th.num { "Max running" } th { "State" } th {}
                             } }
                             tbody {
                                 @for t in &types {
@@ -79,6 +80,19 @@ fn type_row(t: &TaskType, queued: u64) -> Markup {
             td.num { (t.timeout_secs) }
             td.num { (t.retention_secs) }
             td.num { (t.max_starts) }
+            td.num data-field="priority" { (t.priority) }
+            td data-field="retry" {
+                @match &t.retry {
+                    Some(r) => { (r.delay_secs) " s, doubling up to " (r.max_delay_secs) " s" }
+                    None => span.muted { "none" },
+                }
+            }
+            td.num data-field="max-running" {
+                @match t.max_running {
+                    Some(n) => (n),
+                    None => span.muted { "—" },
+                }
+            }
             td data-field="state" {
                 span.type-state data-paused=(t.paused) {
                     @if t.paused { "Paused" } @else { "Running" }

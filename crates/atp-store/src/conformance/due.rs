@@ -295,3 +295,20 @@ pub async fn priorities_hold_under_sixteen_concurrent_claimers(db: impl TestDb) 
 async fn claimed_ids<S: Store>(s: &S, n: u32) -> Vec<String> {
     claimed(s, ClaimParams::new(DAEMON_B, n)).await
 }
+
+/// A delayed task can be cancelled while it waits: it leaves the queue at
+/// once, is no longer "next due", and never runs, not even once its due
+/// time has passed.
+pub async fn a_cancelled_delayed_task_never_runs(db: impl TestDb) {
+    let (s, clock) = clocked(&db).await;
+    let t = register(&s, task_type("t")).await;
+    let task = delayed(&s, &t, "later", Due::After(Duration::from_secs(60))).await;
+    let cancelled = s.task_cancel(&task.key(), Some("not needed")).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert_eq!(s.queue_size().await.unwrap(), 0);
+    assert_eq!(s.task_next_due().await.unwrap(), None);
+    clock.advance(Duration::from_secs(61));
+    assert!(claimed(&s, ClaimParams::new(DAEMON_A, 10)).await.is_empty());
+    assert_eq!(status_of(&s, task.id).await, Status::Cancelled);
+    assert_queue_consistent(&s).await;
+}
