@@ -75,7 +75,9 @@ async fn sleep(ctx: TaskContext) -> HandlerResult {
         .get("seconds")
         .map_or(Some(1.0), Value::as_f64)
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .ok_or_else(|| HandlerError::new("input must be {\"seconds\": a non-negative number}"))?;
+        .ok_or_else(|| {
+            HandlerError::permanent("input must be {\"seconds\": a non-negative number}")
+        })?;
     let total = Duration::from_secs_f64(seconds);
     let started = tokio::time::Instant::now();
     loop {

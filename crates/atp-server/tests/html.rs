@@ -664,9 +664,15 @@ where
         .await
         .unwrap();
     let body = page(&s, "/types").await;
-    assert!(body.contains(r#"<td class="num" data-field="priority">4</td>"#), "{body}");
+    assert!(
+        body.contains(r#"<td class="num" data-field="priority">4</td>"#),
+        "{body}"
+    );
     assert!(body.contains("10 s, doubling up to 600 s"), "{body}");
-    assert!(body.contains(r#"<td class="num" data-field="max-running">2</td>"#), "{body}");
+    assert!(
+        body.contains(r#"<td class="num" data-field="max-running">2</td>"#),
+        "{body}"
+    );
 
     let c = no_redirects();
     let pause = s.url("/types/Nightly/pause");

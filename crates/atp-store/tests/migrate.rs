@@ -92,7 +92,11 @@ async fn assert_upgraded<S: Store>(new: &S, latest: u32) {
             .status,
         Status::Cancelled
     );
-    assert_eq!(new.queue_size().await.unwrap(), 1, "the schedule's occurrence");
+    assert_eq!(
+        new.queue_size().await.unwrap(),
+        1,
+        "the schedule's occurrence"
+    );
     assert_eq!(
         new.task_counts().await.unwrap().status(Status::Cancelled),
         2

@@ -303,7 +303,10 @@ pub async fn a_cancelled_delayed_task_never_runs(db: impl TestDb) {
     let (s, clock) = clocked(&db).await;
     let t = register(&s, task_type("t")).await;
     let task = delayed(&s, &t, "later", Due::After(Duration::from_secs(60))).await;
-    let cancelled = s.task_cancel(&task.key(), Some("not needed")).await.unwrap();
+    let cancelled = s
+        .task_cancel(&task.key(), Some("not needed"))
+        .await
+        .unwrap();
     assert_eq!(cancelled.status, Status::Cancelled);
     assert_eq!(s.queue_size().await.unwrap(), 0);
     assert_eq!(s.task_next_due().await.unwrap(), None);
