@@ -220,3 +220,42 @@ impl Observer for Metrics {
             .inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use atp_core::{
+        Attempt, AttemptSettled, DaemonId, Observer, Status, StoreOptions, TaskId, TypeName,
+    };
+
+    use super::Metrics;
+
+    /// A retried failure counts as a retry, not as a hand-back or a
+    /// failure; a hand-back still counts as re-queued.
+    #[tokio::test]
+    async fn retried_failures_have_their_own_counter() {
+        let store = atp_store::sqlite::SqliteStore::open_memory(StoreOptions::default())
+            .await
+            .unwrap();
+        let m = Metrics::new();
+        let t = TypeName::new("Flaky").unwrap();
+        let a = Attempt {
+            task: TaskId(1),
+            holder: DaemonId(1),
+            lease: 1,
+        };
+        m.attempt_settled(&AttemptSettled::new(a, 1, &t, Status::Accepted).retried(true));
+        m.attempt_settled(&AttemptSettled::new(a, 2, &t, Status::Accepted).retried(true));
+        m.attempt_settled(&AttemptSettled::new(a, 3, &t, Status::Accepted));
+        let text = m.render(&store).await.unwrap();
+        for line in [
+            "atp_tasks_retried_total{type=\"Flaky\"} 2",
+            "atp_tasks_requeued_total{type=\"Flaky\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("atp_tasks_failed_total{type=\"Flaky\"}"),
+            "{text}"
+        );
+    }
+}
