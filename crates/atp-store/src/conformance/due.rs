@@ -10,16 +10,6 @@ use atp_core::{Due, Error, NewTask, Status, Store, StoreOptions};
 use super::*;
 use crate::testing::TestDb;
 
-/// The identifiers a claim of `params` takes, in the order it returns them.
-async fn claimed<S: Store>(s: &S, params: ClaimParams) -> Vec<String> {
-    s.task_claim(&params)
-        .await
-        .expect("claiming")
-        .into_iter()
-        .map(|c| c.identifier.to_string())
-        .collect()
-}
-
 /// Enqueues `id` of `t` with `priority` (none: the type's).
 async fn with_priority<S: Store>(s: &S, t: &TypeName, id: &str, priority: Option<i32>) -> Task {
     let mut new = NewTask::new(t.clone(), ident(id));

@@ -203,6 +203,16 @@ pub async fn enqueue<S: Store>(store: &S, t: &TypeName, id: &str) -> Task {
         .expect("enqueueing")
 }
 
+/// The identifiers a claim of `params` takes, in the order it returns them.
+pub async fn claimed<S: Store>(s: &S, params: ClaimParams) -> Vec<String> {
+    s.task_claim(&params)
+        .await
+        .expect("claiming")
+        .into_iter()
+        .map(|c| c.identifier.to_string())
+        .collect()
+}
+
 /// Claims exactly one task for `holder`.
 pub async fn claim_one<S: Store>(store: &S, holder: DaemonId) -> ClaimedTask {
     let mut claimed = store

@@ -7,16 +7,6 @@ use atp_core::{Error, Status, StatusChange, Store, StoreExt, StoreOptions, TaskR
 use super::*;
 use crate::testing::TestDb;
 
-/// The identifiers a claim of `params` takes, in the order it returns them.
-async fn claimed<S: Store>(s: &S, params: ClaimParams) -> Vec<String> {
-    s.task_claim(&params)
-        .await
-        .expect("claiming")
-        .into_iter()
-        .map(|c| c.identifier.to_string())
-        .collect()
-}
-
 /// The identifiers a claim-and-start of `params` takes.
 async fn claim_started<S: Store>(s: &S, params: ClaimParams) -> Vec<String> {
     s.task_claim_start(&params)
