@@ -295,9 +295,20 @@ pub struct StartedTask {
     pub identifier: TaskIdentifier,
     /// The input given at enqueue.
     pub input: serde_json::Value,
-    /// When the task last entered the queue: pick-up latency is start time
-    /// minus this.
+    /// When the task last entered the queue.
     pub enqueued_at: OffsetDateTime,
+    /// When it could first be claimed: its due time, for a delayed task or
+    /// a retry (else its enqueue time).
+    pub due_at: OffsetDateTime,
+}
+
+impl StartedTask {
+    /// From when the task waited to be picked up: the later of its enqueue
+    /// and due times (a delay or a retry's back-off is not pick-up
+    /// latency). Pick-up latency is the start time minus this.
+    pub fn ready_at(&self) -> OffsetDateTime {
+        self.enqueued_at.max(self.due_at)
+    }
 }
 
 /// What a holding daemon asks a held task to do. Each kind names one row of

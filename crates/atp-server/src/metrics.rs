@@ -196,7 +196,7 @@ impl Metrics {
 /// The daemon's observer (a core trait, so this crate needs no daemon).
 impl Observer for Metrics {
     fn attempt_started(&self, task: &StartedTask) {
-        let waited = time::OffsetDateTime::now_utc() - task.enqueued_at;
+        let waited = time::OffsetDateTime::now_utc() - task.ready_at();
         self.pickup.observe(waited.as_seconds_f64().max(0.0));
     }
 

@@ -305,3 +305,34 @@ pub async fn a_cancelled_delayed_task_never_runs(db: impl TestDb) {
     assert_eq!(status_of(&s, task.id).await, Status::Cancelled);
     assert_queue_consistent(&s).await;
 }
+
+/// A started task carries its due time, so that pick-up latency is
+/// measured from when it could run, not from an enqueue long before (both
+/// start paths).
+pub async fn a_started_delayed_task_is_ready_from_its_due_time(db: impl TestDb) {
+    let (s, clock) = clocked(&db).await;
+    let t = register(&s, task_type("t")).await;
+    let a = delayed(&s, &t, "a", Due::After(Duration::from_secs(30))).await;
+    let b = delayed(&s, &t, "b", Due::After(Duration::from_secs(30))).await;
+    let now = enqueue(&s, &t, "now").await;
+    clock.advance(Duration::from_secs(31));
+    let started = s
+        .task_claim_start(&ClaimParams::new(DAEMON_A, 2))
+        .await
+        .unwrap();
+    assert_eq!(started[0].identifier.as_str(), "now");
+    assert_eq!(started[0].ready_at(), now.enqueued_at);
+    assert_eq!(
+        (started[1].due_at, started[1].ready_at()),
+        (a.due_at, a.due_at)
+    );
+    let claimed = s.task_claim(&ClaimParams::new(DAEMON_A, 1)).await.unwrap();
+    let attempts: Vec<_> = claimed.iter().map(|c| c.attempt).collect();
+    let started = s.task_start_many(&attempts).await.unwrap();
+    let b_started = started.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        (b_started.due_at, b_started.enqueued_at),
+        (b.due_at, b.enqueued_at)
+    );
+    assert_eq!(b_started.ready_at(), b.due_at);
+}

@@ -139,6 +139,7 @@ macro_rules! conformance_tests {
             higher_priorities_run_first_fifo_within_a_priority,
             priorities_hold_under_sixteen_concurrent_claimers,
             a_cancelled_delayed_task_never_runs,
+            a_started_delayed_task_is_ready_from_its_due_time,
             a_task_fails_twice_then_succeeds_with_the_policys_gaps,
             the_last_starts_failure_is_final,
             a_permanent_failure_or_no_policy_is_not_retried,

@@ -212,7 +212,8 @@ fn claim_start_sql(by_type: bool, limited: bool) -> String {
              UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM started)
              WHERE name = 'out' AND EXISTS (SELECT 1 FROM started)
          )
-         SELECT d.id, d.identifier, d.lease, d.starts, d.input, d.enqueued_at, {type_columns_of_d}
+         SELECT d.id, d.identifier, d.lease, d.starts, d.input, d.enqueued_at, d.due_at,
+             {type_columns_of_d}
          FROM typed d ORDER BY d.queue_priority DESC, d.due_at, d.enqueued_at, d.id",
         type_columns = row::TYPE_COLUMNS,
         type_columns_of_d = row::TYPE_COLUMNS.replace("y.", "d."),
@@ -261,10 +262,11 @@ pub(super) async fn claim_start(
                     lease: row::lease_of(get(r, 2)?)?,
                 },
                 start: row::count(get(r, 3)?)?,
-                task_type: row::task_type(r, 6)?,
+                task_type: row::task_type(r, 7)?,
                 identifier: row::identifier_of(get(r, 1)?)?,
                 input,
                 enqueued_at: get(r, 5)?,
+                due_at: get(r, 6)?,
             })
         })
         .collect::<Result<_>>()?;
@@ -300,7 +302,7 @@ fn task_ids(attempts: impl Iterator<Item = Attempt>) -> Vec<i64> {
 /// type.
 fn start_columns() -> String {
     format!(
-        ", t.identifier, t.input, t.enqueued_at, {}",
+        ", t.identifier, t.input, t.enqueued_at, t.due_at, {}",
         row::TYPE_COLUMNS
     )
 }
@@ -376,7 +378,7 @@ fn start_one(
     let decided = decide::start(found.as_ref().map(|(state, _)| state), a)?;
     let (state, r) = found.ok_or_else(|| Error::Corrupt("a locked row went missing".into()))?;
     state.apply(&decided);
-    let task_type = row::task_type(r, crate::row::STATE_COLUMNS_LEN + 3)?;
+    let task_type = row::task_type(r, crate::row::STATE_COLUMNS_LEN + 4)?;
     let input: String = get(r, crate::row::STATE_COLUMNS_LEN + 1)?;
     let input = serde_json::from_str(&input)
         .map_err(|e| Error::Corrupt(format!("stored input of task {} is not JSON: {e}", a.task)))?;
@@ -388,6 +390,7 @@ fn start_one(
             identifier: row::identifier_of(get(r, crate::row::STATE_COLUMNS_LEN)?)?,
             input,
             enqueued_at: get(r, crate::row::STATE_COLUMNS_LEN + 2)?,
+            due_at: get(r, crate::row::STATE_COLUMNS_LEN + 3)?,
         },
         decided.message,
     ))

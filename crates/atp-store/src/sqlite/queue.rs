@@ -168,22 +168,31 @@ fn start_one(
     now: i64,
     types: &mut HashMap<i64, TaskType>,
 ) -> Result<StartedTask> {
-    let started: Option<(i64, String, i64, String, i64)> = tx
+    let started: Option<(i64, String, i64, String, i64, i64)> = tx
         .prepare_cached(
             "UPDATE atp_task SET status = 3, starts = starts + 1, updated_at = ?4,
                  progress_percent = NULL, progress_message = NULL
              WHERE id = ?1 AND holder = ?2 AND lease = ?3 AND status = 2
-             RETURNING type_id, identifier, starts, input, enqueued_at",
+             RETURNING type_id, identifier, starts, input, enqueued_at, due_at",
         )
         .and_then(|mut s| {
             s.query_row(
                 params![a.task.0, a.holder.to_db(), a.lease as i64, now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .optional()
         })
         .map_err(db("starting a task"))?;
-    let Some((type_id, identifier, starts, input, enqueued)) = started else {
+    let Some((type_id, identifier, starts, input, enqueued, due)) = started else {
         // The fenced update missed: the decision says why (a start it would
         // allow cannot have missed, unless the task changed hands since).
         let found = state(tx, a.task)?;
@@ -223,6 +232,7 @@ fn start_one(
         identifier: row::identifier_of(identifier)?,
         input,
         enqueued_at: from_micros(enqueued),
+        due_at: from_micros(due),
     })
 }
 
