@@ -115,7 +115,7 @@ impl Metrics {
         );
         registry.register(
             "pickup_latency_seconds",
-            "From entering the queue to the start of an attempt, for attempts this process's daemon started",
+            "From when a task could run (its enqueue, or its due time after a delay or a retry's back-off) to the start of an attempt, for attempts this process's daemon started",
             pickup.clone(),
         );
         registry.register("tasks", "Tasks in the database by status", tasks.clone());
