@@ -33,18 +33,16 @@ FROM (SELECT id FROM atp_task WHERE status = 1 AND delayed AND due_at <= now()
       ORDER BY due_at, id LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED) d
 WHERE t.id = d.id AND t.status + 0 = 1 AND t.delayed";
 
-/// How long until the earliest delayed task is due (zero when one is due
-/// already), `None` when no task is delayed. One probe of
+/// Seconds until the earliest delayed task is due: one probe of
 /// `atp_task_delayed`.
+pub(super) const NEXT_DUE: &str =
+    "SELECT extract(epoch FROM (due_at - now()))::float8 FROM atp_task
+     WHERE status = 1 AND delayed ORDER BY due_at, id LIMIT 1";
+
+/// How long until the earliest delayed task is due (zero when one is due
+/// already), `None` when no task is delayed.
 pub(super) async fn next_due(c: Conn<'_>) -> Result<Option<Duration>> {
-    let rows = c
-        .query(
-            "finding the next due task",
-            "SELECT extract(epoch FROM (due_at - now()))::float8 FROM atp_task
-             WHERE status = 1 AND delayed ORDER BY due_at, id LIMIT 1",
-            &[],
-        )
-        .await?;
+    let rows = c.query("finding the next due task", NEXT_DUE, &[]).await?;
     match rows.first() {
         None => Ok(None),
         Some(r) => {

@@ -82,7 +82,7 @@ fn picked_cte(types: Option<&str>) -> String {
     }
 }
 
-fn claim_sql(by_type: bool) -> String {
+pub(super) fn claim_sql(by_type: bool) -> String {
     let picked = picked_cte(by_type.then_some("$4"));
     format!(
         "WITH {picked}, claimed AS (
@@ -141,7 +141,7 @@ pub(super) async fn claim(c: Conn<'_>, p: &ClaimParams) -> Result<Vec<ClaimedTas
 /// records of each task in that order (tasks in queue order), the `out`
 /// counter, and what the handler needs. The RUNNING message is built here
 /// as [`messages::started`] builds it, from the holder's display form ($4).
-fn claim_start_sql(by_type: bool) -> String {
+pub(super) fn claim_start_sql(by_type: bool) -> String {
     let picked = picked_cte(by_type.then_some("$5"));
     format!(
         "WITH {picked}, started AS (

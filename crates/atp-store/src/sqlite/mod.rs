@@ -22,6 +22,8 @@
 
 mod bulk;
 mod due;
+#[cfg(test)]
+mod due_plans;
 mod list;
 mod migrate;
 mod queue;
