@@ -2,10 +2,13 @@
 //! claim → start → finish cycle as the daemon batches it (in two calls, or
 //! with claim and start in one, `task_claim_start`), and the cost of a
 //! claim and a status look-up on empty tables versus 1,000,000 finished
-//! tasks. Prints the median of several runs per figure.
+//! tasks. Prints the median of several runs per figure. `--delayed`: the
+//! claim's cost with 100,000 delayed and 100,000 queued tasks at mixed
+//! priorities against a nearly empty queue (delayed.rs); `--runs 0` runs
+//! the probes alone.
 //!
 //! ```text
-//! cargo bench -p atp-store --bench store -- [sqlite|postgres] [--runs N] [--scale]
+//! cargo bench -p atp-store --bench store -- [sqlite|postgres] [--runs N] [--scale] [--delayed]
 //! ```
 //! PostgreSQL: `ATP_BENCH_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); each run uses a fresh
@@ -225,6 +228,7 @@ fn sqlite_fill(path: &std::path::Path) {
     .unwrap();
 }
 
+mod delayed;
 mod pg;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -244,6 +248,7 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(5, |n| n.parse().unwrap());
     let scale = args.iter().any(|a| a == "--scale");
+    let delayed = args.iter().any(|a| a == "--delayed");
     println!("engine {engine}, {runs} runs, medians");
 
     let mut single = Vec::new();
@@ -256,49 +261,75 @@ async fn main() {
         cycles.push(cycle(&fresh(&engine).await).await);
         joined.push(cycle_claim_start(&fresh(&engine).await).await);
     }
-    println!(
-        "enqueue one at a time     {:>9.0} tasks/s   runs {:?}",
-        median(single.clone()),
-        rounded(&single)
-    );
-    println!(
-        "enqueue batches of 1,000  {:>9.0} tasks/s   runs {:?}",
-        median(batched.clone()),
-        rounded(&batched)
-    );
-    println!(
-        "claim 64 > start > finish {:>9.0} tasks/s   runs {:?}",
-        median(cycles.clone()),
-        rounded(&cycles)
-    );
-    println!(
-        "claim_start 64 > finish   {:>9.0} tasks/s   runs {:?}",
-        median(joined.clone()),
-        rounded(&joined)
-    );
-
+    if runs > 0 {
+        report(&single, &batched, &cycles, &joined);
+    }
     if scale {
-        let db = fresh(&engine).await;
+        scale_probe(&engine).await;
+    }
+    if delayed {
         if engine == "postgres" {
             pg::checkpoint().await;
         }
-        let (claim_empty, get_empty) = probe(&db, "e").await;
-        let t = Instant::now();
-        fill_finished(&db).await;
-        println!(
-            "filled {FILLED} finished tasks in {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-        let (claim_full, get_full) = probe(&db, "f").await;
-        println!(
-            "claim one task            {claim_empty:>7.1} us empty   {claim_full:>7.1} us with 1M finished   ({:+.0}%)",
-            pct(claim_empty, claim_full)
-        );
-        println!(
-            "status look-up by key     {get_empty:>7.1} us empty   {get_full:>7.1} us with 1M finished   ({:+.0}%)",
-            pct(get_empty, get_full)
-        );
+        let empty = fresh(&engine).await;
+        let loaded = fresh_beside(&engine, &empty).await;
+        delayed::run(&empty, &loaded).await;
     }
+}
+
+/// A second fresh store while `other` stays open (a PostgreSQL fresh
+/// schema drops the schemas of earlier runs, `other`'s included).
+async fn fresh_beside(engine: &str, other: &Db) -> Db {
+    match engine {
+        "postgres" => pg::fresh_keeping(other.schema.as_deref()).await,
+        _ => fresh(engine).await,
+    }
+}
+
+fn report(single: &[f64], batched: &[f64], cycles: &[f64], joined: &[f64]) {
+    println!(
+        "enqueue one at a time     {:>9.0} tasks/s   runs {:?}",
+        median(single.to_vec()),
+        rounded(single)
+    );
+    println!(
+        "enqueue batches of 1,000  {:>9.0} tasks/s   runs {:?}",
+        median(batched.to_vec()),
+        rounded(batched)
+    );
+    println!(
+        "claim 64 > start > finish {:>9.0} tasks/s   runs {:?}",
+        median(cycles.to_vec()),
+        rounded(cycles)
+    );
+    println!(
+        "claim_start 64 > finish   {:>9.0} tasks/s   runs {:?}",
+        median(joined.to_vec()),
+        rounded(joined)
+    );
+}
+
+async fn scale_probe(engine: &str) {
+    let db = fresh(engine).await;
+    if engine == "postgres" {
+        pg::checkpoint().await;
+    }
+    let (claim_empty, get_empty) = probe(&db, "e").await;
+    let t = Instant::now();
+    fill_finished(&db).await;
+    println!(
+        "filled {FILLED} finished tasks in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let (claim_full, get_full) = probe(&db, "f").await;
+    println!(
+        "claim one task            {claim_empty:>7.1} us empty   {claim_full:>7.1} us with 1M finished   ({:+.0}%)",
+        pct(claim_empty, claim_full)
+    );
+    println!(
+        "status look-up by key     {get_empty:>7.1} us empty   {get_full:>7.1} us with 1M finished   ({:+.0}%)",
+        pct(get_empty, get_full)
+    );
 }
 
 fn pct(base: f64, x: f64) -> f64 {

@@ -22,6 +22,11 @@ async fn client() -> tokio_postgres::Client {
 /// A new schema; schemas of earlier runs are dropped first, so an
 /// interrupted benchmark leaves at most one behind.
 pub async fn fresh() -> Db {
+    fresh_keeping(None).await
+}
+
+/// [`fresh`], except that it leaves the schema `keep` (in use) alone.
+pub async fn fresh_keeping(keep: Option<&str>) -> Db {
     let c = client().await;
     let old = c
         .query(
@@ -32,6 +37,9 @@ pub async fn fresh() -> Db {
         .unwrap();
     for row in old {
         let name: String = row.get(0);
+        if Some(name.as_str()) == keep {
+            continue;
+        }
         c.batch_execute(&format!("DROP SCHEMA \"{name}\" CASCADE"))
             .await
             .unwrap();
@@ -76,6 +84,16 @@ pub async fn fill(db: &Db) {
         .await
         .unwrap();
     checkpoint().await;
+}
+
+/// `VACUUM ANALYZE` of one table of the bench schema.
+pub async fn vacuum_analyze(db: &Db, table: &str) {
+    let schema = db.schema.as_deref().expect("a PostgreSQL bench schema");
+    client()
+        .await
+        .batch_execute(&format!("VACUUM ANALYZE \"{schema}\".{table}"))
+        .await
+        .unwrap();
 }
 
 /// Writes every dirty page out now, so that the probes after the fill do

@@ -10,6 +10,7 @@ ALTER TABLE atp_task_type ADD COLUMN retry_delay_secs double precision;
 ALTER TABLE atp_task_type ADD COLUMN retry_max_delay_secs double precision;
 -- At most this many of the type's tasks held (SCHEDULED, RUNNING, PAUSED)
 -- at once, across every daemon; NULL: no limit. Claims of limited types
--- lock the type rows (postgres/limit.rs) and count the held tasks through
--- atp_task_type_status_updated (a few index ranges, bounded by the limit).
+-- lock the type rows (postgres/limit.rs) and count the type's held tasks
+-- through an index of held tasks (atp_task_holder): bounded by the tasks
+-- daemons hold, never the table.
 ALTER TABLE atp_task_type ADD COLUMN max_running integer CHECK (max_running >= 1);

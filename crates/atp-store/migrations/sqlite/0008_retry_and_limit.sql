@@ -9,7 +9,7 @@
 ALTER TABLE atp_task_type ADD COLUMN retry_delay_secs REAL;
 ALTER TABLE atp_task_type ADD COLUMN retry_max_delay_secs REAL;
 -- At most this many of the type's tasks held (SCHEDULED, RUNNING, PAUSED)
--- at once, across every daemon; NULL: no limit. Claims count the held
--- tasks through atp_task_type_status_updated (a few index ranges, bounded
--- by the limit).
+-- at once, across every daemon; NULL: no limit. Claims count the type's
+-- held tasks through an index (bounded by the tasks daemons hold, never
+-- the table).
 ALTER TABLE atp_task_type ADD COLUMN max_running INTEGER CHECK (max_running >= 1);

@@ -40,18 +40,16 @@ WITH promoted AS (
 )
 SELECT EXISTS (SELECT 1 FROM atp_task_type WHERE max_running IS NOT NULL)";
 
-/// How long until the earliest delayed task is due (zero when one is due
-/// already), `None` when no task is delayed. One probe of
+/// Seconds until the earliest delayed task is due: one probe of
 /// `atp_task_delayed`.
+pub(super) const NEXT_DUE: &str =
+    "SELECT extract(epoch FROM (due_at - now()))::float8 FROM atp_task
+     WHERE status = 1 AND delayed ORDER BY due_at, id LIMIT 1";
+
+/// How long until the earliest delayed task is due (zero when one is due
+/// already), `None` when no task is delayed.
 pub(super) async fn next_due(c: Conn<'_>) -> Result<Option<Duration>> {
-    let rows = c
-        .query(
-            "finding the next due task",
-            "SELECT extract(epoch FROM (due_at - now()))::float8 FROM atp_task
-             WHERE status = 1 AND delayed ORDER BY due_at, id LIMIT 1",
-            &[],
-        )
-        .await?;
+    let rows = c.query("finding the next due task", NEXT_DUE, &[]).await?;
     match rows.first() {
         None => Ok(None),
         Some(r) => {

@@ -35,6 +35,8 @@
 mod bulk;
 mod cancel;
 mod due;
+#[cfg(test)]
+mod due_plans;
 mod limit;
 mod list;
 mod migrate;

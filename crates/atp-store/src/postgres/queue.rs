@@ -59,8 +59,11 @@ const _: () = assert!(decide::START.0 == 2 && decide::START.1 == 3);
 /// in a transaction that first locks their type rows (`limit.rs`), so that
 /// its count of their held tasks stays true until it commits. It takes
 /// each type's candidates like the restricted pick, a limited type's at
-/// most its room (the limit minus its held tasks, three ranges of
-/// `atp_task_type_status_updated`).
+/// most its room (the limit minus its held tasks, counted through the
+/// index of held tasks: bounded by what daemons hold). The room filters
+/// each type's numbered candidates rather than being their `LIMIT`: a
+/// `LIMIT` the planner cannot estimate made it hash-join a scan of the
+/// whole task table (`due_plans.rs` checks the plan).
 fn picked_cte(types: Option<&str>, limited: bool) -> String {
     if limited {
         let only = types.map_or(String::new(), |names| format!("AND y.name = ANY({names})"));
@@ -68,15 +71,18 @@ fn picked_cte(types: Option<&str>, limited: bool) -> String {
             "candidates AS (
              SELECT c.id, c.priority, c.due_at, c.enqueued_at
              FROM atp_task_type y CROSS JOIN LATERAL (
-                 SELECT q.id, q.priority, q.due_at, q.enqueued_at FROM atp_task q
+                 SELECT q.id, q.priority, q.due_at, q.enqueued_at,
+                     row_number() OVER (ORDER BY q.priority DESC, q.due_at, q.enqueued_at, q.id)
+                         AS place
+                 FROM atp_task q
                  WHERE q.status = 1 AND NOT q.delayed AND q.type_id = y.id
-                 ORDER BY q.priority DESC, q.due_at, q.enqueued_at, q.id
-                 LIMIT CASE WHEN y.max_running IS NULL THEN $3::int8 + 64
-                       ELSE greatest(0, y.max_running - (
-                           SELECT count(*) FROM atp_task h
-                           WHERE h.type_id = y.id AND h.status IN (2, 3, 4))) END
+                 ORDER BY q.priority DESC, q.due_at, q.enqueued_at, q.id LIMIT $3::int8 + 64
              ) c
              WHERE NOT y.paused {only}
+               AND (y.max_running IS NULL
+                    OR c.place <= y.max_running - (
+                        SELECT count(*) FROM atp_task h
+                        WHERE h.type_id = y.id AND h.status IN (2, 3, 4)))
          ), picked AS (
              SELECT t.id FROM atp_task t JOIN candidates c ON c.id = t.id
              WHERE t.status + 0 = 1 AND NOT t.delayed
@@ -114,7 +120,7 @@ fn picked_cte(types: Option<&str>, limited: bool) -> String {
     }
 }
 
-fn claim_sql(by_type: bool, limited: bool) -> String {
+pub(super) fn claim_sql(by_type: bool, limited: bool) -> String {
     let picked = picked_cte(by_type.then_some("$4"), limited);
     format!(
         "WITH {picked}, claimed AS (
@@ -186,7 +192,7 @@ pub(super) async fn claim(
 /// records of each task in that order (tasks in queue order), the `out`
 /// counter, and what the handler needs. The RUNNING message is built here
 /// as [`messages::started`] builds it, from the holder's display form ($4).
-fn claim_start_sql(by_type: bool, limited: bool) -> String {
+pub(super) fn claim_start_sql(by_type: bool, limited: bool) -> String {
     let picked = picked_cte(by_type.then_some("$5"), limited);
     format!(
         "WITH {picked}, started AS (

@@ -21,27 +21,30 @@ use super::db;
 /// a task enqueued for "now" may run before some of them.
 const PROMOTE_BATCH: i64 = 1000;
 
+/// Clears `delayed` on up to `?2` tasks due at `?1`, oldest due time
+/// first.
+pub(super) const PROMOTE: &str = "UPDATE atp_task SET delayed = 0
+     WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_delayed
+                  WHERE status = 1 AND delayed = 1 AND due_at <= ?1
+                  ORDER BY due_at, id LIMIT ?2)";
+
+/// The earliest due time of a delayed task: one probe of `atp_task_delayed`.
+pub(super) const NEXT_DUE: &str = "SELECT due_at FROM atp_task INDEXED BY atp_task_delayed
+     WHERE status = 1 AND delayed = 1 ORDER BY due_at, id LIMIT 1";
+
 /// Clears `delayed` on up to [`PROMOTE_BATCH`] tasks due at `now`, oldest
 /// due time first.
 pub(super) fn promote(tx: &Transaction<'_>, now: i64) -> Result<usize> {
-    tx.prepare_cached(
-        "UPDATE atp_task SET delayed = 0
-         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_delayed
-                      WHERE status = 1 AND delayed = 1 AND due_at <= ?1
-                      ORDER BY due_at, id LIMIT ?2)",
-    )
-    .and_then(|mut s| s.execute(params![now, PROMOTE_BATCH]))
-    .map_err(db("promoting due tasks"))
+    tx.prepare_cached(PROMOTE)
+        .and_then(|mut s| s.execute(params![now, PROMOTE_BATCH]))
+        .map_err(db("promoting due tasks"))
 }
 
 /// How long after `now` the earliest delayed task is due (zero when one is
 /// due already), `None` when no task is delayed.
 pub(super) fn next_due(conn: &Connection, now: i64) -> Result<Option<Duration>> {
     let due: Option<i64> = conn
-        .prepare_cached(
-            "SELECT due_at FROM atp_task INDEXED BY atp_task_delayed
-             WHERE status = 1 AND delayed = 1 ORDER BY due_at, id LIMIT 1",
-        )
+        .prepare_cached(NEXT_DUE)
         .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
         .map_err(db("finding the next due task"))?;
     Ok(due.map(|due| Duration::from_micros(u64::try_from(due - now).unwrap_or(0))))

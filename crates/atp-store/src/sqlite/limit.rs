@@ -15,7 +15,7 @@ use super::db;
 
 /// The limited types (not paused) and how many more of their tasks may be
 /// held now: the limit minus the held (SCHEDULED, RUNNING, PAUSED) tasks,
-/// counted with three ranges of `atp_task_type_status_updated` each.
+/// counted through an index of held tasks (bounded by what daemons hold).
 pub(super) fn room(tx: &Transaction<'_>) -> Result<HashMap<i64, i64>> {
     let mut stmt = tx
         .prepare_cached(

@@ -21,6 +21,26 @@ use crate::shared::keep_item;
 const _: () = assert!(decide::CLAIM.0 == 1 && decide::CLAIM.1 == 2);
 const _: () = assert!(decide::START.0 == 2 && decide::START.1 == 3);
 
+/// The claim of [`claim`], unrestricted: `?1` holder, `?2` now, `?3` limit.
+pub(super) const CLAIM: &str =
+    "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
+     WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue
+                  WHERE status = 1 AND delayed = 0
+                    AND type_id NOT IN (SELECT id FROM atp_task_type WHERE paused = 1)
+                  ORDER BY priority DESC, due_at, enqueued_at, id LIMIT ?3)
+     RETURNING id, type_id, identifier, lease, priority, due_at, enqueued_at";
+
+/// [`CLAIM`] restricted to the types named in the JSON array `?4`.
+pub(super) const CLAIM_OF_TYPES: &str =
+    "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
+     WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue
+                  WHERE status = 1 AND delayed = 0
+                    AND type_id IN (SELECT id FROM atp_task_type
+                                    WHERE name IN (SELECT value FROM json_each(?4))
+                                      AND paused = 0)
+                  ORDER BY priority DESC, due_at, enqueued_at, id LIMIT ?3)
+     RETURNING id, type_id, identifier, lease, priority, due_at, enqueued_at";
+
 pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<Vec<ClaimedTask>> {
     let types_json = p.types.as_ref().map(|names| {
         serde_json::Value::from(names.iter().map(|n| n.as_str()).collect::<Vec<_>>()).to_string()
@@ -35,21 +55,9 @@ pub(super) fn claim(tx: &Transaction<'_>, p: &ClaimParams, now: i64) -> Result<V
     // claim itself, whatever types the caller asked for: the subquery over
     // the (few) type rows is computed once, and the walk filters on it.
     let sql = if types_json.is_some() {
-        "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
-         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue
-                      WHERE status = 1 AND delayed = 0
-                        AND type_id IN (SELECT id FROM atp_task_type
-                                        WHERE name IN (SELECT value FROM json_each(?4))
-                                          AND paused = 0)
-                      ORDER BY priority DESC, due_at, enqueued_at, id LIMIT ?3)
-         RETURNING id, type_id, identifier, lease, priority, due_at, enqueued_at"
+        CLAIM_OF_TYPES
     } else {
-        "UPDATE atp_task SET status = 2, holder = ?1, lease = lease + 1, updated_at = ?2
-         WHERE id IN (SELECT id FROM atp_task INDEXED BY atp_task_queue
-                      WHERE status = 1 AND delayed = 0
-                        AND type_id NOT IN (SELECT id FROM atp_task_type WHERE paused = 1)
-                      ORDER BY priority DESC, due_at, enqueued_at, id LIMIT ?3)
-         RETURNING id, type_id, identifier, lease, priority, due_at, enqueued_at"
+        CLAIM
     };
     // With limited types, the tasks are chosen first (limit.rs), then
     // claimed by id.
