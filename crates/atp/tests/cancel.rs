@@ -181,6 +181,9 @@ async fn atp_cancel_stops_exec_programs_in_a_daemon_process(db: impl TestDb) {
         "bye\n"
     );
 
+    // The grace starts when the daemon hears of the cancel, which may be
+    // before this process sees `atp cancel` exit: time it from the call.
+    let asked = Instant::now();
     let out = atp(&db, &["cancel", "ignores", "i"]);
     assert!(
         out.status.success(),
@@ -189,7 +192,6 @@ async fn atp_cancel_stops_exec_programs_in_a_daemon_process(db: impl TestDb) {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("CANCELLED"), "{said}");
-    let asked = Instant::now();
     eventually(
         Duration::from_secs(10),
         "the ignoring group to be killed",
