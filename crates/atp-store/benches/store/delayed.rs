@@ -55,6 +55,7 @@ fn summary(mut xs: Vec<f64>) -> (f64, f64) {
 
 /// [`PROBES`] one-task claims, then [`PROBES`] one-task claim-and-starts.
 async fn claims(store: &AnyStore) -> ((f64, f64), (f64, f64)) {
+    let fpi_before = fpi(store).await;
     let params = ClaimParams::new(DaemonId(9), 1);
     let mut claim = Vec::with_capacity(PROBES);
     for _ in 0..PROBES {
@@ -70,7 +71,24 @@ async fn claims(store: &AnyStore) -> ((f64, f64), (f64, f64)) {
         start.push(t.elapsed().as_secs_f64() * 1e6);
         assert_eq!(got.len(), 1);
     }
+    if let (Some(before), Some(after)) = (fpi_before, fpi(store).await) {
+        println!(
+            "  full-page images in the WAL: {:.2} per claim ({} over {} claims)",
+            (after - before) as f64 / (2 * PROBES) as f64,
+            after - before,
+            2 * PROBES
+        );
+    }
     (summary(claim), summary(start))
+}
+
+/// PostgreSQL's WAL full-page image count (see `pg::wal_fpi`); `None` on
+/// SQLite.
+async fn fpi(store: &AnyStore) -> Option<i64> {
+    match store {
+        AnyStore::Postgres(_) => Some(super::pg::wal_fpi().await),
+        AnyStore::Sqlite(_) => None,
+    }
 }
 
 /// Statistics and a checkpoint after a fill, as the `--scale` probe does,

@@ -102,3 +102,15 @@ pub async fn vacuum_analyze(db: &Db, table: &str) {
 pub async fn checkpoint() {
     client().await.batch_execute("CHECKPOINT").await.unwrap();
 }
+
+/// The server's count of full-page images written to the WAL so far
+/// (`pg_stat_wal`, server-wide): their rise over a phase tells how many
+/// pages its writes touched for the first time since a checkpoint.
+pub async fn wal_fpi() -> i64 {
+    client()
+        .await
+        .query_one("SELECT wal_fpi FROM pg_stat_wal", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
