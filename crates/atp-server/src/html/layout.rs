@@ -148,6 +148,34 @@ pub fn bare(title: &str, main: Markup) -> Markup {
 }
 
 /// A status name in its colour.
+/// The state and pause/resume cells of a row that can be paused (a type,
+/// a schedule): `active` names the unpaused state, `action_url` the POST
+/// target of an action ("pause" or "resume") for `name`.
+pub fn pause_cells(
+    paused: bool,
+    active: &str,
+    name: &str,
+    action_url: impl Fn(&str, &str) -> String,
+) -> Markup {
+    let (action, label) = if paused {
+        ("resume", "Resume")
+    } else {
+        ("pause", "Pause")
+    };
+    html! {
+        td data-field="state" {
+            span.type-state data-paused=(paused) {
+                @if paused { "Paused" } @else { (active) }
+            }
+        }
+        td {
+            form class=(format!("action-{action}")) method="post" action=(action_url(name, action)) {
+                button type="submit" aria-label=(format!("{label} {name}")) { (label) }
+            }
+        }
+    }
+}
+
 pub fn status(s: Status) -> Markup {
     html! { span.status data-status=(s.name()) { (s.name()) } }
 }

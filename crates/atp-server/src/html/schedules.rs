@@ -65,11 +65,6 @@ pub async fn page(State(state): State<AppState>) -> HtmlResult<Markup> {
 fn schedule_row(s: &Schedule, now: OffsetDateTime) -> Markup {
     let name = s.name.as_str();
     let tasks = with_query("/", &[("type", Some(s.task_type.as_str()))]);
-    let (action, label) = if s.paused {
-        ("resume", "Resume")
-    } else {
-        ("pause", "Pause")
-    };
     html! {
         tr.schedule data-schedule=(name) data-paused=(s.paused) {
             td { (name) }
@@ -87,17 +82,7 @@ fn schedule_row(s: &Schedule, now: OffsetDateTime) -> Markup {
                     }
                 } @else { "—" }
             }
-            td data-field="state" {
-                span.type-state data-paused=(s.paused) {
-                    @if s.paused { "Paused" } @else { "Active" }
-                }
-            }
-            td {
-                form class=(format!("action-{action}")) method="post"
-                    action=(urls::schedule_action(name, action)) {
-                    button type="submit" aria-label=(format!("{label} {name}")) { (label) }
-                }
-            }
+            (layout::pause_cells(s.paused, "Active", name, urls::schedule_action))
         }
     }
 }

@@ -67,11 +67,6 @@ pub async fn page(State(state): State<AppState>) -> HtmlResult<Markup> {
 fn type_row(t: &TaskType, queued: u64) -> Markup {
     let name = t.name.as_str();
     let tasks = with_query("/", &[("type", Some(name))]);
-    let (action, label) = if t.paused {
-        ("resume", "Resume")
-    } else {
-        ("pause", "Pause")
-    };
     html! {
         tr.task-type data-type=(name) data-paused=(t.paused) {
             td { a href=(tasks) { (name) } }
@@ -93,17 +88,7 @@ fn type_row(t: &TaskType, queued: u64) -> Markup {
                     None => span.muted { "—" },
                 }
             }
-            td data-field="state" {
-                span.type-state data-paused=(t.paused) {
-                    @if t.paused { "Paused" } @else { "Running" }
-                }
-            }
-            td {
-                form class=(format!("action-{action}")) method="post"
-                    action=(urls::type_action(name, action)) {
-                    button type="submit" aria-label=(format!("{label} {name}")) { (label) }
-                }
-            }
+            (layout::pause_cells(t.paused, "Running", name, urls::type_action))
         }
     }
 }
