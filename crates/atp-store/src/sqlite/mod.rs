@@ -43,8 +43,8 @@ use std::time::Duration;
 use atp_core::schedule::{NewSchedule, Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence};
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
-    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
+    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, DeadRule, Error, LogRecord, NewTask,
+    Progress, ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
     StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskMessagePage, TaskPage, TaskRef,
     TaskType, TypeName,
 };
@@ -636,10 +636,10 @@ impl Store for SqliteStore {
         self.read(reap::daemon_list).await
     }
 
-    async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
-        atp_core::decide::check_silence(silent_secs)?;
+    async fn daemon_reap_dead(&self, rule: DeadRule) -> Result<Vec<ReapedDaemon>> {
+        atp_core::decide::check_silence(&rule)?;
         let out = self
-            .write(move |tx, now| reap::daemon_reap_dead(tx, silent_secs, now))
+            .write(move |tx, now| reap::daemon_reap_dead(tx, rule, now))
             .await;
         self.waking(out, |reaped| {
             reaped.iter().any(|d| requeued_any(&d.rescued))
