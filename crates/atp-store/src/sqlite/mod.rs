@@ -730,7 +730,7 @@ mod tests {
         let task = |n: usize| {
             NewTask::new(
                 TypeName::new("t").unwrap(),
-                TaskIdentifier::new(&format!("big-{n}")).unwrap(),
+                TaskIdentifier::new(format!("big-{n}")).unwrap(),
             )
             .with_input(serde_json::json!("x".repeat(200_000)))
         };
