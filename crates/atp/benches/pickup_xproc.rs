@@ -1,7 +1,8 @@
 //! Pick-up latency across processes on SQLite: a real `atp daemon` process
 //! and a producer (this process) share one database file. SQLite has no
-//! cross-process signal, so an idle daemon finds a new task at its next
-//! poll: the latency should stay within the poll interval.
+//! cross-process signal; the daemon's store watches the file's data
+//! version (`sqlite/wake.rs`), so the latency should be a few milliseconds
+//! whatever the poll interval.
 //!
 //! ```text
 //! cargo bench -p atp --bench pickup_xproc -- [--samples N] [--poll-ms MS]

@@ -100,6 +100,43 @@ async fn a_killed_daemons_tasks_are_back_within_five_seconds(db: impl TestDb) {
     }
 }
 
+/// An idle daemon starts a task that another process enqueued at once,
+/// not at its next poll (here 60 s away): PostgreSQL wakes it by
+/// LISTEN/NOTIFY, SQLite by the watcher of other processes' commits
+/// (`sqlite/wake.rs`). Three rounds, each started within 500 ms of its
+/// enqueue (a few milliseconds on a quiet machine; without the watcher,
+/// SQLite's took the whole poll interval).
+async fn an_idle_daemon_starts_another_processs_task_at_once(db: impl TestDb) {
+    let s = db.store();
+    let t = TaskType::new(type_name("quick"), Handler::new("builtin:noop").unwrap());
+    s.task_type_upsert(&t).await.unwrap();
+    let _d = DaemonProcess::spawn_with_default_timing(&db, &["--poll-interval-ms", "60000"]);
+    eventually(
+        Duration::from_secs(30),
+        "the daemon to register",
+        || async { (!s.daemon_list().await.unwrap().is_empty()).then_some(()) },
+    )
+    .await;
+    for round in 0..3 {
+        let task = s
+            .task_enqueue(NewTask::new(t.name.clone(), ident(&format!("q{round}"))))
+            .await
+            .unwrap();
+        let started = eventually(Duration::from_secs(30), "the task to start", || async {
+            let log = s.task_log(&task.id.into()).await.unwrap();
+            log.iter()
+                .find(|r| r.status == Status::Running)
+                .map(|r| r.time)
+        })
+        .await;
+        let late = started - task.enqueued_at;
+        assert!(
+            late < time::Duration::milliseconds(500),
+            "round {round}: started {late} after its enqueue"
+        );
+    }
+}
+
 /// The margin: a daemon stalled (SIGSTOP) for 6 s, twice the short
 /// threshold and well past its heartbeats, is not shown gone (its process
 /// and its connections live on), so no other daemon takes its tasks; once
@@ -531,6 +568,7 @@ async fn a_types_limit_holds_across_four_daemon_processes(db: impl TestDb) {
 }
 
 atp_store::per_engine_tests!(
+    an_idle_daemon_starts_another_processs_task_at_once,
     a_killed_daemons_tasks_are_back_within_five_seconds,
     an_exec_program_dies_with_its_killed_daemon,
     a_stalled_daemon_keeps_its_tasks,

@@ -9,8 +9,8 @@
 //! reaches a caller. Reads use a small pool of their own connections, which
 //! WAL lets run beside the writer: at most `StoreOptions::pool_size` open at
 //! once (reads beyond wait for one), up to 8 of them kept while idle. [`Store::wait_for_tasks`] is woken by
-//! writes of this process only (`wake.rs`): other processes' producers are
-//! seen when the wait times out.
+//! writes of this process at once, and by other processes' within a few
+//! milliseconds (a watcher thread reads `PRAGMA data_version`: `wake.rs`).
 //!
 //! # Durability
 //! `journal_mode=WAL` with `synchronous=NORMAL` (the default): a committed
@@ -409,6 +409,7 @@ impl Store for SqliteStore {
     }
 
     async fn wait_for_tasks(&self, within: Duration) {
+        let _waiting = self.inner.wake.waiting(self.inner.path.as_deref());
         crate::shared::wait_notified(&self.inner.wake.tasks, within, || {}).await;
     }
 
