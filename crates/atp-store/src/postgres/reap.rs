@@ -247,16 +247,24 @@ pub(super) async fn daemon_reap_dead(c: Conn<'_>, rule: DeadRule) -> Result<Vec<
         .collect::<Result<_>>()?;
     dead.sort_unstable();
     let ids: Vec<i64> = dead.iter().map(|(id, _)| *id).collect();
-    // The tasks of the daemons just removed, at once; and tasks whose
-    // holder has no record (removed earlier, or never registered) once
-    // they have been quiet as long as a dead daemon.
+    // The tasks of the daemons just shown gone, at once (their process is
+    // over: nothing of theirs can still be running); and tasks whose
+    // holder has no record (removed by the long rule, now or earlier, or
+    // never registered) once they have been quiet as long as a dead
+    // daemon: a holder silent that long that still touched a task lately
+    // may be alive, and hears of its removal at its next heartbeat.
+    let gone: Vec<i64> = dead
+        .iter()
+        .filter(|(_, silent)| !silent)
+        .map(|(id, _)| *id)
+        .collect();
     let found = candidates(
         c,
         "t.holder IS NOT NULL
          AND (t.holder = ANY($2)
               OR (NOT EXISTS (SELECT 1 FROM atp_daemon d WHERE d.id = t.holder)
                   AND t.updated_at < now() - $1 * interval '1 second'))",
-        &[&rule.silent_secs, &ids],
+        &[&rule.silent_secs, &gone],
     )
     .await?;
     let mut reaped = ReapReport::new(ids.iter().copied());

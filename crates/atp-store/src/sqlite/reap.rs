@@ -262,21 +262,21 @@ pub(super) fn daemon_reap_dead(
 ) -> Result<Vec<ReapedDaemon>> {
     let dead = dead_daemons(tx, rule, now)?;
     let mut reaped = ReapReport::new(dead.iter().map(|(id, _)| *id));
-    // The tasks of the daemons just removed, at once, said as the rule
-    // that took each...
+    // The tasks of the daemons just shown gone, at once (their process is
+    // over: nothing of theirs can still be running)...
     let mut found = Vec::new();
     for &(id, long) in &dead {
-        let silent_secs = if long {
-            rule.silent_secs
-        } else {
-            rule.gone_secs
-        };
-        for c in candidates(tx, "t.holder = ?1", [id])? {
-            found.push((c, silent_secs));
+        if !long {
+            for c in candidates(tx, "t.holder = ?1", [id])? {
+                found.push((c, rule.gone_secs));
+            }
         }
     }
-    // ...and tasks whose holder has no record (removed earlier, or never
-    // registered) once they have been quiet as long as a dead daemon.
+    // ...and tasks whose holder has no record (removed by the long rule,
+    // now or earlier, or never registered) once they have been quiet as
+    // long as a dead daemon: a holder silent that long that still touched
+    // a task lately may be alive, and hears of its removal at its next
+    // heartbeat.
     let cutoff = now - secs_to_micros(rule.silent_secs);
     for c in candidates(
         tx,
