@@ -402,6 +402,25 @@ pub fn heal(
     None
 }
 
+/// For each re-enqueue record logged within `window` µs after a kill
+/// (UTC µs), the delay from the latest such kill: how long a SIGKILLed
+/// daemon's tasks stayed held before the rescue put them back in the
+/// queue (the "back in the queue within 5 s"). Retries of the
+/// retry storm are not near a kill and fall outside.
+pub fn requeue_delays(facts: &Facts, kills_utc: &[i64], window: i64) -> Vec<i64> {
+    let mut kills = kills_utc.to_vec();
+    kills.sort_unstable();
+    facts
+        .requeues
+        .values()
+        .flatten()
+        .filter_map(|&r| {
+            let k = kills.iter().rev().find(|&&k| k <= r)?;
+            (r - k <= window).then_some(r - k)
+        })
+        .collect()
+}
+
 /// The first start after `t` (monotonic), minus `t`.
 pub fn first_start_after(attempts: &[Attempt], t: i64) -> Option<i64> {
     attempts
@@ -633,6 +652,19 @@ mod tests {
         b.extend(steady(10..30, 80, 2_000));
         let w = windows(&b, 0);
         assert_eq!(heal(&w, 0, 10_000_000, 30_000_000, base, 10_000), None);
+    }
+
+    #[test]
+    fn a_requeue_is_timed_from_the_latest_kill_before_it() {
+        let mut f = Facts::default();
+        f.requeues.insert("a".into(), vec![12_000_000, 100_000_000]);
+        f.requeues.insert("b".into(), vec![25_000_000]);
+        let got = requeue_delays(&f, &[20_000_000, 10_000_000], 30_000_000);
+        let mut got = got.clone();
+        got.sort_unstable();
+        // 12 s after the kill at 10 s, 25 s after the one at 20 s; 100 s is
+        // too far from any kill.
+        assert_eq!(got, vec![2_000_000, 5_000_000]);
     }
 
     #[test]

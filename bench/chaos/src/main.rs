@@ -108,6 +108,7 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(false)
             .init();
         match Internal::parse() {
             Internal::Worker(a) => runtime.block_on(worker::run(a)),

@@ -72,6 +72,8 @@ impl Engine {
 struct Proc {
     child: Child,
     pid: u32,
+    /// A daemon's journal.
+    journal: Option<PathBuf>,
 }
 
 /// A fault's interval (monotonic µs) and name.
@@ -109,6 +111,8 @@ pub struct Run {
     producer_logs: Vec<PathBuf>,
     /// SIGKILLs of daemons.
     pub kills: Vec<Kill>,
+    /// The same kills' wall-clock times (µs), to compare with the log.
+    pub kills_utc: Vec<i64>,
     /// The faults, in order.
     pub faults: Vec<Fault>,
     /// Tasks the harness cancelled (successfully).
@@ -187,6 +191,7 @@ impl Run {
             journals: Vec::new(),
             producer_logs: Vec::new(),
             kills: Vec::new(),
+            kills_utc: Vec::new(),
             faults: Vec::new(),
             cancelled: HashSet::new(),
             t0: mono_us(),
@@ -209,7 +214,11 @@ impl Run {
             .spawn()
             .context("starting a process")?;
         let pid = child.id().context("a started process has a pid")?;
-        Ok(Proc { child, pid })
+        Ok(Proc {
+            child,
+            pid,
+            journal: None,
+        })
     }
 
     /// Starts (or restarts) daemon `slot`.
@@ -233,7 +242,8 @@ impl Run {
         let err = self
             .dir
             .join(format!("worker-w{slot}-{}.err", self.worker_gen));
-        let proc = self.spawn(&args, &err)?;
+        let mut proc = self.spawn(&args, &err)?;
+        proc.journal = Some(journal.clone());
         self.journals.push(journal);
         if self.workers.len() <= slot {
             self.workers.resize_with(slot + 1, || None);
@@ -252,14 +262,24 @@ impl Run {
         self.workers.len()
     }
 
-    /// SIGKILLs daemon `slot`; returns the kill's time.
+    /// SIGKILLs daemon `slot` while it runs a handler (waiting up to 2 s
+    /// for one, so that the kill cuts work); returns the kill's time.
     pub async fn kill_worker(&mut self, slot: usize) -> anyhow::Result<i64> {
+        let journal = self.workers[slot]
+            .as_ref()
+            .and_then(|p| p.journal.clone())
+            .with_context(|| format!("worker {slot} is not running"))?;
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !busy(&journal) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let mut proc = self.workers[slot]
             .take()
             .with_context(|| format!("worker {slot} is not running"))?;
         self.peak_rss_kb = self.peak_rss_kb.max(peak_rss_kb(proc.pid));
         signal(proc.pid, Signal::SIGKILL);
         let at = mono_us();
+        self.kills_utc.push(crate::journal::utc_us());
         let _ = proc.child.wait().await;
         self.kills.push(Kill {
             pid: proc.pid,
@@ -304,7 +324,8 @@ impl Run {
         let err = self
             .dir
             .join(format!("produce-p{slot}-{}.err", self.producer_gen));
-        let proc = self.spawn(&args, &err)?;
+        let mut proc = self.spawn(&args, &err)?;
+        proc.journal = Some(log.clone());
         self.producer_logs.push(log);
         if self.producers.len() <= slot {
             self.producers.resize_with(slot + 1, || None);
@@ -333,8 +354,18 @@ impl Run {
         }
     }
 
-    /// SIGKILLs producer `slot`.
+    /// SIGKILLs producer `slot`, inside an enqueue call when it can (it
+    /// waits up to 2 s for the log to end with an intent).
     pub async fn kill_producer(&mut self, slot: usize) -> anyhow::Result<()> {
+        if let Some(log) = self.producers[slot]
+            .as_ref()
+            .and_then(|p| p.journal.clone())
+        {
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            while !in_call(&log) && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }
         let mut proc = self.producers[slot]
             .take()
             .with_context(|| format!("producer {slot} is not running"))?;
@@ -395,7 +426,11 @@ impl Run {
         if self.atp_workers.len() <= slot {
             self.atp_workers.resize_with(slot + 1, || None);
         }
-        self.atp_workers[slot] = Some(Proc { child, pid });
+        self.atp_workers[slot] = Some(Proc {
+            child,
+            pid,
+            journal: None,
+        });
         Ok(())
     }
 
@@ -583,6 +618,18 @@ impl Run {
                 ),
             ));
         }
+        let requeued = check::requeue_delays(&facts, &self.kills_utc, 120_000_000);
+        if !requeued.is_empty() {
+            rows.push((
+                "kill → tasks back in the queue: n / p50 / max".into(),
+                format!(
+                    "{} / {:.1} s / {:.1} s",
+                    requeued.len(),
+                    check::percentile(&requeued, 0.5) as f64 / 1e6,
+                    check::percentile(&requeued, 1.0) as f64 / 1e6
+                ),
+            ));
+        }
         let all: Vec<i64> = windows.iter().flat_map(|w| w.pickups.clone()).collect();
         rows.push((
             "pick-up p50 / p99 / max (whole run)".into(),
@@ -594,8 +641,16 @@ impl Run {
             ),
         ));
         let mut heals = Vec::new();
-        for (i, f) in self.faults.iter().enumerate() {
-            let until = self.faults.get(i + 1).map_or(produced_until, |n| n.start);
+        self.faults.sort_by_key(|f| f.start);
+        for f in &self.faults {
+            // Healing is watched until the next fault begins.
+            let until = self
+                .faults
+                .iter()
+                .filter(|n| n.start > f.end)
+                .map(|n| n.start)
+                .min()
+                .unwrap_or(produced_until);
             let h = check::heal(&windows, self.t0, f.end, until, base, limit);
             let first = check::first_start_after(&attempts, f.end);
             rows.push((
@@ -711,6 +766,56 @@ async fn stop(mut p: Proc, grace: Duration) {
         signal(p.pid, Signal::SIGKILL);
         let _ = p.child.wait().await;
     }
+}
+
+/// Whether a producer's log ends with an intent: it is inside a call.
+fn in_call(log: &Path) -> bool {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return false;
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut tail = String::new();
+    if f.read_to_string(&mut tail).is_err() {
+        return false;
+    }
+    tail.ends_with('\n')
+        && tail
+            .trim_end()
+            .rsplit('\n')
+            .next()
+            .is_some_and(|l| l.starts_with("intent "))
+}
+
+/// Whether the journal's tail shows an attempt started and not ended.
+fn busy(journal: &Path) -> bool {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(journal) else {
+        return false;
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut tail = String::new();
+    if f.read_to_string(&mut tail).is_err() {
+        return false;
+    }
+    let mut open = HashSet::new();
+    for line in tail.lines().filter_map(crate::journal::Line::parse) {
+        match line {
+            crate::journal::Line::Start {
+                identifier, lease, ..
+            } => {
+                open.insert((identifier, lease));
+            }
+            crate::journal::Line::End {
+                identifier, lease, ..
+            } => {
+                open.remove(&(identifier, lease));
+            }
+        }
+    }
+    !open.is_empty()
 }
 
 fn alive(pid: u32) -> bool {
