@@ -329,10 +329,17 @@ pub fn windows(attempts: &[Attempt], t0: i64) -> Vec<Window> {
     };
     let mut previous: Option<&Attempt> = None;
     for a in attempts {
-        let after_failure = previous
-            .is_some_and(|p| p.identifier == a.identifier && p.outcome == Some(Outcome::Fail));
+        let same = previous.filter(|p| p.identifier == a.identifier);
+        let after_failure = same.is_some_and(|p| p.outcome == Some(Outcome::Fail));
+        // A task whose attempt a kill cut was ready again from the kill
+        // on: its wait for the rescue is pick-up latency too (the queue
+        // time the store reports starts only at the rescue).
+        let pickup = match same {
+            Some(p) if p.killed => a.start - p.end,
+            _ => a.pickup,
+        };
         if !after_failure && let Some(i) = slot(a.start, &mut out) {
-            out[i].pickups.push(a.pickup);
+            out[i].pickups.push(pickup);
         }
         if a.outcome == Some(Outcome::Ok)
             && let Some(i) = slot(a.end, &mut out)
@@ -577,14 +584,7 @@ mod tests {
         // Without a kill, an attempt with no end is still running.
         let r = check(
             &produced(&["t"]),
-            &attempts(
-                &lines[..1]
-                    .iter()
-                    .chain(&lines[1..])
-                    .cloned()
-                    .collect::<Vec<_>>(),
-                &[],
-            ),
+            &attempts(&lines, &[]),
             &f,
             &HashSet::new(),
         );
@@ -665,6 +665,23 @@ mod tests {
         // 12 s after the kill at 10 s, 25 s after the one at 20 s; 100 s is
         // too far from any kill.
         assert_eq!(got, vec![2_000_000, 5_000_000]);
+    }
+
+    #[test]
+    fn a_rescued_attempt_waited_from_the_kill() {
+        let kill = Kill {
+            pid: 10,
+            mono: 2_000_000,
+        };
+        let lines = [
+            start("t", 1, 10, 1_500_000),
+            start("t", 2, 11, 7_000_000),
+            end("t", 2, 11, 7_010_000, Outcome::Ok),
+        ];
+        let w = windows(&attempts(&lines, &[kill]), 0);
+        // Started 5 s after the kill cut its first attempt.
+        assert_eq!(w[7].pickups, vec![5_000_000]);
+        assert_eq!(w[1].pickups, vec![1_000]);
     }
 
     #[test]
