@@ -382,19 +382,24 @@ pub const HEALED_RUN: usize = 3;
 /// [`HEALED_RUN`] healthy windows in a row, looking no further than
 /// `until` (monotonic); `None` if it never healed by then. A window is
 /// healthy when its completions reach 90 % of the baseline and its
-/// pick-up p99 is under `pickup_limit` µs.
+/// pick-up p99 is under `pickup_limit` µs. The search begins at
+/// `not_before` when that is later than the fault's end: the moment the
+/// last task the fault caught ran again (a task held by a killed daemon
+/// is invisible to the windows until it starts again).
 pub fn heal(
     w: &[Window],
     t0: i64,
     fault_end: i64,
+    not_before: i64,
     until: i64,
     base: Baseline,
     pickup_limit: i64,
 ) -> Option<i64> {
     let healthy =
         |x: &Window| x.completions as f64 >= 0.9 * base.throughput && x.p99() < pickup_limit;
-    // The first whole window after the fault's end.
-    let first = usize::try_from((fault_end - t0 + 999_999).max(0) / 1_000_000).ok()?;
+    // The first whole window after the fault's end (and the resumption).
+    let from = fault_end.max(not_before);
+    let first = usize::try_from((from - t0 + 999_999).max(0) / 1_000_000).ok()?;
     let last = usize::try_from((until - t0).max(0) / 1_000_000)
         .ok()?
         .min(w.len());
@@ -426,6 +431,23 @@ pub fn requeue_delays(facts: &Facts, kills_utc: &[i64], window: i64) -> Vec<i64>
             (r - k <= window).then_some(r - k)
         })
         .collect()
+}
+
+/// When the last task whose attempt a kill in `[from, to]` (monotonic)
+/// cut started again (monotonic); `None` when none was cut.
+pub fn resumed(attempts: &[Attempt], from: i64, to: i64) -> Option<i64> {
+    attempts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.killed && a.end >= from && a.end <= to)
+        .filter_map(|(i, a)| {
+            attempts[i + 1..]
+                .iter()
+                .take_while(|n| n.identifier == a.identifier)
+                .find(|n| n.start >= a.end)
+                .map(|n| n.start)
+        })
+        .max()
 }
 
 /// The first start after `t` (monotonic), minus `t`.
@@ -642,16 +664,21 @@ mod tests {
         assert_eq!(base.pickup_p99, 2_000);
         // The fault ended at 12.5 s: healed at 15 s.
         assert_eq!(
-            heal(&w, 0, 12_500_000, 30_000_000, base, 10_000),
+            heal(&w, 0, 12_500_000, 0, 30_000_000, base, 10_000),
             Some(2_500_000)
         );
+        // A caught task ran again only at 20.5 s: healed from 21 s on.
+        assert_eq!(
+            heal(&w, 0, 12_500_000, 20_500_000, 30_000_000, base, 10_000),
+            Some(8_500_000)
+        );
         // Too few windows before `until`: not healed.
-        assert_eq!(heal(&w, 0, 12_500_000, 17_000_000, base, 10_000), None);
+        assert_eq!(heal(&w, 0, 12_500_000, 0, 17_000_000, base, 10_000), None);
         // Throughput below 90 % of the baseline is not healthy.
         let mut b = steady(0..10, 100, 2_000);
         b.extend(steady(10..30, 80, 2_000));
         let w = windows(&b, 0);
-        assert_eq!(heal(&w, 0, 10_000_000, 30_000_000, base, 10_000), None);
+        assert_eq!(heal(&w, 0, 10_000_000, 0, 30_000_000, base, 10_000), None);
     }
 
     #[test]

@@ -148,6 +148,9 @@ async fn suite(args: Suite) -> anyhow::Result<bool> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("atp-chaos-{}", std::process::id())));
     std::fs::create_dir_all(&out)?;
+    // The server runs as the postgres user when we are root: it must be
+    // able to reach its folder inside this one.
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let settings = Settings {
         short: args.short,
         rate: args.rate.unwrap_or(if args.short { 100 } else { 500 }),

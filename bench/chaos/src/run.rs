@@ -651,7 +651,8 @@ impl Run {
                 .map(|n| n.start)
                 .min()
                 .unwrap_or(produced_until);
-            let h = check::heal(&windows, self.t0, f.end, until, base, limit);
+            let resumed = check::resumed(&attempts, f.start, f.end).unwrap_or(f.end);
+            let h = check::heal(&windows, self.t0, f.end, resumed, until, base, limit);
             let first = check::first_start_after(&attempts, f.end);
             rows.push((
                 format!("{}: heal / first start after", f.label),
