@@ -37,6 +37,9 @@ pub struct Kill {
     pub pid: u32,
     /// When (monotonic µs), after `kill(2)` returned.
     pub mono: i64,
+    /// The same moment on the wall clock (UTC µs), to compare with the
+    /// task log.
+    pub utc: i64,
 }
 
 /// One attempt as the journal shows it.
@@ -62,6 +65,8 @@ pub struct Attempt {
     pub outcome: Option<Outcome>,
     /// Its worker was SIGKILLed while it ran.
     pub killed: bool,
+    /// That kill's wall-clock time (UTC µs).
+    pub kill_utc: Option<i64>,
 }
 
 /// Pairs the journal's starts and ends into attempts, ending the killed
@@ -91,6 +96,7 @@ pub fn attempts(lines: &[Line], kills: &[Kill]) -> Vec<Attempt> {
                     end_utc: None,
                     outcome: None,
                     killed: false,
+                    kill_utc: None,
                 };
                 if let Some(prev) = open.insert((identifier.clone(), *lease, *pid), a) {
                     done.push(prev);
@@ -122,6 +128,7 @@ pub fn attempts(lines: &[Line], kills: &[Kill]) -> Vec<Attempt> {
         {
             a.end = k.mono;
             a.killed = true;
+            a.kill_utc = Some(k.utc);
         }
         done.push(a);
     }
@@ -414,21 +421,24 @@ pub fn heal(
     None
 }
 
-/// For each re-enqueue record logged within `window` µs after a kill
-/// (UTC µs), the delay from the latest such kill: how long a SIGKILLed
-/// daemon's tasks stayed held before the rescue put them back in the
-/// queue (the "back in the queue within 5 s"). Retries of the
-/// retry storm are not near a kill and fall outside.
-pub fn requeue_delays(facts: &Facts, kills_utc: &[i64], window: i64) -> Vec<i64> {
-    let mut kills = kills_utc.to_vec();
-    kills.sort_unstable();
-    facts
-        .requeues
-        .values()
-        .flatten()
-        .filter_map(|&r| {
-            let k = kills.iter().rev().find(|&&k| k <= r)?;
-            (r - k <= window).then_some(r - k)
+/// For each attempt a kill cut, the delay from the kill to the task's
+/// next re-enqueue record (the rescue): how long a SIGKILLed daemon's
+/// tasks stayed held before they were back in the queue (the issue's
+/// "back in the queue within 5 s"). Timed per task from the kill that cut
+/// it, so that a rescue slower than the interval between kills is not
+/// taken for a quick one after the next kill. (Tasks the daemon had
+/// claimed but not yet started have no journal line and are not timed.)
+pub fn requeue_delays(attempts: &[Attempt], facts: &Facts) -> Vec<i64> {
+    attempts
+        .iter()
+        .filter_map(|a| {
+            let k = a.kill_utc?;
+            let r = facts
+                .requeues
+                .get(&a.identifier)?
+                .iter()
+                .find(|&&r| r >= k - 1_000)?;
+            Some((r - k).max(0))
         })
         .collect()
 }
@@ -578,6 +588,7 @@ mod tests {
         let kill = Kill {
             pid: 10,
             mono: 2_000_000,
+            utc: 2_000_000,
         };
         // Killed at 2 s; the rescued attempt starts at 2.5 s: no overlap.
         let lines = [
@@ -645,6 +656,7 @@ mod tests {
                     end_utc: Some(t + 1_000),
                     outcome: Some(Outcome::Ok),
                     killed: false,
+                    kill_utc: None,
                 });
             }
         }
@@ -682,16 +694,33 @@ mod tests {
     }
 
     #[test]
-    fn a_requeue_is_timed_from_the_latest_kill_before_it() {
+    fn a_requeue_is_timed_from_the_kill_that_cut_the_attempt() {
+        let kills = [
+            Kill {
+                pid: 10,
+                mono: 10_000_000,
+                utc: 10_000_000,
+            },
+            Kill {
+                pid: 11,
+                mono: 20_000_000,
+                utc: 20_000_000,
+            },
+        ];
+        let lines = [
+            start("a", 1, 10, 9_000_000),
+            start("b", 1, 11, 19_000_000),
+            start("c", 1, 12, 19_500_000),
+        ];
         let mut f = Facts::default();
-        f.requeues.insert("a".into(), vec![12_000_000, 100_000_000]);
+        // "a" was cut by the kill at 10 s and rescued at 28 s, after the
+        // second kill: 18 s, not 8 s. "b": 5 s. "c" was not killed.
+        f.requeues.insert("a".into(), vec![5_000_000, 28_000_000]);
         f.requeues.insert("b".into(), vec![25_000_000]);
-        let got = requeue_delays(&f, &[20_000_000, 10_000_000], 30_000_000);
-        let mut got = got.clone();
+        f.requeues.insert("c".into(), vec![26_000_000]);
+        let mut got = requeue_delays(&attempts(&lines, &kills), &f);
         got.sort_unstable();
-        // 12 s after the kill at 10 s, 25 s after the one at 20 s; 100 s is
-        // too far from any kill.
-        assert_eq!(got, vec![2_000_000, 5_000_000]);
+        assert_eq!(got, vec![5_000_000, 18_000_000]);
     }
 
     #[test]
@@ -699,6 +728,7 @@ mod tests {
         let kill = Kill {
             pid: 10,
             mono: 2_000_000,
+            utc: 2_000_000,
         };
         let lines = [
             start("t", 1, 10, 1_500_000),

@@ -111,8 +111,6 @@ pub struct Run {
     producer_logs: Vec<PathBuf>,
     /// SIGKILLs of daemons.
     pub kills: Vec<Kill>,
-    /// The same kills' wall-clock times (µs), to compare with the log.
-    pub kills_utc: Vec<i64>,
     /// The faults, in order.
     pub faults: Vec<Fault>,
     /// Tasks the harness cancelled (successfully).
@@ -191,7 +189,6 @@ impl Run {
             journals: Vec::new(),
             producer_logs: Vec::new(),
             kills: Vec::new(),
-            kills_utc: Vec::new(),
             faults: Vec::new(),
             cancelled: HashSet::new(),
             t0: mono_us(),
@@ -279,11 +276,12 @@ impl Run {
         self.peak_rss_kb = self.peak_rss_kb.max(peak_rss_kb(proc.pid));
         signal(proc.pid, Signal::SIGKILL);
         let at = mono_us();
-        self.kills_utc.push(crate::journal::utc_us());
+        let utc = crate::journal::utc_us();
         let _ = proc.child.wait().await;
         self.kills.push(Kill {
             pid: proc.pid,
             mono: at,
+            utc,
         });
         Ok(at)
     }
@@ -618,7 +616,7 @@ impl Run {
                 ),
             ));
         }
-        let requeued = check::requeue_delays(&facts, &self.kills_utc, 120_000_000);
+        let requeued = check::requeue_delays(&attempts, &facts);
         if !requeued.is_empty() {
             rows.push((
                 "kill → tasks back in the queue: n / p50 / max".into(),
