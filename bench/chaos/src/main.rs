@@ -116,7 +116,18 @@ fn main() -> ExitCode {
         }
         .map(|()| true)
     } else {
-        runtime.block_on(suite(Suite::parse()))
+        let args = Suite::parse();
+        runtime.block_on(async {
+            // On SIGINT or SIGTERM the suite's future is dropped: its
+            // processes (kill_on_drop) and the cluster (Drop) go with it.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = suite(args) => r,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+                _ = term.recv() => anyhow::bail!("terminated"),
+            }
+        })
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
