@@ -549,6 +549,8 @@ async fn soak(
         sleep(Duration::from_secs(1)).await;
     }
     run.wait_producer(0).await?;
+    // A producer that could not write its log stops (it could no longer
+    // say what it enqueued): the soak then covers what it acknowledged.
     let wall = began.elapsed();
     run.figures.push((
         "soak: SIGKILLs / PostgreSQL restarts".into(),
@@ -567,7 +569,7 @@ async fn soak(
         (
             "soak: producing".to_owned(),
             format!(
-                "{total} tasks in {:.0} s: {:.0} tasks/s finished",
+                "{finished:.0} of {total} tasks finished, produced in {:.0} s: {:.0} tasks/s",
                 wall.as_secs_f64(),
                 finished / wall.as_secs_f64()
             ),
