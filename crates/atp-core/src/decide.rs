@@ -181,6 +181,19 @@ pub fn change(found: Option<&TaskState>, c: &StatusChange) -> Result<Option<Move
         ChangeKind::Pause => Transition::Pause,
         ChangeKind::Finish => Transition::Finish,
         ChangeKind::Fail => {
+            // Only while holding it, retried or not: the retry's move into
+            // the queue is a re-enqueue, which the table also allows from a
+            // final status (an operator's), and an attempt that ended its
+            // task must not reopen it.
+            if !state.status.is_held() {
+                return Err(refused(
+                    a.task,
+                    InvalidTransition {
+                        transition: Transition::Fail,
+                        from: state.status,
+                    },
+                ));
+            }
             if let Some(delay) = retry_delay(c.retry(), state.retry.as_ref(), a.task, state.starts)
             {
                 return retry(state, a.task, c.message(), delay).map(Some);

@@ -564,3 +564,40 @@ fn a_cancelled_task_can_be_reenqueued() {
         Status::Accepted
     );
 }
+
+/// A failure that would be retried (by the type's policy or the handler's
+/// own delay) from a task its attempt already ended is refused like any
+/// failure of an ended task: it must not put a FINISHED or FAILED task
+/// back in the queue. Found by the store's model-based test (claim, finish,
+/// then a late `fail` of the same attempt on a type with a retry policy
+/// re-enqueued the finished task).
+#[test]
+fn a_retried_failure_of_an_ended_task_is_refused() {
+    let policy = crate::task_type::RetryPolicy {
+        delay_secs: 8.0,
+        max_delay_secs: 8.0,
+    };
+    let a = attempt();
+    for from in [Status::Finished, Status::Failed] {
+        let ended = TaskState {
+            retry: Some(policy),
+            ..state(from)
+        };
+        for c in [
+            StatusChange::fail(a, "late"),
+            StatusChange::retry_after(a, "late", std::time::Duration::from_secs(5)),
+        ] {
+            let e = change(Some(&ended), &c).unwrap_err();
+            assert!(is_invalid(&e, Transition::Fail, from), "{from}: {e:?}");
+        }
+    }
+    // A held task is still retried.
+    let held = TaskState {
+        retry: Some(policy),
+        ..state(Status::Running)
+    };
+    let decided = change(Some(&held), &StatusChange::fail(a, "boom"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.to, Status::Accepted);
+}
