@@ -344,7 +344,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes daemons whose heartbeat is older than `silent_secs` and
     /// rescues the tasks they held (ACCEPTED, or FAILED with starts used up).
-    /// Tasks held by a holder with no record at all are rescued the same way.
+    /// Tasks held by a holder with no record at all (removed, or never
+    /// registered) are rescued the same way once they were not updated for
+    /// `silent_secs` either (a claimer may register after its first claim).
     fn daemon_reap_dead(
         &self,
         silent_secs: f64,
