@@ -53,7 +53,20 @@ fn of<T>(r: &Result<T, Error>) -> Result<Outcome, String> {
     }
 }
 
+/// How often each kind of step had each outcome, over a run: printed at
+/// the end, so a generator that stops reaching a rule shows.
+pub static SEEN: std::sync::Mutex<BTreeMap<String, u64>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn seen(what: String) {
+    *SEEN.lock().unwrap().entry(what).or_default() += 1;
+}
+
+fn kind(step: &str) -> &str {
+    step.split([' ', '(', '{']).next().unwrap_or(step)
+}
+
 fn agree(step: &str, expected: Outcome, actual: Outcome) -> Result<(), String> {
+    seen(format!("{} -> {actual:?}", kind(step)));
     if expected.admits(actual) {
         Ok(())
     } else {
@@ -75,6 +88,7 @@ pub fn task_types(prefix: &str) -> Vec<TaskType> {
                 atp_core::Handler::new("builtin:noop").expect("a valid handler"),
             )
             .with_timeout_secs(spec.timeout_secs)
+            .with_retention_secs(spec.retention_secs)
             .with_max_starts(spec.max_starts)
             .with_priority(spec.priority);
             if let Some(p) = spec.retry {
@@ -226,6 +240,7 @@ impl<S: Store> Case<'_, S> {
                     .iter()
                     .map(|(a, _)| Self::index_of(model, a.task))
                     .collect::<Result<Vec<_>, _>>()?;
+                seen(format!("{} -> {} task(s)", kind(&step), actual.len()));
                 if actual != expected {
                     return Err(format!(
                         "{step}: the model claims tasks {expected:?} (in this order), the engine claimed {actual:?}"
@@ -323,6 +338,7 @@ impl<S: Store> Case<'_, S> {
                     .map_err(|e| format!("{step}: {e}"))?;
                 let now = self.window(lo);
                 let actual = Self::rescues(model, &got)?;
+                seen(format!("RequeueAbandoned -> {} task(s)", actual.len()));
                 let expected = model
                     .requeue_abandoned(now)
                     .map_err(|a| format!("{step}: ambiguous timing: {}", a.0))?;
@@ -348,6 +364,7 @@ impl<S: Store> Case<'_, S> {
                     actual.push((d, Self::rescues(model, &r.rescued)?));
                 }
                 actual.sort();
+                seen(format!("ReapDead -> {} daemon(s)", actual.len()));
                 let expected = model
                     .reap_dead(now)
                     .map_err(|a| format!("{step}: ambiguous timing: {}", a.0))?;
@@ -390,6 +407,70 @@ impl<S: Store> Case<'_, S> {
                 model.daemon_deregister(*d);
             }
             Op::Advance(secs) => self.clock.advance(std::time::Duration::from_secs(*secs)),
+            Op::ReenqueueAll(status, ty) => {
+                let got = s
+                    .task_reenqueue_all(&atp_core::BulkReenqueue {
+                        status: *status,
+                        task_type: ty.map(|t| self.types[t].clone()),
+                        message: String::new(),
+                    })
+                    .await;
+                let expected = model.reenqueue_all(*status, *ty);
+                agree(&step, expected.err().unwrap_or(Outcome::Ok), of(&got)?)?;
+                if let (Ok(n), Ok(m)) = (got, expected)
+                    && n != m
+                {
+                    return Err(format!(
+                        "{step}: {n} re-enqueued, the model re-enqueues {m}"
+                    ));
+                }
+            }
+            Op::Progress(p, percent) => {
+                let Some(a) = self.pick(model, *p) else {
+                    return Ok(());
+                };
+                let progress = atp_core::Progress {
+                    percent: *percent,
+                    message: format!("at {percent:?}"),
+                };
+                let got = s.task_progress(self.attempt(model, a), &progress).await;
+                agree(
+                    &step,
+                    model.progress(a, *percent, &progress.message),
+                    of(&got)?,
+                )?;
+            }
+            Op::DeleteRetired(limit) => {
+                let got = s
+                    .task_delete_retired(*limit)
+                    .await
+                    .map_err(|e| format!("{step}: {e}"))?;
+                let now = self.window(lo);
+                let candidates = model
+                    .retirable(now)
+                    .map_err(|a| format!("{step}: ambiguous timing: {}", a.0))?;
+                let want = candidates.len().min(*limit as usize);
+                let mut deleted = Vec::new();
+                for r in &got {
+                    let i = Self::index_of(model, r.id)?;
+                    if !candidates.contains(&i) {
+                        return Err(format!(
+                            "{step}: task {i} was retired, the model keeps it (retirable: {candidates:?})"
+                        ));
+                    }
+                    deleted.push(i);
+                }
+                seen(format!("DeleteRetired -> {} task(s)", deleted.len()));
+                if deleted.len() != want {
+                    return Err(format!(
+                        "{step}: {} retired, the model retires {want} of {candidates:?}",
+                        deleted.len()
+                    ));
+                }
+                for i in deleted {
+                    model.tasks[i].gone = true;
+                }
+            }
             Op::PauseType(t, paused) => {
                 let got = s
                     .task_type_set_paused(&self.types[*t], *paused)
@@ -464,6 +545,26 @@ impl<S: Store> Case<'_, S> {
             if want != got {
                 return Err(format!(
                     "task {i}: the model has (type, identifier, status, starts, holder, lease, priority) = {want:?}, the engine {got:?}"
+                ));
+            }
+            let progress = e.progress.as_ref().map(|p| (p.percent, p.message.clone()));
+            if progress != m.progress {
+                return Err(format!(
+                    "task {i}: the model's progress is {:?}, the engine's {progress:?}",
+                    m.progress
+                ));
+            }
+            let log = s
+                .task_log(&TaskRef::Id(m.id))
+                .await
+                .map_err(|e| e.to_string())?;
+            if log.len() != m.log || log.last().map(|r| r.status) != Some(m.status) {
+                return Err(format!(
+                    "task {i}: the model has {} log records ending {:?}, the engine {} ending {:?}",
+                    m.log,
+                    m.status,
+                    log.len(),
+                    log.last().map(|r| (r.status, &r.message))
                 ));
             }
             let (updated, enqueued, due) = (

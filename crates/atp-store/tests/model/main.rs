@@ -100,10 +100,13 @@ fn run<S: Store + Clone>(
         outcome.map_err(TestCaseError::fail)
     });
     eprintln!(
-        "{name}: {} case(s) in {:.1} s",
+        "{name}: {} case(s) in {:.1} s; steps by outcome:",
         counter.load(Ordering::SeqCst),
         started.elapsed().as_secs_f64()
     );
+    for (what, n) in std::mem::take(&mut *driver::SEEN.lock().unwrap()) {
+        eprintln!("  {what}: {n}");
+    }
     if let Err(e) = result {
         panic!("{name}: the engine and the model disagree: {e}");
     }

@@ -2,11 +2,13 @@
 //!
 //! Every delay is chosen so that no time the engine compares lands near a
 //! clock move: the clock moves by multiples of 10 s, delays and timeouts
-//! are 5 s off them (15, 35, 45, 95, 25 s) and the type's retry policy
+//! are 5 s off them (15, 25, 35, 45, 95 s) and the type's retry policy
 //! waits between 6 and 8 s. The real time a case takes (well under a
 //! second) then never decides a comparison.
 
 use proptest::prelude::*;
+
+use atp_core::Status;
 
 use crate::rules::{Change, DAEMONS, TYPES};
 
@@ -57,6 +59,9 @@ pub enum Op {
     ReapDead,
     Advance(u64),
     PauseType(usize, bool),
+    ReenqueueAll(Status, Option<usize>),
+    Progress(Pick, Option<f64>),
+    DeleteRetired(u32),
 }
 
 fn ty() -> impl Strategy<Value = usize> {
@@ -118,12 +123,17 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Cancel),
         1 => any::<usize>().prop_map(Op::Reenqueue),
         1 => any::<usize>().prop_map(Op::Delete),
-        2 => Just(Op::RequeueAbandoned),
+        3 => Just(Op::RequeueAbandoned),
         1 => daemon().prop_map(Op::DaemonRegister),
         1 => daemon().prop_map(Op::DaemonHeartbeat),
         1 => daemon().prop_map(Op::DaemonDeregister),
         2 => Just(Op::ReapDead),
-        3 => prop_oneof![Just(10u64), Just(20), Just(30), Just(50)].prop_map(Op::Advance),
+        5 => prop_oneof![Just(10u64), Just(20), Just(30), Just(50), Just(60), Just(100)].prop_map(Op::Advance),
         1 => (ty(), any::<bool>()).prop_map(|(t, p)| Op::PauseType(t, p)),
+        1 => (proptest::sample::select(Status::ALL.to_vec()), proptest::option::of(ty()))
+            .prop_map(|(s, t)| Op::ReenqueueAll(s, t)),
+        1 => (pick(), prop_oneof![Just(None), Just(Some(0.0)), Just(Some(100.0)), Just(Some(42.5)), Just(Some(-1.0)), Just(Some(100.5))])
+            .prop_map(|(p, pct)| Op::Progress(p, pct)),
+        3 => (1u32..4).prop_map(Op::DeleteRetired),
     ]
 }

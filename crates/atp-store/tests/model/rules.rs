@@ -15,6 +15,8 @@ use atp_core::{RetryPolicy, Status, TaskId, Transition};
 #[derive(Debug, Clone, Copy)]
 pub struct TypeSpec {
     pub max_starts: u32,
+    /// Seconds an ended task is kept; zero or less: forever.
+    pub retention_secs: f64,
     pub retry: Option<RetryPolicy>,
     pub timeout_secs: f64,
     pub max_running: Option<u32>,
@@ -29,9 +31,10 @@ pub const POLICY: RetryPolicy = RetryPolicy {
 };
 
 pub const TYPES: [TypeSpec; 3] = [
-    // Two starts, no retries, no limit.
+    // Two starts, no retries, no limit, ended tasks retired after 25 s.
     TypeSpec {
         max_starts: 2,
+        retention_secs: 25.0,
         retry: None,
         timeout_secs: 45.0,
         max_running: None,
@@ -40,14 +43,16 @@ pub const TYPES: [TypeSpec; 3] = [
     // Retried by policy, one held at a time, a higher default priority.
     TypeSpec {
         max_starts: 3,
+        retention_secs: -1.0,
         retry: Some(POLICY),
-        timeout_secs: 45.0,
+        timeout_secs: 25.0,
         max_running: Some(1),
         priority: 1,
     },
     // One start only, two held at a time, a longer timeout.
     TypeSpec {
         max_starts: 1,
+        retention_secs: -1.0,
         retry: None,
         timeout_secs: 95.0,
         max_running: Some(2),
@@ -120,8 +125,15 @@ pub struct MTask {
     pub due_at: Stamp,
     /// The delay from `enqueued_at` to `due_at` of the current step.
     pub due_after: i64,
-    /// Deleted by an operator.
+    /// Deleted by an operator or retired.
     pub gone: bool,
+    /// How many log records it has.
+    pub log: usize,
+    /// The latest progress reported since the last start: (percent,
+    /// message). A start and an operator's re-enqueue clear it; a rescue,
+    /// a hand-back or a retry keep it (what both engines do; the field's
+    /// doc says "in the current attempt").
+    pub progress: Option<(Option<f64>, String)>,
 }
 
 /// An attempt some call returned: the fencing token the driver replays.
@@ -245,6 +257,8 @@ impl Model {
             due_at: Stamp::Now,
             due_after,
             gone: false,
+            log: 1,
+            progress: None,
         });
         self.tasks.len() - 1
     }
@@ -344,8 +358,12 @@ impl Model {
             t.holder = Some(holder);
             t.lease += 1;
             t.updated_at = Stamp::Now;
+            // SCHEDULED, and RUNNING when started in the same call.
+            t.log += 1;
             if start {
                 t.starts += 1;
+                t.log += 1;
+                t.progress = None;
             }
             let lease = t.lease;
             self.attempts.push(MAttempt {
@@ -383,6 +401,8 @@ impl Model {
         t.status = Status::Running;
         t.starts += 1;
         t.updated_at = Stamp::Now;
+        t.log += 1;
+        t.progress = None;
         Ok(t.starts)
     }
 
@@ -404,6 +424,7 @@ impl Model {
     fn release(&mut self, i: usize) -> Status {
         let t = &mut self.tasks[i];
         t.updated_at = Stamp::Now;
+        t.log += 1;
         if t.starts >= TYPES[t.ty].max_starts {
             t.status = Status::Failed;
         } else {
@@ -412,6 +433,7 @@ impl Model {
         self.tasks[i].status
     }
 
+    /// Into the queue (the caller counts the log record).
     fn requeue(&mut self, i: usize, after: i64) {
         let t = &mut self.tasks[i];
         t.status = Status::Accepted;
@@ -480,6 +502,7 @@ impl Model {
                 match delay {
                     Some(d) if starts < spec.max_starts => {
                         self.requeue(a.task, d.as_micros() as i64);
+                        self.tasks[a.task].log += 1;
                         return Outcome::Ok;
                     }
                     _ => Status::Failed,
@@ -489,6 +512,7 @@ impl Model {
         let t = &mut self.tasks[a.task];
         t.status = to;
         t.updated_at = Stamp::Now;
+        t.log += 1;
         Outcome::Ok
     }
 
@@ -503,6 +527,7 @@ impl Model {
         t.status = Status::Cancelled;
         t.holder = None;
         t.updated_at = Stamp::Now;
+        t.log += 1;
         Outcome::Ok
     }
 
@@ -517,8 +542,61 @@ impl Model {
             return Outcome::Invalid(Transition::Reenqueue, t.status);
         }
         t.starts = 0;
+        t.log += 1;
+        t.progress = None;
         self.requeue(i, 0);
         Outcome::Ok
+    }
+
+    /// An operator's re-enqueue of every task in `status` (of `ty` when
+    /// given): refused for ACCEPTED (and for a status that cannot be
+    /// re-enqueued at all); returns how many.
+    pub fn reenqueue_all(&mut self, status: Status, ty: Option<usize>) -> Result<u64, Outcome> {
+        if matches!(status, Status::Accepted | Status::Undefined) {
+            return Err(Outcome::InvalidArgument);
+        }
+        let chosen: Vec<usize> = self
+            .live()
+            .filter(|(_, t)| t.status == status && ty.is_none_or(|ty| t.ty == ty))
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &chosen {
+            let outcome = self.reenqueue(i);
+            debug_assert_eq!(outcome, Outcome::Ok);
+        }
+        Ok(chosen.len() as u64)
+    }
+
+    /// A holder's progress: refused before anything else when out of
+    /// range, then only from the live attempt (it heartbeats too).
+    pub fn progress(&mut self, a: MAttempt, percent: Option<f64>, message: &str) -> Outcome {
+        if percent.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+            return Outcome::InvalidArgument;
+        }
+        match self.heartbeat(a) {
+            Outcome::Ok => {
+                self.tasks[a.task].progress = Some((percent, message.to_owned()));
+                Outcome::Ok
+            }
+            refused => refused,
+        }
+    }
+
+    /// The ended tasks of types with a positive retention whose last
+    /// change is older than it.
+    pub fn retirable(&self, now: Window) -> Result<Vec<usize>, Ambiguous> {
+        let mut found = Vec::new();
+        for (i, t) in self.live() {
+            let keep = TYPES[t.ty].retention_secs;
+            if !t.status.is_terminal() || keep <= 0.0 {
+                continue;
+            }
+            let keep = (keep * SEC as f64) as i64;
+            if now.reached(stamp(t.updated_at) + keep + 1, "a retention")? {
+                found.push(i);
+            }
+        }
+        Ok(found)
     }
 
     pub fn delete(&mut self, i: usize) -> Outcome {
