@@ -378,6 +378,15 @@ impl Model {
     /// Whether `a` is the task's current attempt: held by it, or ended by
     /// it (FINISHED or FAILED with its holder and lease; a CANCELLED task
     /// was ended by an operator).
+    ///
+    /// As both engines do it, a task a rescue FAILED (its starts used up)
+    /// keeps its holder and lease, so its rescued attempt still counts as
+    /// the one that ended it: its late status changes are
+    /// `InvalidTransition` (or a no-op for the "unless terminal" forms)
+    /// rather than `StaleAttempt`, and its late `task_response_put` is
+    /// accepted. Nothing else changes, but the rule "a late result of a
+    /// rescued attempt changes nothing" does not hold for the response.
+    /// The model follows the engines here and the gap is reported.
     fn held(&self, a: MAttempt) -> Result<(), Outcome> {
         let t = &self.tasks[a.task];
         if t.gone {
