@@ -76,6 +76,7 @@ macro_rules! conformance_tests {
             enqueue_refuses_a_duplicate_and_changes_nothing,
             enqueue_many_is_all_or_nothing,
             enqueue_refuses_when_the_queue_is_full,
+            a_duplicate_is_refused_as_such_even_when_the_queue_is_full,
             enqueue_refuses_an_input_over_the_limit,
             identifiers_round_trip_exactly,
             enqueue_with_a_generated_identifier,

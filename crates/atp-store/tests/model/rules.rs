@@ -78,21 +78,13 @@ pub enum Outcome {
     Invalid(Transition, Status),
     QueueFull,
     Duplicate,
-    /// Either `QueueFull` or `Duplicate`: the contract does not say which
-    /// check comes first when both apply.
-    FullOrDuplicate,
     InvalidArgument,
 }
 
 impl Outcome {
     /// Whether an engine's outcome is what the model expects.
     pub fn admits(self, actual: Outcome) -> bool {
-        match self {
-            Outcome::FullOrDuplicate => {
-                matches!(actual, Outcome::QueueFull | Outcome::Duplicate)
-            }
-            expected => expected == actual,
-        }
+        self == actual
     }
 }
 
@@ -234,9 +226,9 @@ impl Model {
             seen.push(k);
         }
         let full = self.accepted() + keys.len() as u64 > QUEUE_LIMIT;
+        // A duplicate is named before a full queue (`Store::task_enqueue`).
         match (dup, full) {
-            (true, true) => Some(Outcome::FullOrDuplicate),
-            (true, false) => Some(Outcome::Duplicate),
+            (true, _) => Some(Outcome::Duplicate),
             (false, true) => Some(Outcome::QueueFull),
             (false, false) => None,
         }
