@@ -407,6 +407,41 @@ impl<S: Store> Case<'_, S> {
                 model.daemon_deregister(*d);
             }
             Op::Advance(secs) => self.clock.advance(std::time::Duration::from_secs(*secs)),
+            Op::EnqueueAt { ty, ident, secs } => {
+                // Whole microseconds, as both engines keep times.
+                let at = lo + self.clock.clock().shift_micros() + secs * 1_000_000;
+                let new = NewTask::new(self.types[*ty].clone(), Self::ident(*ident))
+                    .with_due(Due::At(atp_core::time::from_micros(at)));
+                let got = s.task_enqueue(new).await;
+                let expected = model.enqueue_at(*ty, *ident, at);
+                agree(&step, expected.err().unwrap_or(Outcome::Ok), of(&got)?)?;
+                if let (Ok(i), Ok(task)) = (expected, got) {
+                    model.tasks[i].id = task.id;
+                }
+            }
+            Op::ResponsePut(p) => {
+                let Some(a) = self.pick(model, *p) else {
+                    return Ok(());
+                };
+                let body = format!("response of {a:?}").into_bytes();
+                let response = atp_core::Response::new("text/plain", body.clone());
+                let got = s.task_response_put(self.attempt(model, a), &response).await;
+                agree(&step, model.response_put(a, &body), of(&got)?)?;
+                let t = &model.tasks[a.task];
+                if !t.gone {
+                    let stored = s
+                        .task_response_get(&TaskRef::Id(t.id))
+                        .await
+                        .map_err(|e| format!("{step}: {e}"))?
+                        .map(|r| r.body);
+                    if stored != t.response {
+                        return Err(format!(
+                            "{step}: the response reads {stored:?}, the model's is {:?}",
+                            t.response
+                        ));
+                    }
+                }
+            }
             Op::ReenqueueAll(status, ty) => {
                 let got = s
                     .task_reenqueue_all(&atp_core::BulkReenqueue {
@@ -584,7 +619,13 @@ impl<S: Store> Case<'_, S> {
             match m.enqueued_at {
                 Stamp::Now => {
                     m.enqueued_at = Stamp::At(in_window("enqueue time", i, enqueued)?);
-                    if (due - (enqueued + m.due_after)).abs() > DUE_TOLERANCE_MICROS {
+                    if let Some(at) = m.due_exact.take() {
+                        if due != at {
+                            return Err(format!(
+                                "task {i} is due at {due}, it was enqueued due at {at}"
+                            ));
+                        }
+                    } else if (due - (enqueued + m.due_after)).abs() > DUE_TOLERANCE_MICROS {
                         return Err(format!(
                             "task {i} is due at {due}, the model expects its enqueue time {enqueued} + {} µs",
                             m.due_after

@@ -60,6 +60,13 @@ pub enum Op {
     Advance(u64),
     PauseType(usize, bool),
     ReenqueueAll(Status, Option<usize>),
+    /// Due at the step's start plus this many seconds (negative: past).
+    EnqueueAt {
+        ty: usize,
+        ident: u8,
+        secs: i64,
+    },
+    ResponsePut(Pick),
     Progress(Pick, Option<f64>),
     DeleteRetired(u32),
 }
@@ -135,5 +142,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => (pick(), prop_oneof![Just(None), Just(Some(0.0)), Just(Some(100.0)), Just(Some(42.5)), Just(Some(-1.0)), Just(Some(100.5))])
             .prop_map(|(p, pct)| Op::Progress(p, pct)),
         3 => (1u32..4).prop_map(Op::DeleteRetired),
+        2 => (ty(), 0u8..4, prop_oneof![Just(-1000i64), Just(-15), Just(15), Just(35)])
+            .prop_map(|(ty, ident, secs)| Op::EnqueueAt { ty, ident, secs }),
+        1 => pick().prop_map(Op::ResponsePut),
     ]
 }

@@ -117,6 +117,10 @@ pub struct MTask {
     pub due_at: Stamp,
     /// The delay from `enqueued_at` to `due_at` of the current step.
     pub due_after: i64,
+    /// A due time given as such (`Due::At`) in the current step, instead.
+    pub due_exact: Option<i64>,
+    /// The stored response, when the model knows one was stored.
+    pub response: Option<Vec<u8>>,
     /// Deleted by an operator or retired.
     pub gone: bool,
     /// How many log records it has.
@@ -248,6 +252,8 @@ impl Model {
             enqueued_at: Stamp::Now,
             due_at: Stamp::Now,
             due_after,
+            due_exact: None,
+            response: None,
             gone: false,
             log: 1,
             progress: None,
@@ -268,6 +274,29 @@ impl Model {
         }
         let after = due_secs.map_or(0, |s| s as i64 * SEC);
         Ok(self.new_task(ty, ident, priority, after))
+    }
+
+    /// One enqueue due at a given time (`Due::At`, in microseconds on the
+    /// store's clock; one in the past means at once, ordered by it).
+    pub fn enqueue_at(&mut self, ty: usize, ident: u8, at: i64) -> Result<usize, Outcome> {
+        if let Some(refused) = self.refuse_enqueue(&[(ty, ident)]) {
+            return Err(refused);
+        }
+        let i = self.new_task(ty, ident, None, 0);
+        self.tasks[i].due_exact = Some(at);
+        Ok(i)
+    }
+
+    /// A holder stores a response: from its attempt while it holds the
+    /// task or after it ended it (as status changes are checked).
+    pub fn response_put(&mut self, a: MAttempt, body: &[u8]) -> Outcome {
+        match self.held(a) {
+            Ok(()) => {
+                self.tasks[a.task].response = Some(body.to_vec());
+                Outcome::Ok
+            }
+            Err(refused) => refused,
+        }
     }
 
     /// All or none.
@@ -443,6 +472,7 @@ impl Model {
         t.enqueued_at = Stamp::Now;
         t.due_at = Stamp::Now;
         t.due_after = after;
+        t.due_exact = None;
     }
 
     pub fn change(&mut self, a: MAttempt, c: Change) -> Outcome {
