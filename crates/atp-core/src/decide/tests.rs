@@ -254,18 +254,37 @@ fn rescues_requeue_until_the_starts_are_used_up() {
             Move::new(from, Status::Accepted, "r".into())
         );
         s.starts = 3;
+        // A rescue that fails the task clears its holder (the rescued
+        // attempt is stale); a holder's own last hand-back keeps it.
+        let cleared = |m: Move| Move {
+            clears_holder: true,
+            ..m
+        };
         assert_eq!(
             release(&s, abandoned).unwrap(),
-            Move::new(from, Status::Failed, messages::abandoned_failed(5.0, 3))
+            cleared(Move::new(
+                from,
+                Status::Failed,
+                messages::abandoned_failed(5.0, 3)
+            ))
         );
         assert_eq!(
             release(&s, dead).unwrap(),
-            Move::new(
+            cleared(Move::new(
                 from,
                 Status::Failed,
                 messages::rescued_failed(OTHER, 30.0, 3)
-            )
+            ))
         );
+        let handed = release(&s, Release::HandBack("r")).unwrap();
+        assert_eq!((handed.to, handed.clears_holder), (Status::Failed, false));
+        let mut after = s;
+        after.apply(&release(&s, dead).unwrap());
+        assert_eq!(after.holder, None);
+        assert!(matches!(
+            check_held(Some(&after), &attempt()),
+            Err(Error::StaleAttempt { .. })
+        ));
     }
     for from in [Status::Accepted, Status::Finished, Status::Failed] {
         assert!(matches!(

@@ -115,6 +115,7 @@ macro_rules! conformance_tests {
             cancel_tells_the_holder_s_watch,
             abandoned_tasks_are_requeued_or_failed,
             heartbeat_keeps_a_long_task_from_being_abandoned,
+            a_rescue_that_fails_a_task_fences_out_its_attempt,
             retired_tasks_are_deleted_after_their_retention,
             daemons_register_heartbeat_and_deregister,
             dead_daemons_tasks_are_rescued,

@@ -471,7 +471,7 @@ pub(super) fn write_move(
     let changed = tx
         .prepare_cached(
             "UPDATE atp_task SET status = ?3, updated_at = ?4,
-                 holder = CASE WHEN ?3 = 1 THEN NULL ELSE holder END,
+                 holder = CASE WHEN ?8 THEN NULL ELSE holder END,
                  enqueued_at = CASE WHEN ?3 = 1 THEN ?4 ELSE enqueued_at END,
                  due_at = CASE WHEN ?3 = 1 THEN ?4 + ?7 ELSE due_at END,
                  delayed = CASE WHEN ?3 = 1 THEN ?7 > 0 ELSE delayed END
@@ -485,7 +485,8 @@ pub(super) fn write_move(
                 now,
                 holder.map(DaemonId::to_db),
                 lease as i64,
-                crate::shared::delay_micros(decided)
+                crate::shared::delay_micros(decided),
+                decided.clears_holder
             ])
         })
         .map_err(db("changing a task's status"))?;

@@ -399,15 +399,6 @@ impl Model {
     /// Whether `a` is the task's current attempt: held by it, or ended by
     /// it (FINISHED or FAILED with its holder and lease; a CANCELLED task
     /// was ended by an operator).
-    ///
-    /// As both engines do it, a task a rescue FAILED (its starts used up)
-    /// keeps its holder and lease, so its rescued attempt still counts as
-    /// the one that ended it: its late status changes are
-    /// `InvalidTransition` (or a no-op for the "unless terminal" forms)
-    /// rather than `StaleAttempt`, and its late `task_response_put` is
-    /// accepted. Nothing else changes, but the rule "a late result of a
-    /// rescued attempt changes nothing" does not hold for the response.
-    /// The model follows the engines here and the gap is reported.
     fn held(&self, a: MAttempt) -> Result<(), Outcome> {
         let t = &self.tasks[a.task];
         if t.gone {
@@ -449,14 +440,19 @@ impl Model {
     }
 
     /// Back to the queue at once, or FAILED once the starts are used up
-    /// (a hand-back, an abandonment, a rescue); the holder stays on a
-    /// FAILED task (it "ran it to its end").
-    fn release(&mut self, i: usize) -> Status {
+    /// (a hand-back, an abandonment, a dead holder's rescue). A holder that
+    /// hands back its last start ended the task and stays on it; a rescue
+    /// that FAILs the task clears the holder, so the rescued attempt is
+    /// stale from then on.
+    fn release(&mut self, i: usize, rescue: bool) -> Status {
         let t = &mut self.tasks[i];
         t.updated_at = Stamp::Now;
         t.log += 1;
         if t.starts >= TYPES[t.ty].max_starts {
             t.status = Status::Failed;
+            if rescue {
+                t.holder = None;
+            }
         } else {
             self.requeue(i, 0);
         }
@@ -512,7 +508,7 @@ impl Model {
                 if !status.is_held() {
                     return Outcome::Invalid(Transition::Reenqueue, status);
                 }
-                self.release(a.task);
+                self.release(a.task, false);
                 return Outcome::Ok;
             }
             Change::Fail
@@ -655,7 +651,7 @@ impl Model {
         Ok(found
             .into_iter()
             .map(|i| {
-                let outcome = self.release(i);
+                let outcome = self.release(i, true);
                 (i, outcome, self.tasks[i].starts)
             })
             .collect())
@@ -688,7 +684,7 @@ impl Model {
         }
         for i in orphans {
             let holder = self.tasks[i].holder.expect("held");
-            let outcome = self.release(i);
+            let outcome = self.release(i, true);
             let starts = self.tasks[i].starts;
             reaped.entry(holder).or_default().push((i, outcome, starts));
         }
