@@ -23,11 +23,12 @@ pub struct TypeSpec {
     pub priority: i32,
 }
 
-/// The retry policy of type 1: every delay in (6 s, 8 s] (the jitter takes
-/// up to a quarter), so it never lands near a clock move (multiples of 10 s).
+/// The retry policy of type 1: every delay in (3.75 s, 5 s] (the jitter
+/// takes up to a quarter), so it never lands within 3.75 s of a clock move
+/// (multiples of 10 s).
 pub const POLICY: RetryPolicy = RetryPolicy {
-    delay_secs: 8.0,
-    max_delay_secs: 8.0,
+    delay_secs: 5.0,
+    max_delay_secs: 5.0,
 };
 
 pub const TYPES: [TypeSpec; 3] = [
