@@ -57,16 +57,21 @@ fn of<T>(r: &Result<T, Error>) -> Result<Outcome, String> {
 /// the end, so a generator that stops reaching a rule shows.
 pub static SEEN: std::sync::Mutex<BTreeMap<String, u64>> = std::sync::Mutex::new(BTreeMap::new());
 
-fn seen(what: String) {
-    *SEEN.lock().unwrap().entry(what).or_default() += 1;
+/// Counts `what` for `engine` (both engines' runs share the process).
+fn seen(engine: &str, what: String) {
+    *SEEN
+        .lock()
+        .unwrap()
+        .entry(format!("{engine}: {what}"))
+        .or_default() += 1;
 }
 
 fn kind(step: &str) -> &str {
     step.split([' ', '(', '{']).next().unwrap_or(step)
 }
 
-fn agree(step: &str, expected: Outcome, actual: Outcome) -> Result<(), String> {
-    seen(format!("{} -> {actual:?}", kind(step)));
+fn agree(engine: &str, step: &str, expected: Outcome, actual: Outcome) -> Result<(), String> {
+    seen(engine, format!("{} -> {actual:?}", kind(step)));
     if expected.admits(actual) {
         Ok(())
     } else {
@@ -175,7 +180,12 @@ impl<S: Store> Case<'_, S> {
                 }
                 let got = s.task_enqueue(new).await;
                 let expected = model.enqueue(*ty, *ident, *priority, *due_secs);
-                agree(&step, expected.err().unwrap_or(Outcome::Ok), of(&got)?)?;
+                agree(
+                    s.engine(),
+                    &step,
+                    expected.err().unwrap_or(Outcome::Ok),
+                    of(&got)?,
+                )?;
                 if let (Ok(i), Ok(task)) = (expected, got) {
                     model.tasks[i].id = task.id;
                 }
@@ -194,6 +204,7 @@ impl<S: Store> Case<'_, S> {
                 let got = s.task_enqueue_many(news).await;
                 let expected = model.enqueue_many(items);
                 agree(
+                    s.engine(),
                     &step,
                     expected.as_ref().err().copied().unwrap_or(Outcome::Ok),
                     of(&got)?,
@@ -240,7 +251,10 @@ impl<S: Store> Case<'_, S> {
                     .iter()
                     .map(|(a, _)| Self::index_of(model, a.task))
                     .collect::<Result<Vec<_>, _>>()?;
-                seen(format!("{} -> {} task(s)", kind(&step), actual.len()));
+                seen(
+                    s.engine(),
+                    format!("{} -> {} task(s)", kind(&step), actual.len()),
+                );
                 if actual != expected {
                     return Err(format!(
                         "{step}: the model claims tasks {expected:?} (in this order), the engine claimed {actual:?}"
@@ -270,7 +284,12 @@ impl<S: Store> Case<'_, S> {
                 };
                 let got = s.task_start(self.attempt(model, a)).await;
                 let expected = model.start(a);
-                agree(&step, expected.err().unwrap_or(Outcome::Ok), of(&got)?)?;
+                agree(
+                    s.engine(),
+                    &step,
+                    expected.err().unwrap_or(Outcome::Ok),
+                    of(&got)?,
+                )?;
                 if let (Ok(n), Ok(started)) = (expected, got)
                     && started.start != n
                 {
@@ -285,7 +304,7 @@ impl<S: Store> Case<'_, S> {
                     return Ok(());
                 };
                 let got = s.task_heartbeat(self.attempt(model, a)).await;
-                agree(&step, model.heartbeat(a), of(&got)?)?;
+                agree(s.engine(), &step, model.heartbeat(a), of(&got)?)?;
             }
             Op::Change(p, c) => {
                 let Some(a) = self.pick(model, *p) else {
@@ -314,7 +333,7 @@ impl<S: Store> Case<'_, S> {
                     "a plain failure follows the policy"
                 );
                 let got = s.task_set_status(change).await;
-                agree(&step, model.change(a, *c), of(&got)?)?;
+                agree(s.engine(), &step, model.change(a, *c), of(&got)?)?;
             }
             Op::Cancel(k) | Op::Reenqueue(k) | Op::Delete(k) => {
                 if model.tasks.is_empty() {
@@ -329,7 +348,7 @@ impl<S: Store> Case<'_, S> {
                     }
                     _ => (model.delete(i), of(&s.task_delete(&task).await)?),
                 };
-                agree(&step, expected, actual)?;
+                agree(s.engine(), &step, expected, actual)?;
             }
             Op::RequeueAbandoned => {
                 let got = s
@@ -338,7 +357,10 @@ impl<S: Store> Case<'_, S> {
                     .map_err(|e| format!("{step}: {e}"))?;
                 let now = self.window(lo);
                 let actual = Self::rescues(model, &got)?;
-                seen(format!("RequeueAbandoned -> {} task(s)", actual.len()));
+                seen(
+                    s.engine(),
+                    format!("RequeueAbandoned -> {} task(s)", actual.len()),
+                );
                 let expected = model
                     .requeue_abandoned(now)
                     .map_err(|a| format!("{step}: ambiguous timing: {}", a.0))?;
@@ -364,7 +386,10 @@ impl<S: Store> Case<'_, S> {
                     actual.push((d, Self::rescues(model, &r.rescued)?));
                 }
                 actual.sort();
-                seen(format!("ReapDead -> {} daemon(s)", actual.len()));
+                seen(
+                    s.engine(),
+                    format!("ReapDead -> {} daemon(s)", actual.len()),
+                );
                 let expected = model
                     .reap_dead(now)
                     .map_err(|a| format!("{step}: ambiguous timing: {}", a.0))?;
@@ -414,7 +439,12 @@ impl<S: Store> Case<'_, S> {
                     .with_due(Due::At(atp_core::time::from_micros(at)));
                 let got = s.task_enqueue(new).await;
                 let expected = model.enqueue_at(*ty, *ident, at);
-                agree(&step, expected.err().unwrap_or(Outcome::Ok), of(&got)?)?;
+                agree(
+                    s.engine(),
+                    &step,
+                    expected.err().unwrap_or(Outcome::Ok),
+                    of(&got)?,
+                )?;
                 if let (Ok(i), Ok(task)) = (expected, got) {
                     model.tasks[i].id = task.id;
                 }
@@ -426,7 +456,7 @@ impl<S: Store> Case<'_, S> {
                 let body = format!("response of {a:?}").into_bytes();
                 let response = atp_core::Response::new("text/plain", body.clone());
                 let got = s.task_response_put(self.attempt(model, a), &response).await;
-                agree(&step, model.response_put(a, &body), of(&got)?)?;
+                agree(s.engine(), &step, model.response_put(a, &body), of(&got)?)?;
                 let t = &model.tasks[a.task];
                 if !t.gone {
                     let stored = s
@@ -451,7 +481,12 @@ impl<S: Store> Case<'_, S> {
                     })
                     .await;
                 let expected = model.reenqueue_all(*status, *ty);
-                agree(&step, expected.err().unwrap_or(Outcome::Ok), of(&got)?)?;
+                agree(
+                    s.engine(),
+                    &step,
+                    expected.err().unwrap_or(Outcome::Ok),
+                    of(&got)?,
+                )?;
                 if let (Ok(n), Ok(m)) = (got, expected)
                     && n != m
                 {
@@ -470,6 +505,7 @@ impl<S: Store> Case<'_, S> {
                 };
                 let got = s.task_progress(self.attempt(model, a), &progress).await;
                 agree(
+                    s.engine(),
                     &step,
                     model.progress(a, *percent, &progress.message),
                     of(&got)?,
@@ -495,7 +531,10 @@ impl<S: Store> Case<'_, S> {
                     }
                     deleted.push(i);
                 }
-                seen(format!("DeleteRetired -> {} task(s)", deleted.len()));
+                seen(
+                    s.engine(),
+                    format!("DeleteRetired -> {} task(s)", deleted.len()),
+                );
                 if deleted.len() != want {
                     return Err(format!(
                         "{step}: {} retired, the model retires {want} of {candidates:?}",

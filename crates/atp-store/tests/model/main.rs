@@ -116,8 +116,11 @@ fn run<S: Store + Clone>(
         started.elapsed().as_secs_f64(),
         ambiguous.load(Ordering::SeqCst)
     );
-    for (what, n) in std::mem::take(&mut *driver::SEEN.lock().unwrap()) {
-        eprintln!("  {what}: {n}");
+    let prefix = format!("{}: ", store.engine());
+    for (what, n) in driver::SEEN.lock().unwrap().iter() {
+        if let Some(what) = what.strip_prefix(&prefix) {
+            eprintln!("  {what}: {n}");
+        }
     }
     if let Err(e) = result {
         panic!("{name}: the engine and the model disagree: {e}");
