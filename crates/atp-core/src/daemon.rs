@@ -37,3 +37,42 @@ pub struct ReapedDaemon {
     /// The tasks it held, now re-enqueued or FAILED.
     pub rescued: Vec<Rescued>,
 }
+
+/// When [`Store::daemon_reap_dead`](crate::Store::daemon_reap_dead) takes a
+/// daemon for dead: two thresholds of silence (time since its last
+/// heartbeat).
+///
+/// `silent_secs` is the rule for any daemon: silent that long, it is dead
+/// (a stall that long is treated as death: its attempts are rescued and it
+/// stops them when it hears). `gone_secs`, shorter, applies only to a
+/// daemon whose process the store can show to be gone: on PostgreSQL, the
+/// session-level advisory lock its store handle takes for it is free (the
+/// server frees it the moment the connection closes, which a killed
+/// process's connection does), on SQLite, it runs on this host and its
+/// process id is gone. A daemon that is merely stalled (a frozen machine, a
+/// stopped process, a long pause) keeps its connection and its process, so
+/// it is judged by `silent_secs` alone: the short threshold cannot take a
+/// live daemon's tasks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeadRule {
+    /// Silence after which any daemon is dead.
+    pub silent_secs: f64,
+    /// Silence after which a daemon shown gone is dead (at most
+    /// `silent_secs`).
+    pub gone_secs: f64,
+}
+
+impl DeadRule {
+    /// Only the one threshold: `silent_secs` for every daemon.
+    pub fn silent_for(silent_secs: f64) -> Self {
+        DeadRule {
+            silent_secs,
+            gone_secs: silent_secs,
+        }
+    }
+
+    /// The rule with a shorter threshold for daemons shown gone.
+    pub fn gone_after(self, gone_secs: f64) -> Self {
+        DeadRule { gone_secs, ..self }
+    }
+}

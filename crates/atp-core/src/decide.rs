@@ -442,15 +442,23 @@ pub fn claims_nothing(params: &ClaimParams) -> bool {
     params.limit == 0 || params.types.as_ref().is_some_and(|t| t.is_empty())
 }
 
-/// Refuses a silence threshold that is not a positive number of seconds.
-pub fn check_silence(silent_secs: f64) -> Result<()> {
-    if silent_secs.is_finite() && silent_secs > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "silence threshold must be a positive number of seconds, got {silent_secs}"
-        )))
+/// Refuses a rule whose thresholds are not positive numbers of seconds, or
+/// whose threshold for daemons shown gone is the longer one.
+pub fn check_silence(rule: &crate::DeadRule) -> Result<()> {
+    for secs in [rule.silent_secs, rule.gone_secs] {
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "silence threshold must be a positive number of seconds, got {secs}"
+            )));
+        }
     }
+    if rule.gone_secs > rule.silent_secs {
+        return Err(Error::InvalidArgument(format!(
+            "the silence threshold for daemons shown gone ({} s) must not exceed the one for every daemon ({} s)",
+            rule.gone_secs, rule.silent_secs
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub mod time;
 
 pub use cancel::{CancelFeed, CancelNotice, CancelWatch};
 pub use clock::{Clock, TestClock};
-pub use daemon::{DaemonInfo, ReapedDaemon};
+pub use daemon::{DaemonInfo, DeadRule, ReapedDaemon};
 pub use error::{Error, Result};
 pub use id::{DaemonId, Handler, TaskId, TaskIdentifier, TypeName};
 pub use observer::{AttemptSettled, Observer};

@@ -11,7 +11,7 @@ use std::future::Future;
 
 use crate::cancel::CancelWatch;
 use crate::clock::Clock;
-use crate::daemon::{DaemonInfo, ReapedDaemon};
+use crate::daemon::{DaemonInfo, DeadRule, ReapedDaemon};
 use crate::error::Result;
 use crate::id::{DaemonId, TaskId, TypeName};
 use crate::payload::Response;
@@ -346,14 +346,14 @@ pub trait Store: Send + Sync + 'static {
     /// Live daemon records, oldest first.
     fn daemon_list(&self) -> impl Future<Output = Result<Vec<DaemonInfo>>> + Send;
 
-    /// Removes daemons whose heartbeat is older than `silent_secs` and
-    /// rescues the tasks they held (ACCEPTED, or FAILED with starts used up).
-    /// Tasks held by a holder with no record at all (removed, or never
-    /// registered) are rescued the same way once they were not updated for
-    /// `silent_secs` either (a claimer may register after its first claim).
+    /// Removes the daemons `rule` takes for dead (see [`DeadRule`]: silent
+    /// for `silent_secs`, or for `gone_secs` and shown gone) and rescues the
+    /// tasks they held (ACCEPTED, or FAILED with starts used up). Tasks held
+    /// by a holder with no record at all are rescued the same way once
+    /// quiet for `silent_secs`.
     fn daemon_reap_dead(
         &self,
-        silent_secs: f64,
+        rule: DeadRule,
     ) -> impl Future<Output = Result<Vec<ReapedDaemon>>> + Send;
 
     // --- schedules (periodic tasks) ---------------------------------------

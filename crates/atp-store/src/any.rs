@@ -4,8 +4,8 @@ use std::future::Future;
 
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, LogRecord, NewTask, Progress,
-    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
+    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, DeadRule, LogRecord, NewTask,
+    Progress, ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
     StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskMessagePage, TaskPage, TaskRef,
     TaskType, TypeName,
 };
@@ -103,7 +103,7 @@ impl Store for AnyStore {
         daemon_heartbeat(id: DaemonId) -> bool;
         daemon_deregister(id: DaemonId) -> ();
         daemon_list() -> Vec<DaemonInfo>;
-        daemon_reap_dead(silent_secs: f64) -> Vec<ReapedDaemon>;
+        daemon_reap_dead(rule: DeadRule) -> Vec<ReapedDaemon>;
         schedule_upsert(schedule: &NewSchedule) -> Schedule;
         schedule_get(name: &ScheduleName) -> Schedule;
         schedule_list() -> Vec<Schedule>;

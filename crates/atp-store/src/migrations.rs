@@ -54,4 +54,8 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
         11,
         include_str!("../migrations/postgres/0011_retry_and_limit.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_daemon_liveness.sql"),
+    ),
 ];

@@ -384,7 +384,7 @@ pub async fn stats(store: &AnyStore, json: bool) -> anyhow::Result<()> {
 pub async fn cleanup(store: &AnyStore, json: bool) -> anyhow::Result<()> {
     // The same clean-up a daemon runs, with a daemon's default settings.
     let defaults = atp_daemon::DaemonConfig::default();
-    let report = atp_daemon::cleanup_once(store, defaults.dead_after, defaults.retire_batch).await;
+    let report = atp_daemon::cleanup_once(store, defaults.dead_rule(), defaults.retire_batch).await;
     if json {
         print_json(&json!({
             "abandoned": report.abandoned,

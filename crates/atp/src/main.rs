@@ -230,6 +230,11 @@ pub struct DaemonArgs {
     /// Seconds of silence after which a daemon is dead and its tasks rescued.
     #[arg(long, default_value_t = default_config().dead_after.as_secs_f64())]
     dead_after_secs: f64,
+    /// Seconds of silence after which a daemon whose process is shown gone
+    /// (PostgreSQL: its connection closed; SQLite: its pid gone from this
+    /// host) is dead and its tasks rescued.
+    #[arg(long, default_value_t = default_config().gone_after.as_secs_f64())]
+    gone_after_secs: f64,
     /// Seconds between clean-ups (abandoned, retired tasks, dead daemons).
     #[arg(long, default_value_t = default_config().cleanup_interval.as_secs_f64())]
     cleanup_interval_secs: f64,
@@ -464,6 +469,7 @@ pub fn daemon_config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
         ),
         heartbeat_interval: seconds("heartbeat-secs", args.heartbeat_secs)?,
         dead_after: seconds("dead-after-secs", args.dead_after_secs)?,
+        gone_after: seconds("gone-after-secs", args.gone_after_secs)?,
         cleanup_interval: seconds("cleanup-interval-secs", args.cleanup_interval_secs)?,
         grace_period: Duration::try_from_secs_f64(args.grace_secs)
             .context("--grace-secs must be a non-negative number of seconds")?,
@@ -495,6 +501,7 @@ mod tests {
         assert_eq!(got.poll_interval, want.poll_interval);
         assert_eq!(got.heartbeat_interval, want.heartbeat_interval);
         assert_eq!(got.dead_after, want.dead_after);
+        assert_eq!(got.gone_after, want.gone_after);
         assert_eq!(got.cleanup_interval, want.cleanup_interval);
         assert_eq!(got.grace_period, want.grace_period);
         assert_eq!(got.retire_batch, want.retire_batch);

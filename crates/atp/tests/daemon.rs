@@ -32,6 +32,123 @@ async fn enqueue_sleeps<S: Store>(store: &S, t: &TaskType, n: usize, seconds: f6
     store.task_enqueue_many(batch).await.unwrap();
 }
 
+/// The tasks `daemon` holds RUNNING, once it holds `n`.
+async fn running_under<S: Store>(
+    s: &S,
+    daemon: atp_core::DaemonId,
+    n: usize,
+) -> Vec<atp_core::TaskId> {
+    eventually(
+        Duration::from_secs(30),
+        "the daemon to run its tasks",
+        || async {
+            let held: Vec<_> = all_tasks(s)
+                .await
+                .into_iter()
+                .filter(|t| t.holder == Some(daemon) && t.status == Status::Running)
+                .map(|t| t.id)
+                .collect();
+            (held.len() >= n).then_some(held)
+        },
+    )
+    .await
+}
+
+/// With the default timing (heartbeat 1 s, dead after 15 s, gone after
+/// 3 s), `kill -9` of a daemon puts its tasks back in the queue, and the
+/// surviving daemon runs them, within 5 s of the kill (issue 12: it was
+/// 18–23 s): the store shows the killed daemon's process gone (PostgreSQL:
+/// its liveness lock freed with its connection; SQLite: its pid gone).
+async fn a_killed_daemons_tasks_are_back_within_five_seconds(db: impl TestDb) {
+    let s = db.store();
+    let t = sleep_type("slow", 600.0, 3);
+    enqueue_sleeps(s, &t, 2, 60.0).await;
+    let mut victim = DaemonProcess::spawn_with_default_timing(&db, &["--concurrency", "2"]);
+    let victim_id = daemon_id_of(s, victim.pid()).await;
+    let held = running_under(s, victim_id, 2).await;
+    let survivor = DaemonProcess::spawn_with_default_timing(&db, &["--concurrency", "2"]);
+    let survivor_id = daemon_id_of(s, survivor.pid()).await;
+
+    victim.signal(Signal::SIGKILL);
+    let killed = std::time::Instant::now();
+    victim.wait_exit(Duration::from_secs(5)).await;
+    let rerun = running_under(s, survivor_id, 2).await;
+    let healed = killed.elapsed();
+    assert_eq!(
+        {
+            let mut r = rerun.clone();
+            r.sort();
+            r
+        },
+        {
+            let mut h = held.clone();
+            h.sort();
+            h
+        }
+    );
+    assert!(
+        healed < Duration::from_secs(5),
+        "the killed daemon's tasks ran again {healed:?} after the kill"
+    );
+    for task in held {
+        let log = log_messages(s, task).await;
+        assert!(
+            log.iter()
+                .any(|m| m.contains("Rescued") && m.contains(&victim_id.to_string())),
+            "{log:?}"
+        );
+    }
+}
+
+/// The margin: a daemon stalled (SIGSTOP) for 6 s, twice the short
+/// threshold and well past its heartbeats, is not shown gone (its process
+/// and its connections live on), so no other daemon takes its tasks; once
+/// it goes on (SIGCONT) they finish under it, started once. Only the long
+/// threshold (15 s) would take a stalled daemon for dead.
+async fn a_stalled_daemon_keeps_its_tasks(db: impl TestDb) {
+    let s = db.store();
+    let t = sleep_type("slow", 600.0, 3);
+    enqueue_sleeps(s, &t, 2, 8.0).await;
+    let stalled = DaemonProcess::spawn_with_default_timing(&db, &["--concurrency", "2"]);
+    let stalled_id = daemon_id_of(s, stalled.pid()).await;
+    let held = running_under(s, stalled_id, 2).await;
+    let _watcher = DaemonProcess::spawn_with_default_timing(&db, &["--concurrency", "2"]);
+
+    stalled.signal(Signal::SIGSTOP);
+    // That nothing is taken can only be watched for a while: 6 s, a
+    // deadline of observation (twice the short threshold), not a wait for
+    // something to happen.
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    while tokio::time::Instant::now() < until {
+        for task in all_tasks(s).await {
+            assert_eq!(
+                (task.holder, task.status),
+                (Some(stalled_id), Status::Running),
+                "a stalled daemon's task was taken"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stalled.signal(Signal::SIGCONT);
+    eventually(Duration::from_secs(30), "both tasks to finish", || async {
+        (count(s, Status::Finished).await == 2).then_some(())
+    })
+    .await;
+    for task in held {
+        let log = log_messages(s, task).await;
+        assert!(!log.iter().any(|m| m.contains("Rescued")), "{log:?}");
+        assert_eq!(
+            all_tasks(s)
+                .await
+                .iter()
+                .find(|t| t.id == task)
+                .unwrap()
+                .starts,
+            1
+        );
+    }
+}
+
 /// `kill -9` one of three daemons mid-task: every task still ends FINISHED;
 /// the interrupted ones were rescued (their log says so) and started twice.
 async fn a_killed_daemons_tasks_are_rescued_and_finish(db: impl TestDb) {
@@ -177,6 +294,50 @@ async fn a_second_signal_aborts_at_once(db: impl TestDb) {
     w.signal(Signal::SIGINT);
     assert_eq!(w.wait_exit(Duration::from_secs(10)).await, 0);
     assert_eq!(count(s, Status::Accepted).await, 2);
+}
+
+/// `kill -9` of a daemon takes its `exec:` program with it, even one that
+/// ignores SIGTERM and neither reads nor writes its pipes (so no SIGPIPE
+/// or end of input would ever stop it): it must not go on beside the
+/// attempt the rescue starts. Without the parent-death signal it lived on
+/// for its whole minute.
+async fn an_exec_program_dies_with_its_killed_daemon(db: impl TestDb) {
+    let s = db.store();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    // `exec` makes the program the shell itself: the daemon's direct child.
+    let handler = format!(
+        "exec:sh -c 'trap \"\" TERM; echo $$ > {}; exec sleep 60'",
+        pid_file.display()
+    );
+    let mut t = TaskType::new(type_name("stubborn"), Handler::new(&handler).unwrap());
+    t.timeout_secs = 600.0;
+    s.task_type_upsert(&t).await.unwrap();
+    s.task_enqueue(NewTask::new(t.name.clone(), ident("x")))
+        .await
+        .unwrap();
+    let mut victim = DaemonProcess::spawn(&db, &["--concurrency", "1"]);
+    let pid = eventually(Duration::from_secs(30), "the program to start", || async {
+        let text = std::fs::read_to_string(&pid_file).ok()?;
+        text.trim().parse::<i32>().ok()
+    })
+    .await;
+    let program = nix::unistd::Pid::from_raw(pid);
+    assert!(nix::sys::signal::kill(program, None).is_ok(), "it runs");
+    victim.signal(Signal::SIGKILL);
+    victim.wait_exit(Duration::from_secs(5)).await;
+    eventually(Duration::from_secs(5), "the program to die", || async {
+        // Gone, or a zombie waiting for its new parent to reap it.
+        let gone = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        };
+        gone.then_some(())
+    })
+    .await;
 }
 
 /// Three daemons × concurrency 4, 5,000 tasks whose exec handler appends
@@ -370,6 +531,9 @@ async fn a_types_limit_holds_across_four_daemon_processes(db: impl TestDb) {
 }
 
 atp_store::per_engine_tests!(
+    a_killed_daemons_tasks_are_back_within_five_seconds,
+    an_exec_program_dies_with_its_killed_daemon,
+    a_stalled_daemon_keeps_its_tasks,
     a_types_limit_holds_across_four_daemon_processes,
     a_paused_type_is_claimed_by_no_daemon_until_resumed,
     a_killed_daemons_tasks_are_rescued_and_finish,

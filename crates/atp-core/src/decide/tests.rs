@@ -1,4 +1,5 @@
 use super::*;
+use crate::DeadRule;
 use crate::id::{TaskIdentifier, TypeName};
 
 const HOLDER: DaemonId = DaemonId(0xABCD);
@@ -391,13 +392,24 @@ fn entry_checks_refuse_empty_claims_and_bad_silences() {
     assert!(!claims_nothing(&p));
     p.limit = 0;
     assert!(claims_nothing(&p));
-    assert!(check_silence(0.5).is_ok());
+    assert!(check_silence(&DeadRule::silent_for(0.5)).is_ok());
+    assert!(check_silence(&DeadRule::silent_for(15.0).gone_after(3.0)).is_ok());
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        assert!(
-            matches!(check_silence(bad), Err(Error::InvalidArgument(_))),
-            "{bad}"
-        );
+        for rule in [
+            DeadRule::silent_for(bad),
+            DeadRule::silent_for(15.0).gone_after(bad),
+        ] {
+            assert!(
+                matches!(check_silence(&rule), Err(Error::InvalidArgument(_))),
+                "{rule:?}"
+            );
+        }
     }
+    // The threshold for daemons shown gone is the shorter one.
+    assert!(matches!(
+        check_silence(&DeadRule::silent_for(3.0).gone_after(15.0)),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]

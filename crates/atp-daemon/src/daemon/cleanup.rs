@@ -2,10 +2,8 @@
 //! start), retired tasks deleted, dead daemons' tasks rescued. Safe in
 //! every daemon at once: the store's operations are compare-and-set.
 
+use atp_core::{DeadRule, Store};
 use std::sync::Arc;
-use std::time::Duration;
-
-use atp_core::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -21,7 +19,7 @@ pub(super) async fn cleanup_loop<S: Store>(s: Arc<Shared<S>>, stop: Cancellation
             () = tokio::time::sleep(wait) => {}
             () = stop.cancelled() => return,
         }
-        cleanup_once(&s.store, s.config.dead_after, s.config.retire_batch).await;
+        cleanup_once(&s.store, s.config.dead_rule(), s.config.retire_batch).await;
     }
 }
 
@@ -39,14 +37,10 @@ pub struct CleanupReport {
 }
 
 /// Runs every clean-up once: abandoned tasks, retired tasks (in batches of
-/// `retire_batch` until none is left), dead daemons (silent for
-/// `dead_after`). Errors are logged; what succeeded is reported. The
+/// `retire_batch` until none is left), dead daemons (by `dead`, as
+/// [`reap_once`](super::reap::reap_once)). Errors are logged; what succeeded is reported. The
 /// clean-up loop's one pass, and `atp cleanup`'s whole job.
-pub async fn cleanup_once<S: Store>(
-    store: &S,
-    dead_after: Duration,
-    retire_batch: u32,
-) -> CleanupReport {
+pub async fn cleanup_once<S: Store>(store: &S, dead: DeadRule, retire_batch: u32) -> CleanupReport {
     let mut report = CleanupReport::default();
     match store.task_requeue_abandoned().await {
         Ok(rescued) => {
@@ -71,15 +65,9 @@ pub async fn cleanup_once<S: Store>(
             }
         }
     }
-    match store.daemon_reap_dead(dead_after.as_secs_f64()).await {
-        Ok(reaped) => {
-            for d in &reaped {
-                warn!(daemon = %d.id, rescued = d.rescued.len(), "dead daemon reaped");
-                report.rescued += d.rescued.len();
-            }
-            report.dead_daemons = reaped.len();
-        }
-        Err(e) => warn!(error = %e, "reaping dead daemons failed"),
+    if let Some((dead_daemons, rescued)) = super::reap::reap_once(store, dead).await {
+        report.dead_daemons = dead_daemons;
+        report.rescued = rescued;
     }
     if report != CleanupReport::default() {
         info!(?report, "clean-up");

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use atp_core::{
     Attempt, DaemonInfo, Error as StoreError, Status, StatusChange, Store, TaskFilter, TaskId,
@@ -60,7 +61,7 @@ impl Heartbeat {
     /// heartbeat for every task running or claimed ahead here.
     pub(super) async fn heartbeat_once<S: Store>(&mut self, s: &Shared<S>) {
         reconcile(s, &mut self.suspects).await;
-        match s.store.daemon_heartbeat(s.id).await {
+        match daemon_heartbeat(s).await {
             Ok(true) => {}
             Ok(false) => {
                 // Reaped as dead (a stall longer than `dead_after`): every
@@ -77,6 +78,28 @@ impl Heartbeat {
             Err(e) => warn!(error = %e, "daemon heartbeat failed"),
         }
         heartbeat_holds(s).await;
+    }
+}
+
+/// Tries of the daemon's own heartbeat in one round while the database is
+/// unreachable, and the pause between them.
+const HEARTBEAT_TRIES: u32 = 3;
+const HEARTBEAT_RETRY: Duration = Duration::from_millis(50);
+
+/// The daemon's own heartbeat, tried again at once after a lost
+/// connection (a killed backend, a restart): a daemon that misses
+/// heartbeats for `gone_after` while its liveness lock is being taken
+/// again could be taken for dead (see `DaemonConfig::gone_after`).
+async fn daemon_heartbeat<S: Store>(s: &Shared<S>) -> atp_core::Result<bool> {
+    let mut tries = 1;
+    loop {
+        match s.store.daemon_heartbeat(s.id).await {
+            Err(StoreError::Unavailable { .. }) if tries < HEARTBEAT_TRIES => {
+                tries += 1;
+                tokio::time::sleep(HEARTBEAT_RETRY).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -33,6 +33,7 @@ mod claim;
 mod cleanup;
 mod config;
 mod heartbeat;
+mod reap;
 mod retry;
 mod schedule;
 mod settle;
@@ -225,6 +226,7 @@ impl<S: Store + Clone> Daemon<S> {
                 heartbeat::heartbeat_loop(s.clone(), info, background.clone()).in_current_span(),
             );
             loops.spawn(cleanup::cleanup_loop(s.clone(), background.clone()).in_current_span());
+            loops.spawn(reap::reap_loop(s.clone(), background.clone()).in_current_span());
             if s.config.schedules {
                 loops.spawn(
                     schedule::schedule_loop(s.clone(), background.clone()).in_current_span(),

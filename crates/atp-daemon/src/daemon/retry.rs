@@ -5,17 +5,27 @@ use std::future::Future;
 use std::time::Duration;
 
 use atp_core::Error as StoreError;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// First wait after a failure.
-const FIRST: Duration = Duration::from_millis(50);
+const FIRST: Duration = Duration::from_millis(20);
 
-/// Longest wait between two tries.
+/// Longest wait between two tries while the database is unreachable:
+/// short, so that daemons claim again within 100 ms of its return (a
+/// refused connection costs the server next to nothing).
+const MOST_UNAVAILABLE: Duration = Duration::from_millis(100);
+
+/// Longest wait between two tries after any other failure (a statement
+/// the server refuses will likely be refused again).
 const MOST: Duration = Duration::from_secs(5);
 
+/// During a run of failures, a warning at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Calls `op` until it succeeds, fails for a reason other than the
-/// database being unreachable, or `give_up` fires; backs off up to 5 s.
+/// database being unreachable, or `give_up` fires; backs off up to 100 ms.
 pub(crate) async fn retry_unavailable<T, F, Fut>(
     give_up: &CancellationToken,
     what: &str,
@@ -31,39 +41,66 @@ where
             Err(e @ StoreError::Unavailable { .. }) if !give_up.is_cancelled() => {
                 backoff.failed(&e, what, give_up).await;
             }
-            other => return other,
+            other => {
+                backoff.reset();
+                return other;
+            }
         }
     }
 }
 
-/// Exponential back-off from 50 ms to 5 s, logging each failure.
+/// Exponential back-off from 20 ms to 100 ms while the database is
+/// unreachable (to 5 s after other failures), logging the first failure
+/// of a run, then at most every 10 s, and the recovery.
 pub(super) struct Backoff {
     next: Duration,
+    /// Failures since the last success.
+    failures: u64,
+    /// When the last warning was logged.
+    warned: Option<Instant>,
 }
 
 impl Backoff {
     pub(super) fn new() -> Self {
-        Backoff { next: FIRST }
+        Backoff {
+            next: FIRST,
+            failures: 0,
+            warned: None,
+        }
     }
 
+    /// A success: the next failure waits [`FIRST`] again.
     pub(super) fn reset(&mut self) {
+        if self.failures > 0 {
+            info!(failures = self.failures, "the database answers again");
+        }
         self.next = FIRST;
+        self.failures = 0;
+        self.warned = None;
     }
 
-    /// Logs `e` and waits the current back-off (or until `cut_short`),
-    /// then doubles it.
+    /// Logs `e` (see [`Backoff`]) and waits the current back-off (or until
+    /// `cut_short`), then doubles it up to the cap for `e`'s kind.
     pub(super) async fn failed(
         &mut self,
         e: &StoreError,
         what: &str,
         cut_short: &CancellationToken,
     ) {
-        warn!(error = %e, retry_in = ?self.next, "{what} failed");
+        self.failures += 1;
+        if self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            self.warned = Some(Instant::now());
+            warn!(error = %e, failures = self.failures, retry_in = ?self.next, "{what} failed");
+        }
         tokio::select! {
             () = tokio::time::sleep(self.next) => {}
             () = cut_short.cancelled() => {}
         }
-        self.next = (self.next * 2).min(MOST);
+        let most = match e {
+            StoreError::Unavailable { .. } => MOST_UNAVAILABLE,
+            _ => MOST,
+        };
+        self.next = (self.next * 2).min(most);
     }
 }
 
@@ -78,35 +115,50 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_back_off_doubles_up_to_its_cap_and_resets() {
+    /// The waits of `n` failures in a row with `e`.
+    async fn waits(b: &mut Backoff, e: &StoreError, n: usize) -> Vec<Duration> {
         let never = CancellationToken::new();
-        let mut b = Backoff::new();
         let mut waits = Vec::new();
-        for _ in 0..9 {
+        for _ in 0..n {
             let before = tokio::time::Instant::now();
-            b.failed(&unavailable(), "testing", &never).await;
+            b.failed(e, "testing", &never).await;
             waits.push(before.elapsed());
         }
+        waits
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_database_is_tried_again_at_least_every_100_ms() {
+        let mut b = Backoff::new();
         let ms = |n| Duration::from_millis(n);
         assert_eq!(
-            waits,
+            waits(&mut b, &unavailable(), 6).await,
+            [ms(20), ms(40), ms(80), ms(100), ms(100), ms(100)]
+        );
+        b.reset();
+        assert_eq!(waits(&mut b, &unavailable(), 1).await, [FIRST]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_failures_back_off_up_to_five_seconds() {
+        let mut b = Backoff::new();
+        let refused = StoreError::InvalidArgument("no".into());
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(
+            waits(&mut b, &refused, 10).await,
             [
-                ms(50),
-                ms(100),
-                ms(200),
-                ms(400),
-                ms(800),
-                ms(1600),
-                ms(3200),
+                ms(20),
+                ms(40),
+                ms(80),
+                ms(160),
+                ms(320),
+                ms(640),
+                ms(1280),
+                ms(2560),
                 MOST,
                 MOST
             ]
         );
-        b.reset();
-        let before = tokio::time::Instant::now();
-        b.failed(&unavailable(), "testing", &never).await;
-        assert_eq!(before.elapsed(), FIRST);
     }
 
     #[tokio::test(start_paused = true)]

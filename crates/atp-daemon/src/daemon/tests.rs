@@ -465,14 +465,15 @@ async fn cleanup_once_rescues_a_dead_daemons_tasks(db: impl TestDb) {
         .await
         .unwrap();
     let dead_after = Duration::from_secs(60);
-    let report = cleanup_once(&s, dead_after, 100).await;
+    let rule = atp_core::DeadRule::silent_for(dead_after.as_secs_f64());
+    let report = cleanup_once(&s, rule, 100).await;
     assert_eq!(
         report.dead_daemons, 0,
         "silent for less than {dead_after:?}"
     );
     assert_eq!(status(&s, &task).await, Status::Scheduled);
     clock.advance(dead_after + Duration::from_secs(1));
-    let report = cleanup_once(&s, dead_after, 100).await;
+    let report = cleanup_once(&s, rule, 100).await;
     assert_eq!(report.dead_daemons, 1);
     assert_eq!(report.rescued, 1);
     assert_eq!(status(&s, &task).await, Status::Accepted);

@@ -28,6 +28,7 @@
 //! - `protocol`: what an `@atp` line says;
 //! - `session`: what the protocol's commands do to the task.
 
+mod death;
 mod group;
 mod lines;
 mod protocol;
@@ -271,6 +272,7 @@ fn spawn(argv: &[String], ctx: &TaskContext) -> Result<Child, HandlerError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    death::die_with_daemon(&mut cmd);
     cmd.spawn().map_err(|e| {
         let looked = if program.contains('/') {
             ""

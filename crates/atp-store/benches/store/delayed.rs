@@ -1,7 +1,10 @@
 //! The `--delayed` probe (issue 11): what a claim costs with 100,000
 //! delayed tasks (due in a year) and 100,000 queued tasks at priorities
 //! -1..=5, against the same claims on a nearly empty queue (4,000 queued
-//! tasks, the same priorities, nothing delayed).
+//! tasks, the same priorities, nothing delayed). Two more shapes split
+//! that case in its halves: 200,000 queued and nothing delayed (the
+//! table's size alone), 200,000 delayed beside 4,000 queued (the delayed
+//! tasks alone).
 //!
 //! Each figure is the median and the 99th percentile of [`PROBES`] single
 //! one-task claims (`task_claim`, then as many `task_claim_start`), so every
@@ -9,8 +12,8 @@
 //! The claims take the head of the queue and leave the rest: 4,000 of
 //! 100,000 queued, so the big queue stays full; the small one drains to
 //! empty, which is the "empty queue" end of the comparison. The nearly
-//! empty case runs again after the full one (refilled with 4,000 tasks),
-//! so drift of a shared machine between the two shows.
+//! empty case runs before and after every shape (refilled with 4,000
+//! tasks), so drift of a shared machine shows.
 
 use std::time::{Duration, Instant};
 
@@ -72,21 +75,21 @@ async fn claims(store: &AnyStore) -> ((f64, f64), (f64, f64)) {
         assert_eq!(got.len(), 1);
     }
     if let (Some(before), Some(after)) = (fpi_before, fpi(store).await) {
+        let per_claim = |i: usize| (after[i] - before[i]) as f64 / (2 * PROBES) as f64;
         println!(
-            "  full-page images in the WAL: {:.2} per claim ({} over {} claims)",
-            (after - before) as f64 / (2 * PROBES) as f64,
-            after - before,
-            2 * PROBES
+            "  WAL per claim: {:.1} records, {:.2} full-page images, {:.0} bytes",
+            per_claim(0),
+            per_claim(1),
+            per_claim(2),
         );
     }
     (summary(claim), summary(start))
 }
 
-/// PostgreSQL's WAL full-page image count (see `pg::wal_fpi`); `None` on
-/// SQLite.
-async fn fpi(store: &AnyStore) -> Option<i64> {
+/// PostgreSQL's WAL counters (see `pg::wal`); `None` on SQLite.
+async fn fpi(store: &AnyStore) -> Option<[i64; 3]> {
     match store {
-        AnyStore::Postgres(_) => Some(super::pg::wal_fpi().await),
+        AnyStore::Postgres(_) => Some(super::pg::wal().await),
         AnyStore::Sqlite(_) => None,
     }
 }
@@ -109,39 +112,91 @@ async fn settle(db: &Db) {
     }
 }
 
-pub async fn run(empty: &Db, loaded: &Db) {
-    let t = register(&empty.store, task_type("bench")).await;
-    fill(&empty.store, &t, NEARLY_EMPTY, "e", None).await;
-    settle(empty).await;
-    let (claim_empty, start_empty) = claims(&empty.store).await;
+/// One loaded store's contents: delayed tasks and queued tasks.
+struct Shape {
+    name: &'static str,
+    delayed: usize,
+    queued: usize,
+}
 
+/// The issue's case first, then the two halves of it, so a rise can be
+/// told apart: the table's size alone (as many tasks, all queued) and the
+/// delayed tasks alone (beside a nearly empty queue).
+const SHAPES: [Shape; 3] = [
+    Shape {
+        name: "200k queued, none delayed",
+        delayed: 0,
+        queued: 2 * LOADED,
+    },
+    Shape {
+        name: "200k delayed + 4k queued",
+        delayed: 2 * LOADED,
+        queued: NEARLY_EMPTY,
+    },
+    Shape {
+        name: "100k delayed + 100k queued",
+        delayed: LOADED,
+        queued: LOADED,
+    },
+];
+
+type Figures = ((f64, f64), (f64, f64));
+
+/// A fresh store beside `empty`, filled to `shape`, settled, probed.
+async fn probe_shape(engine: &str, empty: &Db, shape: &Shape) -> Figures {
+    let loaded = super::fresh_beside(engine, empty).await;
     let t = register(&loaded.store, task_type("bench")).await;
     let filled = Instant::now();
-    fill(&loaded.store, &t, LOADED, "d", Some(FAR)).await;
-    fill(&loaded.store, &t, LOADED, "q", None).await;
-    settle(loaded).await;
+    fill(&loaded.store, &t, shape.delayed, "d", Some(FAR)).await;
+    fill(&loaded.store, &t, shape.queued, "q", None).await;
+    settle(&loaded).await;
     println!(
-        "filled {LOADED} delayed + {LOADED} queued tasks (priorities -1..=5) in {:.1} s",
+        "{}: filled in {:.1} s",
+        shape.name,
         filled.elapsed().as_secs_f64()
     );
-    let (claim_full, start_full) = claims(&loaded.store).await;
+    claims(&loaded.store).await
+}
 
-    // The nearly empty queue again, after the big one: how far the machine
-    // drifted between the two ends of the comparison.
+/// The nearly empty queue, refilled with [`NEARLY_EMPTY`] tasks and probed.
+async fn probe_empty(empty: &Db, round: usize) -> Figures {
     let t = register(&empty.store, task_type("bench")).await;
-    fill(&empty.store, &t, NEARLY_EMPTY, "e2-", None).await;
+    fill(&empty.store, &t, NEARLY_EMPTY, &format!("e{round}-"), None).await;
     settle(empty).await;
-    let (claim_again, start_again) = claims(&empty.store).await;
-    for (what, (e50, e99), (f50, f99), (a50, a99)) in [
-        ("claim one task      ", claim_empty, claim_full, claim_again),
-        ("claim_start one task", start_empty, start_full, start_again),
-    ] {
-        println!(
-            "{what}  empty: p50 {e50:>7.1} us  p99 {e99:>7.1} us   \
-             100k delayed + 100k queued: p50 {f50:>7.1} us ({:+.0}%)  p99 {f99:>7.1} us ({:+.0}%)   \
-             empty again: p50 {a50:>7.1} us  p99 {a99:>7.1} us",
-            super::pct(e50, f50),
-            super::pct(e99, f99),
-        );
+    claims(&empty.store).await
+}
+
+/// The nearly empty queue is probed before and after every shape, so
+/// drift of a shared machine shows; each shape is compared with the mean
+/// of the empty probes on either side of it.
+pub async fn run(engine: &str, empty: &Db) {
+    let mut before = probe_empty(empty, 0).await;
+    let mut rows = Vec::new();
+    for (round, shape) in SHAPES.iter().enumerate() {
+        let loaded = probe_shape(engine, empty, shape).await;
+        let after = probe_empty(empty, round + 1).await;
+        rows.push((shape.name, before, loaded, after));
+        before = after;
+    }
+    for (name, before, loaded, after) in rows {
+        for (what, b, l, a) in [
+            ("claim      ", before.0, loaded.0, after.0),
+            ("claim_start", before.1, loaded.1, after.1),
+        ] {
+            let base50 = (b.0 + a.0) / 2.0;
+            let base99 = (b.1 + a.1) / 2.0;
+            println!(
+                "{name:<28} {what}  p50 {:>7.1} us ({:+.0}%)  p99 {:>7.1} us ({:+.0}%)   \
+                 empty before/after: p50 {:>7.1} / {:>7.1} us  p99 {:>7.1} / {:>7.1} us",
+                l.0,
+                super::pct(base50, l.0),
+                l.1,
+                super::pct(base99, l.1),
+                b.0,
+                a.0,
+                b.1,
+                a.1,
+            );
+        }
     }
 }

@@ -272,8 +272,7 @@ async fn main() {
             pg::checkpoint().await;
         }
         let empty = fresh(&engine).await;
-        let loaded = fresh_beside(&engine, &empty).await;
-        delayed::run(&empty, &loaded).await;
+        delayed::run(&engine, &empty).await;
     }
 }
 

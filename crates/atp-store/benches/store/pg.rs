@@ -103,14 +103,18 @@ pub async fn checkpoint() {
     client().await.batch_execute("CHECKPOINT").await.unwrap();
 }
 
-/// The server's count of full-page images written to the WAL so far
-/// (`pg_stat_wal`, server-wide): their rise over a phase tells how many
-/// pages its writes touched for the first time since a checkpoint.
-pub async fn wal_fpi() -> i64 {
-    client()
+/// The server's WAL counters so far (`pg_stat_wal`, server-wide): records,
+/// full-page images and bytes. Their rise over a phase tells how much its
+/// writes cost the log; full-page images count the pages its writes
+/// touched for the first time since a checkpoint.
+pub async fn wal() -> [i64; 3] {
+    let row = client()
         .await
-        .query_one("SELECT wal_fpi FROM pg_stat_wal", &[])
+        .query_one(
+            "SELECT wal_records, wal_fpi, wal_bytes::int8 FROM pg_stat_wal",
+            &[],
+        )
         .await
-        .unwrap()
-        .get(0)
+        .unwrap();
+    [row.get(0), row.get(1), row.get(2)]
 }

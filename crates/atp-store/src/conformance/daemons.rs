@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use atp_core::{DaemonInfo, Status, StatusChange, Store, StoreExt, StoreOptions, TaskRef};
+use atp_core::{
+    DaemonInfo, DeadRule, Status, StatusChange, Store, StoreExt, StoreOptions, TaskRef,
+};
 
 use super::*;
 use crate::testing::TestDb;
@@ -55,6 +57,99 @@ pub async fn daemons_register_heartbeat_and_deregister(db: impl TestDb) {
     assert_eq!(ids, [DAEMON_B]);
 }
 
+/// The short silence of [`DeadRule::gone_secs`] in these cases.
+const GONE_SECS: f64 = 3.0;
+
+/// This process's host, as a daemon records it.
+fn this_host() -> String {
+    nix::unistd::gethostname()
+        .expect("this host's name")
+        .into_string()
+        .expect("a UTF-8 host name")
+}
+
+/// The pid of a process that has ended (and been waited for).
+fn ended_pid() -> u32 {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("running `true`");
+    child.wait().expect("waiting for `true`");
+    child.id()
+}
+
+/// A daemon whose process is shown gone is reaped after the short silence
+/// of the rule, its tasks rescued at once; a live daemon just as silent
+/// keeps its record and its tasks until the long one. "Gone" is what each
+/// engine can check: the daemon registered through a handle that has
+/// since closed (PostgreSQL: its liveness lock is free) and recorded a
+/// process of this host that has ended (SQLite).
+pub async fn a_daemon_shown_gone_is_reaped_after_the_short_silence(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
+    let t = register(s, task_type("t")).await;
+    let rule = DeadRule::silent_for(SILENT_SECS).gone_after(GONE_SECS);
+    let gone = DaemonInfo {
+        host: this_host(),
+        pid: ended_pid(),
+        ..daemon(DAEMON_A)
+    };
+    let other = db
+        .open(StoreOptions {
+            clock: clock.clock(),
+            ..StoreOptions::default()
+        })
+        .await;
+    other.daemon_register(&gone).await.unwrap();
+    let orphaned = running(&other, &t, "orphaned", DAEMON_A).await;
+    drop(other);
+    let live = DaemonInfo {
+        host: this_host(),
+        pid: std::process::id(),
+        ..daemon(DAEMON_B)
+    };
+    s.daemon_register(&live).await.unwrap();
+    let kept = running(s, &t, "kept", DAEMON_B).await;
+
+    clock.advance(Duration::from_secs_f64(GONE_SECS * 0.5));
+    assert!(
+        s.daemon_reap_dead(rule).await.unwrap().is_empty(),
+        "silent for less than the short threshold"
+    );
+    clock.advance(Duration::from_secs_f64(GONE_SECS));
+    // PostgreSQL frees the closed handle's lock when the server sees its
+    // connection end: a deadline, not a fixed wait.
+    let reaped = crate::testing::eventually(
+        Duration::from_secs(10),
+        "the daemon shown gone to be reaped",
+        || async {
+            let reaped = s.daemon_reap_dead(rule).await.unwrap();
+            (!reaped.is_empty()).then_some(reaped)
+        },
+    )
+    .await;
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!(reaped[0].id, DAEMON_A);
+    assert_eq!(reaped[0].rescued.len(), 1);
+    assert_eq!(reaped[0].rescued[0].outcome, Status::Accepted);
+    assert_eq!(status_of(s, orphaned.task).await, Status::Accepted);
+    let log = s.task_log(&TaskRef::Id(orphaned.task)).await.unwrap();
+    assert!(
+        log.last()
+            .unwrap()
+            .message
+            .contains(&format!("more than {GONE_SECS} s")),
+        "{log:?}"
+    );
+    // B is as silent, but alive: only the long threshold takes it.
+    assert!(s.daemon_reap_dead(rule).await.unwrap().is_empty());
+    assert_eq!(status_of(s, kept.task).await, Status::Running);
+    clock.advance(Duration::from_secs_f64(SILENT_SECS));
+    let reaped = s.daemon_reap_dead(rule).await.unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!(reaped[0].id, DAEMON_B);
+    assert_eq!(status_of(s, kept.task).await, Status::Accepted);
+    assert_queue_consistent(s).await;
+}
+
 /// A daemon silent for longer than the threshold loses its record and its
 /// tasks (re-enqueued, or FAILED with starts used up), long before the
 /// type's timeout; a live daemon keeps its tasks.
@@ -75,7 +170,10 @@ pub async fn dead_daemons_tasks_are_rescued(db: impl TestDb) {
     clock.advance(Duration::from_secs_f64(SILENT_SECS * 1.5));
     assert!(s.daemon_heartbeat(DAEMON_B).await.unwrap());
     s.task_heartbeat(alive).await.unwrap();
-    let reaped = s.daemon_reap_dead(SILENT_SECS).await.unwrap();
+    let reaped = s
+        .daemon_reap_dead(DeadRule::silent_for(SILENT_SECS))
+        .await
+        .unwrap();
     assert_eq!(reaped.len(), 1);
     assert_eq!(reaped[0].id, DAEMON_A);
     let mut outcomes: Vec<_> = reaped[0]
@@ -117,7 +215,12 @@ pub async fn dead_daemons_tasks_are_rescued(db: impl TestDb) {
     // now, so a slow machine cannot make it look silent) keeps its task.
     assert!(s.daemon_heartbeat(DAEMON_B).await.unwrap());
     s.task_heartbeat(alive).await.unwrap();
-    assert!(s.daemon_reap_dead(SILENT_SECS).await.unwrap().is_empty());
+    assert!(
+        s.daemon_reap_dead(DeadRule::silent_for(SILENT_SECS))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_queue_consistent(s).await;
 }
 

@@ -205,7 +205,10 @@ pub async fn a_rescue_that_fails_a_task_fences_out_its_attempt(db: impl TestDb) 
     let u = register(s, task_type("dead").with_max_starts(1)).await;
     let gone = running(s, &u, "gone", DAEMON_A).await;
     clock.advance(Duration::from_secs(31));
-    let reaped = s.daemon_reap_dead(30.0).await.unwrap();
+    let reaped = s
+        .daemon_reap_dead(atp_core::DeadRule::silent_for(30.0))
+        .await
+        .unwrap();
     let outcome: Vec<_> = reaped
         .iter()
         .flat_map(|d| &d.rescued)

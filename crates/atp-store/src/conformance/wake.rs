@@ -8,7 +8,7 @@ use std::future::Future;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use atp_core::{Status, StatusChange, Store, StoreExt, StoreOptions, TaskRef};
+use atp_core::{DeadRule, Status, StatusChange, Store, StoreExt, StoreOptions, TaskRef};
 use tokio::task::JoinHandle;
 
 use super::*;
@@ -143,7 +143,10 @@ pub async fn wait_for_tasks_wakes_on_a_hand_back(db: impl TestDb) {
     clock.advance(Duration::from_secs(31));
     let waiter = pending_waiter(s).await;
     let acted = Instant::now();
-    let reaped = other.daemon_reap_dead(30.0).await.unwrap();
+    let reaped = other
+        .daemon_reap_dead(DeadRule::silent_for(30.0))
+        .await
+        .unwrap();
     assert_eq!(reaped.len(), 1, "{reaped:?}");
     assert_eq!(reaped[0].rescued[0].outcome, Status::Accepted);
     assert_woken(waiter, acted, "a rescue").await;

@@ -39,6 +39,7 @@ mod due;
 mod due_plans;
 mod limit;
 mod list;
+mod liveness;
 mod migrate;
 mod queue;
 mod reap;
@@ -54,8 +55,8 @@ use std::time::{Duration, Instant};
 use atp_core::schedule::{NewSchedule, Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence};
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
-    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
+    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, DeadRule, Error, LogRecord, NewTask,
+    Progress, ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
     StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskMessagePage, TaskPage, TaskRef,
     TaskType, TypeName,
 };
@@ -701,7 +702,18 @@ impl Store for PgStore {
     }
 
     async fn daemon_register(&self, daemon: &DaemonInfo) -> Result<()> {
-        statement!(self, |c| reap::daemon_register(c, daemon))
+        statement!(self, |c| reap::daemon_register(c, daemon))?;
+        // Checkable once the listener holds its lock (`liveness.rs`).
+        let id = daemon.id.to_db();
+        if self.inner.wakeups.hold_liveness(id).await {
+            statement!(self, |c| reap::daemon_mark_checkable(c, id))
+        } else {
+            tracing::warn!(
+                daemon = %daemon.id,
+                "could not take this daemon's liveness lock: if it dies, its tasks wait for the long silence threshold"
+            );
+            Ok(())
+        }
     }
 
     async fn daemon_heartbeat(&self, id: DaemonId) -> Result<bool> {
@@ -709,16 +721,18 @@ impl Store for PgStore {
     }
 
     async fn daemon_deregister(&self, id: DaemonId) -> Result<()> {
-        statement!(self, |c| reap::daemon_deregister(c, id))
+        statement!(self, |c| reap::daemon_deregister(c, id))?;
+        self.inner.wakeups.release_liveness(id.to_db());
+        Ok(())
     }
 
     async fn daemon_list(&self) -> Result<Vec<DaemonInfo>> {
         statement!(self, |c| reap::daemon_list(c))
     }
 
-    async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
-        atp_core::decide::check_silence(silent_secs)?;
-        transaction!(self, |c| reap::daemon_reap_dead(c, silent_secs))
+    async fn daemon_reap_dead(&self, rule: DeadRule) -> Result<Vec<ReapedDaemon>> {
+        atp_core::decide::check_silence(&rule)?;
+        transaction!(self, |c| reap::daemon_reap_dead(c, rule))
     }
 
     async fn schedule_upsert(&self, schedule: &NewSchedule) -> Result<Schedule> {

@@ -7,7 +7,7 @@
 
 use atp_core::decide::{self, Release};
 use atp_core::{
-    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
+    DaemonId, DaemonInfo, DeadRule, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
 };
 
 use super::row::{self, get};
@@ -147,8 +147,20 @@ pub(super) async fn daemon_register(c: Conn<'_>, d: &DaemonInfo) -> Result<()> {
          VALUES ($1, $2, $3, $4, now(), $5)
          ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
              started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-             handlers = excluded.handlers",
+             handlers = excluded.handlers, liveness = false",
         &[&d.id.to_db(), &d.host, &pid, &d.started_at, &handlers],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks a daemon as one whose process a reaper can show gone: its
+/// liveness lock is held (`liveness.rs`).
+pub(super) async fn daemon_mark_checkable(c: Conn<'_>, id: i64) -> Result<()> {
+    c.execute(
+        "marking a daemon's liveness lock held",
+        "UPDATE atp_daemon SET liveness = true WHERE id = $1",
+        &[&id],
     )
     .await?;
     Ok(())
@@ -201,38 +213,68 @@ pub(super) async fn daemon_list(c: Conn<'_>) -> Result<Vec<DaemonInfo>> {
         .collect()
 }
 
-pub(super) async fn daemon_reap_dead(c: Conn<'_>, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
+/// Which daemon records a reap removes: silent for the long threshold
+/// ($1), or for the short one ($2) with their liveness lock free
+/// (`liveness.rs`). The short rule trusts a free lock only for a daemon
+/// that heartbeated since the server (re)started: a restart frees every
+/// lock at once, and a live daemon takes its lock again only once its
+/// listener has reconnected.
+fn dead_daemons_sql() -> String {
+    format!(
+        "DELETE FROM atp_daemon d
+         WHERE d.heartbeat_at < now() - $1 * interval '1 second'
+            OR (d.liveness
+                AND d.heartbeat_at < now() - $2 * interval '1 second'
+                AND d.heartbeat_at > pg_postmaster_start_time()
+                AND {})
+         RETURNING d.id, d.heartbeat_at < now() - $1 * interval '1 second'",
+        super::liveness::LOCK_FREE
+    )
+}
+
+pub(super) async fn daemon_reap_dead(c: Conn<'_>, rule: DeadRule) -> Result<Vec<ReapedDaemon>> {
     // Each dead record is deleted by exactly one of several reapers: the
     // others find it gone when they reach it.
-    let mut dead: Vec<i64> = c
+    let mut dead: Vec<(i64, bool)> = c
         .query(
             "removing dead daemons",
-            "DELETE FROM atp_daemon WHERE heartbeat_at < now() - $1 * interval '1 second'
-             RETURNING id",
-            &[&silent_secs],
+            &dead_daemons_sql(),
+            &[&rule.silent_secs, &rule.gone_secs],
         )
         .await?
         .iter()
-        .map(|r| get(r, 0))
+        .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
         .collect::<Result<_>>()?;
     dead.sort_unstable();
-    // Tasks whose holder has no record (dead and removed, or never
-    // registered) and that have been quiet as long as a dead daemon.
-    let orphans = candidates(
+    let ids: Vec<i64> = dead.iter().map(|(id, _)| *id).collect();
+    // The tasks of the daemons just removed, at once; and tasks whose
+    // holder has no record (removed earlier, or never registered) once
+    // they have been quiet as long as a dead daemon.
+    let found = candidates(
         c,
         "t.holder IS NOT NULL
-         AND NOT EXISTS (SELECT 1 FROM atp_daemon d WHERE d.id = t.holder)
-         AND t.updated_at < now() - $1 * interval '1 second'",
-        &[&silent_secs],
+         AND (t.holder = ANY($2)
+              OR (NOT EXISTS (SELECT 1 FROM atp_daemon d WHERE d.id = t.holder)
+                  AND t.updated_at < now() - $1 * interval '1 second'))",
+        &[&rule.silent_secs, &ids],
     )
     .await?;
-    let mut reaped = ReapReport::new(dead);
+    let mut reaped = ReapReport::new(ids.iter().copied());
     let mut changes = Changes::default();
-    for task in orphans {
+    for task in found {
         let holder = task.state.holder.unwrap_or(DaemonId::from_db(0));
+        // Said as the rule that took the holder: the short threshold for
+        // a daemon shown gone.
+        let shown_gone = dead
+            .iter()
+            .any(|&(id, silent)| DaemonId::from_db(id) == holder && !silent);
         let why = Release::HolderDead {
             holder,
-            silent_secs,
+            silent_secs: if shown_gone {
+                rule.gone_secs
+            } else {
+                rule.silent_secs
+            },
         };
         reaped.rescued(holder, rescue(&mut changes, task, why)?);
     }

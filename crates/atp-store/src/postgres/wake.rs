@@ -32,14 +32,21 @@ use tokio::sync::{Notify, watch};
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Config, Connection, NoTls, Socket};
 
+use super::liveness::Liveness;
 use crate::cancel_hub::CancelHub;
 
 /// The notification channel.
 pub(super) const CHANNEL: &str = "atp_tasks";
 /// The first pause before reconnecting a lost listener; it doubles up to
-/// [`LAST_RETRY`] and is reset by a successful LISTEN.
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(10);
+/// [`LAST_RETRY`] and is reset by a successful LISTEN. Short: while the
+/// listener is away, idle daemons only poll, and the daemons registered
+/// through this handle hold no liveness lock (`liveness.rs`); a server
+/// that came back should find it listening again within 100 ms. A refused
+/// connection costs the server next to nothing.
+const FIRST_RETRY: Duration = Duration::from_millis(20);
+const LAST_RETRY: Duration = Duration::from_millis(80);
+/// While the server stays away, a warning at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 /// A listener connection only reads; without TCP keepalives a peer that
 /// vanished (host down, network cut) would go unnoticed for hours.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
@@ -51,6 +58,8 @@ pub(super) struct Wakeups {
     notify: Arc<Notify>,
     /// Cancellations heard, for `Store::task_cancelled_watch`.
     cancelled: Arc<CancelHub>,
+    /// The liveness locks of the daemons registered through this handle.
+    liveness: Arc<Liveness>,
     /// The server process of the listener connection while it listens,
     /// else 0.
     listener_pid: Arc<AtomicI32>,
@@ -70,6 +79,7 @@ impl Wakeups {
             config,
             notify: Arc::new(Notify::new()),
             cancelled: Arc::new(CancelHub::new()),
+            liveness: Arc::new(Liveness::new()),
             listener_pid: Arc::new(AtomicI32::new(0)),
             listener: Mutex::new(None),
             alive: watch::channel(()).0,
@@ -90,6 +100,18 @@ impl Wakeups {
         watch
     }
 
+    /// Has the listener hold `id`'s liveness lock (see `liveness.rs`);
+    /// `false` when it could not soon.
+    pub(super) async fn hold_liveness(&self, id: i64) -> bool {
+        self.ensure_listening();
+        self.liveness.hold(id).await
+    }
+
+    /// Lets `id`'s liveness lock go.
+    pub(super) fn release_liveness(&self, id: i64) {
+        self.liveness.release(id);
+    }
+
     /// Starts the listener unless it runs. A listener whose runtime shut
     /// down is started again on the caller's.
     fn ensure_listening(&self) {
@@ -101,6 +123,7 @@ impl Wakeups {
             self.config.clone(),
             Arc::clone(&self.notify),
             Arc::clone(&self.cancelled),
+            Arc::clone(&self.liveness),
             Arc::clone(&self.listener_pid),
             self.alive.subscribe(),
         )));
@@ -115,26 +138,50 @@ impl Wakeups {
 
 type Lost = Box<dyn std::error::Error + Send + Sync>;
 
+/// What the listener delivers to, shared with the handle.
+struct Listeners<'a> {
+    notify: &'a Notify,
+    cancelled: &'a CancelHub,
+    liveness: &'a Liveness,
+    pid: &'a AtomicI32,
+}
+
 /// Listens until the handle is dropped, reconnecting after failures.
 async fn listen(
     config: Config,
     notify: Arc<Notify>,
     cancelled: Arc<CancelHub>,
+    liveness: Arc<Liveness>,
     pid: Arc<AtomicI32>,
     mut alive: watch::Receiver<()>,
 ) {
     let mut pause = FIRST_RETRY;
+    let to = Listeners {
+        notify: &notify,
+        cancelled: &cancelled,
+        liveness: &liveness,
+        pid: &pid,
+    };
+    let mut warned: Option<tokio::time::Instant> = None;
     loop {
         let lost = tokio::select! {
-            lost = listen_once(&config, &notify, &cancelled, &pid, &mut pause) => lost,
+            lost = listen_once(&config, &to, &mut pause) => lost,
             _ = alive.changed() => return,
         };
         pid.store(0, Ordering::Relaxed);
-        tracing::warn!(
-            error = %lost,
-            retry_in = ?pause,
-            "the PostgreSQL connection that listens for new tasks failed; idle daemons poll until it is back"
-        );
+        liveness.lost();
+        if pause == FIRST_RETRY {
+            // It had connected: a new outage.
+            warned = None;
+        }
+        if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            warned = Some(tokio::time::Instant::now());
+            tracing::warn!(
+                error = %lost,
+                retry_every = ?LAST_RETRY,
+                "the PostgreSQL connection that listens for new tasks failed; idle daemons poll until it is back"
+            );
+        }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             _ = alive.changed() => return,
@@ -143,20 +190,13 @@ async fn listen(
     }
 }
 
-/// Connects, listens and wakes waiters until the connection fails.
-async fn listen_once(
-    config: &Config,
-    notify: &Notify,
-    cancelled: &CancelHub,
-    pid: &AtomicI32,
-    pause: &mut Duration,
-) -> Lost {
+/// Connects, listens and wakes waiters until the connection fails; holds
+/// the registered daemons' liveness locks meanwhile.
+async fn listen_once(config: &Config, to: &Listeners<'_>, pause: &mut Duration) -> Lost {
     let (client, mut connection) = match config.connect(NoTls).await {
         Ok(connected) => connected,
         Err(e) => return e.into(),
     };
-    // The connection only makes progress while polled: drive it while the
-    // client sets up.
     let setup = async {
         let row = client
             .query_one(
@@ -172,38 +212,60 @@ async fn listen_once(
             .await?;
         Ok::<_, tokio_postgres::Error>((row.try_get::<_, String>(0)?, row.try_get::<_, i32>(1)?))
     };
-    tokio::pin!(setup);
-    let (schema, backend) = loop {
-        tokio::select! {
-            schema = &mut setup => match schema {
-                Ok(schema) => break schema,
-                Err(e) => return e.into(),
-            },
-            // Nothing but notices can come before LISTEN took effect.
-            message = next_message(&mut connection) => if let Err(lost) = message {
-                return lost;
-            },
-        }
+    // Nothing but notices can come before LISTEN took effect.
+    let (schema, backend) = match driving(&mut connection, setup, |_| {}).await {
+        Ok(Ok(setup)) => setup,
+        Ok(Err(e)) => return e.into(),
+        Err(lost) => return lost,
     };
     tracing::debug!(schema, backend, "listening for new tasks");
-    pid.store(backend, Ordering::Relaxed);
+    to.pid.store(backend, Ordering::Relaxed);
     *pause = FIRST_RETRY;
-    notify.notify_waiters();
-    cancelled.missed();
+    to.notify.notify_waiters();
+    to.cancelled.missed();
+    let deliver = |message: AsyncMessage| match message {
+        AsyncMessage::Notification(n) if n.channel() == CHANNEL && n.payload() == schema => {
+            to.notify.notify_waiters();
+        }
+        AsyncMessage::Notification(n) if n.channel() == super::cancel::CHANNEL => {
+            if let Some((holder, task)) = super::cancel::parse(n.payload(), &schema) {
+                to.cancelled.cancelled(holder, task);
+            }
+        }
+        _ => {}
+    };
+    // The locks first, then again whenever the registered daemons change.
     loop {
-        match next_message(&mut connection).await {
-            Ok(AsyncMessage::Notification(n))
-                if n.channel() == CHANNEL && n.payload() == schema =>
-            {
-                notify.notify_waiters();
-            }
-            Ok(AsyncMessage::Notification(n)) if n.channel() == super::cancel::CHANNEL => {
-                if let Some((holder, task)) = super::cancel::parse(n.payload(), &schema) {
-                    cancelled.cancelled(holder, task);
-                }
-            }
-            Ok(_) => {}
+        match driving(&mut connection, to.liveness.sync(&client), deliver).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return e.into(),
             Err(lost) => return lost,
+        }
+        loop {
+            tokio::select! {
+                message = next_message(&mut connection) => match message {
+                    Ok(message) => deliver(message),
+                    Err(lost) => return lost,
+                },
+                () = to.liveness.changed() => break,
+            }
+        }
+    }
+}
+
+/// Runs `work` (statements on the connection's client) while polling the
+/// connection, which only makes progress while polled; notifications that
+/// arrive meanwhile go to `deliver`. `Err` when the connection is lost.
+async fn driving<T>(
+    connection: &mut Connection<Socket, NoTlsStream>,
+    work: impl Future<Output = T>,
+    deliver: impl Fn(AsyncMessage),
+) -> Result<T, Lost> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            message = next_message(connection) => deliver(message?),
         }
     }
 }

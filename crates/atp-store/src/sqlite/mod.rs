@@ -43,8 +43,8 @@ use std::time::Duration;
 use atp_core::schedule::{NewSchedule, Schedule, ScheduleFired, ScheduleName, ScheduleOccurrence};
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, Error, LogRecord, NewTask, Progress,
-    ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
+    Attempt, BulkReenqueue, ClaimedTask, DaemonId, DaemonInfo, DeadRule, Error, LogRecord, NewTask,
+    Progress, ReapedDaemon, Rescued, Response, Result, Retired, StartedTask, StatusChange, Store,
     StoreOptions, Task, TaskCounts, TaskFilter, TaskId, TaskMessagePage, TaskPage, TaskRef,
     TaskType, TypeName,
 };
@@ -379,11 +379,23 @@ fn is_busy(e: &Error) -> bool {
     )
 }
 
-/// Maps a rusqlite error to `Error::Database` with what was being done.
+/// Maps a rusqlite error to `Error::Database` with what was being done;
+/// a full disk (or a database at its page limit) is `Error::Unavailable`:
+/// the transaction rolled back, nothing committed is lost, and the same
+/// write succeeds once space is freed, so daemons wait and try again as
+/// they do for an unreachable PostgreSQL, and a producer is told plainly.
 pub(crate) fn db(context: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| Error::Database {
-        context: context.to_owned(),
-        source: Box::new(e),
+    move |e| match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
+            Error::Unavailable {
+                message: format!("the SQLite database or its disk is full while {context}"),
+                source: Box::new(e),
+            }
+        }
+        _ => Error::Database {
+            context: context.to_owned(),
+            source: Box::new(e),
+        },
     }
 }
 
@@ -636,10 +648,10 @@ impl Store for SqliteStore {
         self.read(reap::daemon_list).await
     }
 
-    async fn daemon_reap_dead(&self, silent_secs: f64) -> Result<Vec<ReapedDaemon>> {
-        atp_core::decide::check_silence(silent_secs)?;
+    async fn daemon_reap_dead(&self, rule: DeadRule) -> Result<Vec<ReapedDaemon>> {
+        atp_core::decide::check_silence(&rule)?;
         let out = self
-            .write(move |tx, now| reap::daemon_reap_dead(tx, silent_secs, now))
+            .write(move |tx, now| reap::daemon_reap_dead(tx, rule, now))
             .await;
         self.waking(out, |reaped| {
             reaped.iter().any(|d| requeued_any(&d.rescued))
@@ -702,6 +714,71 @@ mod tests {
             TypeName::new("t").unwrap(),
             Handler::new("builtin:noop").unwrap(),
         )
+    }
+
+    /// A full database (here its writer's page limit, as a full disk
+    /// would) refuses a write as `Unavailable`, saying so, changes nothing,
+    /// and takes the same write once there is room again.
+    #[tokio::test]
+    async fn a_full_disk_is_unavailable_and_the_write_succeeds_once_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.sqlite");
+        let store = SqliteStore::open_file(&path, false, StoreOptions::default())
+            .await
+            .unwrap();
+        store.task_type_upsert(&sample_type()).await.unwrap();
+        let task = |n: usize| {
+            NewTask::new(
+                TypeName::new("t").unwrap(),
+                TaskIdentifier::new(format!("big-{n}")).unwrap(),
+            )
+            .with_input(serde_json::json!("x".repeat(200_000)))
+        };
+        store.task_enqueue(task(0)).await.unwrap();
+        let pages: i64 = store
+            .write(|tx, _| {
+                let pages: i64 = tx
+                    .query_row("PRAGMA page_count", [], |r| r.get(0))
+                    .map_err(db("counting pages"))?;
+                tx.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(db("capping pages"))?;
+                Ok(pages)
+            })
+            .await
+            .unwrap();
+        let full = store.task_enqueue(task(1)).await.unwrap_err();
+        assert!(
+            matches!(&full, Error::Unavailable { message, .. } if message.contains("full")),
+            "{full:?}"
+        );
+        let counts = store.task_counts().await.unwrap();
+        assert_eq!(
+            counts.status(atp_core::Status::Accepted),
+            1,
+            "nothing half-written"
+        );
+        store
+            .write(move |tx, _| {
+                tx.query_row(
+                    &format!("PRAGMA max_page_count = {}", pages * 100),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db("raising the page limit"))
+            })
+            .await
+            .unwrap();
+        store.task_enqueue(task(1)).await.unwrap();
+        assert_eq!(
+            store
+                .task_counts()
+                .await
+                .unwrap()
+                .status(atp_core::Status::Accepted),
+            2
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

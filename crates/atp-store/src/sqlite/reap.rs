@@ -6,7 +6,7 @@
 use atp_core::decide::{self, Release};
 use atp_core::time::{from_micros, secs_to_micros};
 use atp_core::{
-    DaemonId, DaemonInfo, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
+    DaemonId, DaemonInfo, DeadRule, Error, ReapedDaemon, Rescued, Result, Retired, Status, TaskId,
 };
 use rusqlite::{Connection, Transaction, params};
 
@@ -198,28 +198,94 @@ pub(super) fn daemon_list(conn: &Connection) -> Result<Vec<DaemonInfo>> {
     .collect()
 }
 
+/// Whether the process `pid` is gone from this host: `kill` with no signal
+/// finds no such process. A process of another user (`EPERM`) is alive, and
+/// a pid that is not a single process's (0, or too large) is never taken
+/// for gone. A pid reused by a new process only makes a dead daemon look
+/// alive: the long threshold still reaps it.
+fn process_gone(pid: u32) -> bool {
+    match i32::try_from(pid) {
+        Ok(pid) if pid > 0 => matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        ),
+        _ => false,
+    }
+}
+
+/// This host's name, as daemons record it.
+fn this_host() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+}
+
+/// The daemon records a reap removes: silent for the long threshold, or
+/// for the short one and running on this host with their process gone (a
+/// file shared by processes of one host is SQLite's normal case; a
+/// daemon of another host sharing the file is judged by the long threshold
+/// alone). Ids as stored, each with whether the long rule took it.
+fn dead_daemons(tx: &Transaction<'_>, rule: DeadRule, now: i64) -> Result<Vec<(i64, bool)>> {
+    let silent = now - secs_to_micros(rule.silent_secs);
+    let gone = now - secs_to_micros(rule.gone_secs);
+    let quiet: Vec<(i64, String, u32, i64)> = tx
+        .prepare_cached(
+            "SELECT id, host, pid, heartbeat_at FROM atp_daemon WHERE heartbeat_at < ?1 ORDER BY id",
+        )
+        .and_then(|mut s| {
+            s.query_map([gone], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })
+        .map_err(db("finding silent daemons"))?;
+    let host = this_host();
+    let dead: Vec<(i64, bool)> = quiet
+        .into_iter()
+        .filter_map(|(id, daemon_host, pid, heartbeat_at)| {
+            let long = heartbeat_at < silent;
+            let shown_gone = host.as_deref() == Some(daemon_host.as_str()) && process_gone(pid);
+            (long || shown_gone).then_some((id, long))
+        })
+        .collect();
+    let mut delete = tx
+        .prepare_cached("DELETE FROM atp_daemon WHERE id = ?1")
+        .map_err(db("removing dead daemons"))?;
+    for (id, _) in &dead {
+        delete.execute([id]).map_err(db("removing dead daemons"))?;
+    }
+    Ok(dead)
+}
+
 pub(super) fn daemon_reap_dead(
     tx: &Transaction<'_>,
-    silent_secs: f64,
+    rule: DeadRule,
     now: i64,
 ) -> Result<Vec<ReapedDaemon>> {
-    let cutoff = now - secs_to_micros(silent_secs);
-    let dead: Vec<i64> = tx
-        .prepare_cached("SELECT id FROM atp_daemon WHERE heartbeat_at < ?1 ORDER BY id")
-        .and_then(|mut s| s.query_map([cutoff], |r| r.get(0))?.collect())
-        .map_err(db("finding dead daemons"))?;
-    tx.prepare_cached("DELETE FROM atp_daemon WHERE heartbeat_at < ?1")
-        .and_then(|mut s| s.execute([cutoff]))
-        .map_err(db("removing dead daemons"))?;
-    // Tasks whose holder has no record (dead and removed, or never
-    // registered) and that have been quiet as long as a dead daemon.
-    let orphans = candidates(
+    let dead = dead_daemons(tx, rule, now)?;
+    let mut reaped = ReapReport::new(dead.iter().map(|(id, _)| *id));
+    // The tasks of the daemons just removed, at once, said as the rule
+    // that took each...
+    let mut found = Vec::new();
+    for &(id, long) in &dead {
+        let silent_secs = if long {
+            rule.silent_secs
+        } else {
+            rule.gone_secs
+        };
+        for c in candidates(tx, "t.holder = ?1", [id])? {
+            found.push((c, silent_secs));
+        }
+    }
+    // ...and tasks whose holder has no record (removed earlier, or never
+    // registered) once they have been quiet as long as a dead daemon.
+    let cutoff = now - secs_to_micros(rule.silent_secs);
+    for c in candidates(
         tx,
         "t.holder NOT IN (SELECT id FROM atp_daemon) AND t.updated_at < ?1",
         [cutoff],
-    )?;
-    let mut reaped = ReapReport::new(dead);
-    for c in orphans {
+    )? {
+        found.push((c, rule.silent_secs));
+    }
+    for (c, silent_secs) in found {
         let holder = c.state.holder.unwrap_or(DaemonId::from_db(0));
         let why = Release::HolderDead {
             holder,

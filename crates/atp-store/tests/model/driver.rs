@@ -372,7 +372,7 @@ impl<S: Store> Case<'_, S> {
             }
             Op::ReapDead => {
                 let got = s
-                    .daemon_reap_dead(SILENT_SECS)
+                    .daemon_reap_dead(atp_core::DeadRule::silent_for(SILENT_SECS))
                     .await
                     .map_err(|e| format!("{step}: {e}"))?;
                 let now = self.window(lo);

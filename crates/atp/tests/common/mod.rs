@@ -122,19 +122,41 @@ impl DaemonProcess {
         daemon
     }
 
+    /// A daemon with the product's default heartbeat, silence thresholds
+    /// and clean-up interval (only `extra` added): for tests of what those
+    /// defaults promise.
+    pub fn spawn_with_default_timing(db: &impl TestDb, extra: &[&str]) -> DaemonProcess {
+        let stderr = if show_logs() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Self::start_with(db, &[], extra, stderr)
+    }
+
     fn start(db: &impl TestDb, extra: &[&str], stderr: Stdio) -> DaemonProcess {
+        let fast = [
+            "--poll-interval-ms",
+            "20",
+            "--heartbeat-secs",
+            "0.3",
+            "--dead-after-secs",
+            "1.5",
+            "--cleanup-interval-secs",
+            "0.3",
+        ];
+        Self::start_with(db, &fast, extra, stderr)
+    }
+
+    fn start_with(
+        db: &impl TestDb,
+        timing: &[&str],
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> DaemonProcess {
         let child = Command::new(ATP)
             .arg("daemon")
-            .args([
-                "--poll-interval-ms",
-                "20",
-                "--heartbeat-secs",
-                "0.3",
-                "--dead-after-secs",
-                "1.5",
-                "--cleanup-interval-secs",
-                "0.3",
-            ])
+            .args(timing)
             .args(extra)
             .envs(db.child_env())
             .env("ATP_LOG", "info")
