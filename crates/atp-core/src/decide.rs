@@ -45,7 +45,7 @@ impl TaskState {
     /// what an earlier one did (as the row will after the write).
     pub fn apply(&mut self, decided: &Move) {
         self.status = decided.to;
-        if decided.to == Status::Accepted {
+        if decided.clears_holder {
             self.holder = None;
         }
         if decided.counts_start {
@@ -69,6 +69,11 @@ pub struct Move {
     /// For a move into the queue: how long until the task is due again
     /// (a retry's back-off); `None` means at once.
     pub due_in: Option<std::time::Duration>,
+    /// Whether the write clears the task's holder: every move into the
+    /// queue, and a rescue that FAILs the task (its attempt did not end it,
+    /// so [`check_held`] must find that attempt stale, as after a
+    /// re-enqueue).
+    pub clears_holder: bool,
 }
 
 impl Move {
@@ -79,6 +84,7 @@ impl Move {
             message: safe_text(&message).into_owned(),
             counts_start: false,
             due_in: None,
+            clears_holder: to == Status::Accepted,
         }
     }
 
@@ -181,6 +187,19 @@ pub fn change(found: Option<&TaskState>, c: &StatusChange) -> Result<Option<Move
         ChangeKind::Pause => Transition::Pause,
         ChangeKind::Finish => Transition::Finish,
         ChangeKind::Fail => {
+            // Only while holding it, retried or not: the retry's move into
+            // the queue is a re-enqueue, which the table also allows from a
+            // final status (an operator's), and an attempt that ended its
+            // task must not reopen it.
+            if !state.status.is_held() {
+                return Err(refused(
+                    a.task,
+                    InvalidTransition {
+                        transition: Transition::Fail,
+                        from: state.status,
+                    },
+                ));
+            }
             if let Some(delay) = retry_delay(c.retry(), state.retry.as_ref(), a.task, state.starts)
             {
                 return retry(state, a.task, c.message(), delay).map(Some);
@@ -319,7 +338,14 @@ pub fn release(state: &TaskState, why: Release<'_>) -> Result<Move> {
     let to = transition
         .check(state.status)
         .map_err(|e| Error::Corrupt(e.to_string()))?;
-    Ok(Move::new(state.status, to, message))
+    // A holder that hands back its last start ended the task itself; a
+    // rescue ends it for the attempt, which is fenced out like any other
+    // attempt a rescue takes a task from.
+    let rescued = !matches!(why, Release::HandBack(_));
+    Ok(Move {
+        clears_holder: to == Status::Accepted || rescued,
+        ..Move::new(state.status, to, message)
+    })
 }
 
 /// An operator's re-enqueue from any status but ACCEPTED, logged with

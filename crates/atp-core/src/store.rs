@@ -157,10 +157,14 @@ pub trait Store: Send + Sync + 'static {
 
     // --- producers --------------------------------------------------------
 
-    /// Creates one task as ACCEPTED, logs it and queues it.
+    /// Creates one task as ACCEPTED, logs it and queues it. A task whose
+    /// (type, identifier) exists is `DuplicateTask` even when the queue is
+    /// full too, so a producer that resends a task it enqueued learns that
+    /// it is in rather than `QueueFull`.
     fn task_enqueue(&self, task: NewTask) -> impl Future<Output = Result<Task>> + Send;
 
-    /// Enqueues all or none. Ids come back in input order.
+    /// Enqueues all or none (`DuplicateTask` before `QueueFull`, as
+    /// [`Store::task_enqueue`]). Ids come back in input order.
     fn task_enqueue_many(
         &self,
         tasks: Vec<NewTask>,

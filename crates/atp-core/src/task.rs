@@ -43,7 +43,8 @@ pub struct Task {
     /// How many times a handler was started on it.
     pub starts: u32,
     /// The daemon that holds it (SCHEDULED, RUNNING, PAUSED) or ran it to
-    /// its end (FINISHED, FAILED); `None` while queued.
+    /// its end (FINISHED, FAILED); `None` while queued, once cancelled, and
+    /// on a task a rescue FAILED (its attempt did not end it, and is stale).
     pub holder: Option<DaemonId>,
     /// How many times it was claimed; the fencing counter of [`Attempt`].
     pub lease: u64,

@@ -255,18 +255,37 @@ fn rescues_requeue_until_the_starts_are_used_up() {
             Move::new(from, Status::Accepted, "r".into())
         );
         s.starts = 3;
+        // A rescue that fails the task clears its holder (the rescued
+        // attempt is stale); a holder's own last hand-back keeps it.
+        let cleared = |m: Move| Move {
+            clears_holder: true,
+            ..m
+        };
         assert_eq!(
             release(&s, abandoned).unwrap(),
-            Move::new(from, Status::Failed, messages::abandoned_failed(5.0, 3))
+            cleared(Move::new(
+                from,
+                Status::Failed,
+                messages::abandoned_failed(5.0, 3)
+            ))
         );
         assert_eq!(
             release(&s, dead).unwrap(),
-            Move::new(
+            cleared(Move::new(
                 from,
                 Status::Failed,
                 messages::rescued_failed(OTHER, 30.0, 3)
-            )
+            ))
         );
+        let handed = release(&s, Release::HandBack("r")).unwrap();
+        assert_eq!((handed.to, handed.clears_holder), (Status::Failed, false));
+        let mut after = s;
+        after.apply(&release(&s, dead).unwrap());
+        assert_eq!(after.holder, None);
+        assert!(matches!(
+            check_held(Some(&after), &attempt()),
+            Err(Error::StaleAttempt { .. })
+        ));
     }
     for from in [Status::Accepted, Status::Finished, Status::Failed] {
         assert!(matches!(
@@ -575,4 +594,41 @@ fn a_cancelled_task_can_be_reenqueued() {
         reenqueue_all(Status::Cancelled, "").unwrap().to,
         Status::Accepted
     );
+}
+
+/// A failure that would be retried (by the type's policy or the handler's
+/// own delay) from a task its attempt already ended is refused like any
+/// failure of an ended task: it must not put a FINISHED or FAILED task
+/// back in the queue. Found by the store's model-based test (claim, finish,
+/// then a late `fail` of the same attempt on a type with a retry policy
+/// re-enqueued the finished task).
+#[test]
+fn a_retried_failure_of_an_ended_task_is_refused() {
+    let policy = crate::task_type::RetryPolicy {
+        delay_secs: 8.0,
+        max_delay_secs: 8.0,
+    };
+    let a = attempt();
+    for from in [Status::Finished, Status::Failed] {
+        let ended = TaskState {
+            retry: Some(policy),
+            ..state(from)
+        };
+        for c in [
+            StatusChange::fail(a, "late"),
+            StatusChange::retry_after(a, "late", std::time::Duration::from_secs(5)),
+        ] {
+            let e = change(Some(&ended), &c).unwrap_err();
+            assert!(is_invalid(&e, Transition::Fail, from), "{from}: {e:?}");
+        }
+    }
+    // A held task is still retried.
+    let held = TaskState {
+        retry: Some(policy),
+        ..state(Status::Running)
+    };
+    let decided = change(Some(&held), &StatusChange::fail(a, "boom"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.to, Status::Accepted);
 }

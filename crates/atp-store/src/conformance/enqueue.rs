@@ -180,6 +180,49 @@ pub async fn enqueue_refuses_when_the_queue_is_full(db: impl TestDb) {
     assert_queue_consistent(&unlimited).await;
 }
 
+/// A duplicate is refused as a duplicate even when the queue is full too
+/// (alone, in a batch, or repeated within a batch): a producer resending a
+/// task it enqueued learns that it is in. Found by the model-based test,
+/// where SQLite answered `QueueFull` and PostgreSQL `DuplicateTask`.
+pub async fn a_duplicate_is_refused_as_such_even_when_the_queue_is_full(db: impl TestDb) {
+    let full = db
+        .open(StoreOptions {
+            max_queue_size: 1,
+            ..StoreOptions::default()
+        })
+        .await;
+    let t = register(&full, task_type("q")).await;
+    enqueue(&full, &t, "in").await;
+    let again = full
+        .task_enqueue(NewTask::new(t.clone(), ident("in")))
+        .await;
+    assert!(
+        matches!(&again, Err(Error::DuplicateTask { identifier, .. }) if identifier == "in"),
+        "{again:?}"
+    );
+    for batch in [
+        vec![ident("new"), ident("in")],
+        vec![ident("twice"), ident("twice")],
+    ] {
+        let tasks = batch
+            .iter()
+            .map(|i| NewTask::new(t.clone(), i.clone()))
+            .collect();
+        let refused = full.task_enqueue_many(tasks).await;
+        assert!(
+            matches!(&refused, Err(Error::DuplicateTask { .. })),
+            "{batch:?}: {refused:?}"
+        );
+    }
+    // Without a duplicate, the queue limit speaks.
+    let new = full
+        .task_enqueue(NewTask::new(t.clone(), ident("new")))
+        .await;
+    assert!(matches!(new, Err(Error::QueueFull { limit: 1 })), "{new:?}");
+    assert_eq!(full.queue_size().await.unwrap(), 1);
+    assert_queue_consistent(&full).await;
+}
+
 /// An input whose JSON is larger than the handle's limit is refused.
 pub async fn enqueue_refuses_an_input_over_the_limit(db: impl TestDb) {
     let small = db

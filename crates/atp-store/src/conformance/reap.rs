@@ -152,3 +152,77 @@ pub async fn retired_tasks_are_deleted_after_their_retention(db: impl TestDb) {
     assert_eq!(s.task_counts().await.unwrap().total(), 4);
     assert_queue_consistent(s).await;
 }
+
+/// A rescue that FAILs a task (its starts used up) takes it from its
+/// attempt like one that re-enqueues it: every later change, heartbeat,
+/// progress or response of that attempt is stale and changes nothing, and
+/// the task keeps no holder. Found by the model-based test: the late
+/// attempt still counted as the one that ended the task, so its response
+/// was stored and its "finish unless terminal" passed.
+pub async fn a_rescue_that_fails_a_task_fences_out_its_attempt(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
+    let t = register(
+        s,
+        task_type("once")
+            .with_timeout_secs(SHORT_SECS)
+            .with_max_starts(1),
+    )
+    .await;
+    let abandoned = running(s, &t, "abandoned", DAEMON_A).await;
+    let orphaned = running(s, &t, "orphaned", DAEMON_B).await;
+    clock.advance(PAST_TIMEOUT);
+    let rescued = s.task_requeue_abandoned().await.unwrap();
+    assert_eq!(rescued.len(), 2);
+    assert!(rescued.iter().all(|r| r.outcome == Status::Failed));
+    for a in [abandoned, orphaned] {
+        let task = s.task_get(&TaskRef::Id(a.task)).await.unwrap();
+        assert_eq!((task.status, task.holder), (Status::Failed, None));
+        let log = log_len(s, a.task).await;
+        let late = [
+            s.task_set_status(StatusChange::finish(a, "late")).await,
+            s.task_set_status(StatusChange::finish_unless_terminal(a, "late"))
+                .await,
+            s.task_set_status(StatusChange::fail_unless_terminal(a, "late"))
+                .await,
+            s.task_heartbeat(a).await,
+            s.task_response_put(a, &atp_core::Response::new("text/plain", "late"))
+                .await,
+        ];
+        for r in late {
+            assert!(
+                matches!(r, Err(atp_core::Error::StaleAttempt { .. })),
+                "{r:?}"
+            );
+        }
+        assert_eq!(
+            s.task_response_get(&TaskRef::Id(a.task)).await.unwrap(),
+            None
+        );
+        assert_eq!(log_len(s, a.task).await, log, "nothing was logged");
+        assert_eq!(status_of(s, a.task).await, Status::Failed);
+    }
+    // The same through a dead daemon's rescue.
+    let u = register(s, task_type("dead").with_max_starts(1)).await;
+    let gone = running(s, &u, "gone", DAEMON_A).await;
+    clock.advance(Duration::from_secs(31));
+    let reaped = s
+        .daemon_reap_dead(atp_core::DeadRule::silent_for(30.0))
+        .await
+        .unwrap();
+    let outcome: Vec<_> = reaped
+        .iter()
+        .flat_map(|d| &d.rescued)
+        .map(|r| (r.id, r.outcome))
+        .collect();
+    assert_eq!(outcome, [(gone.task, Status::Failed)]);
+    assert_eq!(
+        s.task_get(&TaskRef::Id(gone.task)).await.unwrap().holder,
+        None
+    );
+    assert!(matches!(
+        s.task_set_status(StatusChange::finish_unless_terminal(gone, "late"))
+            .await,
+        Err(atp_core::Error::StaleAttempt { .. })
+    ));
+    assert_queue_consistent(s).await;
+}

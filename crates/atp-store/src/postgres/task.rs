@@ -501,9 +501,10 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
 /// of each task, and every log record in order.
 #[derive(Default)]
 pub(super) struct Changes {
-    /// One entry per task: its final status, and how long after now it is
-    /// due when that is ACCEPTED (microseconds; a retry's back-off).
-    finals: Vec<(i64, Status, i64)>,
+    /// One entry per task: its final status, how long after now it is due
+    /// when that is ACCEPTED (microseconds; a retry's back-off), and
+    /// whether its holder is cleared ([`decide::Move::clears_holder`]).
+    finals: Vec<(i64, Status, i64, bool)>,
     /// Where each task is in `finals`.
     index: HashMap<i64, usize>,
     log_tasks: Vec<i64>,
@@ -520,10 +521,16 @@ impl Changes {
         let (status, message) = (decided.to, decided.message.clone());
         let delay = crate::shared::delay_micros(decided);
         match self.index.get(&task) {
-            Some(&at) => self.finals[at] = (task, status, delay),
+            Some(&at) => {
+                // A later move of the same batch decides the status; a
+                // cleared holder stays cleared.
+                let cleared = self.finals[at].3 || decided.clears_holder;
+                self.finals[at] = (task, status, delay, cleared);
+            }
             None => {
                 self.index.insert(task, self.finals.len());
-                self.finals.push((task, status, delay));
+                self.finals
+                    .push((task, status, delay, decided.clears_holder));
             }
         }
         self.log_tasks.push(task);
@@ -547,12 +554,12 @@ impl Changes {
 const WRITE_CHANGES: &str = "
 WITH changed AS (
     UPDATE atp_task t SET status = s.status, updated_at = now(),
-        holder = CASE WHEN s.status = 1 THEN NULL ELSE t.holder END,
+        holder = CASE WHEN s.clears THEN NULL ELSE t.holder END,
         enqueued_at = CASE WHEN s.status = 1 THEN now() ELSE t.enqueued_at END,
         due_at = CASE WHEN s.status = 1 THEN now() + s.delay_us * interval '1 microsecond'
                  ELSE t.due_at END,
         delayed = CASE WHEN s.status = 1 THEN s.delay_us > 0 ELSE t.delayed END
-    FROM unnest($1::int8[], $2::int2[], $7::int8[]) AS s (id, status, delay_us)
+    FROM unnest($1::int8[], $2::int2[], $7::int8[], $8::bool[]) AS s (id, status, delay_us, clears)
     WHERE t.id = s.id
     RETURNING t.id
 ), logged AS (
@@ -570,13 +577,10 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
     if changes.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = changes.finals.iter().map(|(id, _, _)| *id).collect();
-    let statuses: Vec<i16> = changes
-        .finals
-        .iter()
-        .map(|(_, s, _)| row::code(*s))
-        .collect();
-    let delays: Vec<i64> = changes.finals.iter().map(|(_, _, d)| *d).collect();
+    let ids: Vec<i64> = changes.finals.iter().map(|f| f.0).collect();
+    let statuses: Vec<i16> = changes.finals.iter().map(|f| row::code(f.1)).collect();
+    let delays: Vec<i64> = changes.finals.iter().map(|f| f.2).collect();
+    let clears: Vec<bool> = changes.finals.iter().map(|f| f.3).collect();
     let params: &Params<'_> = &[
         &ids,
         &statuses,
@@ -585,6 +589,7 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
         &changes.log_messages,
         &changes.entries,
         &delays,
+        &clears,
     ];
     let r = c
         .query_one("changing task statuses", WRITE_CHANGES, params)

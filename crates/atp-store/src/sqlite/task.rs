@@ -82,6 +82,12 @@ fn enqueue_placed(
     if options.max_queue_size > 0 {
         let queued = queue_size(tx)?;
         if queued + prepared.len() as u64 > options.max_queue_size {
+            // A task that is there already is named first (as PostgreSQL's
+            // insert does): a producer resending what it enqueued learns it
+            // is in, instead of backing off from a full queue for ever.
+            if let Some(duplicate) = duplicate_of(tx, prepared)? {
+                return Err(duplicate);
+            }
             return Err(Error::QueueFull {
                 limit: options.max_queue_size,
             });
@@ -202,6 +208,26 @@ fn insert_chunk(
         .map_err(db("logging an enqueue"))?;
     ids.extend(inserted.into_iter().map(TaskId));
     Ok(())
+}
+
+/// The refusal of the first task of `prepared` that exists already or is
+/// repeated in it, if any (read only: for the refusal path of a full queue).
+fn duplicate_of(tx: &Transaction<'_>, prepared: &[Prepared]) -> Result<Option<Error>> {
+    let mut seen = std::collections::HashSet::new();
+    for p in prepared {
+        let (type_id, _) = task_type::id_and_priority_of(tx, &p.task_type)?;
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM atp_task WHERE type_id = ?1 AND identifier = ?2")
+            .and_then(|mut s| s.exists(params![type_id, p.identifier.as_str()]))
+            .map_err(db("looking for a duplicate task"))?;
+        if exists || !seen.insert((type_id, p.identifier.as_str())) {
+            return Ok(Some(Error::DuplicateTask {
+                task_type: p.task_type.to_string(),
+                identifier: p.identifier.to_string(),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Names the task of `chunk` that was not inserted: already in the table,
@@ -445,7 +471,7 @@ pub(super) fn write_move(
     let changed = tx
         .prepare_cached(
             "UPDATE atp_task SET status = ?3, updated_at = ?4,
-                 holder = CASE WHEN ?3 = 1 THEN NULL ELSE holder END,
+                 holder = CASE WHEN ?8 THEN NULL ELSE holder END,
                  enqueued_at = CASE WHEN ?3 = 1 THEN ?4 ELSE enqueued_at END,
                  due_at = CASE WHEN ?3 = 1 THEN ?4 + ?7 ELSE due_at END,
                  delayed = CASE WHEN ?3 = 1 THEN ?7 > 0 ELSE delayed END
@@ -459,7 +485,8 @@ pub(super) fn write_move(
                 now,
                 holder.map(DaemonId::to_db),
                 lease as i64,
-                crate::shared::delay_micros(decided)
+                crate::shared::delay_micros(decided),
+                decided.clears_holder
             ])
         })
         .map_err(db("changing a task's status"))?;
