@@ -347,10 +347,13 @@ pub trait Store: Send + Sync + 'static {
     fn daemon_list(&self) -> impl Future<Output = Result<Vec<DaemonInfo>>> + Send;
 
     /// Removes the daemons `rule` takes for dead (see [`DeadRule`]: silent
-    /// for `silent_secs`, or for `gone_secs` and shown gone) and rescues the
-    /// tasks they held (ACCEPTED, or FAILED with starts used up). Tasks held
-    /// by a holder with no record at all are rescued the same way once
-    /// quiet for `silent_secs`.
+    /// for `silent_secs`, or for `gone_secs` and shown gone) and rescues
+    /// held tasks (ACCEPTED, or FAILED with starts used up): at once those
+    /// of a daemon shown gone (its process is over); those of any other
+    /// holder without a record (removed by the silence, now or earlier, or
+    /// never registered) once they were not updated for `silent_secs`
+    /// either (a holder that touched a task lately may be alive, and a
+    /// claimer may register after its first claim).
     fn daemon_reap_dead(
         &self,
         rule: DeadRule,

@@ -658,9 +658,9 @@ impl Model {
             .collect())
     }
 
-    /// Removes silent daemons and rescues every task they held, and the
-    /// held tasks of holders without a record that were not updated for as
-    /// long: (daemon, its rescues), by daemon.
+    /// Removes silent daemons, and rescues the held tasks of holders
+    /// without a record (those just removed included) that were not updated
+    /// for as long: (daemon, its rescues), by daemon.
     pub fn reap_dead(&mut self, now: Window) -> Result<Vec<(usize, Vec<Rescue>)>, Ambiguous> {
         let silent = (SILENT_SECS * SEC as f64) as i64;
         let mut reaped = std::collections::BTreeMap::<usize, Vec<Rescue>>::new();
@@ -672,17 +672,19 @@ impl Model {
                 reaped.insert(d, Vec::new());
             }
         }
-        // A daemon found dead now loses every task it holds; a holder that
-        // had no record already (removed, or never registered) loses the
-        // tasks that were quiet as long as a dead daemon is silent.
+        // A holder without a record (found dead now by its silence, removed
+        // earlier, or never registered) loses the tasks that were quiet as
+        // long as a dead daemon is silent: one that touched a task lately
+        // may be alive. (Only a daemon *shown gone* loses every task at
+        // once; this model has no process to show gone: `DeadRule`'s two
+        // thresholds are equal here.)
         let mut orphans = Vec::new();
         for (i, t) in self.live() {
             let Some(h) = t.holder.filter(|_| t.status.is_held()) else {
                 continue;
             };
-            if reaped.contains_key(&h)
-                || self.daemons[h].is_none()
-                    && now.reached(stamp(t.updated_at) + silent + 1, "an orphan's silence")?
+            if self.daemons[h].is_none()
+                && now.reached(stamp(t.updated_at) + silent + 1, "an orphan's silence")?
             {
                 orphans.push(i);
             }
