@@ -33,8 +33,8 @@ pub struct StoreOptions {
     /// Largest serialized JSON input accepted, in bytes.
     pub max_input_bytes: usize,
     /// Most connections the handle opens at once: the PostgreSQL pool's
-    /// size; on SQLite, the read connections beside the one writer. At
-    /// least 1.
+    /// size; on SQLite, the read connections beside the one writer. From 1
+    /// to [`StoreOptions::MAX_POOL_SIZE`].
     pub pool_size: usize,
     /// Where "now" comes from (the engine's clock unless a test moves it).
     pub clock: Clock,
@@ -46,6 +46,10 @@ impl StoreOptions {
     pub const DEFAULT_MAX_QUEUE_SIZE: u64 = 100_000;
     /// Default input limit: 1 MiB.
     pub const DEFAULT_MAX_INPUT_BYTES: usize = 1024 * 1024;
+    /// Largest pool size: more connections than any PostgreSQL server
+    /// is set up to take (its `max_connections` is usually 100 to a few
+    /// hundred).
+    pub const MAX_POOL_SIZE: usize = 10_000;
     /// Default pool size. A daemon uses a few connections at a time
     /// (claims, status batches, heartbeats, clean-ups); more would only
     /// queue inside the server.
@@ -57,6 +61,15 @@ impl StoreOptions {
             return Err(crate::error::Error::InvalidArgument(
                 "the connection pool size must be at least 1".into(),
             ));
+        }
+        // The pool sets aside room for every connection it may open: an
+        // absurd size would abort the process for want of memory.
+        if self.pool_size > Self::MAX_POOL_SIZE {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "the connection pool size must be at most {}, got {}",
+                Self::MAX_POOL_SIZE,
+                self.pool_size
+            )));
         }
         Ok(())
     }

@@ -79,20 +79,23 @@ pub async fn open(url: &str, options: StoreOptions) -> Result<AnyStore> {
 mod tests {
     use super::*;
 
-    /// A pool of no connections is refused by both engines, before any
-    /// connection is tried.
+    /// A pool of no connections, or of absurdly many (which once aborted
+    /// the process for want of memory: found by the CLI fuzz test), is
+    /// refused by both engines, before any connection is tried.
     #[tokio::test]
-    async fn a_pool_size_of_zero_is_refused() {
-        let options = atp_core::StoreOptions {
-            pool_size: 0,
-            ..Default::default()
-        };
-        for url in ["sqlite::memory:", "postgres://nobody@127.0.0.1:1/none"] {
-            let err = open(url, options.clone()).await.unwrap_err();
-            assert!(
-                matches!(&err, atp_core::Error::InvalidArgument(m) if m.contains("pool size")),
-                "{url}: {err:?}"
-            );
+    async fn a_pool_size_of_zero_or_too_many_is_refused() {
+        for pool_size in [0, atp_core::StoreOptions::MAX_POOL_SIZE + 1, 1 << 32] {
+            let options = atp_core::StoreOptions {
+                pool_size,
+                ..Default::default()
+            };
+            for url in ["sqlite::memory:", "postgres://nobody@127.0.0.1:1/none"] {
+                let err = open(url, options.clone()).await.unwrap_err();
+                assert!(
+                    matches!(&err, atp_core::Error::InvalidArgument(m) if m.contains("pool size")),
+                    "{url}, {pool_size}: {err:?}"
+                );
+            }
         }
     }
 
