@@ -175,7 +175,12 @@ async fn suite(args: Suite) -> anyhow::Result<bool> {
     println!(
         "atp-chaos: seed {seed}, rate {}/s, {} daemons × {}, files in {}",
         settings.rate,
-        settings.workers,
+        // The soak runs three daemons whatever --workers says.
+        if list == [Scenario::Soak] {
+            3
+        } else {
+            settings.workers
+        },
         settings.concurrency,
         out.display()
     );
