@@ -60,6 +60,11 @@ pub struct DeadRule {
     /// Silence after which a daemon shown gone is dead (at most
     /// `silent_secs`).
     pub gone_secs: f64,
+    /// The daemon that reaps, never taken for dead by its own reap: it is
+    /// plainly alive, and a daemon whose heartbeats failed for long (a
+    /// full disk on the server, say) while its reap went through would
+    /// otherwise drop its own attempts.
+    pub spare: Option<crate::DaemonId>,
 }
 
 impl DeadRule {
@@ -68,11 +73,20 @@ impl DeadRule {
         DeadRule {
             silent_secs,
             gone_secs: silent_secs,
+            spare: None,
         }
     }
 
     /// The rule with a shorter threshold for daemons shown gone.
     pub fn gone_after(self, gone_secs: f64) -> Self {
         DeadRule { gone_secs, ..self }
+    }
+
+    /// The rule as the daemon `reaper` applies it: never to itself.
+    pub fn sparing(self, reaper: crate::DaemonId) -> Self {
+        DeadRule {
+            spare: Some(reaper),
+            ..self
+        }
     }
 }

@@ -19,7 +19,12 @@ pub(super) async fn cleanup_loop<S: Store>(s: Arc<Shared<S>>, stop: Cancellation
             () = tokio::time::sleep(wait) => {}
             () = stop.cancelled() => return,
         }
-        cleanup_once(&s.store, s.config.dead_rule(), s.config.retire_batch).await;
+        cleanup_once(
+            &s.store,
+            s.config.dead_rule().sparing(s.id),
+            s.config.retire_batch,
+        )
+        .await;
     }
 }
 

@@ -18,7 +18,7 @@ use super::Shared;
 /// Runs [`reap_once`] every heartbeat interval (with jitter, so daemons
 /// started together spread out) until `stop`.
 pub(super) async fn reap_loop<S: Store>(s: Arc<Shared<S>>, stop: CancellationToken) {
-    let rule = s.config.dead_rule();
+    let rule = s.config.dead_rule().sparing(s.id);
     loop {
         let jitter = rand::random::<f64>() * 0.5 + 0.75;
         let wait = s.config.heartbeat_interval.mul_f64(jitter);

@@ -57,6 +57,29 @@ pub async fn daemons_register_heartbeat_and_deregister(db: impl TestDb) {
     assert_eq!(ids, [DAEMON_B]);
 }
 
+/// A reaping daemon never takes itself for dead, however long its own
+/// heartbeat has been silent; another reaper does.
+pub async fn a_daemon_never_reaps_itself(db: impl TestDb) {
+    let (s, clock) = &clocked(&db).await;
+    let t = register(s, task_type("t")).await;
+    s.daemon_register(&daemon(DAEMON_A)).await.unwrap();
+    let held = running(s, &t, "held", DAEMON_A).await;
+    clock.advance(Duration::from_secs_f64(SILENT_SECS * 2.0));
+    let rule = DeadRule::silent_for(SILENT_SECS);
+    assert!(
+        s.daemon_reap_dead(rule.sparing(DAEMON_A))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a daemon reaped itself"
+    );
+    assert_eq!(status_of(s, held.task).await, Status::Running);
+    let reaped = s.daemon_reap_dead(rule.sparing(DAEMON_B)).await.unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!(reaped[0].id, DAEMON_A);
+    assert_eq!(status_of(s, held.task).await, Status::Accepted);
+}
+
 /// The short silence of [`DeadRule::gone_secs`] in these cases.
 const GONE_SECS: f64 = 3.0;
 

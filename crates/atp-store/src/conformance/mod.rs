@@ -120,6 +120,7 @@ macro_rules! conformance_tests {
             daemons_register_heartbeat_and_deregister,
             dead_daemons_tasks_are_rescued,
             a_daemon_shown_gone_is_reaped_after_the_short_silence,
+            a_daemon_never_reaps_itself,
             schema_is_at_the_latest_version_and_reopening_is_harmless,
             concurrent_claimers_take_each_task_exactly_once,
             concurrent_claim_starts_take_each_task_exactly_once,

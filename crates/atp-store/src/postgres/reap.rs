@@ -222,11 +222,12 @@ pub(super) async fn daemon_list(c: Conn<'_>) -> Result<Vec<DaemonInfo>> {
 fn dead_daemons_sql() -> String {
     format!(
         "DELETE FROM atp_daemon d
-         WHERE d.heartbeat_at < now() - $1 * interval '1 second'
-            OR (d.liveness
-                AND d.heartbeat_at < now() - $2 * interval '1 second'
-                AND d.heartbeat_at > pg_postmaster_start_time()
-                AND {})
+         WHERE d.id IS DISTINCT FROM $3::int8
+           AND (d.heartbeat_at < now() - $1 * interval '1 second'
+                OR (d.liveness
+                    AND d.heartbeat_at < now() - $2 * interval '1 second'
+                    AND d.heartbeat_at > pg_postmaster_start_time()
+                    AND {}))
          RETURNING d.id, d.heartbeat_at < now() - $1 * interval '1 second'",
         super::liveness::LOCK_FREE
     )
@@ -239,7 +240,11 @@ pub(super) async fn daemon_reap_dead(c: Conn<'_>, rule: DeadRule) -> Result<Vec<
         .query(
             "removing dead daemons",
             &dead_daemons_sql(),
-            &[&rule.silent_secs, &rule.gone_secs],
+            &[
+                &rule.silent_secs,
+                &rule.gone_secs,
+                &rule.spare.map(|d| d.to_db()),
+            ],
         )
         .await?
         .iter()

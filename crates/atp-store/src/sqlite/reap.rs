@@ -240,6 +240,7 @@ fn dead_daemons(tx: &Transaction<'_>, rule: DeadRule, now: i64) -> Result<Vec<(i
     let host = this_host();
     let dead: Vec<(i64, bool)> = quiet
         .into_iter()
+        .filter(|(id, ..)| rule.spare.map(|d| d.to_db()) != Some(*id))
         .filter_map(|(id, daemon_host, pid, heartbeat_at)| {
             let long = heartbeat_at < silent;
             let shown_gone = host.as_deref() == Some(daemon_host.as_str()) && process_gone(pid);
