@@ -116,12 +116,13 @@ impl Liveness {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut held = self.held.borrow().clone();
-        for &id in held.difference(&wanted).copied().collect::<Vec<_>>().iter() {
+        let before = self.held.borrow().clone();
+        let mut held = before.clone();
+        for &id in before.difference(&wanted) {
             client.query_one(UNLOCK, &[&key(id)]).await?;
             held.remove(&id);
         }
-        for &id in wanted.difference(&held.clone()) {
+        for &id in wanted.difference(&before) {
             let locked: bool = client.query_one(LOCK, &[&key(id)]).await?.try_get(0)?;
             if locked {
                 held.insert(id);
