@@ -19,6 +19,7 @@ mod check;
 mod db;
 mod journal;
 mod pg;
+mod pressure;
 mod produce;
 mod run;
 mod scenarios;
@@ -49,7 +50,7 @@ enum Internal {
 #[command(
     name = "atp-chaos",
     about = "ATP's chaos suite: real daemons and producers, faults, and checks that nothing is lost, run twice or at once",
-    after_help = "Scenarios: crash, repeated-kills, postgres-restart, backend-kill, pool-exhaustion, retry-storm, cancel-storm, producer-kill, mixed-kills, disk-full, all; and soak.\nInternal: atp-chaos worker …, atp-chaos produce …"
+    after_help = "Scenarios: crash, repeated-kills, postgres-restart, backend-kill, pool-exhaustion, retry-storm, cancel-storm, producer-kill, mixed-kills, disk-full; pressure (PostgreSQL): idle-transaction, repeatable-read, overload; all; and soak.\nInternal: atp-chaos worker …, atp-chaos produce …"
 )]
 struct Suite {
     /// A scenario, `all` (every scenario), or `soak`.

@@ -85,7 +85,17 @@ pub struct Fault {
     pub start: i64,
     /// When it ended (the system could begin to heal).
     pub end: i64,
+    /// The throughput to compare the completions during the fault with
+    /// (default: the baseline's).
+    pub reference: Option<f64>,
+    /// A pressure fault: throughput during it must stay within 20 % of the
+    /// reference (a figure, met or MISSED; not a violation).
+    pub pressure: bool,
 }
+
+/// The pressure suite's floor: completions during a pressure fault, as a
+/// share of the reference.
+pub const PRESSURE_FLOOR: f64 = 0.8;
 
 /// A scenario in progress.
 pub struct Run {
@@ -470,7 +480,45 @@ impl Run {
             label: label.into(),
             start,
             end,
+            reference: None,
+            pressure: false,
         });
+    }
+
+    /// A pressure fault (old snapshots, overload): its throughput during
+    /// is compared with `reference` (the baseline's when `None`).
+    pub fn pressure_fault(
+        &mut self,
+        label: impl Into<String>,
+        start: i64,
+        end: i64,
+        reference: Option<f64>,
+    ) {
+        self.faults.push(Fault {
+            label: label.into(),
+            start,
+            end,
+            reference,
+            pressure: true,
+        });
+    }
+
+    /// Per-second windows of the run so far, from the journals as they
+    /// are now (a scenario that must measure while it runs).
+    pub fn windows_now(&self) -> anyhow::Result<Vec<check::Window>> {
+        let mut lines = Vec::new();
+        for j in &self.journals {
+            lines.extend(crate::journal::read(j)?);
+        }
+        let attempts = check::attempts(&lines, &self.kills);
+        Ok(check::windows(&attempts, self.t0))
+    }
+
+    /// Stops producer `slot` (SIGTERM: it finishes its call and logs it).
+    pub async fn stop_producer(&mut self, slot: usize) {
+        if let Some(p) = self.producers.get_mut(slot).and_then(Option::take) {
+            stop(p, Duration::from_secs(30)).await;
+        }
     }
 
     /// Stops the producers (SIGTERM: each finishes its call and logs it).
@@ -652,6 +700,9 @@ impl Run {
             let resumed = check::resumed(&attempts, f.start, f.end).unwrap_or(f.end);
             let h = check::heal(&windows, self.t0, f.end, resumed, until, base, limit);
             let first = check::first_start_after(&attempts, f.end);
+            if f.pressure || f.end - f.start >= 3_000_000 {
+                rows.push(during(f, &windows, self.t0, base));
+            }
             rows.push((
                 format!("{}: heal / first start after", f.label),
                 format!(
@@ -746,6 +797,39 @@ impl Run {
             heals,
         })
     }
+}
+
+/// The row of a fault's throughput and pick-up while it lasted: whole
+/// windows inside it, their mean completions against the reference and
+/// the p99 of their pick-ups; a pressure fault's also says whether it kept
+/// [`PRESSURE_FLOOR`].
+fn during(f: &Fault, windows: &[check::Window], t0: i64, base: check::Baseline) -> (String, String) {
+    let first = usize::try_from((f.start - t0 + 999_999).max(0) / 1_000_000).unwrap_or(0);
+    let last = usize::try_from((f.end - t0).max(0) / 1_000_000)
+        .unwrap_or(0)
+        .min(windows.len());
+    let inside = windows.get(first..last).unwrap_or(&[]);
+    let reference = f.reference.unwrap_or(base.throughput);
+    let mean = inside.iter().map(|w| w.completions as f64).sum::<f64>() / inside.len().max(1) as f64;
+    let pickups: Vec<i64> = inside.iter().flat_map(|w| w.pickups.clone()).collect();
+    let share = if reference > 0.0 { mean / reference } else { 0.0 };
+    let verdict = if f.pressure {
+        if share >= PRESSURE_FLOOR {
+            ", goal met"
+        } else {
+            ", goal MISSED"
+        }
+    } else {
+        ""
+    };
+    (
+        format!("{}: during: completions / pick-up p99", f.label),
+        format!(
+            "{mean:.0} /s ({:.0} % of {reference:.0}{verdict}) / {:.1} ms",
+            share * 100.0,
+            check::percentile(&pickups, 0.99) as f64 / 1e3
+        ),
+    )
 }
 
 /// A finished scenario.

@@ -33,6 +33,15 @@ pub enum Scenario {
     MixedKills,
     /// SQLite's file system fills up, then space is freed.
     DiskFull,
+    /// Pressure: an idle-in-transaction session holds the xmin horizon
+    /// back for five minutes.
+    IdleTransaction,
+    /// Pressure: REPEATABLE READ readers scan ATP's tables for three
+    /// minutes.
+    RepeatableRead,
+    /// Pressure: producers offer 1.5× what the daemons can drain for two
+    /// minutes.
+    Overload,
     /// 1,000,000 tasks, three daemons, twenty SIGKILLs (three PostgreSQL
     /// restarts).
     Soak,
@@ -40,7 +49,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// The suite, in order (`all`; the soak is run on its own).
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Crash,
         Scenario::RepeatedKills,
         Scenario::PostgresRestart,
@@ -51,6 +60,9 @@ impl Scenario {
         Scenario::ProducerKill,
         Scenario::MixedKills,
         Scenario::DiskFull,
+        Scenario::IdleTransaction,
+        Scenario::RepeatableRead,
+        Scenario::Overload,
     ];
 
     /// Its command-line name.
@@ -63,9 +75,12 @@ impl Scenario {
     /// Whether it applies to `engine`.
     pub fn applies(self, engine: Engine) -> bool {
         match self {
-            Scenario::PostgresRestart | Scenario::BackendKill | Scenario::PoolExhaustion => {
-                engine == Engine::Postgres
-            }
+            Scenario::PostgresRestart
+            | Scenario::BackendKill
+            | Scenario::PoolExhaustion
+            | Scenario::IdleTransaction
+            | Scenario::RepeatableRead
+            | Scenario::Overload => engine == Engine::Postgres,
             Scenario::DiskFull => engine == Engine::Sqlite,
             _ => true,
         }
@@ -114,6 +129,9 @@ pub async fn run(
         Scenario::ProducerKill => producer_kill(&mut run).await?,
         Scenario::MixedKills => mixed_kills(&mut run).await?,
         Scenario::DiskFull => disk_full(&mut run).await?,
+        Scenario::IdleTransaction => crate::pressure::idle_transaction(&mut run).await?,
+        Scenario::RepeatableRead => crate::pressure::repeatable_read(&mut run).await?,
+        Scenario::Overload => crate::pressure::overload(&mut run).await?,
         Scenario::Soak => return soak(run, cluster, tasks).await,
     }
     let d = drain(&run);

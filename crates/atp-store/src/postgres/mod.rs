@@ -212,7 +212,7 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("atp");
         }
-        let mut session = PLANNER_OPTIONS.to_owned();
+        let mut session = planner_options();
         if let Some(schema) = schema {
             session = format!("{session} {}", migrate::search_path_option(schema)?);
         }
@@ -285,12 +285,45 @@ impl PgStore {
     }
 }
 
-/// Session settings of every ATP connection. Bitmap scans off: every query
-/// of ATP's is written for an ordered B-tree range with a `LIMIT`, and right
-/// after a bulk enqueue (before autovacuum's ANALYZE) the planner, believing
-/// the queue tiny, would rather bitmap-scan and sort all of it: a claim
-/// took 230 ms with a million queued instead of well under 1 ms.
-const PLANNER_OPTIONS: &str = "-c enable_bitmapscan=off";
+/// Session settings of every ATP connection (`-c NAME=VALUE` at connect).
+///
+/// Every query of ATP's is written for B-tree ranges and key look-ups, and
+/// the planner's picture of the task table is often wrong by orders of
+/// magnitude: right after a bulk enqueue, before autovacuum's ANALYZE, it
+/// believes the queue tiny. Two plans it then chose, both measured:
+/// - a bitmap scan and sort of the whole queue for each claim (230 ms with
+///   a million queued instead of well under 1 ms): bitmap scans off;
+/// - worse, the claim's generic plan (the one a prepared statement keeps
+///   after five executions), made while the queue was nearly empty, finds
+///   each candidate's row by a sequential scan of `atp_task` inside a
+///   nested loop: quadratic, 75 ms of CPU per claim with 8,000 queued, and
+///   two daemons drained 64 tasks/s instead of 2,400 (the chaos suite's
+///   overload probe; `claims_planned_on_an_empty_queue_look_rows_up_by_key`).
+///   Sequential scans off: the planner takes them only when no index can
+///   answer, which no ATP query on a big table is.
+///
+/// And JIT off. A plan the settings above disfavour but that has no other
+/// path (the dead daemons' reap, an OR of two heartbeat ranges, is a bitmap
+/// scan; a count of a small table is a sequential scan) carries their
+/// penalty cost of 10^10, far above every `jit_*_above_cost`: PostgreSQL
+/// then compiled, optimised and inlined it with LLVM at each execution,
+/// 0.1–1 s of a core for a statement that runs in 50 µs. The reap runs every
+/// heartbeat on every daemon: two daemons kept both cores of the test
+/// machine busy and drained 64 tasks/s. ATP's statements are short; JIT
+/// never pays for them (`no_statement_of_atps_is_jit_compiled`).
+pub(super) const PLANNER_SETTINGS: [(&str, &str); 3] = [
+    ("enable_bitmapscan", "off"),
+    ("enable_seqscan", "off"),
+    ("jit", "off"),
+];
+
+fn planner_options() -> String {
+    PLANNER_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("-c {name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The retry budget of one call.
 struct Retries {

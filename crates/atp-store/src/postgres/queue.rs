@@ -660,6 +660,66 @@ mod tests {
         assert!(plan.contains("atp_task_queue"), "{plan}");
     }
 
+    /// A claim's generic plan, made while the queue is empty and never
+    /// analysed (a new database), must still find each picked task by its
+    /// key once thousands are queued: with sequential scans allowed it
+    /// scanned the whole table once per candidate (see `PLANNER_SETTINGS`).
+    #[tokio::test]
+    async fn claims_planned_on_an_empty_queue_look_rows_up_by_key() {
+        let Some(db) = PgDb::new().await else {
+            return;
+        };
+        let s = db.store();
+        let t = TypeName::new("t").unwrap();
+        s.task_type_upsert(&TaskType::new(
+            t.clone(),
+            Handler::new("builtin:noop").unwrap(),
+        ))
+        .await
+        .unwrap();
+        let raw = db.raw().await;
+        for (name, value) in super::super::PLANNER_SETTINGS {
+            raw.batch_execute(&format!("SET {name} = {value}"))
+                .await
+                .unwrap();
+        }
+        raw.batch_execute(&format!(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE typed_claim (int8, text, int8, text, text[]) AS {};
+             PREPARE any_claim (int8, text, int8, text) AS {}",
+            claim_start_sql(true, false),
+            claim_start_sql(false, false)
+        ))
+        .await
+        .unwrap();
+        // Planned (and cached) on the empty queue.
+        let holder = DaemonId(0xDEAD_BEEF_0000_0003).to_db();
+        let typed = format!("EXECUTE typed_claim ({holder}, 'm', 8, 'h', ARRAY['t'])");
+        let any = format!("EXECUTE any_claim ({holder}, 'm', 8, 'h')");
+        for sql in [&typed, &any] {
+            raw.batch_execute(sql).await.unwrap();
+        }
+        let tasks = (0..5_000)
+            .map(|i| NewTask::new(t.clone(), TaskIdentifier::new(format!("x{i}")).unwrap()))
+            .collect();
+        s.task_enqueue_many(tasks).await.unwrap();
+        for sql in [&typed, &any] {
+            let plan: Vec<String> = raw
+                .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let plan = plan.join("\n");
+            let scans_tasks = plan
+                .lines()
+                .any(|l| l.contains("Seq Scan on atp_task") && !l.contains("on atp_task_"));
+            assert!(!scans_tasks, "{sql}:\n{plan}");
+            assert!(plan.contains("atp_task_queue"), "{sql}:\n{plan}");
+        }
+    }
+
     /// With a type paused (the claim filters it out itself), every claim
     /// still walks a queue index in order: the plain ones `atp_task_queue`,
     /// the restricted ones `atp_task_queue_type`; none scans the table.

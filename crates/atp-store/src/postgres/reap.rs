@@ -219,7 +219,7 @@ pub(super) async fn daemon_list(c: Conn<'_>) -> Result<Vec<DaemonInfo>> {
 /// that heartbeated since the server (re)started: a restart frees every
 /// lock at once, and a live daemon takes its lock again only once its
 /// listener has reconnected.
-fn dead_daemons_sql() -> String {
+pub(super) fn dead_daemons_sql() -> String {
     format!(
         "DELETE FROM atp_daemon d
          WHERE d.id IS DISTINCT FROM $3::int8

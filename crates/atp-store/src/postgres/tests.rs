@@ -129,3 +129,29 @@ async fn deadlocks_are_retried_and_other_errors_are_not() {
     assert!(matches!(mapped, Error::Database { .. }));
     assert!(!Retries::new().again(&mapped).await);
 }
+
+/// ATP's statements are never JIT-compiled. The dead daemons' reap (every
+/// heartbeat of every daemon) is answered by a bitmap scan only, which the
+/// session disfavours, so its estimated cost is above every JIT threshold:
+/// with JIT on, each run compiled it (0.1–1 s of CPU). Where the server has
+/// no JIT (no LLVM), this holds anyway.
+#[tokio::test]
+async fn no_statement_of_atps_is_jit_compiled() {
+    let Some(db) = PgDb::new().await else {
+        return;
+    };
+    let client = db.store().client().await.unwrap();
+    let plan: Vec<String> = client
+        .query(
+            &format!("EXPLAIN (ANALYZE) {}", reap::dead_daemons_sql()),
+            &[&15.0f64, &3.0f64, &None::<i64>],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("atp_daemon"), "{plan}");
+    assert!(!plan.contains("JIT:"), "{plan}");
+}
