@@ -443,6 +443,26 @@ pub fn requeue_delays(attempts: &[Attempt], facts: &Facts) -> Vec<i64> {
         .collect()
 }
 
+/// For each task that finished, the time (µs) from its last successful
+/// handler's return (the journal's `end ok`, UTC) to its FINISHED record
+/// (the database's time of the settle; on PostgreSQL the settle
+/// transaction's start, its commit follows within the transaction): the
+/// window in which a daemon's death loses work already done.
+pub fn settle_windows(attempts: &[Attempt], facts: &Facts) -> Vec<i64> {
+    let mut last_ok: HashMap<&str, i64> = HashMap::new();
+    for a in attempts {
+        if a.outcome == Some(Outcome::Ok)
+            && let Some(end) = a.end_utc
+        {
+            last_ok.insert(&a.identifier, end);
+        }
+    }
+    last_ok
+        .into_iter()
+        .filter_map(|(id, end)| facts.finished_at.get(id).map(|f| (f - end).max(0)))
+        .collect()
+}
+
 /// When the last task whose attempt a kill in `[from, to]` (monotonic)
 /// cut started again (monotonic); `None` when none was cut.
 pub fn resumed(attempts: &[Attempt], from: i64, to: i64) -> Option<i64> {
@@ -739,6 +759,27 @@ mod tests {
         // Started 5 s after the kill cut its first attempt.
         assert_eq!(w[7].pickups, vec![5_000_000]);
         assert_eq!(w[1].pickups, vec![1_000]);
+    }
+
+    #[test]
+    fn the_settle_window_runs_from_the_last_success_to_finished() {
+        let lines = [
+            start("a", 1, 7, 1_000),
+            end("a", 1, 7, 2_000, Outcome::Ok),
+            // Ran again (a window loss): the FINISHED is the second's.
+            start("a", 2, 8, 10_000),
+            end("a", 2, 8, 11_000, Outcome::Ok),
+            start("b", 1, 7, 3_000),
+            end("b", 1, 7, 4_000, Outcome::Fail),
+            start("c", 1, 7, 5_000),
+            end("c", 1, 7, 6_000, Outcome::Ok),
+        ];
+        let mut f = facts(&[("a", Status::Finished), ("c", Status::Finished)]);
+        f.finished_at.insert("a".into(), 11_500);
+        f.finished_at.insert("c".into(), 9_000);
+        let mut w = settle_windows(&attempts(&lines, &[]), &f);
+        w.sort_unstable();
+        assert_eq!(w, vec![500, 3_000]);
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct Facts {
     /// a rescue, a hand-back, a retry, a re-enqueue. A second run of a
     /// handler is legitimate only after one of them.
     pub requeues: HashMap<String, Vec<i64>>,
+    /// The time (UTC µs) of each task's last FINISHED record: on
+    /// PostgreSQL the settle transaction's start (`now()`), on SQLite the
+    /// store's clock when it wrote the record.
+    pub finished_at: HashMap<String, i64>,
 }
 
 /// Either engine's connection, for the harness's own reads and faults.
@@ -52,6 +56,10 @@ const REQUEUES_PG: &str = "SELECT t.identifier, (extract(epoch FROM l.time) * 10
 const REQUEUES_SQLITE: &str = "SELECT t.identifier, l.time \
      FROM atp_task_log l JOIN atp_task t ON t.id = l.task_id \
      WHERE l.status = 1 AND l.id > (SELECT min(m.id) FROM atp_task_log m WHERE m.task_id = l.task_id)";
+const FINISHED_AT_PG: &str = "SELECT t.identifier, (extract(epoch FROM max(l.time)) * 1000000)::bigint \
+     FROM atp_task_log l JOIN atp_task t ON t.id = l.task_id WHERE l.status = 5 GROUP BY t.identifier";
+const FINISHED_AT_SQLITE: &str = "SELECT t.identifier, max(l.time) \
+     FROM atp_task_log l JOIN atp_task t ON t.id = l.task_id WHERE l.status = 5 GROUP BY t.identifier";
 const OPEN: &str = "SELECT count(*) FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id \
      WHERE y.name LIKE 'chaos%' AND t.status IN (1, 2, 3, 4)";
 
@@ -120,6 +128,9 @@ impl Db {
                 for r in c.query(REQUEUES_PG, &[]).await? {
                     facts.requeues.entry(r.get(0)).or_default().push(r.get(1));
                 }
+                for r in c.query(FINISHED_AT_PG, &[]).await? {
+                    facts.finished_at.insert(r.get(0), r.get(1));
+                }
             }
             Db::Sqlite(path) => {
                 let path = path.clone();
@@ -148,6 +159,12 @@ impl Db {
                     for row in rows {
                         let (id, t): (String, i64) = row?;
                         facts.requeues.entry(id).or_default().push(t);
+                    }
+                    let mut q = conn.prepare(FINISHED_AT_SQLITE)?;
+                    let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+                    for row in rows {
+                        let (id, t): (String, i64) = row?;
+                        facts.finished_at.insert(id, t);
                     }
                     Ok(facts)
                 })

@@ -27,8 +27,7 @@ const SIZES: &str = "SELECT c.relname::text, pg_relation_size(c.oid), s.n_dead_t
      AND c.relnamespace = 'public'::regnamespace ORDER BY c.relname";
 
 /// The oldest snapshot any session holds, in transactions.
-const XMIN_AGE: &str =
-    "SELECT coalesce(max(age(backend_xmin)), 0)::int8 FROM pg_stat_activity WHERE datname = current_database()";
+const XMIN_AGE: &str = "SELECT coalesce(max(age(backend_xmin)), 0)::int8 FROM pg_stat_activity WHERE datname = current_database()";
 
 /// One reading of the relations.
 #[derive(Debug, Clone)]
@@ -139,8 +138,11 @@ impl Sampler {
             &|s| s.dead("atp_task_log"),
             Unit::Count,
         ));
-        run.figures
-            .push(figure("atp_task size", &|s| s.bytes("atp_task"), Unit::Bytes));
+        run.figures.push(figure(
+            "atp_task size",
+            &|s| s.bytes("atp_task"),
+            Unit::Bytes,
+        ));
         run.figures.push(figure(
             "atp_task_queue index size",
             &|s| s.bytes("atp_task_queue"),
@@ -422,12 +424,8 @@ pub async fn overload(run: &mut Run) -> anyhow::Result<()> {
     let end = mono_us();
     run.pressure_fault("overload at 1.5× capacity", start, end, Some(capacity));
     let backlog = run.db.open_tasks().await?;
-    let drained = wait_for_backlog_below(
-        run,
-        u64::from(run.settings.rate),
-        Duration::from_secs(600),
-    )
-    .await?;
+    let drained =
+        wait_for_backlog_below(run, u64::from(run.settings.rate), Duration::from_secs(600)).await?;
     run.figures.push((
         "backlog at the overload's end / drained in".into(),
         format!("{backlog} / {:.1} s", drained.as_secs_f64()),

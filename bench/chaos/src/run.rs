@@ -679,12 +679,7 @@ impl Run {
         let all: Vec<i64> = windows.iter().flat_map(|w| w.pickups.clone()).collect();
         rows.push((
             "pick-up p50 / p99 / max (whole run)".into(),
-            format!(
-                "{:.1} / {:.1} / {:.0} ms",
-                check::percentile(&all, 0.5) as f64 / 1e3,
-                check::percentile(&all, 0.99) as f64 / 1e3,
-                check::percentile(&all, 1.0) as f64 / 1e3
-            ),
+            p50_p99_max_ms(&all),
         ));
         let mut heals = Vec::new();
         self.faults.sort_by_key(|f| f.start);
@@ -720,6 +715,13 @@ impl Run {
             "window losses (success, then run again)".into(),
             report.window_losses.to_string(),
         ));
+        let settled = check::settle_windows(&attempts, &facts);
+        if !settled.is_empty() {
+            rows.push((
+                "handler's return → FINISHED written: p50 / p99 / max".into(),
+                p50_p99_max_ms(&settled),
+            ));
+        }
         if self.peak_rss_kb > 0 {
             rows.push((
                 "daemon peak RSS".into(),
@@ -799,20 +801,40 @@ impl Run {
     }
 }
 
+/// `p50 / p99 / max ms` of durations in µs.
+fn p50_p99_max_ms(values: &[i64]) -> String {
+    format!(
+        "{:.1} / {:.1} / {:.0} ms",
+        check::percentile(values, 0.5) as f64 / 1e3,
+        check::percentile(values, 0.99) as f64 / 1e3,
+        check::percentile(values, 1.0) as f64 / 1e3
+    )
+}
+
 /// The row of a fault's throughput and pick-up while it lasted: whole
 /// windows inside it, their mean completions against the reference and
 /// the p99 of their pick-ups; a pressure fault's also says whether it kept
 /// [`PRESSURE_FLOOR`].
-fn during(f: &Fault, windows: &[check::Window], t0: i64, base: check::Baseline) -> (String, String) {
+fn during(
+    f: &Fault,
+    windows: &[check::Window],
+    t0: i64,
+    base: check::Baseline,
+) -> (String, String) {
     let first = usize::try_from((f.start - t0 + 999_999).max(0) / 1_000_000).unwrap_or(0);
     let last = usize::try_from((f.end - t0).max(0) / 1_000_000)
         .unwrap_or(0)
         .min(windows.len());
     let inside = windows.get(first..last).unwrap_or(&[]);
     let reference = f.reference.unwrap_or(base.throughput);
-    let mean = inside.iter().map(|w| w.completions as f64).sum::<f64>() / inside.len().max(1) as f64;
+    let mean =
+        inside.iter().map(|w| w.completions as f64).sum::<f64>() / inside.len().max(1) as f64;
     let pickups: Vec<i64> = inside.iter().flat_map(|w| w.pickups.clone()).collect();
-    let share = if reference > 0.0 { mean / reference } else { 0.0 };
+    let share = if reference > 0.0 {
+        mean / reference
+    } else {
+        0.0
+    };
     let verdict = if f.pressure {
         if share >= PRESSURE_FLOOR {
             ", goal met"

@@ -58,4 +58,8 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
         12,
         include_str!("../migrations/postgres/0012_daemon_liveness.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_log_key_and_vacuum.sql"),
+    ),
 ];
