@@ -98,6 +98,7 @@ fn producers_and_backlog_add_their_figures_to_the_default_ones() {
     assert_eq!(report["engine"], "sqlite");
     assert_eq!(report["tasks"], 120);
     assert_eq!(report["backlog"], 50);
+    assert_eq!(report["queued_at_start"], 170, "the backlog was queued");
     assert_eq!(report["concurrency"], 8);
     assert_eq!(report["enqueue_single"]["producers"], 3);
     assert_eq!(report["enqueue_single"]["tasks"], 120);
@@ -112,6 +113,7 @@ fn producers_and_backlog_add_their_figures_to_the_default_ones() {
     let report = db.json(&["bench", "--tasks", "20", "--samples", "2"]);
     assert_eq!(report["enqueue_single"], Value::Null);
     assert_eq!(report["backlog"], 0);
+    assert_eq!(report["queued_at_start"], 20);
     let out = db.run(&["bench", "--tasks", "20", "--samples", "2"]);
     let text = String::from_utf8_lossy(&out.stdout);
     for line in [

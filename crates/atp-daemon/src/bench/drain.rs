@@ -32,6 +32,9 @@ pub struct Throughput {
     pub tasks: usize,
     /// Tasks queued besides them, untimed.
     pub backlog: usize,
+    /// Tasks of the benchmark's type the store counted as queued when the
+    /// daemon started (`backlog + tasks`, read back rather than assumed).
+    pub queued_at_start: u64,
     /// Tasks enqueued per second (batches of 1,000), on top of the backlog.
     pub enqueue_per_sec: f64,
     /// Tasks claimed, started, run and finished per second, from the
@@ -75,6 +78,14 @@ pub async fn drain<S: Store + Clone>(
     let started = Instant::now();
     enqueue_batches(store, &t, "n", tasks).await?;
     let enqueue_per_sec = tasks as f64 / secs_since(started);
+    let queued_at_start = store
+        .task_counts()
+        .await?
+        .by_type
+        .iter()
+        .filter(|(of, _, _)| *of == t)
+        .map(|(_, _, n)| n)
+        .sum();
 
     let config = DaemonConfig {
         concurrency,
@@ -112,6 +123,7 @@ pub async fn drain<S: Store + Clone>(
     Ok(Throughput {
         tasks,
         backlog,
+        queued_at_start,
         enqueue_per_sec,
         run_per_sec,
     })

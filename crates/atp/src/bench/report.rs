@@ -44,6 +44,7 @@ impl Standard {
             "engine": self.engine,
             "tasks": t.tasks,
             "backlog": t.backlog,
+            "queued_at_start": t.queued_at_start,
             "concurrency": self.concurrency,
             "enqueue_per_sec": t.enqueue_per_sec,
             "enqueue_batch_size": 1_000,
