@@ -79,14 +79,16 @@ pub struct Steady<T> {
     pub start: T,
     /// Interval by interval.
     pub intervals: Vec<Interval<T>>,
-    /// Tasks enqueued in all.
+    /// Tasks enqueued in all (calls that returned within the duration).
     pub enqueued: u64,
-    /// Tasks finished in all (within the duration).
+    /// Tasks finished in all (by the last interval's count, taken once
+    /// the producers have stopped).
     pub completed: u64,
     /// How long each `task_enqueue` call took.
     pub enqueue_call: Option<Latency>,
     /// From an enqueue's return to its handler's first instruction, for
-    /// every task that ran within the duration.
+    /// every task enqueued within the duration that ran before the daemon
+    /// stopped.
     pub pickup: Option<Latency>,
 }
 
@@ -177,6 +179,8 @@ pub async fn steady_state<S: Store + Clone, P: Sampler>(
         })
         .collect();
 
+    let mut producers = Some(producers);
+    let mut calls = Vec::new();
     let mut intervals = Vec::new();
     let (mut boundary, mut last_enqueued, mut last_completed) = (start, 0, 0);
     while boundary < end {
@@ -192,6 +196,13 @@ pub async fn steady_state<S: Store + Clone, P: Sampler>(
         if run.is_finished() {
             break;
         }
+        if boundary == end {
+            // Counted once every producer has stopped, so that the
+            // intervals add up to the totals exactly.
+            for producer in join_all(producers.take().unwrap_or_default()).await {
+                calls.extend(producer?);
+            }
+        }
         let (enqueued_now, completed_now) = (enqueued.load(Ordering::Relaxed), counter.get());
         intervals.push(Interval {
             end_secs: (boundary - start).as_secs_f64(),
@@ -202,8 +213,7 @@ pub async fn steady_state<S: Store + Clone, P: Sampler>(
         });
         (last_enqueued, last_completed) = (enqueued_now, completed_now);
     }
-    let mut calls = Vec::new();
-    for producer in join_all(producers).await {
+    for producer in join_all(producers.take().unwrap_or_default()).await {
         calls.extend(producer?);
     }
     shutdown.stop();
@@ -262,6 +272,10 @@ impl<S: Store> Producer<S> {
                 .task_enqueue(NewTask::new(self.t.clone(), identifier(&format!("s{k}"))))
                 .await?;
             let returned = Instant::now();
+            if returned >= self.end {
+                // Not within the run: neither counted nor timed.
+                return Ok(calls);
+            }
             self.pickups.enqueued(k, returned);
             calls.push(millis(returned - call));
             self.enqueued.fetch_add(1, Ordering::Relaxed);

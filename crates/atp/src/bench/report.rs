@@ -61,7 +61,8 @@ impl Standard {
 
     fn text(&self) {
         if let Some(s) = &self.single {
-            let label = format!("enqueue single, {} producers", s.producers);
+            let plural = if s.producers == 1 { "" } else { "s" };
+            let label = format!("enqueue single, {} producer{plural}", s.producers);
             say!(
                 "{label:<28} {:>9.0} tasks/s (call {}; {} tasks)",
                 s.per_sec,
@@ -147,9 +148,10 @@ fn steady_json(engine: &'static str, run: &Steady<Sample>) -> Value {
 fn steady_text(engine: &'static str, run: &Steady<Sample>) {
     let p = &run.params;
     say!(
-        "steady state on {engine}: {:.0} tasks/s offered by {} producers, concurrency {}, for {:.0} s (retention {:.0} s)",
+        "steady state on {engine}: {:.0} tasks/s offered by {} producer{}, concurrency {}, for {:.0} s (retention {:.0} s)",
         p.rate,
         p.producers,
+        if p.producers == 1 { "" } else { "s" },
         p.concurrency,
         p.duration.as_secs_f64(),
         p.retention.as_secs_f64()
