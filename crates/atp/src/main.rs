@@ -190,7 +190,9 @@ enum Command {
     /// Example: atp demo
     Demo,
     /// Measure the chosen database: enqueue rate, end-to-end no-op rate
-    /// with one in-process daemon, and pick-up latency (p50/p99).
+    /// with one in-process daemon, and pick-up latency (p50/p99); with
+    /// --producers, concurrent single enqueues; with --backlog, a deep
+    /// queue; with --duration, a steady state instead.
     ///
     /// Example: atp --database postgres://postgres@127.0.0.1/postgres bench --tasks 20000
     Bench(bench::BenchArgs),
@@ -328,7 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(_) | Command::Serve(_) | Command::Demo | Command::Completions { .. } => {
             unreachable!("handled above")
         }
-        Command::Bench(args) => bench::run(&store, json, args).await,
+        Command::Bench(args) => bench::run(&store, &cli.database.url()?, json, args).await,
         Command::Type(cmd) => commands::type_command(&store, json, cmd).await,
         Command::Schedule(cmd) => schedule::run(&store, json, cmd).await,
         Command::Enqueue(args) => commands::enqueue(&store, json, args).await,
