@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::journal::mono_us;
 use crate::run::{Run, TYPE};
+use crate::scenarios::{baseline, recovery};
 
 /// Relations sampled: ATP's task tables and their indexes.
 const SIZES: &str = "SELECT c.relname::text, pg_relation_size(c.oid), s.n_dead_tup, s.n_live_tup \
@@ -235,16 +236,6 @@ async fn connect(url: &str, name: &str) -> anyhow::Result<tokio_postgres::Client
         let _ = conn.await;
     });
     Ok(client)
-}
-
-fn baseline(run: &Run) -> Duration {
-    run.settings
-        .pick(Duration::from_secs(20), Duration::from_secs(5))
-}
-
-fn recovery(run: &Run) -> Duration {
-    run.settings
-        .pick(Duration::from_secs(30), Duration::from_secs(5))
 }
 
 fn sample_every(run: &Run) -> Duration {

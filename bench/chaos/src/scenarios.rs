@@ -99,12 +99,14 @@ fn drain(run: &Run) -> Duration {
         .pick(Duration::from_secs(180), Duration::from_secs(90))
 }
 
-fn baseline(run: &Run) -> Duration {
+/// The baseline phase before a fault.
+pub(crate) fn baseline(run: &Run) -> Duration {
     run.settings
         .pick(Duration::from_secs(20), Duration::from_secs(4))
 }
 
-fn recovery(run: &Run) -> Duration {
+/// The recovery phase after a fault.
+pub(crate) fn recovery(run: &Run) -> Duration {
     run.settings
         .pick(Duration::from_secs(30), Duration::from_secs(5))
 }
