@@ -42,7 +42,7 @@ async fn load(raw: &Client) {
 }
 
 /// `EXPLAIN (COSTS OFF)` of `sql`, one line per row.
-async fn plan(raw: &Client, sql: &str, args: &[&(dyn ToSql + Sync)]) -> String {
+pub(super) async fn plan(raw: &Client, sql: &str, args: &[&(dyn ToSql + Sync)]) -> String {
     raw.query(&format!("EXPLAIN (COSTS OFF) {sql}"), args)
         .await
         .unwrap_or_else(|e| panic!("explaining {sql}: {e}"))

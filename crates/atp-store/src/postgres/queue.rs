@@ -704,14 +704,7 @@ mod tests {
             .collect();
         s.task_enqueue_many(tasks).await.unwrap();
         for sql in [&typed, &any] {
-            let plan: Vec<String> = raw
-                .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let plan = plan.join("\n");
+            let plan = super::super::due_plans::plan(&raw, sql, &[]).await;
             let scans_tasks = plan
                 .lines()
                 .any(|l| l.contains("Seq Scan on atp_task") && !l.contains("on atp_task_"));
