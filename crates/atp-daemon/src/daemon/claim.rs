@@ -24,6 +24,41 @@ use super::{Shared, Shutdown};
 /// and nothing is claimed ahead either.
 pub(super) const PREFETCH_BELOW: Duration = Duration::from_millis(20);
 
+/// At most this many tasks per slot are claimed ahead, however short the
+/// tasks, and [`AHEAD_MOST`] in all. A claim of N tasks costs a fixed
+/// ~0.3 ms plus ~40 µs a task on PostgreSQL, and the claim loop is one
+/// round trip at a time: at concurrency 8, one batch ahead (8) drained
+/// no-op tasks at ~6,700/s, 4 per slot at ~10,800/s, 8 at ~13,700/s and
+/// 16 at ~15,500/s (BENCHMARKS.md, "Claim-ahead").
+pub(super) const AHEAD_MOST_PER_SLOT: usize = 16;
+
+/// The most tasks a daemon keeps claimed ahead, whatever its concurrency
+/// (unless that is higher still: one per slot).
+pub(super) const AHEAD_MOST: usize = 256;
+
+/// How many tasks a busy daemon keeps claimed ahead: as many as its slots
+/// are expected to finish within [`PREFETCH_BELOW`] (so a task claimed
+/// ahead waits about that long at most for its slot, and another daemon
+/// that is idle meanwhile misses little), at least one per slot, at most
+/// [`AHEAD_MOST_PER_SLOT`] per slot and [`AHEAD_MOST`] in all. `None`
+/// handler time (unknown) or one of `PREFETCH_BELOW` or more: nothing.
+pub(super) fn ahead_target(concurrency: usize, handler_time: Option<Duration>) -> usize {
+    match handler_time {
+        Some(t) if t < PREFETCH_BELOW => {
+            let per_slot = PREFETCH_BELOW
+                .as_micros()
+                .checked_div(t.as_micros())
+                .map_or(AHEAD_MOST_PER_SLOT, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                });
+            concurrency
+                .saturating_mul(per_slot.clamp(1, AHEAD_MOST_PER_SLOT))
+                .min(AHEAD_MOST.max(concurrency))
+        }
+        _ => 0,
+    }
+}
+
 /// How long a busy daemon waits for more free slots before claiming: a
 /// claim costs a round trip and a commit whatever its size.
 const CLAIM_LINGER: Duration = Duration::from_millis(2);
@@ -110,22 +145,15 @@ impl<S: Store + Clone> Claimer<S> {
     async fn prepare(&mut self) -> Result<Ready, Pass> {
         // Reap finished attempt tasks so the set does not grow.
         while self.attempts.try_join_next().is_some() {}
+        let free = self.run_ahead();
         let s = &self.s;
-        let mut free = self.free();
-        while free > 0
-            && let Some(task) = self.ahead.pop_front()
-        {
-            s.buffered
-                .lock()
-                .expect("buffer")
-                .remove(&task.attempt.task);
-            spawn_attempt(s, task, &mut self.attempts);
-            free -= 1;
-        }
         // With short tasks, claim a batch ahead while the slots are busy, so
-        // the next claim's round trip overlaps the running batch.
-        let room = if self.tasks_are_short() {
-            s.config.concurrency.saturating_sub(self.ahead.len())
+        // the next claim's round trip overlaps the running batch. The
+        // buffer is refilled once it is half empty, in one claim: many
+        // small claims would cost a round trip and a commit each.
+        let target = ahead_target(s.config.concurrency, s.handler_time());
+        let room = if self.ahead.len() * 2 <= target {
+            target - self.ahead.len()
         } else {
             0
         };
@@ -153,11 +181,26 @@ impl<S: Store + Clone> Claimer<S> {
         let params = ClaimParams::new(s.id, u32::try_from(ready.want).unwrap_or(u32::MAX))
             .with_types(ready.types);
         // The claim is never raced or cancelled: a claim dropped mid-flight
-        // may still commit, leaving tasks held by no attempt.
-        let started = match s.store.task_claim_start(&params).await {
+        // may still commit, leaving tasks held by no attempt. While it runs,
+        // slots that free up take tasks claimed ahead at once: with short
+        // tasks they free up many times during one claim's round trip.
+        let s = s.clone();
+        let claim = s.store.task_claim_start(&params);
+        tokio::pin!(claim);
+        let started = loop {
+            tokio::select! {
+                biased;
+                r = &mut claim => break r,
+                () = s.slot_freed.notified(), if !self.ahead.is_empty() => {
+                    self.run_ahead();
+                }
+            }
+        };
+        let started = match started {
             Ok(started) => started,
             Err(e) => return Pass::Failed("claiming tasks", e),
         };
+        let s = &self.s;
         // The store has recorded these starts: report them now, whether
         // they run at once or wait ahead for a slot.
         s.report_started(&started);
@@ -183,15 +226,33 @@ impl<S: Store + Clone> Claimer<S> {
         Pass::Claimed(claimed)
     }
 
+    /// Runs tasks claimed ahead, oldest first, in the slots that are free;
+    /// returns how many slots are still free.
+    fn run_ahead(&mut self) -> usize {
+        let mut free = self.free();
+        while free > 0
+            && let Some(task) = self.ahead.pop_front()
+        {
+            self.spawn_from_ahead(task);
+            free -= 1;
+        }
+        free
+    }
+
+    /// Spawns the attempt of a task taken out of the buffer ahead.
+    fn spawn_from_ahead(&mut self, task: StartedTask) {
+        self.s
+            .buffered
+            .lock()
+            .expect("buffer")
+            .remove(&task.attempt.task);
+        spawn_attempt(&self.s, task, &mut self.attempts);
+    }
+
     /// Slots no attempt's handler occupies.
     fn free(&self) -> usize {
         let running = self.s.running.lock().expect("running map").len();
         self.s.config.concurrency.saturating_sub(running)
-    }
-
-    /// Whether handlers are known to end quickly enough to claim ahead.
-    fn tasks_are_short(&self) -> bool {
-        self.s.handler_time().is_some_and(|t| t < PREFETCH_BELOW)
     }
 
     /// Stopping: what was claimed ahead is already started; run it within
@@ -199,12 +260,7 @@ impl<S: Store + Clone> Claimer<S> {
     /// Returns every attempt spawned, for the shutdown to wait on.
     pub(super) fn finish(mut self) -> JoinSet<()> {
         for task in std::mem::take(&mut self.ahead) {
-            self.s
-                .buffered
-                .lock()
-                .expect("buffer")
-                .remove(&task.attempt.task);
-            spawn_attempt(&self.s, task, &mut self.attempts);
+            self.spawn_from_ahead(task);
         }
         self.attempts
     }
@@ -240,8 +296,11 @@ pub(super) async fn claim_loop<S: Store + Clone>(
                     () = shutdown.graceful.cancelled() => {}
                 }
                 // Busy: let a few more attempts end so that the next claim
-                // fetches a batch rather than one task per round trip.
-                linger_for_slots(s).await;
+                // fetches a batch rather than one task per round trip. Not
+                // while tasks wait ahead: the freed slot takes one now.
+                if claimer.ahead.is_empty() {
+                    linger_for_slots(s).await;
+                }
             }
             Pass::NoTypes => {
                 tokio::select! {
@@ -336,5 +395,39 @@ impl RunnableTypes {
             self.fetched = Some(tokio::time::Instant::now());
         }
         Ok(self.types.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{AHEAD_MOST, AHEAD_MOST_PER_SLOT, PREFETCH_BELOW, ahead_target};
+
+    #[test]
+    fn nothing_is_claimed_ahead_of_long_or_unknown_tasks() {
+        assert_eq!(ahead_target(8, None), 0);
+        assert_eq!(ahead_target(8, Some(PREFETCH_BELOW)), 0);
+        assert_eq!(ahead_target(8, Some(PREFETCH_BELOW * 3)), 0);
+    }
+
+    #[test]
+    fn the_buffer_holds_what_the_slots_finish_within_the_window() {
+        // 15 ms tasks: one per slot (the slots finish 1.3 each in 20 ms).
+        assert_eq!(ahead_target(8, Some(Duration::from_millis(15))), 8);
+        // 10 ms tasks: two per slot.
+        assert_eq!(ahead_target(8, Some(Duration::from_millis(10))), 16);
+        // Very short (or instant) tasks: the cap per slot.
+        let most = 8 * AHEAD_MOST_PER_SLOT;
+        assert_eq!(ahead_target(8, Some(Duration::from_micros(10))), most);
+        assert_eq!(ahead_target(8, Some(Duration::ZERO)), most);
+        assert_eq!(ahead_target(1, Some(Duration::ZERO)), AHEAD_MOST_PER_SLOT);
+    }
+
+    #[test]
+    fn a_wide_daemon_keeps_at_most_the_overall_cap_ahead() {
+        assert_eq!(ahead_target(64, Some(Duration::ZERO)), AHEAD_MOST);
+        // Wider than the cap: still one per slot.
+        assert_eq!(ahead_target(1000, Some(Duration::ZERO)), 1000);
     }
 }

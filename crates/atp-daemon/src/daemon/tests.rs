@@ -12,7 +12,7 @@ use atp_store::conformance::{DAEMON_A, DAEMON_B, ident, type_name};
 use atp_store::testing::TestDb;
 use tokio::sync::Semaphore;
 
-use super::claim::{Claimer, PREFETCH_BELOW, Pass};
+use super::claim::{AHEAD_MOST_PER_SLOT, Claimer, PREFETCH_BELOW, Pass, ahead_target};
 use super::heartbeat::{Heartbeat, ORPHAN_MESSAGE};
 use super::{Daemon, DaemonConfig, Shared, cleanup_once, settle};
 use crate::{HandlerResult, Registry, TaskContext};
@@ -347,6 +347,119 @@ async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
     assert_eq!(status(h.store(), &second).await, Status::Finished);
 }
 
+/// Short tasks are claimed ahead in one batch of `ahead_target` (on top of
+/// the free slots), and the buffer is refilled only once it is half empty:
+/// many small claims would cost a round trip and a commit each.
+async fn short_tasks_are_claimed_ahead_in_batches_refilled_at_half(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(2)).await;
+    let t = gate_type(h.store(), "gate").await;
+    for i in 0..80 {
+        enqueue(h.store(), &t, &format!("{i:02}")).await;
+    }
+    // Every attempt's end folds its real time (the wait at the gate) into
+    // the average: keep it short before each pass.
+    let short = |h: &Harness<_>| {
+        for _ in 0..32 {
+            h.s().record_handler_time(Duration::from_micros(10));
+        }
+    };
+    short(&h);
+    let target = ahead_target(2, h.s().handler_time());
+    assert_eq!(target, 2 * AHEAD_MOST_PER_SLOT);
+    let Pass::Claimed(n) = h.claim_once().await else {
+        panic!("the first pass claims")
+    };
+    assert_eq!(n, 2 + target, "both slots and a full buffer ahead");
+    assert_eq!(h.s().buffered.lock().unwrap().len(), target);
+    // Freed slots take tasks from the buffer; while it is more than half
+    // full, nothing more is claimed.
+    for _ in 0..target / 2 - 1 {
+        h.let_through(1).await;
+        short(&h);
+        assert!(matches!(h.claim_once().await, Pass::Full));
+    }
+    assert_eq!(h.s().buffered.lock().unwrap().len(), target / 2 + 1);
+    // Half empty: one claim refills it.
+    h.let_through(1).await;
+    short(&h);
+    let Pass::Claimed(n) = h.claim_once().await else {
+        panic!("a half-empty buffer is refilled")
+    };
+    assert_eq!(n, target / 2);
+    assert_eq!(h.s().buffered.lock().unwrap().len(), target);
+    assert_eq!(h.running_attempts().len(), 2, "never more than concurrency");
+    h.let_through(2).await;
+}
+
+/// While a claim is in flight (here: held up on PostgreSQL by another
+/// session's lock on the `out` counter row it updates), a slot that frees
+/// up takes the next task claimed ahead at once instead of waiting for the
+/// claim's round trip. Without that, short tasks left slots idle for most
+/// of every claim (BENCHMARKS.md, "Claim-ahead").
+#[tokio::test]
+async fn a_freed_slot_takes_a_task_claimed_ahead_while_a_claim_is_in_flight() {
+    let Some(db) = atp_store::testing::PgDb::new().await else {
+        return;
+    };
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    let t = gate_type(h.store(), "gate").await;
+    for i in 0..4 {
+        enqueue(h.store(), &t, &format!("a{i}")).await;
+    }
+    for _ in 0..32 {
+        h.s().record_handler_time(Duration::from_micros(10));
+    }
+    assert!(matches!(h.claim_once().await, Pass::Claimed(4)));
+    assert_eq!(h.s().buffered.lock().unwrap().len(), 3);
+    enqueue(h.store(), &t, "b").await;
+    // Hold up the next claim.
+    let raw = db.raw().await;
+    raw.batch_execute("BEGIN; SELECT value FROM atp_queue_counter WHERE name = 'out' FOR UPDATE")
+        .await
+        .unwrap();
+    h.let_through(1).await;
+    for _ in 0..32 {
+        h.s().record_handler_time(Duration::from_micros(10));
+    }
+    let s = h.s().clone();
+    let gate = h.gate.clone();
+    {
+        let claim = h.claimer.claim_once();
+        tokio::pin!(claim);
+        // The pass ran one task from the buffer and is now claiming.
+        let running_one = |s: &Arc<Shared<_>>| s.running.lock().unwrap().len() == 1;
+        let waiting = async {
+            atp_store::testing::eventually(Duration::from_secs(10), "the claim to run", || {
+                let ran = running_one(&s) && s.buffered.lock().unwrap().len() == 2;
+                async move { ran.then_some(()) }
+            })
+            .await;
+            // Its handler ends: the next one leaves the buffer meanwhile.
+            gate.add_permits(1);
+            atp_store::testing::eventually(
+                Duration::from_secs(10),
+                "a buffered task to take the freed slot",
+                || {
+                    let ran = running_one(&s) && s.buffered.lock().unwrap().len() == 1;
+                    async move { ran.then_some(()) }
+                },
+            )
+            .await;
+        };
+        tokio::select! {
+            pass = &mut claim => panic!("the claim went through the lock: {pass:?}"),
+            () = waiting => {}
+        }
+        raw.batch_execute("ROLLBACK").await.unwrap();
+        assert!(matches!(claim.await, Pass::Claimed(1)));
+    }
+    h.claimer
+        .join_next()
+        .await
+        .expect("the first attempt to end");
+    h.let_through(1).await;
+}
+
 /// A task claimed ahead (started, waiting for a slot) whose cancel the
 /// daemon hears: its attempt is stopped as soon as it is made, and writes
 /// nothing.
@@ -490,6 +603,7 @@ atp_store::per_engine_tests! {
     a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again,
     the_context_tells_the_holder_and_the_enqueue_time,
     long_tasks_are_not_claimed_ahead,
+    short_tasks_are_claimed_ahead_in_batches_refilled_at_half,
     a_task_cancelled_while_claimed_ahead_is_stopped_when_its_attempt_begins,
     nothing_is_claimed_ahead_before_a_handler_time_is_known,
     what_is_claimed_follows_the_registry,
