@@ -62,4 +62,8 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
         13,
         include_str!("../migrations/postgres/0013_log_key_and_vacuum.sql"),
     ),
+    (
+        14,
+        include_str!("../migrations/postgres/0014_counter_shards.sql"),
+    ),
 ];

@@ -126,6 +126,7 @@ macro_rules! conformance_tests {
             concurrent_claim_starts_take_each_task_exactly_once,
             concurrent_cleanups_rescue_each_task_once,
             concurrent_producers_respect_the_queue_limit,
+            thirty_two_producers_fill_the_queue_exactly_to_its_limit,
             wait_for_tasks_wakes_on_enqueue,
             wait_for_tasks_times_out_without_work,
             wait_for_tasks_wakes_on_a_hand_back,

@@ -40,7 +40,7 @@ pub(super) async fn reenqueue_all(c: Conn<'_>, bulk: &BulkReenqueue) -> Result<u
              SELECT id, now(), $2, $3 FROM t ORDER BY id
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM t)
-             WHERE name = 'in' AND EXISTS (SELECT 1 FROM t)
+             WHERE name = 'in' AND shard = 0 AND EXISTS (SELECT 1 FROM t)
              RETURNING pg_notify('atp_tasks', coalesce(current_schema(), ''))
          )
          SELECT count(*) FROM t"

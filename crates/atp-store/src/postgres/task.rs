@@ -67,13 +67,27 @@ WITH given AS (
 )
 SELECT id, ord, now(), priority, due_at FROM numbered ORDER BY ord";
 
-/// Counts the tasks in, raises `AQ001` when the queue overflows and
-/// notifies `atp_tasks` (see migrations 0003 and 0004). Takes the row lock of the 'in' counter: producers
-/// serialize here, and only here, from this statement to the commit.
-const COUNT_IN: &str = "SELECT atp_count_in($1, $2)";
+/// Counts the tasks in and raises `AQ001` when the queue overflows (see
+/// migration 0014): takes the row lock of one of 16 'in' counter shards
+/// (the connection's) on the fast path, so that up to 16 producers commit
+/// side by side, or of all 16 on the exact path ($3, or near the limit).
+const COUNT_IN: &str = "SELECT atp_count_in($1, $2, $3)";
+
+/// Wakes listening daemons: sent after an enqueue's COMMIT, as a
+/// transaction of its own. A notification inside the enqueue would take
+/// PostgreSQL's global notification lock at commit and hold it through the
+/// WAL flush, serializing every producer again (migration 0014). A
+/// producer that dies between the two leaves its tasks to the daemons'
+/// next poll.
+const NOTIFY: &str = "SELECT pg_notify('atp_tasks', coalesce(current_schema(), ''))";
 
 /// The SQLSTATE `atp_count_in` raises on a full queue.
 const QUEUE_FULL: &str = "AQ001";
+
+/// The SQLSTATE `atp_count_in` raises when the queue came near its limit
+/// while a fast-path enqueue waited for its shard: the enqueue is run again
+/// on the exact path.
+const RUN_EXACT: &str = "AQ002";
 
 /// Enqueues all prepared tasks or none; returns their ids in input order,
 /// the enqueue time and where the first task went in the queue. Runs outside any transaction of the caller's: it
@@ -95,31 +109,44 @@ pub(super) async fn enqueue_many(
     let n = prepared.len() as i64;
     let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
 
-    let (insert, count_in) =
-        tokio::try_join!(c.prepare(CONTEXT, ENQUEUE), c.prepare(CONTEXT, COUNT_IN),)?;
+    let (insert, count_in, notify) = tokio::try_join!(
+        c.prepare(CONTEXT, ENQUEUE),
+        c.prepare(CONTEXT, COUNT_IN),
+        c.prepare(CONTEXT, NOTIFY),
+    )?;
     let insert_params = &arrays.params();
-    let count_params: &Params<'_> = &[&n, &limit];
-    // `join!`, not `try_join!`: a statement can fail within its own first
-    // poll (when this thread was descheduled between sending and polling),
-    // and `try_join!` would then return before the later statements, COMMIT
-    // among them, were ever sent, leaving the connection inside an aborted
-    // transaction. `join!` polls (and so sends) all four, and waits for
-    // the COMMIT's reply.
-    let (begun, inserted, counted, committed) = tokio::join!(
-        biased;
-        c.batch_execute("beginning an enqueue", "BEGIN"),
-        c.query_prepared(CONTEXT, &insert, insert_params),
-        c.query_prepared("counting the queue", &count_in, count_params),
-        c.batch_execute("committing an enqueue", "COMMIT"),
-    );
-    let outcome = begun.and(inserted).and_then(|rows| {
-        counted?;
-        committed?;
-        Ok(rows)
-    });
-    let rows = match outcome {
-        Ok(rows) => rows,
-        Err(e) => return Err(name_failure(c, prepared, options, e).await),
+    let mut exact = false;
+    let rows = loop {
+        let count_params: &Params<'_> = &[&n, &limit, &exact];
+        // `join!`, not `try_join!`: a statement can fail within its own
+        // first poll (when this thread was descheduled between sending and
+        // polling), and `try_join!` would then return before the later
+        // statements, COMMIT among them, were ever sent, leaving the
+        // connection inside an aborted transaction. `join!` polls (and so
+        // sends) all five, and waits for the last reply. The notification
+        // goes out even when the transaction failed: a spurious wake-up
+        // costs an idle daemon one empty claim.
+        let (begun, inserted, counted, committed, notified) = tokio::join!(
+            biased;
+            c.batch_execute("beginning an enqueue", "BEGIN"),
+            c.query_prepared(CONTEXT, &insert, insert_params),
+            c.query_prepared("counting the queue", &count_in, count_params),
+            c.batch_execute("committing an enqueue", "COMMIT"),
+            c.query_prepared("waking the daemons", &notify, &[]),
+        );
+        let outcome = begun.and(inserted).and_then(|rows| {
+            counted?;
+            committed?;
+            notified?;
+            Ok(rows)
+        });
+        match outcome {
+            Ok(rows) => break rows,
+            Err(e) if !exact && super::sql_state(&e).is_some_and(|s| s.code() == RUN_EXACT) => {
+                exact = true;
+            }
+            Err(e) => return Err(name_failure(c, prepared, options, e).await),
+        }
     };
     let mut ids = Vec::with_capacity(prepared.len());
     let mut at = None;
@@ -164,10 +191,16 @@ pub(super) async fn enqueue_in_transaction(
         other => other?,
     };
     let limit = i64::try_from(options.max_queue_size).unwrap_or(i64::MAX);
-    if let Err(e) = c
-        .query("counting the queue", COUNT_IN, &[&1i64, &limit])
-        .await
-    {
+    // The exact path at once: this transaction cannot be run again from
+    // here. It notifies inside: a schedule's occurrences are few.
+    let counted = c
+        .query("counting the queue", COUNT_IN, &[&1i64, &limit, &true])
+        .await;
+    let counted = match counted {
+        Ok(_) => c.query("waking the daemons", NOTIFY, &[]).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = counted {
         return Err(match super::sql_state(&e) {
             Some(s) if s.code() == QUEUE_FULL => Error::QueueFull {
                 limit: options.max_queue_size,
@@ -315,8 +348,8 @@ pub(super) async fn queue_size(c: Conn<'_>) -> Result<u64> {
     let r = c
         .query_one(
             "reading the queue size",
-            "SELECT (SELECT value FROM atp_queue_counter WHERE name = 'in')
-                  - (SELECT value FROM atp_queue_counter WHERE name = 'out')",
+            "SELECT (SELECT sum(value) FROM atp_queue_counter WHERE name = 'in')::int8
+                  - (SELECT sum(value) FROM atp_queue_counter WHERE name = 'out')::int8",
             &[],
         )
         .await?;
@@ -481,7 +514,7 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
              INSERT INTO atp_task_log (task_id, time, status, message) SELECT id, now(), 1, $3 FROM t
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + 1
-             WHERE name = 'in' AND EXISTS (SELECT 1 FROM t)
+             WHERE name = 'in' AND shard = 0 AND EXISTS (SELECT 1 FROM t)
              RETURNING pg_notify('atp_tasks', coalesce(current_schema(), ''))
          )
          SELECT {} FROM t JOIN atp_task_type y ON y.id = t.type_id",
@@ -568,7 +601,7 @@ WITH changed AS (
     FROM unnest($3::int8[], $4::int2[], $5::text[]) WITH ORDINALITY AS l (id, status, message, ord)
     ORDER BY ord
 ), counted AS (
-    UPDATE atp_queue_counter SET value = value + $6::int8 WHERE name = 'in' AND $6::int8 > 0
+    UPDATE atp_queue_counter SET value = value + $6::int8 WHERE name = 'in' AND shard = 0 AND $6::int8 > 0
     RETURNING pg_notify('atp_tasks', coalesce(current_schema(), ''))
 )
 SELECT count(*) FROM changed";

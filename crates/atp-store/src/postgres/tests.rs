@@ -155,3 +155,129 @@ async fn no_statement_of_atps_is_jit_compiled() {
     assert!(plan.contains("atp_daemon"), "{plan}");
     assert!(!plan.contains("JIT:"), "{plan}");
 }
+
+/// The 'in' shard a raw session's fast-path enqueues count on, and the
+/// counter row values by shard.
+async fn shard_values(raw: &tokio_postgres::Client) -> Vec<i64> {
+    raw.query(
+        "SELECT value FROM atp_queue_counter WHERE name = 'in' ORDER BY shard",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// An enqueue far from the limit counts on its connection's own shard, so
+/// that producers on other connections do not wait for its row lock; a
+/// big batch or an exact count goes to shard 0 after locking every shard;
+/// near the limit the fast path asks to be run again exact.
+#[tokio::test]
+async fn enqueues_count_on_their_connections_shard_unless_exact() {
+    let Some(db) = PgDb::new().await else {
+        return;
+    };
+    let raw = db.raw().await;
+    let pid: i32 = raw
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mine = usize::try_from(pid % 16).unwrap();
+    assert_eq!(shard_values(&raw).await, vec![0; 16], "16 shards");
+    let count = "SELECT atp_count_in($1, $2, $3)";
+    let fast_and_exact: [(i64, i64, bool, usize); 4] = [
+        (1, 100_000, false, mine), // far from the limit: its own shard
+        (1, 0, false, mine),       // no limit: its own shard
+        (1, 100_000, true, 0),     // asked to be exact
+        (101, 100_000, false, 0),  // a batch over the fast path's 100
+    ];
+    let mut expected = vec![0i64; 16];
+    for (added, limit, exact, shard) in fast_and_exact {
+        raw.query_one(count, &[&added, &limit, &exact])
+            .await
+            .unwrap();
+        expected[shard] += added;
+        assert_eq!(
+            shard_values(&raw).await,
+            expected,
+            "{added} {limit} {exact}"
+        );
+    }
+    // Within 1,500 of the limit (105 with this one, a limit of 1,604): the fast
+    // path refuses (run again exact) and counts nothing; exact, it goes in.
+    let e = raw
+        .query_one(count, &[&1i64, &1_604i64, &false])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("AQ002"), "{e}");
+    assert_eq!(shard_values(&raw).await, expected);
+    raw.query_one(count, &[&1i64, &1_604i64, &true])
+        .await
+        .unwrap();
+    expected[0] += 1;
+    assert_eq!(shard_values(&raw).await, expected);
+}
+
+/// A fast-path enqueue that waited for its shard while another enqueue
+/// brought the queue within 1,500 of its limit raises AQ002 (run again on
+/// the exact path) once it holds the shard, and counts nothing.
+#[tokio::test]
+async fn a_fast_enqueue_that_finds_the_queue_filled_meanwhile_asks_for_the_exact_path() {
+    let Some(db) = PgDb::new().await else {
+        return;
+    };
+    // `watcher` reads pg_stat_activity outside any transaction (inside
+    // one, PostgreSQL keeps showing the first look).
+    let (producer, other, watcher) = (db.raw().await, db.raw().await, db.raw().await);
+    let pid: i32 = producer
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let shard = i16::try_from(pid % 16).unwrap();
+    other.execute("BEGIN", &[]).await.unwrap();
+    other
+        .execute(
+            "UPDATE atp_queue_counter SET value = value + 200 WHERE name = 'in' AND shard = $1",
+            &[&shard],
+        )
+        .await
+        .unwrap();
+    producer.batch_execute("BEGIN").await.unwrap();
+    let count = producer.query_one(
+        "SELECT atp_count_in($1, $2, $3)",
+        &[&1i64, &1_700i64, &false],
+    );
+    // The producer (an empty queue: the fast path) waits for the shard.
+    let committed = async {
+        crate::testing::eventually(std::time::Duration::from_secs(10), "the wait", || async {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (waiting == 1).then_some(())
+        })
+        .await;
+        other.execute("COMMIT", &[]).await.unwrap();
+    };
+    let (counted, ()) = tokio::join!(count, committed);
+    let e = counted.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("AQ002"), "{e}");
+    producer.batch_execute("ROLLBACK").await.unwrap();
+    let total: i64 = producer
+        .query_one(
+            "SELECT sum(value)::int8 FROM atp_queue_counter WHERE name = 'in'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 200, "only the other session's count");
+}
