@@ -25,6 +25,7 @@ mod cancel;
 mod due;
 #[cfg(test)]
 mod due_plans;
+mod group;
 mod limit;
 mod list;
 mod migrate;
@@ -69,6 +70,8 @@ pub struct SqliteStore {
 struct Inner {
     /// The one connection that writes. Held only inside `spawn_blocking`.
     writer: Mutex<Connection>,
+    /// Single enqueues waiting to be committed together (`group.rs`).
+    pending_enqueues: group::Pending,
     /// Idle read connections; empty and unused for in-memory databases,
     /// whose data only the writer connection can see.
     readers: Mutex<Vec<Connection>>,
@@ -163,6 +166,7 @@ impl SqliteStore {
         SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(conn),
+                pending_enqueues: Mutex::new(Vec::new()),
                 readers: Mutex::new(Vec::new()),
                 read_slots: tokio::sync::Semaphore::new(options.pool_size),
                 path,
@@ -457,10 +461,20 @@ impl Store for SqliteStore {
 
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
         let prepared = task::prepare(vec![new], &self.inner.options)?;
-        let options = self.inner.options.clone();
-        let out = self
-            .write(move |tx, now| task::enqueue_one(tx, &prepared, &options, now))
-            .await;
+        let answer = group::submit(&self.inner.pending_enqueues, prepared);
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            group::run_pending(&mut writer, &inner.pending_enqueues, &inner.options);
+            Ok(())
+        })
+        .await?;
+        let out = answer.await.unwrap_or_else(|_| {
+            Err(Error::Database {
+                context: "enqueueing".into(),
+                source: "the group commit ended without an answer".into(),
+            })
+        });
         self.waking(out, |_| true)
     }
 
