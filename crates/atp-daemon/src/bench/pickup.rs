@@ -42,15 +42,24 @@ pub async fn pickup_latency<S: Store + Clone>(
         types: Some(vec![t.clone()]),
         ..config
     };
-    let poll = config.poll_interval;
     let daemon = Arc::new(Daemon::new(store.clone(), registry, config));
     let shutdown = Shutdown::new();
     let run = {
         let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
         tokio::spawn(async move { daemon.run(shutdown).await })
     };
-    // Let the daemon register and go idle.
-    tokio::time::sleep(poll * 2 + Duration::from_millis(200)).await;
+    // A first probe, not measured: once it ran, the daemon is registered,
+    // listening and claiming (its connections open); it is idle again by
+    // the next probe, as between any two.
+    store
+        .task_enqueue(NewTask::new(t.clone(), identifier("warm-up")))
+        .await?;
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| BenchError::Stalled("the warm-up probe was not picked up".into()))?;
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
         store

@@ -147,7 +147,6 @@ pub async fn steady_state<S: Store + Clone, P: Sampler>(
         types: Some(vec![t.clone()]),
         ..DaemonConfig::default()
     };
-    let poll = config.poll_interval;
     let daemon = Daemon::new(store.clone(), registry, config);
     let counter = daemon.settled_counter();
     let shutdown = Shutdown::new();
@@ -155,8 +154,25 @@ pub async fn steady_state<S: Store + Clone, P: Sampler>(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { daemon.run(shutdown).await })
     };
-    // Let the daemon register and go idle, as it would be in production.
-    tokio::time::sleep(poll * 2 + Duration::from_millis(200)).await;
+    // One task, not measured, before the clock starts: once its end is
+    // written the daemon is registered, listening and idle, as it would be
+    // in production, and the intervals count from there.
+    store
+        .task_enqueue(NewTask::new(t.clone(), identifier("warm-up")))
+        .await?;
+    let warm_until = Instant::now() + Duration::from_secs(30);
+    while counter.get() == 0 {
+        if Instant::now() > warm_until || run.is_finished() {
+            shutdown.abort();
+            return Err(BenchError::Stalled(
+                "the warm-up task did not finish".into(),
+            ));
+        }
+        // The settled count has no signal of its own: a deadline, and a
+        // look every millisecond at an in-process counter.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let warmed_up = counter.get();
 
     let first = sampler.sample().await;
     let start = Instant::now();
@@ -182,7 +198,7 @@ pub async fn steady_state<S: Store + Clone, P: Sampler>(
     let mut producers = Some(producers);
     let mut calls = Vec::new();
     let mut intervals = Vec::new();
-    let (mut boundary, mut last_enqueued, mut last_completed) = (start, 0, 0);
+    let (mut boundary, mut last_enqueued, mut last_completed) = (start, 0, warmed_up);
     while boundary < end {
         let from = boundary;
         boundary = (boundary + params.interval).min(end);
@@ -228,7 +244,7 @@ pub async fn steady_state<S: Store + Clone, P: Sampler>(
         start: first,
         intervals,
         enqueued: last_enqueued,
-        completed: last_completed,
+        completed: last_completed - warmed_up,
         enqueue_call: Latency::of(calls),
         pickup: Latency::of(pickups.take()),
     })
