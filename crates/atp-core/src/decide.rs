@@ -64,7 +64,8 @@ pub struct Move {
     pub to: Status,
     /// The log record's message.
     pub message: String,
-    /// Whether the move counts a start (SCHEDULED → RUNNING).
+    /// Whether the move counts a start: SCHEDULED → RUNNING, or a rescue of
+    /// a SCHEDULED task (see [`release`]).
     pub counts_start: bool,
     /// For a move into the queue: how long until the task is due again
     /// (a retry's back-off); `None` means at once.
@@ -74,6 +75,11 @@ pub struct Move {
     /// so [`check_held`] must find that attempt stale, as after a
     /// re-enqueue).
     pub clears_holder: bool,
+    /// For a move into the queue: whether the task keeps its place (its
+    /// enqueue and due times) instead of going to the back. A task its
+    /// holder hands back unstarted (claimed ahead, SCHEDULED) never left
+    /// the queue as far as fairness goes.
+    pub keeps_place: bool,
 }
 
 impl Move {
@@ -85,6 +91,7 @@ impl Move {
             counts_start: false,
             due_in: None,
             clears_holder: to == Status::Accepted,
+            keeps_place: false,
         }
     }
 
@@ -183,6 +190,7 @@ pub fn change(found: Option<&TaskState>, c: &StatusChange) -> Result<Option<Move
         return Ok(None);
     }
     let transition = match c.kind() {
+        ChangeKind::Start => return start(Some(state), &a).map(Some),
         ChangeKind::Resume => Transition::Resume,
         ChangeKind::Pause => Transition::Pause,
         ChangeKind::Finish => Transition::Finish,
@@ -292,8 +300,19 @@ pub enum Release<'a> {
 /// Where a released task goes: back to the queue (a re-enqueue), or FAILED
 /// once it has used all its starts, so that nothing loops forever; and the
 /// log line that says why.
+///
+/// A task rescued while SCHEDULED may have begun without its start being
+/// written yet (a holder starts a task claimed ahead as its handler begins
+/// and writes the start after: [`StatusChange::start`]), so the rescue counts
+/// that start: a handler that kills its daemon at once still uses up its
+/// starts instead of looping. A task its holder hands back while SCHEDULED
+/// never began (the holder knows): no start is counted, and it keeps its
+/// place in the queue.
 pub fn release(state: &TaskState, why: Release<'_>) -> Result<Move> {
-    let (starts, max) = (state.starts, state.max_starts);
+    let rescued = !matches!(why, Release::HandBack(_));
+    let unseen_start = rescued && state.status == Status::Scheduled;
+    let max = state.max_starts;
+    let starts = state.starts + u32::from(unseen_start);
     let (transition, message) = match (after_release(starts, max), why) {
         (Status::Failed, Release::HandBack(reason)) => {
             (Transition::Fail, messages::released_failed(reason, max))
@@ -338,12 +357,18 @@ pub fn release(state: &TaskState, why: Release<'_>) -> Result<Move> {
     let to = transition
         .check(state.status)
         .map_err(|e| Error::Corrupt(e.to_string()))?;
+    let message = if unseen_start {
+        messages::with_unseen_start(&message, starts)
+    } else {
+        message
+    };
     // A holder that hands back its last start ended the task itself; a
     // rescue ends it for the attempt, which is fenced out like any other
     // attempt a rescue takes a task from.
-    let rescued = !matches!(why, Release::HandBack(_));
     Ok(Move {
         clears_holder: to == Status::Accepted || rescued,
+        counts_start: unseen_start,
+        keeps_place: to == Status::Accepted && !rescued && state.status == Status::Scheduled,
         ..Move::new(state.status, to, message)
     })
 }

@@ -21,6 +21,12 @@ pub fn abandoned_requeued(timeout_secs: f64, starts: u32, max_starts: u32) -> St
     )
 }
 
+/// A rescue's record of a task found SCHEDULED: claimed ahead, it may have
+/// begun before its start was written, so that start is counted.
+pub fn with_unseen_start(message: &str, start: u32) -> String {
+    format!("{message} [found SCHEDULED: counted as start {start}, which may have begun]")
+}
+
 /// The FAILED record written when an abandoned task has no starts left.
 pub fn abandoned_failed(timeout_secs: f64, max_starts: u32) -> String {
     format!(

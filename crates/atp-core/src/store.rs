@@ -97,6 +97,15 @@ pub struct ClaimParams {
     pub types: Option<Vec<TypeName>>,
     /// The log message of the SCHEDULED record.
     pub message: String,
+    /// How many of the claimed tasks (the first, in queue order)
+    /// [`Store::task_claim_start`] also starts (RUNNING, start counted);
+    /// `None` for all. The others stay SCHEDULED, held by `holder`, which
+    /// starts each once a slot is free for it ([`StatusChange::start`]): a
+    /// daemon claiming ahead of its free slots, so that a task reads
+    /// RUNNING only once its handler runs.
+    ///
+    /// [`StatusChange::start`]: crate::StatusChange::start
+    pub start: Option<u32>,
 }
 
 impl ClaimParams {
@@ -107,7 +116,14 @@ impl ClaimParams {
             limit,
             types: None,
             message: format!("Scheduled by {holder}"),
+            start: None,
         }
+    }
+
+    /// Start only the first `n` tasks claimed (see [`ClaimParams::start`]).
+    pub fn starting(mut self, n: u32) -> Self {
+        self.start = Some(n);
+        self
     }
 
     /// Restrict to `types`.
@@ -210,7 +226,10 @@ pub trait Store: Send + Sync + 'static {
     /// and starts them like [`Store::task_start_many`], in one transaction: each
     /// task gets both its SCHEDULED and its RUNNING log record (in that order),
     /// its lease and its start count, exactly as the two calls would leave it.
-    /// Every task returned is claimed by this call alone.
+    /// With [`ClaimParams::start`], only that many (the first in queue order)
+    /// are started; the rest are returned SCHEDULED ([`StartedTask::status`])
+    /// with the start number they will have. Every task returned is claimed
+    /// by this call alone.
     fn task_claim_start(
         &self,
         params: &ClaimParams,

@@ -283,12 +283,16 @@ pub struct ClaimedTask {
     pub identifier: TaskIdentifier,
 }
 
-/// A task whose handler may now run (RUNNING).
+/// A task whose handler may now run: RUNNING, or SCHEDULED when it was
+/// claimed ahead of a free slot (see [`crate::ClaimParams::start`]), for
+/// the holder to start with [`StatusChange::start`] as its handler begins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedTask {
     /// The hold (unchanged by the start).
     pub attempt: Attempt,
-    /// Which start this is (1 for the first run).
+    /// RUNNING (started, the start counted) or SCHEDULED (not yet).
+    pub status: Status,
+    /// Which start this is (1 for the first run), counted or to be.
     pub start: u32,
     /// The task's type, with its handler and limits.
     pub task_type: TaskType,
@@ -329,6 +333,9 @@ pub enum ChangeKind {
     /// Held → ACCEPTED: the holder gives the task back to the queue (FAILED
     /// instead when its starts are used up).
     HandBack,
+    /// SCHEDULED → RUNNING: the handler of a task claimed ahead begins
+    /// (counts the start, like [`crate::Store::task_start_many`]).
+    Start,
 }
 
 impl ChangeKind {
@@ -341,6 +348,7 @@ impl ChangeKind {
             ChangeKind::Finish => Status::Finished,
             ChangeKind::Fail => Status::Failed,
             ChangeKind::HandBack => Status::Accepted,
+            ChangeKind::Start => Status::Running,
         }
     }
 }
@@ -452,6 +460,18 @@ impl StatusChange {
     /// FAILED once its starts are used up), logged with `reason`.
     pub fn hand_back(attempt: Attempt, reason: impl Into<String>) -> Self {
         Self::of(attempt, ChangeKind::HandBack, reason)
+    }
+
+    /// The handler of a task claimed ahead (held SCHEDULED, see
+    /// [`crate::ClaimParams::start`]) begins: SCHEDULED → RUNNING, the start
+    /// counted and logged as a start is ("Started by …").
+    ///
+    /// A holder may run the handler before this change is written: a
+    /// rescue counts a start for a task it finds SCHEDULED (see
+    /// [`crate::decide::release`]), so a handler that kills its daemon
+    /// still uses up its starts.
+    pub fn start(attempt: Attempt) -> Self {
+        Self::of(attempt, ChangeKind::Start, String::new())
     }
 
     fn leaving_terminal(mut self) -> Self {

@@ -82,7 +82,14 @@ struct Inner {
     /// How long an `exec:` program stopped by a cancel has between SIGTERM
     /// and the SIGKILL of its process group.
     cancel_grace: std::time::Duration,
+    /// For a task claimed ahead (SCHEDULED until its handler began): the
+    /// settler's reply to its start, until someone awaited it
+    /// ([`TaskContext::start_written`]).
+    start_pending: tokio::sync::Mutex<Option<StartReply>>,
 }
+
+/// The settler's reply to the start of a task claimed ahead.
+pub(crate) type StartReply = tokio::sync::oneshot::Receiver<atp_core::Result<()>>;
 
 impl std::fmt::Debug for TaskContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,7 +119,36 @@ impl TaskContext {
                 lost: AtomicBool::new(false),
                 cancelled_by_operator: AtomicBool::new(false),
                 cancel_grace,
+                start_pending: tokio::sync::Mutex::new(None),
             }),
+        }
+    }
+
+    /// The same context for a task claimed ahead, whose start the settler
+    /// is writing (`reply` says how that went). Called before the context
+    /// is shared.
+    pub(crate) fn awaiting_start(mut self, reply: StartReply) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("a new context is not shared yet");
+        *inner.start_pending.get_mut() = Some(reply);
+        self
+    }
+
+    /// Waits until the start of a task claimed ahead is written (at once
+    /// for a task started by its claim), so that the attempt's own status
+    /// changes follow its RUNNING record. A start refused because the
+    /// attempt lost the task (cancelled, rescued) marks it lost.
+    pub(crate) async fn start_written(&self) {
+        let mut pending = self.inner.start_pending.lock().await;
+        let Some(reply) = pending.take() else {
+            return;
+        };
+        match reply.await {
+            Ok(Ok(())) => {}
+            Ok(Err(atp_core::Error::StaleAttempt { .. })) => self.mark_lost(),
+            Ok(Err(e)) => {
+                tracing::warn!(task = %self.id(), error = %e, "could not record the start of a task claimed ahead")
+            }
+            Err(_) => tracing::debug!("the settler stopped before writing a start"),
         }
     }
 
@@ -244,6 +280,7 @@ impl TaskContext {
     }
 
     async fn change(&self, change: StatusChange) -> Result<(), HandlerError> {
+        self.start_written().await;
         let status = change.status();
         let r = self
             .persist(|| self.inner.store.set_status(change.clone()))

@@ -150,7 +150,7 @@ impl Candidate {
             task_type: crate::row::type_name(self.type_name)?,
             identifier: crate::row::identifier_of(self.identifier)?,
             outcome: decided.to,
-            starts: self.state.starts,
+            starts: self.state.starts + u32::from(decided.counts_start),
         })
     }
 }

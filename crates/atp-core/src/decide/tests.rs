@@ -24,9 +24,10 @@ fn state(status: Status) -> TaskState {
     }
 }
 
-fn kinds() -> [(ChangeKind, StatusChange); 5] {
+fn kinds() -> [(ChangeKind, StatusChange); 6] {
     let a = attempt();
     [
+        (ChangeKind::Start, StatusChange::start(a)),
         (ChangeKind::Resume, StatusChange::resume(a, "m")),
         (ChangeKind::Pause, StatusChange::pause(a, "m")),
         (ChangeKind::Finish, StatusChange::finish(a, "m")),
@@ -58,9 +59,23 @@ fn every_holder_change_follows_the_transition_table() {
         (ChangeKind::HandBack, Scheduled, Accepted),
         (ChangeKind::HandBack, Running, Accepted),
         (ChangeKind::HandBack, Paused, Accepted),
+        (ChangeKind::Start, Scheduled, Running),
     ];
+    // What a legal row writes beyond its status and the holder's message.
+    let expected = |kind: ChangeKind, from: Status, to: Status| match (kind, from) {
+        (ChangeKind::Start, _) => Move {
+            counts_start: true,
+            ..Move::new(from, to, messages::started(HOLDER, 2, 3))
+        },
+        (ChangeKind::HandBack, Scheduled) => Move {
+            keeps_place: true,
+            ..Move::new(from, to, "m".into())
+        },
+        _ => Move::new(from, to, "m".into()),
+    };
     for (kind, asked) in kinds() {
         let transition = match kind {
+            ChangeKind::Start => Transition::Start,
             ChangeKind::Resume => Transition::Resume,
             ChangeKind::Pause => Transition::Pause,
             ChangeKind::Finish => Transition::Finish,
@@ -72,7 +87,7 @@ fn every_holder_change_follows_the_transition_table() {
             match legal.iter().find(|(k, f, _)| *k == kind && *f == from) {
                 Some((_, _, to)) => assert_eq!(
                     decided.unwrap(),
-                    Some(Move::new(from, *to, "m".into())),
+                    Some(expected(kind, from, *to)),
                     "{kind:?} from {from}"
                 ),
                 None => {
@@ -236,7 +251,8 @@ fn rescues_requeue_until_the_starts_are_used_up() {
         silent_secs: 30.0,
     };
     let abandoned = Release::Abandoned { timeout_secs: 5.0 };
-    for from in Status::HELD {
+    // SCHEDULED has rules of its own (the next test).
+    for from in [Status::Running, Status::Paused] {
         let mut s = state(from);
         assert_eq!(
             release(&s, abandoned).unwrap(),
@@ -293,6 +309,63 @@ fn rescues_requeue_until_the_starts_are_used_up() {
             Err(Error::Corrupt(_))
         ));
     }
+}
+
+/// A task claimed ahead is SCHEDULED until its holder writes its start,
+/// which may follow the handler's beginning: a rescue counts that start
+/// (else a handler that kills its daemon at once would loop forever), a
+/// holder's hand-back of it (it knows the handler never began) does not,
+/// and puts it back in its place.
+#[test]
+fn a_rescue_of_a_scheduled_task_counts_the_start_it_may_have_made() {
+    let dead = Release::HolderDead {
+        holder: OTHER,
+        silent_secs: 30.0,
+    };
+    let abandoned = Release::Abandoned { timeout_secs: 5.0 };
+    let mut s = state(Status::Scheduled);
+    let counted = |to: Status, message: String| Move {
+        counts_start: true,
+        clears_holder: true,
+        ..Move::new(Status::Scheduled, to, message)
+    };
+    assert_eq!(
+        release(&s, abandoned).unwrap(),
+        counted(
+            Status::Accepted,
+            messages::with_unseen_start(&messages::abandoned_requeued(5.0, 2, 3), 2)
+        )
+    );
+    assert_eq!(
+        release(&s, dead).unwrap(),
+        counted(
+            Status::Accepted,
+            messages::with_unseen_start(&messages::rescued(OTHER, 30.0), 2)
+        )
+    );
+    let handed = release(&s, Release::HandBack("r")).unwrap();
+    assert_eq!(
+        handed,
+        Move {
+            keeps_place: true,
+            ..Move::new(Status::Scheduled, Status::Accepted, "r".into())
+        }
+    );
+    // The start it may have made was its last: FAILED, not looping.
+    s.starts = 2;
+    assert_eq!(
+        release(&s, dead).unwrap(),
+        counted(
+            Status::Failed,
+            messages::with_unseen_start(&messages::rescued_failed(OTHER, 30.0, 3), 3)
+        )
+    );
+    let mut after = s;
+    after.apply(&release(&s, abandoned).unwrap());
+    assert_eq!((after.status, after.starts), (Status::Failed, 3));
+    // Running, a rescue counts nothing more: the start was written.
+    let running = state(Status::Running);
+    assert!(!release(&running, dead).unwrap().counts_start);
 }
 
 #[test]

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use atp_core::{StartedTask, Store};
+use atp_core::{StartedTask, Status, StatusChange, Store};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
@@ -30,15 +31,37 @@ pub(super) fn spawn_attempt<S: Store + Clone>(
     started: StartedTask,
     attempts: &mut JoinSet<()>,
 ) {
+    s.report_started(&started);
     let cancel = s.abort_all.child_token();
     let task = started.attempt.task;
     let handler = started.task_type.handler.as_str().to_owned();
     let store: Arc<dyn AttemptStore> = Arc::new(s.store.clone());
-    let ctx = TaskContext::new(started, s.id, store, cancel.clone(), s.config.cancel_grace);
-    s.running
-        .lock()
-        .expect("running map")
-        .insert(task, Running { ctx: ctx.clone() });
+    let claimed_ahead = started.status == Status::Scheduled;
+    let attempt = started.attempt;
+    let mut ctx = TaskContext::new(started, s.id, store, cancel.clone(), s.config.cancel_grace);
+    if claimed_ahead {
+        // Claimed ahead, the task is still SCHEDULED: its start (RUNNING,
+        // counted) goes to the settler now, to share a transaction with the
+        // ends written meanwhile, and the handler begins without waiting
+        // for it. A rescue that finds it SCHEDULED counts the start anyway
+        // (`decide::release`); the attempt's own status changes and its end
+        // wait for it (`TaskContext::start_written`).
+        let (reply_to, reply) = oneshot::channel();
+        if s.settle_tx
+            .send((StatusChange::start(attempt), reply_to))
+            .is_err()
+        {
+            tracing::error!("the settler is gone; the task will be rescued");
+        }
+        ctx = ctx.awaiting_start(reply);
+    }
+    s.running.lock().expect("running map").insert(
+        task,
+        Running {
+            ctx: ctx.clone(),
+            began: tokio::time::Instant::now(),
+        },
+    );
     if s.cancelled_ahead
         .lock()
         .expect("cancelled ahead")

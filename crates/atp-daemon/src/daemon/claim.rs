@@ -11,7 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atp_core::{ClaimParams, Error as StoreError, StartedTask, Store, TypeName};
+use atp_core::{
+    ClaimParams, Error as StoreError, StartedTask, Status, StatusChange, Store, TypeName,
+};
 use tokio::task::JoinSet;
 
 use super::attempt::spawn_attempt;
@@ -59,6 +61,14 @@ pub(super) fn ahead_target(concurrency: usize, handler_time: Option<Duration>) -
     }
 }
 
+/// The longest a task claimed ahead waits for a slot here: then it is
+/// handed back to the queue, unstarted and in its place, for another
+/// daemon (or this one, later). A buffer sized for [`PREFETCH_BELOW`] of
+/// short work is emptied well within this, unless the slots went to long
+/// tasks meanwhile; slots whose attempt has run this long are not counted
+/// as ones that free up soon ([`Claimer::prepare`]).
+pub(super) const AHEAD_WAIT_MOST: Duration = Duration::from_millis(100);
+
 /// How long a busy daemon waits for more free slots before claiming: a
 /// claim costs a round trip and a commit whatever its size.
 const CLAIM_LINGER: Duration = Duration::from_millis(2);
@@ -81,9 +91,11 @@ pub(super) enum Pass {
     Claimed(usize),
 }
 
-/// What a pass will claim, once it knows there is room.
+/// What a pass will claim, once it knows there is room: `want` tasks, the
+/// first `free` of them to start at once in the slots free now.
 struct Ready {
     want: usize,
+    free: usize,
     types: Vec<TypeName>,
 }
 
@@ -92,9 +104,10 @@ struct Ready {
 pub(super) struct Claimer<S> {
     s: Arc<Shared<S>>,
     attempts: JoinSet<()>,
-    /// Started tasks waiting for a slot, oldest first; mirrored in
-    /// `Shared::buffered` for the heartbeat.
-    ahead: VecDeque<StartedTask>,
+    /// Tasks claimed ahead (SCHEDULED) waiting for a slot, oldest first,
+    /// with when they were claimed; mirrored in `Shared::buffered` for the
+    /// heartbeat.
+    ahead: VecDeque<(tokio::time::Instant, StartedTask)>,
     runnable: RunnableTypes,
 }
 
@@ -145,13 +158,15 @@ impl<S: Store + Clone> Claimer<S> {
     async fn prepare(&mut self) -> Result<Ready, Pass> {
         // Reap finished attempt tasks so the set does not grow.
         while self.attempts.try_join_next().is_some() {}
-        let free = self.run_ahead();
+        self.hand_back_waited();
+        let free = self.run_ahead(0);
         let s = &self.s;
         // With short tasks, claim a batch ahead while the slots are busy, so
         // the next claim's round trip overlaps the running batch. The
         // buffer is refilled once it is half empty, in one claim: many
-        // small claims would cost a round trip and a commit each.
-        let target = ahead_target(s.config.concurrency, s.handler_time());
+        // small claims would cost a round trip and a commit each. Slots
+        // held by long attempts will not take any of it soon.
+        let target = ahead_target(self.slots_freeing_soon(), s.handler_time());
         let room = if self.ahead.len() * 2 <= target {
             target - self.ahead.len()
         } else {
@@ -170,20 +185,109 @@ impl<S: Store + Clone> Claimer<S> {
         }
         Ok(Ready {
             want: free + room,
+            free,
             types,
         })
     }
 
-    /// Claims and starts up to `ready.want` tasks in one transaction, then
-    /// spawns one attempt per free slot and buffers the rest.
+    /// Slots that are free or whose attempt began less than
+    /// [`AHEAD_WAIT_MOST`] ago.
+    fn slots_freeing_soon(&self) -> usize {
+        let running = self.s.running.lock().expect("running map");
+        let long = running
+            .values()
+            .filter(|r| r.began.elapsed() >= AHEAD_WAIT_MOST)
+            .count();
+        self.s.config.concurrency.saturating_sub(long)
+    }
+
+    /// When the oldest task claimed ahead has waited [`AHEAD_WAIT_MOST`].
+    pub(super) fn next_hand_back(&self) -> Option<tokio::time::Instant> {
+        self.ahead.front().map(|(at, _)| *at + AHEAD_WAIT_MOST)
+    }
+
+    /// Hands back to the queue, unstarted and keeping their place, the
+    /// tasks claimed ahead that waited [`AHEAD_WAIT_MOST`] for a slot: the
+    /// slots went to long tasks, and a short task must not wait behind
+    /// them while another daemon could run it.
+    fn hand_back_waited(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut waited = Vec::new();
+        while let Some((at, _)) = self.ahead.front()
+            && now.duration_since(*at) >= AHEAD_WAIT_MOST
+        {
+            let (_, task) = self.ahead.pop_front().expect("a front task");
+            waited.push(task);
+        }
+        if !waited.is_empty() {
+            let reason = format!(
+                "Handed back unstarted by daemon {}: no slot free within {} ms",
+                self.s.id,
+                AHEAD_WAIT_MOST.as_millis()
+            );
+            tracing::debug!(count = waited.len(), "handing back tasks claimed ahead");
+            self.hand_back(waited, &reason);
+        }
+    }
+
+    /// Sends hand-backs of unstarted tasks to the settler (their replies
+    /// are awaited by a task in `attempts`, so a stop waits for them).
+    fn hand_back(&mut self, tasks: Vec<StartedTask>, reason: &str) {
+        let mut replies = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if self.forget_buffered(&task) {
+                continue;
+            }
+            let (reply_to, reply) = tokio::sync::oneshot::channel();
+            let change = StatusChange::hand_back(task.attempt, reason);
+            if self.s.settle_tx.send((change, reply_to)).is_err() {
+                tracing::error!("the settler is gone; the task will be rescued");
+                return;
+            }
+            replies.push((task.attempt.task, reply));
+        }
+        self.attempts.spawn(async move {
+            for (task, reply) in replies {
+                match reply.await {
+                    Ok(Ok(())) | Err(_) => {}
+                    Ok(Err(e)) => tracing::debug!(%task, error = %e, "a task claimed ahead was not handed back"),
+                }
+            }
+        });
+    }
+
+    /// Takes `task` out of the heartbeat's buffer; `true` when an operator
+    /// cancelled it meanwhile (it is CANCELLED already: nothing to run or
+    /// hand back).
+    fn forget_buffered(&self, task: &StartedTask) -> bool {
+        let id = task.attempt.task;
+        self.s.buffered.lock().expect("buffer").remove(&id);
+        let cancelled = self
+            .s
+            .cancelled_ahead
+            .lock()
+            .expect("cancelled ahead")
+            .remove(&id);
+        if cancelled {
+            tracing::info!(task = %id, "a task claimed ahead was cancelled by an operator before it ran");
+        }
+        cancelled
+    }
+
+    /// Claims up to `ready.want` tasks in one transaction, the first
+    /// `ready.free` of them started (RUNNING) for the slots free now and the
+    /// rest SCHEDULED, then spawns the started ones and runs or buffers the
+    /// rest: a task reads RUNNING only once its handler runs.
     async fn claim(&mut self, ready: Ready) -> Pass {
         let s = &self.s;
         let params = ClaimParams::new(s.id, u32::try_from(ready.want).unwrap_or(u32::MAX))
-            .with_types(ready.types);
+            .with_types(ready.types)
+            .starting(u32::try_from(ready.free).unwrap_or(u32::MAX));
         // The claim is never raced or cancelled: a claim dropped mid-flight
         // may still commit, leaving tasks held by no attempt. While it runs,
-        // slots that free up take tasks claimed ahead at once: with short
-        // tasks they free up many times during one claim's round trip.
+        // slots that free up take tasks claimed ahead at once (with short
+        // tasks they free up many times during one claim's round trip),
+        // leaving the `free` slots to the tasks the claim starts.
         let s = s.clone();
         let claim = s.store.task_claim_start(&params);
         tokio::pin!(claim);
@@ -192,7 +296,7 @@ impl<S: Store + Clone> Claimer<S> {
                 biased;
                 r = &mut claim => break r,
                 () = s.slot_freed.notified(), if !self.ahead.is_empty() => {
-                    self.run_ahead();
+                    self.run_ahead(ready.free);
                 }
             }
         };
@@ -200,53 +304,43 @@ impl<S: Store + Clone> Claimer<S> {
             Ok(started) => started,
             Err(e) => return Pass::Failed("claiming tasks", e),
         };
-        let s = &self.s;
-        // The store has recorded these starts: report them now, whether
-        // they run at once or wait ahead for a slot.
-        s.report_started(&started);
         if started.is_empty() {
             return Pass::Empty;
         }
         let claimed = started.len();
         // Started even if a stop came meanwhile: they get the grace period
         // like every running attempt (handing them back would cost a start).
-        let mut free = self.free();
+        let now = tokio::time::Instant::now();
         for task in started {
-            if free > 0 {
-                spawn_attempt(s, task, &mut self.attempts);
-                free -= 1;
+            if task.status == Status::Running || self.free() > 0 {
+                spawn_attempt(&self.s, task, &mut self.attempts);
             } else {
-                s.buffered
+                self.s
+                    .buffered
                     .lock()
                     .expect("buffer")
                     .insert(task.attempt.task, task.attempt);
-                self.ahead.push_back(task);
+                self.ahead.push_back((now, task));
             }
         }
         Pass::Claimed(claimed)
     }
 
-    /// Runs tasks claimed ahead, oldest first, in the slots that are free;
-    /// returns how many slots are still free.
-    fn run_ahead(&mut self) -> usize {
-        let mut free = self.free();
+    /// Runs tasks claimed ahead, oldest first, in the slots that are free
+    /// beyond `reserved` (kept for the tasks a claim in flight starts);
+    /// returns how many of those slots are still free.
+    fn run_ahead(&mut self, reserved: usize) -> usize {
+        let mut free = self.free().saturating_sub(reserved);
         while free > 0
-            && let Some(task) = self.ahead.pop_front()
+            && let Some((_, task)) = self.ahead.pop_front()
         {
-            self.spawn_from_ahead(task);
+            if self.forget_buffered(&task) {
+                continue;
+            }
+            spawn_attempt(&self.s, task, &mut self.attempts);
             free -= 1;
         }
         free
-    }
-
-    /// Spawns the attempt of a task taken out of the buffer ahead.
-    fn spawn_from_ahead(&mut self, task: StartedTask) {
-        self.s
-            .buffered
-            .lock()
-            .expect("buffer")
-            .remove(&task.attempt.task);
-        spawn_attempt(&self.s, task, &mut self.attempts);
     }
 
     /// Slots no attempt's handler occupies.
@@ -255,12 +349,17 @@ impl<S: Store + Clone> Claimer<S> {
         self.s.config.concurrency.saturating_sub(running)
     }
 
-    /// Stopping: what was claimed ahead is already started; run it within
-    /// the grace period like the rest (it is short work by construction).
-    /// Returns every attempt spawned, for the shutdown to wait on.
+    /// Stopping: what was claimed ahead never started; it goes back to the
+    /// queue in its place, no start spent. Returns every attempt spawned
+    /// (and the wait for those hand-backs), for the shutdown to wait on.
     pub(super) fn finish(mut self) -> JoinSet<()> {
-        for task in std::mem::take(&mut self.ahead) {
-            self.spawn_from_ahead(task);
+        let waiting: Vec<StartedTask> = std::mem::take(&mut self.ahead)
+            .into_iter()
+            .map(|(_, task)| task)
+            .collect();
+        if !waiting.is_empty() {
+            let reason = format!("Handed back unstarted: daemon {} is stopping", self.s.id);
+            self.hand_back(waiting, &reason);
         }
         self.attempts
     }
@@ -291,8 +390,10 @@ pub(super) async fn claim_loop<S: Store + Clone>(
         let (pass, woken_early) = claimer.claim_once_listening(woken.as_mut()).await;
         match pass {
             Pass::Full => {
+                let hand_back = claimer.next_hand_back();
                 tokio::select! {
                     () = s.slot_freed.notified() => {}
+                    () = sleep_until(hand_back), if hand_back.is_some() => continue,
                     () = shutdown.graceful.cancelled() => {}
                 }
                 // Busy: let a few more attempts end so that the next claim
@@ -316,6 +417,7 @@ pub(super) async fn claim_loop<S: Store + Clone>(
                     continue;
                 }
                 let ahead = !claimer.ahead.is_empty();
+                let hand_back = claimer.next_hand_back();
                 // A delayed task due before the next poll: sleep until then
                 // (an enqueue of an earlier one ends the wait anyway).
                 let due_in = next_due(s).await;
@@ -323,8 +425,10 @@ pub(super) async fn claim_loop<S: Store + Clone>(
                     () = woken => {}
                     () = s.wake.notified() => {}
                     () = tokio::time::sleep(due_in.unwrap_or_default()), if due_in.is_some() => {}
-                    // Tasks claimed ahead run as soon as a slot frees.
+                    // Tasks claimed ahead run as soon as a slot frees, or
+                    // go back to the queue once they waited too long.
                     () = s.slot_freed.notified(), if ahead => {}
+                    () = sleep_until(hand_back), if hand_back.is_some() => {}
                     () = shutdown.graceful.cancelled() => {}
                 }
             }
@@ -346,6 +450,14 @@ async fn next_due<S: Store>(s: &Shared<S>) -> Option<std::time::Duration> {
             tracing::debug!(error = %e, "could not read the next due time");
             None
         }
+    }
+}
+
+/// Sleeps until `at` (forever for `None`: the caller's guard skips it).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

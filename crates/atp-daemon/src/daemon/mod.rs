@@ -69,6 +69,9 @@ use settle::Settle;
 /// A running attempt as the heartbeat sees it.
 struct Running {
     ctx: TaskContext,
+    /// When its handler began: a slot held longer than
+    /// [`claim::AHEAD_WAIT_MOST`] is not counted as one that frees up soon.
+    began: tokio::time::Instant,
 }
 
 /// State shared by the daemon's loops. Who writes each field is said on it.
@@ -308,11 +311,9 @@ impl<S> Shared<S> {
     }
 
     /// Tells the observer about starts the store has recorded.
-    fn report_started(&self, started: &[StartedTask]) {
+    fn report_started(&self, started: &StartedTask) {
         if let Some(observer) = &self.observer {
-            for task in started {
-                observer.attempt_started(task);
-            }
+            observer.attempt_started(started);
         }
     }
 

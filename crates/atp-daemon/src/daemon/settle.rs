@@ -124,6 +124,9 @@ async fn write_end<S: Store>(s: &Shared<S>, ctx: &TaskContext, ending: Ending) {
         error!("the settler is gone; the task will be rescued");
         return;
     }
+    // Sent first, so that a task claimed ahead has its start and its end
+    // written in one transaction when both wait for the settler together.
+    ctx.start_written().await;
     match written.await {
         Ok(Ok(())) => {
             // A task handed back with all its starts used is failed by

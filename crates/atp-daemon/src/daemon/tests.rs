@@ -293,7 +293,8 @@ async fn a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again(db: im
     h.let_through(1).await;
 }
 
-/// Heartbeats keep running and claimed-ahead tasks fresh.
+/// Heartbeats keep running and claimed-ahead tasks fresh; a task claimed
+/// ahead reads SCHEDULED (its start not counted) until its handler runs.
 async fn heartbeats_refresh_every_held_task(db: impl TestDb) {
     let mut h = Harness::new(db.store().clone(), config(1)).await;
     h.s().record_handler_time(Duration::ZERO);
@@ -307,16 +308,83 @@ async fn heartbeats_refresh_every_held_task(db: impl TestDb) {
         h.store().task_get(&second).await.unwrap().updated_at,
     ];
     h.heartbeat_once().await;
-    for (t, was) in [&first, &second].into_iter().zip(before) {
+    let shown = [(Status::Running, 1), (Status::Scheduled, 0)];
+    for ((t, was), (status, starts)) in [&first, &second].into_iter().zip(before).zip(shown) {
         let now = h.store().task_get(t).await.unwrap();
         assert!(now.updated_at > was, "{t:?} was not heartbeated");
-        assert_eq!(now.status, Status::Running);
+        assert_eq!((now.status, now.starts), (status, starts), "{t:?}");
     }
     h.let_through(1).await;
     // The second runs from the buffer once the first's slot is free.
     assert!(matches!(h.claim_once().await, Pass::Empty));
     h.let_through(1).await;
-    assert_eq!(status(h.store(), &second).await, Status::Finished);
+    let done = h.store().task_get(&second).await.unwrap();
+    assert_eq!((done.status, done.starts), (Status::Finished, 1));
+    assert_eq!(
+        statuses(h.store(), &second).await,
+        [
+            Status::Accepted,
+            Status::Scheduled,
+            Status::Running,
+            Status::Finished
+        ]
+    );
+}
+
+/// The statuses of a task's log, oldest first.
+async fn statuses<S: Store>(s: &S, task: &TaskRef) -> Vec<Status> {
+    s.task_log(task)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.status)
+        .collect()
+}
+
+/// A task claimed ahead whose slot does not free within
+/// [`AHEAD_WAIT_MOST`](super::claim::AHEAD_WAIT_MOST) (the slot's task is long) goes back to the queue,
+/// unstarted and in its place, for another daemon; while this daemon's
+/// slots run long tasks it claims nothing ahead.
+async fn a_task_claimed_ahead_goes_back_in_its_place_when_no_slot_frees(db: impl TestDb) {
+    let mut h = Harness::new(db.store().clone(), config(1)).await;
+    h.s().record_handler_time(Duration::ZERO);
+    let t = gate_type(h.store(), "gate").await;
+    let long = enqueue(h.store(), &t, "1").await;
+    let short = enqueue(h.store(), &t, "2").await;
+    assert!(matches!(h.claim_once().await, Pass::Claimed(2)));
+    let later = enqueue(h.store(), &t, "3").await;
+    let before = h.store().task_get(&short).await.unwrap();
+    assert_eq!(before.status, Status::Scheduled);
+    // The deadline the claim loop sleeps to, not a guess.
+    let deadline = h.claimer.next_hand_back().expect("a task waits ahead");
+    tokio::time::sleep_until(deadline).await;
+    h.s().record_handler_time(Duration::ZERO);
+    // The slot's attempt has run that long too: nothing more is claimed.
+    assert!(matches!(h.claim_once().await, Pass::Full));
+    assert!(h.s().buffered.lock().unwrap().is_empty());
+    atp_store::testing::eventually(Duration::from_secs(10), "the hand-back", || async {
+        let back = status(h.store(), &short).await == Status::Accepted;
+        back.then_some(())
+    })
+    .await;
+    let after = h.store().task_get(&short).await.unwrap();
+    assert_eq!((after.starts, after.holder), (0, None));
+    assert_eq!(after.enqueued_at, before.enqueued_at, "it keeps its place");
+    assert_eq!(
+        statuses(h.store(), &short).await,
+        [Status::Accepted, Status::Scheduled, Status::Accepted]
+    );
+    // Another daemon takes it before the task enqueued after it.
+    let other = h
+        .store()
+        .task_claim_start(&atp_core::ClaimParams::new(DAEMON_B, 1))
+        .await
+        .unwrap();
+    assert_eq!(other[0].identifier.as_str(), "2");
+    assert_eq!(status(h.store(), &later).await, Status::Accepted);
+    assert_eq!(status(h.store(), &long).await, Status::Running);
+    // The hand-back's wait and the long attempt.
+    h.let_through(2).await;
 }
 
 /// The guard `long_tasks_are_not_claimed_ahead` names: once handlers are
@@ -334,12 +402,12 @@ async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
     // The slot is busy and tasks are long: nothing is claimed ahead.
     assert!(matches!(h.claim_once().await, Pass::Full));
     assert_eq!(status(h.store(), &second).await, Status::Accepted);
-    // Short tasks: the next is claimed (and started) ahead, and waits.
+    // Short tasks: the next is claimed ahead, and waits, SCHEDULED.
     for _ in 0..32 {
         h.s().record_handler_time(Duration::from_micros(10));
     }
     assert!(matches!(h.claim_once().await, Pass::Claimed(1)));
-    assert_eq!(status(h.store(), &second).await, Status::Running);
+    assert_eq!(status(h.store(), &second).await, Status::Scheduled);
     assert_eq!(h.running_attempts().len(), 1, "never more than concurrency");
     h.let_through(1).await;
     assert!(matches!(h.claim_once().await, Pass::Empty));
@@ -460,10 +528,9 @@ async fn a_freed_slot_takes_a_task_claimed_ahead_while_a_claim_is_in_flight() {
     h.let_through(1).await;
 }
 
-/// A task claimed ahead (started, waiting for a slot) whose cancel the
-/// daemon hears: its attempt is stopped as soon as it is made, and writes
-/// nothing.
-async fn a_task_cancelled_while_claimed_ahead_is_stopped_when_its_attempt_begins(db: impl TestDb) {
+/// A task claimed ahead (SCHEDULED, waiting for a slot) whose cancel the
+/// daemon hears never runs: the free slot skips it, and nothing is written.
+async fn a_task_cancelled_while_claimed_ahead_never_runs(db: impl TestDb) {
     let mut h = Harness::new(db.store().clone(), config(1)).await;
     let t = gate_type(h.store(), "gate").await;
     enqueue(h.store(), &t, "1").await;
@@ -478,12 +545,10 @@ async fn a_task_cancelled_while_claimed_ahead_is_stopped_when_its_attempt_begins
     super::cancel::cancelled(h.s(), ahead);
     let logged = h.store().task_log(&second).await.unwrap().len();
     h.let_through(1).await;
-    // The free slot takes the task claimed ahead: stopped at once.
+    // The free slot skips the cancelled task claimed ahead.
     assert!(matches!(h.claim_once().await, Pass::Empty));
-    h.claimer
-        .join_next()
-        .await
-        .expect("the cancelled attempt to end");
+    assert!(h.running_attempts().is_empty(), "nothing runs");
+    assert!(h.s().buffered.lock().unwrap().is_empty());
     assert_eq!(status(h.store(), &second).await, Status::Cancelled);
     assert_eq!(h.store().task_log(&second).await.unwrap().len(), logged);
     assert!(h.s().cancelled_ahead.lock().unwrap().is_empty());
@@ -604,7 +669,8 @@ atp_store::per_engine_tests! {
     the_context_tells_the_holder_and_the_enqueue_time,
     long_tasks_are_not_claimed_ahead,
     short_tasks_are_claimed_ahead_in_batches_refilled_at_half,
-    a_task_cancelled_while_claimed_ahead_is_stopped_when_its_attempt_begins,
+    a_task_cancelled_while_claimed_ahead_never_runs,
+    a_task_claimed_ahead_goes_back_in_its_place_when_no_slot_frees,
     nothing_is_claimed_ahead_before_a_handler_time_is_known,
     what_is_claimed_follows_the_registry,
     a_task_held_but_not_running_is_handed_back_at_the_second_round,

@@ -143,6 +143,121 @@ async fn log_lines<S: Store>(s: &S, task: impl Into<TaskRef>) -> Vec<(Status, St
         .collect()
 }
 
+/// A claim ahead of free slots ([`ClaimParams::start`]): only the first
+/// tasks in queue order are started; the rest are SCHEDULED, no start
+/// counted, returned with the start number they will have. The holder's
+/// [`StatusChange::start`] makes one RUNNING (counted, logged "Started by"),
+/// also in one batch with its end; a hand-back of one never started keeps
+/// its place in the queue and spends no start; a rescue of one found
+/// SCHEDULED counts the start it may have made unrecorded.
+pub async fn a_claim_ahead_starts_the_first_and_schedules_the_rest(db: impl TestDb) {
+    let (s, clock) = clocked(&db).await;
+    let s = &s;
+    let t = register(s, task_type("t").with_max_starts(3).with_timeout_secs(5.0)).await;
+    for id in ["1", "2", "3", "4", "5"] {
+        enqueue(s, &t, id).await;
+    }
+    let params = ClaimParams::new(DAEMON_A, 4).starting(1);
+    let claimed = s.task_claim_start(&params).await.unwrap();
+    let shape: Vec<(&str, Status, u32)> = claimed
+        .iter()
+        .map(|c| (c.identifier.as_str(), c.status, c.start))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("1", Status::Running, 1),
+            ("2", Status::Scheduled, 1),
+            ("3", Status::Scheduled, 1),
+            ("4", Status::Scheduled, 1),
+        ]
+    );
+    let scheduled = log_lines(s, claimed[1].attempt.task).await;
+    assert_eq!(scheduled.last().unwrap().0, Status::Scheduled);
+    let task = s
+        .task_get(&TaskRef::Id(claimed[1].attempt.task))
+        .await
+        .unwrap();
+    assert_eq!(
+        (task.status, task.starts, task.holder),
+        (Status::Scheduled, 0, Some(DAEMON_A))
+    );
+    assert_eq!(s.queue_size().await.unwrap(), 1);
+
+    // Its start, alone and then in one batch with the next one's end.
+    let (two, three, four) = (claimed[1].attempt, claimed[2].attempt, claimed[3].attempt);
+    s.task_set_status(StatusChange::start(two)).await.unwrap();
+    let task = s.task_get(&TaskRef::Id(two.task)).await.unwrap();
+    assert_eq!((task.status, task.starts), (Status::Running, 1));
+    assert_eq!(
+        log_lines(s, two.task).await.last().unwrap(),
+        &(Status::Running, messages::started(DAEMON_A, 1, 3))
+    );
+    let results = s
+        .task_set_status_many(&[
+            StatusChange::start(three),
+            StatusChange::finish(three, "done"),
+        ])
+        .await
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let task = s.task_get(&TaskRef::Id(three.task)).await.unwrap();
+    assert_eq!((task.status, task.starts), (Status::Finished, 1));
+    let tail: Vec<Status> = log_lines(s, three.task).await.iter().map(|l| l.0).collect();
+    assert_eq!(
+        tail,
+        [
+            Status::Accepted,
+            Status::Scheduled,
+            Status::Running,
+            Status::Finished
+        ]
+    );
+    // A start of a task already running is refused.
+    let again = s
+        .task_set_status(StatusChange::start(two))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, Error::InvalidTransition { .. }),
+        "{again:?}"
+    );
+
+    // Handed back unstarted: in its place (before "5"), no start spent.
+    let before = s.task_get(&TaskRef::Id(four.task)).await.unwrap();
+    s.task_set_status(StatusChange::hand_back(four, "no slot"))
+        .await
+        .unwrap();
+    let after = s.task_get(&TaskRef::Id(four.task)).await.unwrap();
+    assert_eq!(
+        (after.status, after.starts, after.holder),
+        (Status::Accepted, 0, None)
+    );
+    assert_eq!(after.enqueued_at, before.enqueued_at);
+    assert_eq!(claimed_ids(s, DAEMON_B, 1).await, ["4"]);
+    assert_queue_consistent(s).await;
+
+    // Found SCHEDULED by a rescue: the start it may have made is counted.
+    let four = s.task_get(&TaskRef::Id(four.task)).await.unwrap();
+    assert_eq!((four.status, four.starts), (Status::Scheduled, 0));
+    clock.advance(std::time::Duration::from_secs(6));
+    let rescued = s.task_requeue_abandoned().await.unwrap();
+    let found = rescued.iter().find(|r| r.id == four.id).expect("rescued");
+    assert_eq!((found.outcome, found.starts), (Status::Accepted, 1));
+    let task = s.task_get(&four.key()).await.unwrap();
+    assert_eq!((task.status, task.starts), (Status::Accepted, 1));
+    assert_eq!(
+        log_lines(s, four.id).await.last().unwrap().1,
+        messages::with_unseen_start(&messages::abandoned_requeued(5.0, 1, 3), 1)
+    );
+    assert_queue_consistent(s).await;
+}
+
+/// The identifiers `holder` claims with a plain claim of `limit`.
+async fn claimed_ids<S: Store>(s: &S, holder: atp_core::DaemonId, limit: u32) -> Vec<String> {
+    claim_ids(s, ClaimParams::new(holder, limit)).await
+}
+
 /// Claim-and-start: FIFO, restricted to types and limited like a claim; each
 /// task RUNNING for the holder with a new lease and one start, logged
 /// SCHEDULED then RUNNING, exactly as a claim followed by a start leaves it.

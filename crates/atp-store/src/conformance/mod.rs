@@ -85,6 +85,7 @@ macro_rules! conformance_tests {
             claim_marks_scheduled_and_logs_the_holder,
             start_counts_the_start_and_returns_what_the_handler_needs,
             claim_start_leaves_tasks_as_claim_then_start_would,
+            a_claim_ahead_starts_the_first_and_schedules_the_rest,
             claim_start_again_counts_the_start_and_fences_the_old_attempt,
             start_carries_when_the_task_entered_the_queue,
             holder_changes_follow_the_transition_table,

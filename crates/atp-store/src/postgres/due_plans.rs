@@ -147,7 +147,7 @@ async fn statements(raw: &Client) -> Vec<(&'static str, String, &'static str)> {
             plan(
                 raw,
                 &queue::claim_start_sql(false, false),
-                &[&holder, m, limit, shown],
+                &[&holder, m, limit, shown, limit],
             )
             .await,
             "atp_task_queue",
@@ -167,7 +167,7 @@ async fn statements(raw: &Client) -> Vec<(&'static str, String, &'static str)> {
             plan(
                 raw,
                 &queue::claim_start_sql(true, false),
-                &[&holder, m, limit, shown, &names],
+                &[&holder, m, limit, shown, limit, &names],
             )
             .await,
             "atp_task_queue_type",
@@ -177,7 +177,7 @@ async fn statements(raw: &Client) -> Vec<(&'static str, String, &'static str)> {
             plan(
                 raw,
                 &queue::claim_start_sql(true, true),
-                &[&holder, m, limit, shown, &names],
+                &[&holder, m, limit, shown, limit, &names],
             )
             .await,
             "atp_task_queue_type",

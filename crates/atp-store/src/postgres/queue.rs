@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use atp_core::decide::{self, TaskState};
 use atp_core::store::ClaimParams;
 use atp_core::{
-    Attempt, ClaimedTask, Error, Progress, Response, Result, StartedTask, StatusChange, TaskId,
-    payload,
+    Attempt, ClaimedTask, Error, Progress, Response, Result, StartedTask, Status, StatusChange,
+    TaskId, payload,
 };
 use tokio_postgres::Row;
 
@@ -84,7 +84,8 @@ fn picked_cte(types: Option<&str>, limited: bool) -> String {
                         SELECT count(*) FROM atp_task h
                         WHERE h.type_id = y.id AND h.status IN (2, 3, 4)))
          ), picked AS (
-             SELECT t.id FROM atp_task t JOIN candidates c ON c.id = t.id
+             SELECT t.id, c.priority, c.due_at, c.enqueued_at
+             FROM atp_task t JOIN candidates c ON c.id = t.id
              WHERE t.status + 0 = 1 AND NOT t.delayed
              ORDER BY c.priority DESC, c.due_at, c.enqueued_at, c.id LIMIT $3
              FOR NO KEY UPDATE OF t SKIP LOCKED
@@ -93,7 +94,7 @@ fn picked_cte(types: Option<&str>, limited: bool) -> String {
     }
     match types {
         None => "picked AS (
-             SELECT id FROM atp_task
+             SELECT id, priority, due_at, enqueued_at FROM atp_task
              WHERE status = 1 AND NOT delayed
                AND type_id NOT IN (SELECT p.id FROM atp_task_type p
                                    WHERE p.paused OR p.max_running IS NOT NULL)
@@ -111,7 +112,8 @@ fn picked_cte(types: Option<&str>, limited: bool) -> String {
              ) c
              WHERE y.name = ANY({names}) AND NOT y.paused AND y.max_running IS NULL
          ), picked AS (
-             SELECT t.id FROM atp_task t JOIN candidates c ON c.id = t.id
+             SELECT t.id, c.priority, c.due_at, c.enqueued_at
+             FROM atp_task t JOIN candidates c ON c.id = t.id
              WHERE t.status + 0 = 1 AND NOT t.delayed
              ORDER BY c.priority DESC, c.due_at, c.enqueued_at, c.id LIMIT $3
              FOR NO KEY UPDATE OF t SKIP LOCKED
@@ -187,24 +189,31 @@ pub(super) async fn claim(
 }
 
 /// [`claim_sql`] and [`WRITE_STARTS`] in one statement: the same pick
-/// (partial queue index, FIFO, `SKIP LOCKED`), one update straight to
-/// RUNNING (lease and starts both counted), the SCHEDULED and RUNNING log
-/// records of each task in that order (tasks in queue order), the `out`
-/// counter, and what the handler needs. The RUNNING message is built here
-/// as [`messages::started`] builds it, from the holder's display form ($4).
+/// (partial queue index, FIFO, `SKIP LOCKED`), one update of each task
+/// (lease counted), the log records, the `out` counter, and what the
+/// handler needs. The first `$5` tasks in queue order go straight to
+/// RUNNING (start counted) with their SCHEDULED and RUNNING records in that
+/// order; the rest stay SCHEDULED for the holder to start later
+/// ([`atp_core::ClaimParams::start`]). The RUNNING message is built here as
+/// [`messages::started`] builds it, from the holder's display form ($4).
+/// Every claimed task's progress is cleared: a new attempt begins.
 pub(super) fn claim_start_sql(by_type: bool, limited: bool) -> String {
-    let picked = picked_cte(by_type.then_some("$5"), limited);
+    let picked = picked_cte(by_type.then_some("$6"), limited);
     format!(
-        "WITH {picked}, started AS (
-             UPDATE atp_task t SET status = 3, holder = $1, lease = t.lease + 1,
-                 starts = t.starts + 1, updated_at = now(),
+        "WITH {picked}, ranked AS (
+             SELECT id, row_number() OVER (ORDER BY priority DESC, due_at, enqueued_at, id)
+                 <= $5::int8 AS run
+             FROM picked
+         ), started AS (
+             UPDATE atp_task t SET status = CASE WHEN r.run THEN 3 ELSE 2 END, holder = $1,
+                 lease = t.lease + 1, starts = t.starts + r.run::int, updated_at = now(),
                  progress_percent = NULL, progress_message = NULL
-             FROM picked WHERE t.id = picked.id AND t.status + 0 = 1 AND NOT t.delayed
+             FROM ranked r WHERE t.id = r.id AND t.status + 0 = 1 AND NOT t.delayed
              RETURNING t.id, t.type_id, t.identifier, t.lease, t.starts, t.input, t.enqueued_at,
-                 t.priority AS queue_priority, t.due_at
+                 t.priority AS queue_priority, t.due_at, r.run
          ), typed AS (
              SELECT s.id, s.identifier, s.lease, s.starts, s.input, s.enqueued_at,
-                 s.queue_priority, s.due_at, {type_columns}
+                 s.queue_priority, s.due_at, s.run, {type_columns}
              FROM started s JOIN atp_task_type y ON y.id = s.type_id
          ), logged AS (
              INSERT INTO atp_task_log (task_id, time, status, message)
@@ -213,12 +222,13 @@ pub(super) fn claim_start_sql(by_type: bool, limited: bool) -> String {
                      ELSE 'Started by ' || $4::text || ' (start ' || d.starts::text
                           || ' of ' || d.max_starts::text || ')' END
              FROM typed d CROSS JOIN (VALUES (2::int2), (3::int2)) AS l (status)
+             WHERE l.status = 2 OR d.run
              ORDER BY d.queue_priority DESC, d.due_at, d.enqueued_at, d.id, l.status
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM started)
              WHERE name = 'out' AND EXISTS (SELECT 1 FROM started)
          )
-         SELECT d.id, d.identifier, d.lease, d.starts, d.input, d.enqueued_at, d.due_at,
+         SELECT d.id, d.identifier, d.lease, d.starts, d.input, d.enqueued_at, d.due_at, d.run,
              {type_columns_of_d}
          FROM typed d ORDER BY d.queue_priority DESC, d.due_at, d.enqueued_at, d.id",
         type_columns = row::TYPE_COLUMNS,
@@ -240,15 +250,16 @@ pub(super) async fn claim_start(
         .types
         .as_ref()
         .map(|names| names.iter().map(|n| n.as_str()).collect());
+    let run = p.start.map_or(limit, i64::from);
     let sql = claim_start_sql(names.is_some(), limited);
     let (rows, has_limits) = match &names {
         Some(names) => {
-            let params: &Params<'_> = &[&holder, &p.message, &limit, &shown, names];
+            let params: &Params<'_> = &[&holder, &p.message, &limit, &shown, &run, names];
             let claim = super::limit::locked_then(c, limited, p, c.query(CONTEXT, &sql, params));
             super::due::promoted_then(c, claim).await?
         }
         None => {
-            let params: &Params<'_> = &[&holder, &p.message, &limit, &shown];
+            let params: &Params<'_> = &[&holder, &p.message, &limit, &shown, &run];
             let claim = super::limit::locked_then(c, limited, p, c.query(CONTEXT, &sql, params));
             super::due::promoted_then(c, claim).await?
         }
@@ -261,14 +272,21 @@ pub(super) async fn claim_start(
             let input = serde_json::from_str(&input).map_err(|e| {
                 Error::Corrupt(format!("stored input of task {task} is not JSON: {e}"))
             })?;
+            let run: bool = get(r, 7)?;
+            let starts = row::count(get(r, 3)?)?;
             Ok(StartedTask {
                 attempt: Attempt {
                     task,
                     holder: p.holder,
                     lease: row::lease_of(get(r, 2)?)?,
                 },
-                start: row::count(get(r, 3)?)?,
-                task_type: row::task_type(r, 7)?,
+                status: if run {
+                    Status::Running
+                } else {
+                    Status::Scheduled
+                },
+                start: if run { starts } else { starts + 1 },
+                task_type: row::task_type(r, 8)?,
                 identifier: row::identifier_of(get(r, 1)?)?,
                 input,
                 enqueued_at: get(r, 5)?,
@@ -391,6 +409,7 @@ fn start_one(
     Ok((
         StartedTask {
             attempt: *a,
+            status: Status::Running,
             start: state.starts,
             task_type,
             identifier: row::identifier_of(get(r, crate::row::STATE_COLUMNS_LEN)?)?,
@@ -649,7 +668,7 @@ mod tests {
         let plan: Vec<String> = raw
             .query(
                 &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(false, false)),
-                &[&holder.to_db(), &"m", &10i64, &"h"],
+                &[&holder.to_db(), &"m", &10i64, &"h", &10i64],
             )
             .await
             .unwrap()
@@ -685,8 +704,8 @@ mod tests {
         }
         raw.batch_execute(&format!(
             "SET plan_cache_mode = force_generic_plan;
-             PREPARE typed_claim (int8, text, int8, text, text[]) AS {};
-             PREPARE any_claim (int8, text, int8, text) AS {}",
+             PREPARE typed_claim (int8, text, int8, text, int8, text[]) AS {};
+             PREPARE any_claim (int8, text, int8, text, int8) AS {}",
             claim_start_sql(true, false),
             claim_start_sql(false, false)
         ))
@@ -694,8 +713,8 @@ mod tests {
         .unwrap();
         // Planned (and cached) on the empty queue.
         let holder = DaemonId(0xDEAD_BEEF_0000_0003).to_db();
-        let typed = format!("EXECUTE typed_claim ({holder}, 'm', 8, 'h', ARRAY['t'])");
-        let any = format!("EXECUTE any_claim ({holder}, 'm', 8, 'h')");
+        let typed = format!("EXECUTE typed_claim ({holder}, 'm', 8, 'h', 8, ARRAY['t'])");
+        let any = format!("EXECUTE any_claim ({holder}, 'm', 8, 'h', 8)");
         for sql in [&typed, &any] {
             raw.batch_execute(sql).await.unwrap();
         }
@@ -763,7 +782,7 @@ mod tests {
                 "claim and start",
                 raw.query(
                     &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(false, false)),
-                    &[&holder, &"m", &10i64, &"h"],
+                    &[&holder, &"m", &10i64, &"h", &10i64],
                 )
                 .await,
                 "Index Scan using atp_task_queue on atp_task",
@@ -781,7 +800,7 @@ mod tests {
                 "restricted claim and start",
                 raw.query(
                     &format!("EXPLAIN (COSTS OFF) {}", claim_start_sql(true, false)),
-                    &[&holder, &"m", &10i64, &"h", &names],
+                    &[&holder, &"m", &10i64, &"h", &10i64, &names],
                 )
                 .await,
                 "atp_task_queue_type",

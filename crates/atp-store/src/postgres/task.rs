@@ -534,10 +534,8 @@ pub(super) async fn reenqueue(c: Conn<'_>, task: &TaskRef, message: &str) -> Res
 /// of each task, and every log record in order.
 #[derive(Default)]
 pub(super) struct Changes {
-    /// One entry per task: its final status, how long after now it is due
-    /// when that is ACCEPTED (microseconds; a retry's back-off), and
-    /// whether its holder is cleared ([`decide::Move::clears_holder`]).
-    finals: Vec<(i64, Status, i64, bool)>,
+    /// One entry per task (see [`Final`]).
+    finals: Vec<Final>,
     /// Where each task is in `finals`.
     index: HashMap<i64, usize>,
     log_tasks: Vec<i64>,
@@ -547,23 +545,45 @@ pub(super) struct Changes {
     entries: i64,
 }
 
+/// What a batch leaves of one task: its final status, how long after now
+/// it is due when that is ACCEPTED (microseconds; a retry's back-off),
+/// whether its holder is cleared ([`decide::Move::clears_holder`]) and it
+/// keeps its place in the queue ([`decide::Move::keeps_place`]), and how
+/// many starts the batch counts.
+struct Final {
+    task: i64,
+    status: Status,
+    delay_us: i64,
+    clears: bool,
+    keeps_place: bool,
+    starts: i32,
+}
+
 impl Changes {
     /// Records that `task` moves to `status` with `message`; a later change
     /// of the same task in the batch overrides its final status.
     pub(super) fn push(&mut self, task: i64, decided: &decide::Move) {
         let (status, message) = (decided.to, decided.message.clone());
-        let delay = crate::shared::delay_micros(decided);
+        let mut next = Final {
+            task,
+            status,
+            delay_us: crate::shared::delay_micros(decided),
+            clears: decided.clears_holder,
+            keeps_place: decided.keeps_place,
+            starts: i32::from(decided.counts_start),
+        };
         match self.index.get(&task) {
             Some(&at) => {
                 // A later move of the same batch decides the status; a
-                // cleared holder stays cleared.
-                let cleared = self.finals[at].3 || decided.clears_holder;
-                self.finals[at] = (task, status, delay, cleared);
+                // cleared holder stays cleared, counted starts add up.
+                let earlier = &self.finals[at];
+                next.clears |= earlier.clears;
+                next.starts += earlier.starts;
+                self.finals[at] = next;
             }
             None => {
                 self.index.insert(task, self.finals.len());
-                self.finals
-                    .push((task, status, delay, decided.clears_holder));
+                self.finals.push(next);
             }
         }
         self.log_tasks.push(task);
@@ -581,18 +601,20 @@ impl Changes {
 
 /// Writes [`Changes`] in one statement: every row, every log record (in
 /// order, so log ids follow the batch) and the queue counter. A task that
-/// enters ACCEPTED loses its holder and re-enters the FIFO at the back, and
-/// the counter update then notifies `atp_tasks` (delivered at commit; a
-/// data-modifying CTE runs, RETURNING included, even when nothing reads it).
+/// enters ACCEPTED loses its holder and re-enters the FIFO at the back
+/// (unless it keeps its place), and the counter update then notifies
+/// `atp_tasks` (delivered at commit; a data-modifying CTE runs, RETURNING
+/// included, even when nothing reads it).
 const WRITE_CHANGES: &str = "
 WITH changed AS (
-    UPDATE atp_task t SET status = s.status, updated_at = now(),
+    UPDATE atp_task t SET status = s.status, updated_at = now(), starts = t.starts + s.starts,
         holder = CASE WHEN s.clears THEN NULL ELSE t.holder END,
-        enqueued_at = CASE WHEN s.status = 1 THEN now() ELSE t.enqueued_at END,
-        due_at = CASE WHEN s.status = 1 THEN now() + s.delay_us * interval '1 microsecond'
-                 ELSE t.due_at END,
-        delayed = CASE WHEN s.status = 1 THEN s.delay_us > 0 ELSE t.delayed END
-    FROM unnest($1::int8[], $2::int2[], $7::int8[], $8::bool[]) AS s (id, status, delay_us, clears)
+        enqueued_at = CASE WHEN s.status = 1 AND NOT s.keep THEN now() ELSE t.enqueued_at END,
+        due_at = CASE WHEN s.status = 1 AND NOT s.keep
+                 THEN now() + s.delay_us * interval '1 microsecond' ELSE t.due_at END,
+        delayed = CASE WHEN s.status = 1 AND NOT s.keep THEN s.delay_us > 0 ELSE t.delayed END
+    FROM unnest($1::int8[], $2::int2[], $7::int8[], $8::bool[], $9::bool[], $10::int4[])
+        AS s (id, status, delay_us, clears, keep, starts)
     WHERE t.id = s.id
     RETURNING t.id
 ), logged AS (
@@ -610,10 +632,12 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
     if changes.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = changes.finals.iter().map(|f| f.0).collect();
-    let statuses: Vec<i16> = changes.finals.iter().map(|f| row::code(f.1)).collect();
-    let delays: Vec<i64> = changes.finals.iter().map(|f| f.2).collect();
-    let clears: Vec<bool> = changes.finals.iter().map(|f| f.3).collect();
+    let ids: Vec<i64> = changes.finals.iter().map(|f| f.task).collect();
+    let statuses: Vec<i16> = changes.finals.iter().map(|f| row::code(f.status)).collect();
+    let delays: Vec<i64> = changes.finals.iter().map(|f| f.delay_us).collect();
+    let clears: Vec<bool> = changes.finals.iter().map(|f| f.clears).collect();
+    let keeps: Vec<bool> = changes.finals.iter().map(|f| f.keeps_place).collect();
+    let starts: Vec<i32> = changes.finals.iter().map(|f| f.starts).collect();
     let params: &Params<'_> = &[
         &ids,
         &statuses,
@@ -623,6 +647,8 @@ pub(super) async fn write_changes(c: Conn<'_>, changes: &Changes) -> Result<()> 
         &changes.entries,
         &delays,
         &clears,
+        &keeps,
+        &starts,
     ];
     let r = c
         .query_one("changing task statuses", WRITE_CHANGES, params)

@@ -13,7 +13,7 @@ use atp_core::{
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::task::{count_queue_exits, write_log, write_move};
+use super::task::{count_queue_exits, write_log, write_moves};
 use super::{db, row};
 use crate::shared::keep_item;
 
@@ -143,11 +143,13 @@ pub(super) fn claim_start(
     now: i64,
 ) -> Result<Vec<StartedTask>> {
     let claimed = claim(tx, p, now)?;
-    let attempts: Vec<Attempt> = claimed.iter().map(|c| c.attempt).collect();
-    start_many(tx, &attempts, now)?
-        .into_iter()
-        .map(|started| {
-            started.map_err(|e| {
+    let run_now = p.start.map_or(usize::MAX, |n| n as usize);
+    let mut types = HashMap::new();
+    claimed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            start_one(tx, &c.attempt, now, &mut types, i < run_now).map_err(|e| {
                 Error::Corrupt(format!(
                     "a task claimed in this transaction did not start: {e}"
                 ))
@@ -164,28 +166,34 @@ pub(super) fn start_many(
     let mut types: HashMap<i64, TaskType> = HashMap::new();
     let mut results = Vec::with_capacity(attempts.len());
     for attempt in attempts {
-        let one = start_one(tx, attempt, now, &mut types);
+        let one = start_one(tx, attempt, now, &mut types, true);
         keep_item(one, &mut results)?;
     }
     Ok(results)
 }
 
+/// Starts a claimed task (SCHEDULED → RUNNING, start counted, logged); with
+/// `run` false, only reads what its handler will need and clears its
+/// progress (a new attempt begins), leaving it SCHEDULED for its holder to
+/// start later ([`atp_core::ClaimParams::start`]).
 fn start_one(
     tx: &Transaction<'_>,
     a: &Attempt,
     now: i64,
     types: &mut HashMap<i64, TaskType>,
+    run: bool,
 ) -> Result<StartedTask> {
     let started: Option<(i64, String, i64, String, i64, i64)> = tx
         .prepare_cached(
-            "UPDATE atp_task SET status = 3, starts = starts + 1, updated_at = ?4,
+            "UPDATE atp_task SET status = CASE WHEN ?5 THEN 3 ELSE status END,
+                 starts = starts + ?5, updated_at = ?4,
                  progress_percent = NULL, progress_message = NULL
              WHERE id = ?1 AND holder = ?2 AND lease = ?3 AND status = 2
              RETURNING type_id, identifier, starts, input, enqueued_at, due_at",
         )
         .and_then(|mut s| {
             s.query_row(
-                params![a.task.0, a.holder.to_db(), a.lease as i64, now],
+                params![a.task.0, a.holder.to_db(), a.lease as i64, now, run],
                 |r| {
                     Ok((
                         r.get(0)?,
@@ -223,18 +231,28 @@ fn start_one(
             t
         }
     };
-    let start = starts as u32;
-    write_log(
-        tx,
-        a.task.0,
-        Status::Running,
-        &messages::started(a.holder, start, task_type.max_starts),
-        now,
-    )?;
+    let start = if run {
+        let start = starts as u32;
+        write_log(
+            tx,
+            a.task.0,
+            Status::Running,
+            &messages::started(a.holder, start, task_type.max_starts),
+            now,
+        )?;
+        start
+    } else {
+        starts as u32 + 1
+    };
     let input = serde_json::from_str(&input)
         .map_err(|e| Error::Corrupt(format!("stored input of task {} is not JSON: {e}", a.task)))?;
     Ok(StartedTask {
         attempt: *a,
+        status: if run {
+            Status::Running
+        } else {
+            Status::Scheduled
+        },
         start,
         task_type,
         identifier: row::identifier_of(identifier)?,
@@ -274,31 +292,73 @@ fn check_live(tx: &Transaction<'_>, a: &Attempt) -> Result<()> {
     decide::check_live(state(tx, a.task)?.as_ref(), a).map(|_| ())
 }
 
+/// Each task's changes of the batch are decided in order on one read of
+/// its state and written as one row update with all their log records
+/// (a start of a task claimed ahead and its end usually share a batch).
+/// Changes of different tasks are independent, so grouping them keeps
+/// every task's own order.
 pub(super) fn set_status_many(
     tx: &Transaction<'_>,
     changes: &[StatusChange],
     now: i64,
 ) -> Result<Vec<Result<()>>> {
-    let mut results = Vec::with_capacity(changes.len());
-    for change in changes {
-        let one = set_status_one(tx, change, now);
-        keep_item(one, &mut results)?;
+    let mut groups: Vec<(TaskId, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<TaskId, usize> = HashMap::new();
+    for (k, change) in changes.iter().enumerate() {
+        let task = change.attempt().task;
+        let g = *group_of.entry(task).or_insert_with(|| {
+            groups.push((task, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(k);
     }
-    Ok(results)
-}
-
-fn set_status_one(tx: &Transaction<'_>, c: &StatusChange, now: i64) -> Result<()> {
-    let a = c.attempt();
-    let Some(decided) = decide::change(state(tx, a.task)?.as_ref(), c)? else {
-        return Ok(());
-    };
-    if !write_move(tx, a.task.0, &decided, (Some(a.holder), a.lease), now)? {
-        return Err(decide::stale(&a));
+    let mut results: Vec<Option<Result<()>>> = changes.iter().map(|_| None).collect();
+    for (task, items) in groups {
+        let mut decided = Vec::new();
+        let mut refused = Vec::new();
+        let read = state(tx, task)?;
+        let mut now_state = read;
+        for k in items {
+            let mut one = Vec::with_capacity(1);
+            let outcome = decide::change(now_state.as_ref(), &changes[k]).map(|d| {
+                if let (Some(d), Some(st)) = (d, now_state.as_mut()) {
+                    st.apply(&d);
+                    decided.push((k, d));
+                }
+            });
+            keep_item(outcome, &mut one)?;
+            if let Some(Err(e)) = one.pop() {
+                refused.push((k, e));
+            }
+        }
+        let written = match (&read, decided.is_empty()) {
+            (Some(read), false) => {
+                let moves: Vec<&decide::Move> = decided.iter().map(|(_, d)| d).collect();
+                write_moves(tx, task.0, &moves, (read.holder, read.lease), now)?
+            }
+            _ => true,
+        };
+        for (k, _) in &decided {
+            results[*k] = Some(if written {
+                Ok(())
+            } else {
+                Err(decide::stale(&changes[*k].attempt()))
+            });
+        }
+        if written {
+            // The last response of the task's changes is the one kept.
+            for (k, _) in &decided {
+                if let Some(response) = changes[*k].response() {
+                    put_response(tx, task.0, response, now)?;
+                }
+            }
+        }
+        for (k, e) in refused {
+            results[k] = Some(Err(e));
+        }
     }
-    if let Some(response) = c.response() {
-        put_response(tx, a.task.0, response, now)?;
-    }
-    Ok(())
+    // A change that left a task this attempt had already ended alone.
+    Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
 }
 
 pub(super) fn heartbeat_many(

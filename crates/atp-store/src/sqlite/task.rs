@@ -465,37 +465,62 @@ pub(super) fn write_move(
     tx: &Transaction<'_>,
     id: i64,
     decided: &decide::Move,
+    seen: (Option<DaemonId>, u64),
+    now: i64,
+) -> Result<bool> {
+    write_moves(tx, id, &[decided], seen, now)
+}
+
+/// [`write_move`] for moves decided one after the other on the same read
+/// of task `id` (the first's source is what the row must still say): one
+/// row update to where the last leaves it (starts counted by any, a
+/// holder cleared by any), and a log record for each, in order.
+pub(super) fn write_moves(
+    tx: &Transaction<'_>,
+    id: i64,
+    moves: &[&decide::Move],
     (holder, lease): (Option<DaemonId>, u64),
     now: i64,
 ) -> Result<bool> {
+    let (Some(first), Some(last)) = (moves.first(), moves.last()) else {
+        return Ok(true);
+    };
+    let starts: i64 = moves.iter().map(|m| i64::from(m.counts_start)).sum();
+    let clears = moves.iter().any(|m| m.clears_holder);
     let changed = tx
         .prepare_cached(
-            "UPDATE atp_task SET status = ?3, updated_at = ?4,
+            "UPDATE atp_task SET status = ?3, updated_at = ?4, starts = starts + ?10,
                  holder = CASE WHEN ?8 THEN NULL ELSE holder END,
-                 enqueued_at = CASE WHEN ?3 = 1 THEN ?4 ELSE enqueued_at END,
-                 due_at = CASE WHEN ?3 = 1 THEN ?4 + ?7 ELSE due_at END,
-                 delayed = CASE WHEN ?3 = 1 THEN ?7 > 0 ELSE delayed END
+                 enqueued_at = CASE WHEN ?3 = 1 AND NOT ?9 THEN ?4 ELSE enqueued_at END,
+                 due_at = CASE WHEN ?3 = 1 AND NOT ?9 THEN ?4 + ?7 ELSE due_at END,
+                 delayed = CASE WHEN ?3 = 1 AND NOT ?9 THEN ?7 > 0 ELSE delayed END
              WHERE id = ?1 AND status = ?2 AND holder IS ?5 AND lease = ?6",
         )
         .and_then(|mut s| {
             s.execute(params![
                 id,
-                decided.from.code(),
-                decided.to.code(),
+                first.from.code(),
+                last.to.code(),
                 now,
                 holder.map(DaemonId::to_db),
                 lease as i64,
-                crate::shared::delay_micros(decided),
-                decided.clears_holder
+                crate::shared::delay_micros(last),
+                clears,
+                last.keeps_place,
+                starts
             ])
         })
         .map_err(db("changing a task's status"))?;
     if changed != 1 {
         return Ok(false);
     }
-    write_log(tx, id, decided.to, &decided.message, now)?;
-    if decided.enters_queue() {
-        count_queue_entries(tx, 1)?;
+    let mut entries = 0;
+    for m in moves {
+        write_log(tx, id, m.to, &m.message, now)?;
+        entries += i64::from(m.enters_queue());
+    }
+    if entries > 0 {
+        count_queue_entries(tx, entries)?;
     }
     Ok(true)
 }

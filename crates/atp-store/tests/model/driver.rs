@@ -223,17 +223,26 @@ impl<S: Store> Case<'_, S> {
                 limit,
                 types,
                 start,
+                starting,
             } => {
                 let mut params = ClaimParams::new(self.daemons[*holder], *limit);
                 if let Some(ts) = types {
                     params = params.with_types(ts.iter().map(|&t| self.types[t].clone()).collect());
                 }
+                if let Some(n) = starting {
+                    params = params.starting(*n);
+                }
+                // The start number of a task left SCHEDULED is the one its
+                // start will have: compared with the model's after it.
                 let got: Vec<(Attempt, Option<u32>)> = if *start {
                     s.task_claim_start(&params)
                         .await
                         .map_err(|e| format!("{step}: {e}"))?
                         .into_iter()
-                        .map(|t| (t.attempt, Some(t.start)))
+                        .map(|t| {
+                            let counted = t.start - u32::from(t.status == Status::Scheduled);
+                            (t.attempt, Some(counted))
+                        })
                         .collect()
                 } else {
                     s.task_claim(&params)
@@ -245,7 +254,7 @@ impl<S: Store> Case<'_, S> {
                 };
                 let now = self.window(lo);
                 let expected = model
-                    .claim(*holder, *limit, types.as_deref(), *start, now)
+                    .claim(*holder, *limit, types.as_deref(), (*start, *starting), now)
                     .map_err(|a| format!("{step}: ambiguous timing: {}", a.0))?;
                 let actual = got
                     .iter()
@@ -327,6 +336,7 @@ impl<S: Store> Case<'_, S> {
                     Change::Pause => StatusChange::pause(at, "pause"),
                     Change::Resume => StatusChange::resume(at, "resume"),
                     Change::HandBack => StatusChange::hand_back(at, "back"),
+                    Change::Start => StatusChange::start(at),
                 };
                 debug_assert!(
                     !matches!(c, Change::Fail) || change.retry() == Retry::ByPolicy,

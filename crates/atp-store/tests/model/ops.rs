@@ -45,6 +45,9 @@ pub enum Op {
         limit: u32,
         types: Option<Vec<usize>>,
         start: bool,
+        /// With `start`: start only this many, the rest stay SCHEDULED
+        /// (a claim ahead of free slots).
+        starting: Option<u32>,
     },
     Start(Pick),
     Heartbeat(Pick),
@@ -103,6 +106,7 @@ fn change() -> impl Strategy<Value = Change> {
         1 => Just(Change::Pause),
         1 => Just(Change::Resume),
         2 => Just(Change::HandBack),
+        2 => Just(Change::Start),
     ]
 }
 
@@ -123,8 +127,8 @@ pub fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(ty, ident, priority, due_secs)| Op::Enqueue { ty, ident, priority, due_secs }),
         1 => proptest::collection::vec((ty(), 0u8..4, priority()), 1..4)
             .prop_map(|items| Op::EnqueueMany { items }),
-        5 => (daemon(), 1u32..4, types(), any::<bool>())
-            .prop_map(|(holder, limit, types, start)| Op::Claim { holder, limit, types, start }),
+        5 => (daemon(), 1u32..4, types(), any::<bool>(), prop_oneof![2 => Just(None), 1 => (0u32..3).prop_map(Some)])
+            .prop_map(|(holder, limit, types, start, starting)| Op::Claim { holder, limit, types, start, starting: starting.filter(|_| start) }),
         3 => pick().prop_map(Op::Start),
         2 => pick().prop_map(Op::Heartbeat),
         7 => (pick(), change()).prop_map(|(p, c)| Op::Change(p, c)),

@@ -153,6 +153,8 @@ pub enum Change {
     Pause,
     Resume,
     HandBack,
+    /// The holder starts a task it claimed ahead (SCHEDULED → RUNNING).
+    Start,
 }
 
 /// The window of one step's "now" on the store's clock: after `lo`, not
@@ -323,7 +325,7 @@ impl Model {
         holder: usize,
         limit: u32,
         types: Option<&[usize]>,
-        start: bool,
+        (start, starting): (bool, Option<u32>),
         now: Window,
     ) -> Result<Vec<usize>, Ambiguous> {
         if limit == 0 || types.is_some_and(|t| t.is_empty()) {
@@ -370,9 +372,10 @@ impl Model {
             }
             taken.push(i);
         }
-        for &i in &taken {
+        for (k, &i) in taken.iter().enumerate() {
             let t = &mut self.tasks[i];
-            t.status = if start {
+            let started = start && starting.is_none_or(|n| (k as u32) < n);
+            t.status = if started {
                 Status::Running
             } else {
                 Status::Scheduled
@@ -383,9 +386,12 @@ impl Model {
             // SCHEDULED, and RUNNING when started in the same call.
             t.log += 1;
             if start {
+                // A claim-and-start begins a new attempt, started or not.
+                t.progress = None;
+            }
+            if started {
                 t.starts += 1;
                 t.log += 1;
-                t.progress = None;
             }
             let lease = t.lease;
             self.attempts.push(MAttempt {
@@ -444,16 +450,25 @@ impl Model {
     /// (a hand-back, an abandonment, a dead holder's rescue). A holder that
     /// hands back its last start ended the task and stays on it; a rescue
     /// that FAILs the task clears the holder, so the rescued attempt is
-    /// stale from then on.
+    /// stale from then on. A rescue counts a start for a task it finds
+    /// SCHEDULED (it may have begun unrecorded); a holder's hand-back of
+    /// one puts it back in its place (enqueue and due times kept).
     fn release(&mut self, i: usize, rescue: bool) -> Status {
         let t = &mut self.tasks[i];
         t.updated_at = Stamp::Now;
         t.log += 1;
+        let unstarted = t.status == Status::Scheduled;
+        if rescue && unstarted {
+            t.starts += 1;
+        }
         if t.starts >= TYPES[t.ty].max_starts {
             t.status = Status::Failed;
             if rescue {
                 t.holder = None;
             }
+        } else if unstarted && !rescue {
+            t.status = Status::Accepted;
+            t.holder = None;
         } else {
             self.requeue(i, 0);
         }
@@ -511,6 +526,13 @@ impl Model {
                 }
                 self.release(a.task, false);
                 return Outcome::Ok;
+            }
+            Change::Start => {
+                if status != Status::Scheduled {
+                    return Outcome::Invalid(Transition::Start, status);
+                }
+                self.tasks[a.task].starts += 1;
+                Status::Running
             }
             Change::Fail
             | Change::FailUnlessTerminal
