@@ -66,4 +66,8 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
         14,
         include_str!("../migrations/postgres/0014_counter_shards.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/postgres/0015_out_shards.sql"),
+    ),
 ];

@@ -36,7 +36,7 @@ pub(super) async fn cancel(c: Conn<'_>, task: &TaskRef, message: Option<&str>) -
              INSERT INTO atp_task_log (task_id, time, status, message) SELECT id, now(), $3, $4 FROM t
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + 1
-             WHERE name = 'out' AND $5 AND EXISTS (SELECT 1 FROM t)
+             WHERE name = 'out' AND shard = 0 AND $5 AND EXISTS (SELECT 1 FROM t)
          )
          SELECT {} FROM t JOIN atp_task_type y ON y.id = t.type_id",
         row::TASK_COLUMNS

@@ -134,7 +134,7 @@ pub(super) fn claim_sql(by_type: bool, limited: bool) -> String {
              SELECT id, now(), 2, $2 FROM claimed ORDER BY priority DESC, due_at, enqueued_at, id
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM claimed)
-             WHERE name = 'out' AND EXISTS (SELECT 1 FROM claimed)
+             WHERE name = 'out' AND shard = pg_backend_pid() % 16 AND EXISTS (SELECT 1 FROM claimed)
          )
          SELECT c.id, y.name, c.identifier, c.lease
          FROM claimed c JOIN atp_task_type y ON y.id = c.type_id
@@ -226,7 +226,8 @@ pub(super) fn claim_start_sql(by_type: bool, limited: bool) -> String {
              ORDER BY d.queue_priority DESC, d.due_at, d.enqueued_at, d.id, l.status
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + (SELECT count(*) FROM started)
-             WHERE name = 'out' AND EXISTS (SELECT 1 FROM started)
+             WHERE name = 'out' AND shard = pg_backend_pid() % 16
+                 AND EXISTS (SELECT 1 FROM started)
          )
          SELECT d.id, d.identifier, d.lease, d.starts, d.input, d.enqueued_at, d.due_at, d.run,
              {type_columns_of_d}

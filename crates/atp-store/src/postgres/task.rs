@@ -480,7 +480,7 @@ pub(super) async fn delete(c: Conn<'_>, task: &TaskRef) -> Result<()> {
              WHERE y.id = t.type_id AND {task} RETURNING t.status
          ), counted AS (
              UPDATE atp_queue_counter SET value = value + 1
-             WHERE name = 'out' AND EXISTS (SELECT 1 FROM deleted WHERE status = 1)
+             WHERE name = 'out' AND shard = 0 AND EXISTS (SELECT 1 FROM deleted WHERE status = 1)
          )
          SELECT status FROM deleted",
         task,

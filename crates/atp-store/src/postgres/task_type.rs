@@ -155,7 +155,8 @@ pub(super) async fn delete(c: Conn<'_>, name: &TypeName, force: bool) -> Result<
                   counted AS (
                       UPDATE atp_queue_counter
                       SET value = value + (SELECT count(*) FROM deleted WHERE status = 1)
-                      WHERE name = 'out' AND EXISTS (SELECT 1 FROM deleted WHERE status = 1))
+                      WHERE name = 'out' AND shard = 0
+                        AND EXISTS (SELECT 1 FROM deleted WHERE status = 1))
              SELECT count(*) FROM deleted",
             &[&type_id],
         )
