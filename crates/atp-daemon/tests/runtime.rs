@@ -649,7 +649,111 @@ async fn a_failing_handler_is_retried_with_back_off(db: impl TestDb) {
     .await;
 }
 
+/// The case: a short task claimed ahead by a daemon whose slots
+/// then went to long tasks does not wait behind them. Daemon A, trained on
+/// short tasks, claims two long tasks (both its slots) and six short ones
+/// ahead (SCHEDULED); they go back to the queue in their place after
+/// 100 ms without a slot, and daemon B runs them while the long ones still
+/// run. Before, they sat RUNNING in A's buffer until a long task ended.
+async fn a_short_task_claimed_ahead_never_waits_behind_long_ones(db: impl TestDb) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let registry = || {
+        let mut registry = Registry::empty();
+        registry.register("app:quick", returns);
+        let gate = gate.clone();
+        registry.register("app:hold", move |ctx: TaskContext| {
+            let gate = gate.clone();
+            async move {
+                tokio::select! {
+                    permit = gate.acquire() => permit.expect("the gate").forget(),
+                    () = ctx.cancelled() => return Err(HandlerError::new("cancelled")),
+                }
+                Ok(())
+            }
+        });
+        registry
+    };
+    let two_slots = DaemonConfig {
+        concurrency: 2,
+        ..config()
+    };
+    let s = db.store().clone();
+    let quick = register(&s, "quick", "app:quick").await;
+    let hold = register(&s, "hold", "app:hold").await;
+    let start = |config: DaemonConfig| {
+        let daemon = Daemon::new(db.store().clone(), registry(), config);
+        let shutdown = Shutdown::new();
+        let stop = shutdown.clone();
+        (
+            stop,
+            tokio::spawn(async move { daemon.run(shutdown).await }),
+        )
+    };
+    let (stop_a, a) = start(two_slots.clone());
+    // Teach daemon A that tasks are short.
+    let warm: Vec<NewTask> = (0..50)
+        .map(|i| NewTask::new(quick.clone(), ident(&format!("w{i}"))))
+        .collect();
+    s.task_enqueue_many(warm).await.unwrap();
+    eventually(Duration::from_secs(30), "the warm-up tasks", || async {
+        (s.task_counts().await.unwrap().status(Status::Finished) == 50).then_some(())
+    })
+    .await;
+    // Two long tasks first in the queue, then six short ones: A takes the
+    // long ones in its two slots and the short ones ahead.
+    let mut batch = vec![
+        NewTask::new(hold.clone(), ident("h1")),
+        NewTask::new(hold.clone(), ident("h2")),
+    ];
+    batch.extend((0..6).map(|i| NewTask::new(quick.clone(), ident(&format!("q{i}")))));
+    s.task_enqueue_many(batch).await.unwrap();
+    let long = [
+        TaskRef::Key(hold.clone(), ident("h1")),
+        TaskRef::Key(hold.clone(), ident("h2")),
+    ];
+    for t in &long {
+        reaches(&s, t, Status::Running).await;
+    }
+    let (stop_b, b) = start(two_slots);
+    let short: Vec<TaskRef> = (0..6)
+        .map(|i| TaskRef::Key(quick.clone(), ident(&format!("q{i}"))))
+        .collect();
+    eventually(
+        Duration::from_secs(10),
+        "the short tasks to finish",
+        || async {
+            for t in &short {
+                if s.task_get(t).await.unwrap().status != Status::Finished {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    for t in &long {
+        assert_eq!(s.task_get(t).await.unwrap().status, Status::Running);
+    }
+    let mut handed_back = 0;
+    for t in &short {
+        assert_eq!(s.task_get(t).await.unwrap().starts, 1, "{t:?}");
+        let log = s.task_log(t).await.unwrap();
+        handed_back += usize::from(
+            log.iter()
+                .any(|r| r.message.starts_with("Handed back unstarted")),
+        );
+    }
+    assert!(handed_back > 0, "daemon A claimed none of them ahead");
+    gate.add_permits(2);
+    settled(&s, &long).await;
+    stop_a.stop();
+    stop_b.stop();
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+}
+
 atp_store::per_engine_tests! {
+    a_short_task_claimed_ahead_never_waits_behind_long_ones,
     a_failing_handler_is_retried_with_back_off,
     a_delayed_task_starts_within_50_ms_of_its_due_time,
     observer_hears_every_start_and_end,
