@@ -299,7 +299,10 @@ pub trait Store: Send + Sync + 'static {
         filter: &TaskFilter,
     ) -> impl Future<Output = Result<TaskMessagePage>> + Send;
 
-    /// Counts by status and by type.
+    /// Counts by status and by type. Kept by the engines as tasks change, so
+    /// the call costs the same with 10 or 10,000,000 tasks (the dashboard
+    /// asks once a second per open tab); exact for every write committed
+    /// before the call.
     fn task_counts(&self) -> impl Future<Output = Result<TaskCounts>> + Send;
 
     /// How many tasks are ACCEPTED.
@@ -359,7 +362,9 @@ pub trait Store: Send + Sync + 'static {
     fn task_requeue_abandoned(&self) -> impl Future<Output = Result<Vec<Rescued>>> + Send;
 
     /// Deletes up to `limit` FINISHED, FAILED or CANCELLED tasks older than their type's
-    /// retention (types with retention > 0 only).
+    /// retention (types with retention > 0 only). An engine may do other
+    /// periodic housekeeping here (PostgreSQL folds its pending count
+    /// changes, see `task_counts`).
     fn task_delete_retired(&self, limit: u32) -> impl Future<Output = Result<Vec<Retired>>> + Send;
 
     // --- daemons' own records ---------------------------------------------

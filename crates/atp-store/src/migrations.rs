@@ -21,6 +21,7 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
         8,
         include_str!("../migrations/sqlite/0008_retry_and_limit.sql"),
     ),
+    (9, include_str!("../migrations/sqlite/0009_task_counts.sql")),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -69,5 +70,9 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         15,
         include_str!("../migrations/postgres/0015_out_shards.sql"),
+    ),
+    (
+        16,
+        include_str!("../migrations/postgres/0016_task_counts.sql"),
     ),
 ];

@@ -9,12 +9,12 @@
 //! a claim may do are of the rows it claimed, or of the few candidates the
 //! restricted claim took (`LIMIT`ed) from each type's index.
 
-use atp_core::DaemonId;
+use atp_core::{DaemonId, Store as _};
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::{due, queue};
-use crate::testing::PgDb;
+use crate::testing::{PgDb, TestDb as _};
 
 /// Delayed tasks and queued tasks, each.
 const ROWS: i64 = 100_000;
@@ -226,4 +226,50 @@ async fn plans_without_the_partial_indexes_are_reported() {
             "{what} should be reported: {wrong:?}\n{plan}"
         );
     }
+}
+
+/// Counts by type and status read the count table (and the deltas they
+/// fold), never the task table, and agree with a count of the rows after a
+/// bulk load that went around the store (the triggers counted it).
+#[tokio::test]
+async fn counts_read_the_count_table_and_agree_with_the_rows() {
+    let Some(db) = PgDb::new().await else { return };
+    let raw = db.raw().await;
+    load(&raw).await;
+    for sql in [super::task::FOLD_COUNTS, super::task::COUNTS] {
+        let plan: Vec<String> = raw
+            .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("on atp_task "), "{plan}");
+        assert!(
+            !plan.contains("on atp_task\n") && !plan.ends_with("on atp_task"),
+            "{plan}"
+        );
+    }
+    let kept: Vec<(String, i16, i64)> = {
+        let counts = db.store().task_counts().await.unwrap();
+        counts
+            .by_type
+            .iter()
+            .map(|(t, status, n)| (t.to_string(), i16::from(status.code()), *n as i64))
+            .collect()
+    };
+    let counted: Vec<(String, i16, i64)> = raw
+        .query(
+            "SELECT y.name, t.status, count(*) FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
+             GROUP BY y.name, t.status ORDER BY y.name COLLATE \"C\", t.status",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(kept, counted);
+    assert_eq!(kept.iter().map(|k| k.2).sum::<i64>(), 2 * ROWS + 20_000);
 }

@@ -699,7 +699,7 @@ impl Store for PgStore {
     }
 
     async fn task_counts(&self) -> Result<TaskCounts> {
-        statement!(self, |c| task::counts(c))
+        transaction!(self, |c| task::counts(c))
     }
 
     async fn queue_size(&self) -> Result<u64> {
@@ -731,7 +731,15 @@ impl Store for PgStore {
     }
 
     async fn task_delete_retired(&self, limit: u32) -> Result<Vec<Retired>> {
-        transaction!(self, |c| reap::delete_retired(c, limit))
+        let retired = transaction!(self, |c| reap::delete_retired(c, limit))?;
+        // The daemons' periodic clean-up also keeps the count deltas few
+        // when nobody reads the counts (migration 0016).
+        statement!(self, |c| c.execute(
+            "folding task counts",
+            task::FOLD_COUNTS,
+            &[]
+        ))?;
+        Ok(retired)
     }
 
     async fn daemon_register(&self, daemon: &DaemonInfo) -> Result<()> {

@@ -146,3 +146,40 @@ fn a_queue_index_in_the_wrong_order_is_reported() {
         );
     }
 }
+
+/// Counts by type and status read the count table the triggers keep, never
+/// the task table (their cost does not grow with it), and agree with a
+/// count of the rows after a bulk load that went around the store.
+#[test]
+fn counts_read_the_count_table_and_agree_with_the_rows() {
+    let conn = loaded();
+    let plan = plan(&conn, super::task::COUNTS, &[]);
+    assert!(
+        !plan
+            .lines()
+            .any(|l| l.contains("atp_task ") || l.ends_with("atp_task")),
+        "{plan}"
+    );
+    let kept = super::task::counts(&conn).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT y.name, t.status, count(*) FROM atp_task t JOIN atp_task_type y ON y.id = t.type_id
+             GROUP BY y.name, t.status ORDER BY y.name, t.status",
+        )
+        .unwrap();
+    let counted: Vec<(String, u8, u64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let kept: Vec<(String, u8, u64)> = kept
+        .by_type
+        .iter()
+        .map(|(t, status, n)| (t.to_string(), status.code(), *n))
+        .collect();
+    assert_eq!(kept, counted);
+    assert_eq!(
+        kept.iter().map(|k| k.2).sum::<u64>(),
+        2 * ROWS as u64 + 20_000
+    );
+}
