@@ -201,6 +201,19 @@ impl<S: Store + Clone> Claimer<S> {
         self.s.config.concurrency.saturating_sub(long)
     }
 
+    /// Makes every task claimed ahead and every running attempt `by` older,
+    /// as if the clock had moved (tests of the waits, without waiting).
+    #[cfg(test)]
+    pub(super) fn age_for_test(&mut self, by: Duration) {
+        let older = |at: tokio::time::Instant| at.checked_sub(by).expect("an instant that old");
+        for (at, _) in &mut self.ahead {
+            *at = older(*at);
+        }
+        for run in self.s.running.lock().expect("running map").values_mut() {
+            run.began = older(run.began);
+        }
+    }
+
     /// When the oldest task claimed ahead has waited [`AHEAD_WAIT_MOST`].
     pub(super) fn next_hand_back(&self) -> Option<tokio::time::Instant> {
         self.ahead.front().map(|(at, _)| *at + AHEAD_WAIT_MOST)

@@ -355,9 +355,10 @@ async fn a_task_claimed_ahead_goes_back_in_its_place_when_no_slot_frees(db: impl
     let later = enqueue(h.store(), &t, "3").await;
     let before = h.store().task_get(&short).await.unwrap();
     assert_eq!(before.status, Status::Scheduled);
-    // The deadline the claim loop sleeps to, not a guess.
-    let deadline = h.claimer.next_hand_back().expect("a task waits ahead");
-    tokio::time::sleep_until(deadline).await;
+    // Move the daemon's clock past the wait: the tasks ahead and the
+    // running attempt are as old as the claim loop's deadline says.
+    assert!(h.claimer.next_hand_back().is_some(), "a task waits ahead");
+    h.claimer.age_for_test(super::claim::AHEAD_WAIT_MOST);
     h.s().record_handler_time(Duration::ZERO);
     // The slot's attempt has run that long too: nothing more is claimed.
     assert!(matches!(h.claim_once().await, Pass::Full));
