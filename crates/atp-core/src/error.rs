@@ -58,6 +58,27 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// The input does not satisfy the input schema of its type
+    /// ([`TypeAbout::input_schema`](crate::TypeAbout::input_schema)).
+    #[error(
+        "input does not match the input schema of type {task_type:?}: {}",
+        list(violations)
+    )]
+    InputInvalid {
+        /// The task's type.
+        task_type: String,
+        /// What is wrong, and where (the first few).
+        violations: Vec<crate::about::Violation>,
+    },
+    /// The type's input schema changed between the check of an input and
+    /// its insert (another process registered the type again); nothing
+    /// was stored. Stores check again against the new schema and retry on
+    /// their own: a caller sees this only if the type keeps changing.
+    #[error("task type {task_type:?} changed while the enqueue was checked; try again")]
+    TypeChanged {
+        /// The type.
+        task_type: String,
+    },
     /// The task's status does not allow the requested change.
     #[error("task {task}: {source}")]
     InvalidTransition {
@@ -102,6 +123,11 @@ pub enum Error {
     /// No schedule has that name.
     #[error("no such schedule: {0:?}")]
     ScheduleNotFound(String),
+}
+
+fn list(violations: &[crate::about::Violation]) -> String {
+    let named: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    named.join("; ")
 }
 
 impl Error {

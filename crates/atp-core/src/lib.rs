@@ -33,6 +33,7 @@
 //! assert_eq!("running".parse::<Status>(), Ok(Status::Running));
 //! ```
 
+pub mod about;
 pub mod cancel;
 pub mod clock;
 pub mod daemon;
@@ -50,6 +51,7 @@ pub mod task;
 pub mod task_type;
 pub mod time;
 
+pub use about::{InputSchema, TypeAbout, Violation};
 pub use cancel::{CancelFeed, CancelNotice, CancelWatch};
 pub use clock::{Clock, TestClock};
 pub use daemon::{DaemonInfo, DeadRule, ReapedDaemon};

@@ -189,7 +189,9 @@ pub trait Store: Send + Sync + 'static {
     /// Creates one task as ACCEPTED, logs it and queues it. A task whose
     /// (type, identifier) exists is `DuplicateTask` even when the queue is
     /// full too, so a producer that resends a task it enqueued learns that
-    /// it is in rather than `QueueFull`.
+    /// it is in rather than `QueueFull`. An input the type's input schema
+    /// refuses is `InputInvalid` (naming the failing paths), checked against
+    /// the schema as stored when the task goes in, whichever handle set it.
     fn task_enqueue(&self, task: NewTask) -> impl Future<Output = Result<Task>> + Send;
 
     /// Enqueues all or none (`DuplicateTask` before `QueueFull`, as
@@ -402,8 +404,9 @@ pub trait Store: Send + Sync + 'static {
     /// input and catch-up; returns it as stored. An existing schedule keeps
     /// its pause, its creation time and its last enqueued occurrence (a
     /// change never re-enqueues an occurrence). `TypeNotFound` for an
-    /// unknown type, `InputTooLarge` past the handle's input limit; either
-    /// stores nothing. Deleting the type deletes its schedules.
+    /// unknown type, `InputTooLarge` past the handle's input limit,
+    /// `InputInvalid` for an input the type's schema refuses; each stores
+    /// nothing. Deleting the type deletes its schedules.
     fn schedule_upsert(
         &self,
         schedule: &NewSchedule,

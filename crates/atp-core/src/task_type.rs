@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::about::TypeAbout;
 use crate::error::{Error, Result};
 use crate::id::{Handler, TypeName};
 
@@ -48,6 +49,10 @@ pub struct TaskType {
     /// paused task keeps its place: it is still held.
     #[serde(default)]
     pub max_running: Option<u32>,
+    /// What it tells its users: title, description, keywords, version and
+    /// schemas. Its input schema is enforced at every enqueue.
+    #[serde(default, skip_serializing_if = "TypeAbout::is_empty")]
+    pub about: TypeAbout,
 }
 
 /// Exponential back-off between the starts of a failing task: the first
@@ -127,6 +132,7 @@ impl TaskType {
             priority: 0,
             retry: None,
             max_running: None,
+            about: TypeAbout::default(),
         }
     }
 
@@ -157,6 +163,12 @@ impl TaskType {
     /// Limits how many of its tasks run at once (see [`TaskType::max_running`]).
     pub fn with_max_running(mut self, max_running: u32) -> Self {
         self.max_running = Some(max_running);
+        self
+    }
+
+    /// Sets what it tells its users (see [`TypeAbout`]).
+    pub fn with_about(mut self, about: TypeAbout) -> Self {
+        self.about = about;
         self
     }
 
@@ -214,7 +226,7 @@ impl TaskType {
                 self.max_starts
             )));
         }
-        Ok(())
+        self.about.validate()
     }
 }
 

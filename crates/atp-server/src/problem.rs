@@ -27,6 +27,18 @@ pub struct Problem {
     /// Seconds after which a retry may succeed (queue full, unavailable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// Where and how an input fails its type's schema (`input-invalid`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<ViolationView>,
+}
+
+/// One way an input fails its type's input schema.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ViolationView {
+    /// Where in the input, as a JSON Pointer (`""`: the input itself).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
 }
 
 impl Problem {
@@ -38,6 +50,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             retry_after: None,
+            violations: Vec::new(),
         }
     }
 
@@ -151,6 +164,29 @@ impl From<atp_core::Error> for Problem {
             )
             .retry_after(5),
             E::InputTooLarge { .. } => Problem::too_large(detail),
+            E::InputInvalid { violations, .. } => {
+                let mut p = Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "input-invalid",
+                    "Input does not match the type's schema",
+                    detail,
+                );
+                p.violations = violations
+                    .into_iter()
+                    .map(|v| ViolationView {
+                        path: v.path,
+                        message: v.message,
+                    })
+                    .collect();
+                p
+            }
+            E::TypeChanged { .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "type-changed",
+                "Task type changed meanwhile",
+                detail,
+            )
+            .retry_after(1),
             E::Unavailable { .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -209,6 +209,36 @@ pub struct TaskTypeView {
     /// `null`: no limit.
     #[serde(default)]
     pub max_running: Option<u32>,
+    /// A short human title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// What the type does, for people choosing it.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Words to find it by.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// The version of its interface (`1.0.0` unless registered with one).
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// A JSON Schema every task input must satisfy: an enqueue whose input
+    /// does not is refused (`input-invalid`) and stores nothing. `null`:
+    /// any JSON value.
+    #[serde(default)]
+    pub input_schema: Option<serde_json::Value>,
+    /// A JSON Schema of its responses (published for clients; not
+    /// enforced).
+    #[serde(default)]
+    pub output_schema: Option<serde_json::Value>,
+    /// The longest a client may wait for one of its tasks to end in one
+    /// request (OGC synchronous execution), in seconds; `null`: clients
+    /// follow the task instead.
+    #[serde(default)]
+    pub sync_wait_secs: Option<f64>,
+}
+
+fn default_version() -> String {
+    atp_core::TypeAbout::DEFAULT_VERSION.to_owned()
 }
 
 /// A type's retry policy: the first retry after `delay_secs`, each next
@@ -237,6 +267,13 @@ impl From<&TaskType> for TaskTypeView {
                 max_delay_secs: r.max_delay_secs,
             }),
             max_running: t.max_running,
+            title: t.about.title.clone(),
+            description: t.about.description.clone(),
+            keywords: t.about.keywords.clone(),
+            version: t.about.version_or_default().to_owned(),
+            input_schema: t.about.input_schema.clone(),
+            output_schema: t.about.output_schema.clone(),
+            sync_wait_secs: t.about.sync_wait_secs,
         }
     }
 }

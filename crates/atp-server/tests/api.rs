@@ -88,7 +88,7 @@ where
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
         t,
-        json!({"name": "Sum", "handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2, "paused": false, "priority": 0, "retry": null, "max_running": null})
+        json!({"name": "Sum", "handler": "builtin:sum", "timeout_secs": 5.0, "retention_secs": 60.0, "max_starts": 2, "paused": false, "priority": 0, "retry": null, "max_running": null, "title": null, "description": null, "keywords": [], "version": "1.0.0", "input_schema": null, "output_schema": null, "sync_wait_secs": null})
     );
     let (_, list) = s.get_json("/api/v1/types").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -349,6 +349,82 @@ where
         assert_eq!(code, StatusCode::OK);
         assert_eq!(task["id"], t["id"]);
     }
+}
+
+/// A type's description and schemas round-trip; an input its schema
+/// refuses is a 400 `input-invalid` naming the path, by a single enqueue
+/// and a batch, and stores nothing; a bad schema is refused at register.
+async fn input_schemas_are_enforced_over_http<D: TestDb>(db: D)
+where
+    D::Store: IntoAny,
+{
+    let s = start(db, ServerConfig::default(), false).await;
+    let schema =
+        json!({"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]});
+    let body = json!({
+        "handler": "custom:nobody-runs-this",
+        "title": "Point", "description": "Takes a point", "keywords": ["geo"],
+        "version": "2.0.0", "input_schema": schema, "output_schema": {"type": "number"},
+        "sync_wait_secs": 30.0,
+    });
+    let r = s
+        .client
+        .put(s.url("/api/v1/types/P"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, t) = s.get_json("/api/v1/types/P").await;
+    for field in [
+        "title",
+        "description",
+        "keywords",
+        "version",
+        "input_schema",
+        "output_schema",
+        "sync_wait_secs",
+    ] {
+        assert_eq!(t[field], body[field], "{field}: {t}");
+    }
+
+    let r = enqueue(&s, "P", "bad", json!({"x": "one"})).await;
+    let p = problem(r, StatusCode::BAD_REQUEST, "input-invalid").await;
+    assert_eq!(p["violations"][0]["path"], "/x", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("at /x"), "{p}");
+    let r = s
+        .client
+        .post(s.url("/api/v1/tasks/batch"))
+        .json(&json!({"tasks": [
+            {"type": "P", "identifier": "ok", "input": {"x": 1}},
+            {"type": "P", "identifier": "no", "input": {}},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::BAD_REQUEST, "input-invalid").await;
+    assert_eq!(p["violations"][0]["path"], "", "{p}");
+    let (_, stats) = s.get_json("/api/v1/stats").await;
+    assert_eq!(stats["queue_size"], 0, "refused inputs stored nothing");
+    assert_eq!(
+        enqueue(&s, "P", "ok", json!({"x": 1.5})).await.status(),
+        StatusCode::CREATED
+    );
+
+    let r = s
+        .client
+        .put(s.url("/api/v1/types/Q"))
+        .json(&json!({"handler": "builtin:noop", "input_schema": {"type": 7}}))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::BAD_REQUEST, "invalid").await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("input schema"),
+        "{p}"
+    );
+    let r = s.client.get(s.url("/api/v1/types/Q")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 /// A generated identifier: a UUIDv7 in canonical lower-case text.
@@ -1047,6 +1123,7 @@ atp_store::per_engine_tests!(
     limits_give_413_and_503,
     every_valid_identifier_is_reachable,
     batches_are_all_or_nothing,
+    input_schemas_are_enforced_over_http,
     enqueue_without_an_identifier_generates_one,
     lists_filter_and_page_with_a_cursor,
     due_times_and_priorities,

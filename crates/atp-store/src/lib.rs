@@ -16,7 +16,9 @@
 //! the one transaction that enqueues an occurrence exactly once: see
 //! `atp_core::schedule`). They only fetch and
 //! write: what a change, a release or a rescue makes of a task is decided
-//! once, in `atp_core::decide`; `shared.rs` holds the checks and shaping at
+//! once, in `atp_core::decide`; `input_check.rs` checks inputs against
+//! their types' input schemas (and how an insert proves the schema it was
+//! checked against is still the type's); `shared.rs` holds the checks and shaping at
 //! the store's boundary (sizes, NUL characters, pages), `row.rs` maps the
 //! columns of a task to a `Task` once for both (`schedule.rs` those of a
 //! schedule).
@@ -41,6 +43,7 @@
 
 mod any;
 mod cancel_hub;
+mod input_check;
 mod migrations;
 pub mod postgres;
 mod row;

@@ -22,6 +22,7 @@ pub(crate) const SQLITE: &[(u32, &str)] = &[
         include_str!("../migrations/sqlite/0008_retry_and_limit.sql"),
     ),
     (9, include_str!("../migrations/sqlite/0009_task_counts.sql")),
+    (10, include_str!("../migrations/sqlite/0010_type_about.sql")),
 ];
 
 /// PostgreSQL's migrations (`migrations/postgres/`).
@@ -74,5 +75,9 @@ pub(crate) const POSTGRES: &[(u32, &str)] = &[
     (
         16,
         include_str!("../migrations/postgres/0016_task_counts.sql"),
+    ),
+    (
+        17,
+        include_str!("../migrations/postgres/0017_type_about.sql"),
     ),
 ];

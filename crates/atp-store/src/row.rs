@@ -7,7 +7,7 @@
 use atp_core::decide::TaskState;
 use atp_core::{
     DaemonId, Error, Handler, Progress, Result, RetryPolicy, Status, Task, TaskId, TaskIdentifier,
-    TaskType, TypeName,
+    TaskType, TypeAbout, TypeName,
 };
 use time::OffsetDateTime;
 
@@ -95,7 +95,26 @@ pub(crate) fn task_type(r: &impl Columns, offset: usize) -> Result<TaskType> {
         priority: priority_of(required(r.int(at(6))?, at(6))?)?,
         retry: retry_of(r, at(7))?,
         max_running: r.int(at(9))?.map(count).transpose()?,
+        about: about_of(r.text(at(10))?)?,
     })
+}
+
+/// A type's description from its JSON column (NULL: none).
+pub(crate) fn about_of(text: Option<String>) -> Result<TypeAbout> {
+    text.map_or(Ok(TypeAbout::default()), |text| {
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Corrupt(format!("stored type description is not JSON: {e}")))
+    })
+}
+
+/// A type's description as stored: JSON text, or NULL when empty.
+pub(crate) fn about_text(about: &TypeAbout) -> Result<Option<String>> {
+    if about.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(about)
+        .map(Some)
+        .map_err(|e| Error::InvalidArgument(format!("type description is not serializable: {e}")))
 }
 
 /// A type's retry policy from its two columns at `at` (both NULL: none).

@@ -24,14 +24,28 @@ pub(crate) struct Prepared {
     pub priority: Option<i32>,
     /// When it may run, if not at once (validated).
     pub due: Option<atp_core::Due>,
+    /// The input schema revision its input was checked against, or
+    /// [`UNCHECKED_REV`].
+    pub schema_rev: i64,
 }
 
+/// The schema revision an insert names when it checked nothing (a
+/// schedule's occurrence: its input was checked when the schedule was
+/// made); the engines' inserts take any revision then.
+pub(crate) const UNCHECKED_REV: i64 = -1;
+
 /// Validates and serializes tasks before any transaction starts, so a bad
-/// batch costs the database nothing.
-pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Result<Vec<Prepared>> {
+/// batch costs the database nothing; `revs` are the input schema revisions
+/// each input was checked against ([`crate::input_check`]), in order.
+pub(crate) fn prepare_tasks(
+    tasks: &[NewTask],
+    options: &StoreOptions,
+    revs: &[i64],
+) -> Result<Vec<Prepared>> {
     tasks
-        .into_iter()
-        .map(|t| {
+        .iter()
+        .zip(revs)
+        .map(|(t, &schema_rev)| {
             let input = serde_json::to_string(&t.input)
                 .map_err(|e| Error::InvalidArgument(format!("input is not serializable: {e}")))?;
             if input.len() > options.max_input_bytes {
@@ -40,10 +54,10 @@ pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Resu
                     limit: options.max_input_bytes,
                 });
             }
-            let message = match t.message {
+            let message = match &t.message {
                 Some(m) if !m.is_empty() => {
-                    check_message(&m)?;
-                    safe_text(&m).into_owned()
+                    check_message(m)?;
+                    safe_text(m).into_owned()
                 }
                 _ => messages::ENQUEUED.to_owned(),
             };
@@ -51,12 +65,13 @@ pub(crate) fn prepare_tasks(tasks: Vec<NewTask>, options: &StoreOptions) -> Resu
                 due.validate()?;
             }
             Ok(Prepared {
-                task_type: t.task_type,
-                identifier: t.identifier,
+                task_type: t.task_type.clone(),
+                identifier: t.identifier.clone(),
                 input,
                 message,
                 priority: t.priority,
                 due: t.due,
+                schema_rev,
             })
         })
         .collect()

@@ -52,6 +52,8 @@ pub enum TypeCommand {
         /// and host (a paused task keeps its place).
         #[arg(long, value_name = "N")]
         max_running: Option<u32>,
+        #[command(flatten)]
+        about: Box<AboutArgs>,
     },
     /// Remove a type (refused while it has tasks, unless --force).
     ///
@@ -67,6 +69,13 @@ pub enum TypeCommand {
     ///
     /// Example: atp type list --json
     List,
+    /// Show one type: its settings, description and schemas.
+    ///
+    /// Example: atp type show SequenceSum
+    Show {
+        /// The type's name.
+        name: String,
+    },
     /// Pause a type: no daemon on any host claims its tasks until it is
     /// resumed. Running tasks go on; enqueues are still accepted. Kept
     /// across restarts and re-registrations.
@@ -83,6 +92,64 @@ pub enum TypeCommand {
         /// The type's name.
         name: String,
     },
+}
+
+/// What `atp type register` says about a type beyond how it runs: enough
+/// to publish it as an OGC API – Processes process.
+#[derive(Debug, Args)]
+pub struct AboutArgs {
+    /// A short human title.
+    #[arg(long)]
+    title: Option<String>,
+    /// What the type does, for people choosing it.
+    #[arg(long)]
+    description: Option<String>,
+    /// A word to find it by (repeat for more).
+    #[arg(long = "keyword", value_name = "WORD")]
+    keywords: Vec<String>,
+    /// The version of its interface (default 1.0.0).
+    #[arg(long = "version", value_name = "VERSION")]
+    version: Option<String>,
+    /// A JSON Schema file every task input must satisfy (`-`: stdin). An
+    /// enqueue whose input does not is refused, naming the failing path.
+    #[arg(long, value_name = "FILE")]
+    input_schema: Option<String>,
+    /// A JSON Schema file describing its responses (published, not
+    /// enforced).
+    #[arg(long, value_name = "FILE")]
+    output_schema: Option<String>,
+    /// Let a client wait up to this long for one of its tasks in one
+    /// request (OGC synchronous execution), e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    sync_wait: Option<Duration>,
+}
+
+impl AboutArgs {
+    fn into_about(self) -> anyhow::Result<atp_core::TypeAbout> {
+        Ok(atp_core::TypeAbout {
+            title: self.title,
+            description: self.description,
+            keywords: self.keywords,
+            version: self.version,
+            input_schema: self.input_schema.as_deref().map(read_schema).transpose()?,
+            output_schema: self.output_schema.as_deref().map(read_schema).transpose()?,
+            sync_wait_secs: self.sync_wait.map(|d| d.as_secs_f64()),
+        })
+    }
+}
+
+/// A JSON Schema from a file, or stdin for `-`.
+fn read_schema(path: &str) -> anyhow::Result<Value> {
+    let text = if path == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the schema from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read schema file {path}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("schema {path} is not valid JSON"))
 }
 
 /// `atp enqueue …`
@@ -166,6 +233,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
             retry_delay,
             retry_max_delay,
             max_running,
+            about,
         } => {
             let mut t = TaskType::new(
                 type_name(&name)?,
@@ -184,6 +252,7 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
                 }
             });
             t.max_running = max_running;
+            t.about = about.into_about()?;
             t.validate()?;
             store.task_type_upsert(&t).await?;
             // Read back: an existing type kept its pause.
@@ -222,6 +291,9 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
                             r.delay_secs, r.max_delay_secs
                         ));
                     }
+                    if t.about.input_schema.is_some() {
+                        priority.push_str("  input schema");
+                    }
                     say!(
                         "{:<24} {:<32} timeout {} s  retention {} s  max starts {}{priority}{}",
                         t.name.as_str(),
@@ -234,10 +306,66 @@ pub async fn type_command(store: &AnyStore, json: bool, cmd: TypeCommand) -> any
                 }
             }
         }
+        TypeCommand::Show { name } => {
+            let t = store.task_type_get(&type_name(&name)?).await?;
+            if json {
+                print_json(&type_json(&t));
+            } else {
+                show_type(&t);
+            }
+        }
         TypeCommand::Pause { name } => set_paused(store, json, &name, true).await?,
         TypeCommand::Resume { name } => set_paused(store, json, &name, false).await?,
     }
     Ok(())
+}
+
+/// `atp type show NAME` for people: one setting a line, schemas as
+/// indented JSON.
+fn show_type(t: &TaskType) {
+    let about = &t.about;
+    say!("name          {}", t.name.as_str());
+    say!("handler       {}", t.handler.as_str());
+    if let Some(title) = &about.title {
+        say!("title         {title}");
+    }
+    say!("version       {}", about.version_or_default());
+    if !about.keywords.is_empty() {
+        say!("keywords      {}", about.keywords.join(", "));
+    }
+    say!("timeout       {} s", t.timeout_secs);
+    say!("retention     {} s", t.retention_secs);
+    say!("max starts    {}", t.max_starts);
+    say!("priority      {}", t.priority);
+    if let Some(r) = &t.retry {
+        say!(
+            "retry         after {} s, up to {} s",
+            r.delay_secs,
+            r.max_delay_secs
+        );
+    }
+    if let Some(n) = t.max_running {
+        say!("max running   {n}");
+    }
+    if let Some(secs) = about.sync_wait_secs {
+        say!("sync wait     {secs} s");
+    }
+    say!("paused        {}", if t.paused { "yes" } else { "no" });
+    if let Some(d) = &about.description {
+        say!("description   {d}");
+    }
+    for (what, schema) in [
+        ("input schema", &about.input_schema),
+        ("output schema", &about.output_schema),
+    ] {
+        if let Some(schema) = schema {
+            let text = serde_json::to_string_pretty(schema).unwrap_or_default();
+            say!("{what}:");
+            for line in text.lines() {
+                say!("  {line}");
+            }
+        }
+    }
 }
 
 /// `atp type pause|resume NAME`: an unknown type is not found (exit 3).

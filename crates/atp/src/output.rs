@@ -22,6 +22,8 @@ pub mod exit {
     pub const TIMED_OUT: u8 = 7;
     /// `atp wait`: the task was CANCELLED.
     pub const CANCELLED: u8 = 8;
+    /// The input does not match the type's input schema.
+    pub const INPUT_INVALID: u8 = 9;
 }
 
 /// The exit code for an error: by the store's error kind when there is one.
@@ -40,6 +42,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             | Error::InvalidTransition { .. },
         ) => exit::CONFLICT,
         Some(Error::QueueFull { .. }) => exit::QUEUE_FULL,
+        Some(Error::InputInvalid { .. }) => exit::INPUT_INVALID,
         _ => exit::ERROR,
     }
 }

@@ -409,6 +409,82 @@ fn a_type_is_paused_and_resumed_and_its_state_is_listed() {
     assert!(String::from_utf8_lossy(&said.stdout).contains("paused T"));
 }
 
+/// `type register` takes a description and schema files, `type show`
+/// prints them, and an input the schema refuses exits 9 naming the path
+/// and stores nothing; a schema that is not one is refused at register.
+#[test]
+fn input_schemas_from_files_are_enforced() {
+    let db = Db::new();
+    let schema = db.dir.path().join("point.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}"#,
+    )
+    .unwrap();
+    let schema = schema.to_str().unwrap();
+    let t = db.json(&[
+        "type",
+        "register",
+        "P",
+        "builtin:echo",
+        "--title",
+        "Point",
+        "--keyword",
+        "geo",
+        "--keyword",
+        "pt",
+        "--version",
+        "2.0.0",
+        "--input-schema",
+        schema,
+        "--sync-wait",
+        "30s",
+    ]);
+    assert_eq!(t["title"], "Point");
+    assert_eq!(t["keywords"], json!(["geo", "pt"]));
+    assert_eq!(t["version"], "2.0.0");
+    assert_eq!(t["input_schema"]["required"], json!(["x"]));
+    assert_eq!(t["sync_wait_secs"], 30.0);
+    assert_eq!(db.json(&["type", "show", "P"]), t);
+    let shown = db.run(&["type", "show", "P"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("title         Point") && text.contains("\"required\""),
+        "{text}"
+    );
+
+    fails(
+        &db.run(&["enqueue", "P", "bad", "--input", r#"{"x": "one"}"#]),
+        9,
+        "at /x",
+    );
+    assert_eq!(db.task_count(), 0, "a refused input stores nothing");
+    db.json(&["enqueue", "P", "good", "--input", r#"{"x": 1}"#]);
+    assert_eq!(db.task_count(), 1);
+
+    let bad = db.dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"type": 7}"#).unwrap();
+    let out = db.run(&[
+        "type",
+        "register",
+        "Q",
+        "builtin:echo",
+        "--input-schema",
+        bad.to_str().unwrap(),
+    ]);
+    fails(&out, 1, "input schema");
+    fails(&db.run(&["type", "show", "Q"]), 3, "Q");
+    let missing = db.run(&[
+        "type",
+        "register",
+        "Q",
+        "builtin:echo",
+        "--input-schema",
+        "/no/such.json",
+    ]);
+    fails(&missing, 1, "/no/such.json");
+}
+
 #[test]
 fn a_full_queue_exits_5() {
     let db = Db::new();

@@ -45,6 +45,25 @@ pub struct TypeBody {
     /// daemon and host; leave it out for no limit.
     #[schema(minimum = 1, maximum = 2147483647)]
     pub max_running: Option<u32>,
+    /// A short human title.
+    pub title: Option<String>,
+    /// What the type does, for people choosing it.
+    pub description: Option<String>,
+    /// Words to find it by (none empty).
+    pub keywords: Option<Vec<String>>,
+    /// The version of its interface (default `1.0.0`).
+    pub version: Option<String>,
+    /// A JSON Schema (draft 2020-12 unless its `$schema` says otherwise;
+    /// no remote references) every task input must satisfy from now on.
+    /// Leave it out for any input.
+    pub input_schema: Option<serde_json::Value>,
+    /// A JSON Schema of its responses, published for clients.
+    pub output_schema: Option<serde_json::Value>,
+    /// Seconds a client may wait for one of its tasks in one request (OGC
+    /// synchronous execution); leave it out to make clients follow the
+    /// task.
+    #[schema(exclusive_minimum = 0, maximum = 600)]
+    pub sync_wait_secs: Option<f64>,
 }
 
 /// A type's address.
@@ -133,6 +152,15 @@ pub async fn put(
         t = t.with_priority(p);
     }
     t.max_running = body.max_running;
+    t.about = atp_core::TypeAbout {
+        title: body.title,
+        description: body.description,
+        keywords: body.keywords.unwrap_or_default(),
+        version: body.version,
+        input_schema: body.input_schema,
+        output_schema: body.output_schema,
+        sync_wait_secs: body.sync_wait_secs,
+    };
     match (body.retry_delay_secs, body.retry_max_delay_secs) {
         (Some(delay_secs), max) => {
             t = t.with_retry(atp_core::RetryPolicy {

@@ -5,6 +5,7 @@
 //! behaviour as `sqlite::<name>` and `postgres::<name>`. A change to the
 //! `Store` trait needs a change here.
 
+pub mod about;
 pub mod boundary;
 pub mod cancel;
 pub mod claim;
@@ -29,6 +30,7 @@ use atp_core::{
     StoreOptions, Task, TaskIdentifier, TaskRef, TaskType, TestClock, TypeName,
 };
 
+pub use about::*;
 pub use boundary::*;
 pub use cancel::*;
 pub use claim::*;
@@ -160,6 +162,10 @@ macro_rules! conformance_tests {
             a_paused_schedule_enqueues_nothing_until_resumed,
             a_full_queue_refuses_an_occurrence_and_it_goes_in_later,
             concurrent_daemons_enqueue_each_occurrence_exactly_once,
+            a_types_description_round_trips,
+            a_bad_input_schema_is_refused_at_register,
+            an_input_that_fails_the_schema_is_refused_and_stores_nothing,
+            a_schema_changed_by_another_handle_binds_at_once,
         }
     };
 }
@@ -304,6 +310,7 @@ pub const DAEMON_B: DaemonId = DaemonId(0xB000_0000_0000_000B);
 mod tests {
     /// The files that define cases, as compiled into this crate.
     const SOURCES: &[&str] = &[
+        include_str!("about.rs"),
         include_str!("boundary.rs"),
         include_str!("cancel.rs"),
         include_str!("claim.rs"),

@@ -67,6 +67,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
+use crate::input_check::{self, InputSchemas};
+
 pub use migrate::LATEST_VERSION;
 
 /// Connections per handle by default (see [`StoreOptions::pool_size`]).
@@ -166,6 +168,8 @@ struct Inner {
     /// claims then take the locking path (`limit.rs`). Starts `true`, the
     /// safe guess.
     limited: std::sync::atomic::AtomicBool,
+    /// The input schemas this handle checks enqueues against.
+    input_schemas: InputSchemas,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -178,6 +182,18 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
+    /// Reads a type's input schema again after an enqueue found it changed
+    /// (`input_check.rs`).
+    async fn learn_input_schema(&self, name: &TypeName) -> Result<()> {
+        match statement!(self, |c| task_type::input_schema(c, name))? {
+            Some((about, rev)) => self.inner.input_schemas.learn(name, &about, rev),
+            None => {
+                self.inner.input_schemas.forget(name);
+                Ok(())
+            }
+        }
+    }
+
     /// Connects to the database at `url` (libpq syntax) and brings its
     /// schema up to date. Safe when several processes connect to a fresh
     /// database at once.
@@ -247,6 +263,7 @@ impl PgStore {
                 options,
                 wakeups,
                 limited: std::sync::atomic::AtomicBool::new(true),
+                input_schemas: InputSchemas::default(),
             }),
         };
         if let Some(schema) = schema {
@@ -577,7 +594,10 @@ impl Store for PgStore {
 
     async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {
         task_type.validate()?;
-        statement!(self, |c| task_type::upsert(c, task_type))
+        statement!(self, |c| task_type::upsert(c, task_type))?;
+        let about = &task_type.about;
+        let rev = about.input_schema_rev();
+        self.inner.input_schemas.learn(&task_type.name, about, rev)
     }
 
     async fn task_type_get(&self, name: &TypeName) -> Result<TaskType> {
@@ -593,22 +613,42 @@ impl Store for PgStore {
     }
 
     async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
-        transaction!(self, |c| task_type::delete(c, name, force))
+        let deleted = transaction!(self, |c| task_type::delete(c, name, force))?;
+        self.inner.input_schemas.forget(name);
+        Ok(deleted)
     }
 
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
-        let prepared = task::prepare(vec![new], &self.inner.options)?;
+        let tasks = std::slice::from_ref(&new);
         let options = &self.inner.options;
-        statement!(self, |c| task::enqueue_one(c, &prepared, options))
+        input_check::enqueue_checked(
+            &self.inner.input_schemas,
+            tasks,
+            |revs| async move {
+                let prepared = task::prepare(tasks, options, &revs)?;
+                statement!(self, |c| task::enqueue_one(c, &prepared, options))
+            },
+            |t| async move { self.learn_input_schema(&t).await },
+        )
+        .await
     }
 
     async fn task_enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<TaskId>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = task::prepare(tasks, &self.inner.options)?;
         let options = &self.inner.options;
-        let (ids, _, _) = statement!(self, |c| task::enqueue_many(c, &prepared, options))?;
+        let tasks = &tasks;
+        let (ids, _, _) = input_check::enqueue_checked(
+            &self.inner.input_schemas,
+            tasks,
+            |revs| async move {
+                let prepared = task::prepare(tasks, options, &revs)?;
+                statement!(self, |c| task::enqueue_many(c, &prepared, options))
+            },
+            |t| async move { self.learn_input_schema(&t).await },
+        )
+        .await?;
         Ok(ids)
     }
 
@@ -778,6 +818,12 @@ impl Store for PgStore {
 
     async fn schedule_upsert(&self, schedule: &NewSchedule) -> Result<Schedule> {
         let prepared = crate::schedule::prepare(schedule, &self.inner.options)?;
+        // Its occurrences' inputs are this one: checked once, here, against
+        // the type's schema as it is now.
+        self.learn_input_schema(&schedule.task_type).await?;
+        self.inner
+            .input_schemas
+            .check_input(&schedule.task_type, &schedule.input)?;
         transaction!(self, |c| schedule::upsert(c, &prepared))
     }
 

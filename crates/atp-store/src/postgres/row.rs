@@ -49,7 +49,7 @@ pub(super) fn task(r: &Row) -> Result<Task> {
 
 /// The columns [`task_type`] reads from `atp_task_type` (aliased `y`).
 pub(super) const TYPE_COLUMNS: &str = "y.name, y.handler, y.timeout_secs, y.retention_secs, y.max_starts, y.paused, y.priority, \
-     y.retry_delay_secs, y.retry_max_delay_secs, y.max_running";
+     y.retry_delay_secs, y.retry_max_delay_secs, y.max_running, y.about";
 
 /// A task type from a row selected with [`TYPE_COLUMNS`] (at `offset`).
 pub(super) fn task_type(r: &Row, offset: usize) -> Result<TaskType> {

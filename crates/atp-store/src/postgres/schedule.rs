@@ -116,7 +116,7 @@ pub(super) async fn enqueue(
     if existing.is_some() {
         return Ok(ScheduleFired::Existed);
     }
-    let prepared = task::prepare(vec![new], options)?;
+    let prepared = task::prepare(&[new], options, &[crate::shared::UNCHECKED_REV])?;
     let task = task::enqueue_in_transaction(c, &prepared[0], options).await?;
     Ok(ScheduleFired::Enqueued(task))
 }

@@ -37,8 +37,10 @@ pub(super) async fn enqueue_one(
 
 /// Inserts every task and its first log record in one statement (arrays
 /// unnested in input order, so ids ascend in input order). Any bad task
-/// raises and aborts the transaction: an unknown type leaves `type_id` NULL
-/// (a not-null violation), a duplicate breaks the unique key. A task's
+/// raises and aborts the transaction: an unknown type, or one whose input
+/// schema revision is not the one the input was checked against
+/// (`input_check.rs`; -1: unchecked), leaves `type_id` NULL (a not-null
+/// violation), a duplicate breaks the unique key. A task's
 /// priority is the one given or its type's; its due time the one given,
 /// or now plus the delay given in microseconds (the database's clock, as
 /// every other time), or now. Due later than now, it is `delayed` (out of
@@ -49,9 +51,11 @@ WITH given AS (
         coalesce(u.priority, y.priority) AS priority,
         coalesce(u.due_at, now() + u.delay_us * interval '1 microsecond', now()) AS due_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[],
-                $7::int8[])
-         WITH ORDINALITY AS u (type_name, identifier, input, message, priority, due_at, delay_us, ord)
+                $7::int8[], $8::int8[])
+         WITH ORDINALITY AS u (type_name, identifier, input, message, priority, due_at, delay_us,
+                               schema_rev, ord)
     LEFT JOIN atp_task_type y ON y.name = u.type_name
+        AND (u.schema_rev = -1 OR y.input_schema_rev = u.schema_rev)
 ), inserted AS (
     INSERT INTO atp_task (type_id, identifier, status, inserted_at, updated_at, enqueued_at, input,
         priority, due_at, delayed)
@@ -232,6 +236,7 @@ struct InsertArrays<'a> {
     priorities: Vec<Option<i32>>,
     due_at: Vec<Option<OffsetDateTime>>,
     delay_us: Vec<Option<i64>>,
+    schema_revs: Vec<i64>,
 }
 
 impl<'a> InsertArrays<'a> {
@@ -256,10 +261,11 @@ impl<'a> InsertArrays<'a> {
                     _ => None,
                 })
                 .collect(),
+            schema_revs: prepared.iter().map(|p| p.schema_rev).collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
         [
             &self.types,
             &self.identifiers,
@@ -268,6 +274,7 @@ impl<'a> InsertArrays<'a> {
             &self.priorities,
             &self.due_at,
             &self.delay_us,
+            &self.schema_revs,
         ]
     }
 }
@@ -297,25 +304,31 @@ async fn name_failure(
 }
 
 /// Names why a batch was refused: the first unknown type in input order,
-/// else the first task already in the table or repeated in the batch.
+/// else the first type whose input schema changed since the check, else
+/// the first task already in the table or repeated in the batch.
 async fn first_failure(c: Conn<'_>, prepared: &[Prepared]) -> Result<Option<Error>> {
     let names: Vec<&str> = prepared.iter().map(|p| p.task_type.as_str()).collect();
     let identifiers: Vec<&str> = prepared.iter().map(|p| p.identifier.as_str()).collect();
-    let known: HashSet<String> = c
+    let known: HashMap<String, i64> = c
         .query(
             "looking up task types",
-            "SELECT name FROM atp_task_type WHERE name = ANY($1)",
+            "SELECT name, input_schema_rev FROM atp_task_type WHERE name = ANY($1)",
             &[&names],
         )
         .await?
         .iter()
-        .map(|r| row::get(r, 0))
+        .map(|r| Ok((row::get(r, 0)?, row::get(r, 1)?)))
         .collect::<Result<_>>()?;
-    if let Some(p) = prepared
-        .iter()
-        .find(|p| !known.contains(p.task_type.as_str()))
-    {
-        return Ok(Some(Error::TypeNotFound(p.task_type.to_string())));
+    for p in prepared {
+        match known.get(p.task_type.as_str()) {
+            None => return Ok(Some(Error::TypeNotFound(p.task_type.to_string()))),
+            Some(&rev) if p.schema_rev != crate::shared::UNCHECKED_REV && rev != p.schema_rev => {
+                return Ok(Some(Error::TypeChanged {
+                    task_type: p.task_type.to_string(),
+                }));
+            }
+            Some(_) => {}
+        }
     }
     let existing: HashSet<(String, String)> = c
         .query(

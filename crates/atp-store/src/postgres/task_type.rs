@@ -11,16 +11,18 @@ use super::row;
 /// column alone: see [`TaskType::paused`]).
 pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
     let max_starts = i32::try_from(t.max_starts).unwrap_or(i32::MAX);
+    let about = crate::row::about_text(&t.about)?;
     c.execute(
         "registering a task type",
-        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, retry_delay_secs, retry_max_delay_secs, max_running, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now())
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, retry_delay_secs, retry_max_delay_secs, max_running, about, input_schema_rev, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), now())
          ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
              timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
              max_starts = excluded.max_starts, priority = excluded.priority,
              retry_delay_secs = excluded.retry_delay_secs,
              retry_max_delay_secs = excluded.retry_max_delay_secs,
              max_running = excluded.max_running,
+             about = excluded.about, input_schema_rev = excluded.input_schema_rev,
              updated_at = excluded.updated_at",
         &[
             &t.name.as_str(),
@@ -33,6 +35,8 @@ pub(super) async fn upsert(c: Conn<'_>, t: &TaskType) -> Result<()> {
             &t.retry.map(|r| r.delay_secs),
             &t.retry.map(|r| r.max_delay_secs),
             &t.max_running.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            &about,
+            &t.about.input_schema_rev(),
         ],
     )
     .await?;
@@ -98,6 +102,27 @@ pub(super) async fn list(c: Conn<'_>) -> Result<Vec<TaskType>> {
         .iter()
         .map(|r| row::task_type(r, 0))
         .collect()
+}
+
+/// A type's description and input schema revision as stored, for the
+/// enqueue's check (`input_check.rs`); `None` when there is no such type.
+pub(super) async fn input_schema(
+    c: Conn<'_>,
+    name: &TypeName,
+) -> Result<Option<(atp_core::TypeAbout, i64)>> {
+    let found = c
+        .query_opt(
+            "reading a type's input schema",
+            "SELECT about, input_schema_rev FROM atp_task_type WHERE name = $1",
+            &[&name.as_str()],
+        )
+        .await?;
+    found
+        .map(|r| {
+            let about: Option<String> = row::get(&r, 0)?;
+            Ok((crate::row::about_of(about)?, row::get(&r, 1)?))
+        })
+        .transpose()
 }
 
 /// The id of a type, or `TypeNotFound`.

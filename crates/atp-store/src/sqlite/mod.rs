@@ -51,6 +51,8 @@ use atp_core::{
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
+use crate::input_check::{self, InputSchemas};
+
 pub use migrate::LATEST_VERSION;
 
 /// How long one statement waits for another process's lock before SQLite
@@ -86,6 +88,8 @@ struct Inner {
     /// ACCEPTED, and tells [`Store::task_cancelled_watch`] of cancelled
     /// held tasks; shared by every handle on the same file in this process.
     wake: Arc<wake::Signals>,
+    /// The input schemas this handle checks enqueues against.
+    input_schemas: InputSchemas,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -173,6 +177,7 @@ impl SqliteStore {
                 synchronous_full,
                 options,
                 wake,
+                input_schemas: InputSchemas::default(),
             }),
         }
     }
@@ -224,6 +229,22 @@ impl SqliteStore {
     }
 
     /// Runs `work` on a read connection (the writer for in-memory databases).
+    /// Reads a type's input schema again after an enqueue found it changed
+    /// (`input_check.rs`).
+    async fn learn_input_schema(&self, name: TypeName) -> Result<()> {
+        let read = name.clone();
+        match self
+            .read(move |conn| task_type::input_schema(conn, &read))
+            .await?
+        {
+            Some((about, rev)) => self.inner.input_schemas.learn(&name, &about, rev),
+            None => {
+                self.inner.input_schemas.forget(&name);
+                Ok(())
+            }
+        }
+    }
+
     async fn read<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
@@ -429,9 +450,13 @@ impl Store for SqliteStore {
 
     async fn task_type_upsert(&self, task_type: &TaskType) -> Result<()> {
         task_type.validate()?;
-        let task_type = task_type.clone();
-        self.write(move |tx, now| task_type::upsert(tx, &task_type, now))
-            .await
+        let t = task_type.clone();
+        self.write(move |tx, now| task_type::upsert(tx, &t, now))
+            .await?;
+        let about = &task_type.about;
+        self.inner
+            .input_schemas
+            .learn(&task_type.name, about, about.input_schema_rev())
     }
 
     async fn task_type_get(&self, name: &TypeName) -> Result<TaskType> {
@@ -454,27 +479,39 @@ impl Store for SqliteStore {
     }
 
     async fn task_type_delete(&self, name: &TypeName, force: bool) -> Result<u64> {
-        let name = name.clone();
-        self.write(move |tx, _| task_type::delete(tx, &name, force))
-            .await
+        let gone = name.clone();
+        let deleted = self
+            .write(move |tx, _| task_type::delete(tx, &gone, force))
+            .await?;
+        self.inner.input_schemas.forget(name);
+        Ok(deleted)
     }
 
     async fn task_enqueue(&self, new: NewTask) -> Result<Task> {
-        let prepared = task::prepare(vec![new], &self.inner.options)?;
-        let answer = group::submit(&self.inner.pending_enqueues, prepared);
-        let inner = Arc::clone(&self.inner);
-        blocking(move || {
-            let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            group::run_pending(&mut writer, &inner.pending_enqueues, &inner.options);
-            Ok(())
-        })
-        .await?;
-        let out = answer.await.unwrap_or_else(|_| {
-            Err(Error::Database {
-                context: "enqueueing".into(),
-                source: "the group commit ended without an answer".into(),
-            })
-        });
+        let tasks = std::slice::from_ref(&new);
+        let out = input_check::enqueue_checked(
+            &self.inner.input_schemas,
+            tasks,
+            |revs| async move {
+                let prepared = task::prepare(tasks, &self.inner.options, &revs)?;
+                let answer = group::submit(&self.inner.pending_enqueues, prepared);
+                let inner = Arc::clone(&self.inner);
+                blocking(move || {
+                    let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+                    group::run_pending(&mut writer, &inner.pending_enqueues, &inner.options);
+                    Ok(())
+                })
+                .await?;
+                answer.await.unwrap_or_else(|_| {
+                    Err(Error::Database {
+                        context: "enqueueing".into(),
+                        source: "the group commit ended without an answer".into(),
+                    })
+                })
+            },
+            |t| self.learn_input_schema(t),
+        )
+        .await;
         self.waking(out, |_| true)
     }
 
@@ -482,11 +519,19 @@ impl Store for SqliteStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = task::prepare(tasks, &self.inner.options)?;
-        let options = self.inner.options.clone();
-        let out = self
-            .write(move |tx, now| task::enqueue_many(tx, &prepared, &options, now))
-            .await;
+        let tasks = &tasks;
+        let out = input_check::enqueue_checked(
+            &self.inner.input_schemas,
+            tasks,
+            |revs| async move {
+                let prepared = task::prepare(tasks, &self.inner.options, &revs)?;
+                let options = self.inner.options.clone();
+                self.write(move |tx, now| task::enqueue_many(tx, &prepared, &options, now))
+                    .await
+            },
+            |t| self.learn_input_schema(t),
+        )
+        .await;
         self.waking(out, |ids| !ids.is_empty())
     }
 
@@ -675,6 +720,12 @@ impl Store for SqliteStore {
 
     async fn schedule_upsert(&self, schedule: &NewSchedule) -> Result<Schedule> {
         let prepared = crate::schedule::prepare(schedule, &self.inner.options)?;
+        // Its occurrences' inputs are this one: checked once, here, against
+        // the type's schema as it is now.
+        self.learn_input_schema(schedule.task_type.clone()).await?;
+        self.inner
+            .input_schemas
+            .check_input(&schedule.task_type, &schedule.input)?;
         self.write(move |tx, now| schedule::upsert(tx, &prepared, now))
             .await
     }

@@ -45,7 +45,7 @@ pub(super) fn task(r: &Row<'_>) -> rusqlite::Result<Result<Task>> {
 
 /// The columns [`task_type`] reads from `atp_task_type`.
 pub(super) const TYPE_COLUMNS: &str = "name, handler, timeout_secs, retention_secs, max_starts, paused, priority, \
-     retry_delay_secs, retry_max_delay_secs, max_running";
+     retry_delay_secs, retry_max_delay_secs, max_running, about";
 
 /// A task type from a row selected with [`TYPE_COLUMNS`] (at `offset`).
 pub(super) fn task_type(r: &Row<'_>, offset: usize) -> rusqlite::Result<Result<TaskType>> {

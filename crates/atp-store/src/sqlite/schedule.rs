@@ -108,7 +108,7 @@ pub(super) fn enqueue(
     if existing.is_some() {
         return Ok(ScheduleFired::Existed);
     }
-    let prepared = task::prepare(vec![new], options)?;
+    let prepared = task::prepare(&[new], options, &[crate::shared::UNCHECKED_REV])?;
     let task = task::enqueue_one(tx, &prepared, options, now)?;
     Ok(ScheduleFired::Enqueued(task))
 }

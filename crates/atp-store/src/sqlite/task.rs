@@ -93,37 +93,40 @@ fn enqueue_placed(
             });
         }
     }
-    let mut type_ids: HashMap<&str, (i64, i32)> = HashMap::new();
+    // Each type's id, default priority and input schema revision, read once.
+    let mut types: HashMap<&str, (i64, i32, i64)> = HashMap::new();
     for p in prepared {
-        if !type_ids.contains_key(p.task_type.as_str()) {
-            type_ids.insert(
-                p.task_type.as_str(),
-                task_type::id_and_priority_of(tx, &p.task_type)?,
-            );
+        let (_, _, rev) = match types.get(p.task_type.as_str()) {
+            Some(&known) => known,
+            None => {
+                let known = task_type::for_enqueue(tx, &p.task_type)?;
+                types.insert(p.task_type.as_str(), known);
+                known
+            }
+        };
+        // Checked against another input schema than the type's now
+        // (input_check.rs): refused, for the caller to check again.
+        if p.schema_rev != crate::shared::UNCHECKED_REV && p.schema_rev != rev {
+            return Err(Error::TypeChanged {
+                task_type: p.task_type.to_string(),
+            });
         }
     }
     let places: Vec<Place> = prepared
         .iter()
-        .map(|p| Place::of(p, type_ids[p.task_type.as_str()].1, now))
+        .map(|p| Place::of(p, types[p.task_type.as_str()].1, now))
         .collect();
     let mut ids = Vec::with_capacity(prepared.len());
     let mut chunks = prepared.chunks_exact(ROWS_PER_INSERT);
     let mut at = 0;
     for chunk in &mut chunks {
         let placed = &places[at..at + chunk.len()];
-        insert_chunk(tx, chunk, placed, &type_ids, now, &mut ids)?;
+        insert_chunk(tx, chunk, placed, &types, now, &mut ids)?;
         at += chunk.len();
     }
     for p in chunks.remainder() {
         let placed = std::slice::from_ref(&places[at]);
-        insert_chunk(
-            tx,
-            std::slice::from_ref(p),
-            placed,
-            &type_ids,
-            now,
-            &mut ids,
-        )?;
+        insert_chunk(tx, std::slice::from_ref(p), placed, &types, now, &mut ids)?;
         at += 1;
     }
     count_queue_entries(tx, prepared.len() as i64)?;
@@ -149,7 +152,7 @@ fn insert_chunk(
     tx: &Transaction<'_>,
     chunk: &[Prepared],
     places: &[Place],
-    type_ids: &HashMap<&str, (i64, i32)>,
+    types: &HashMap<&str, (i64, i32, i64)>,
     now: i64,
     ids: &mut Vec<TaskId>,
 ) -> Result<()> {
@@ -175,7 +178,7 @@ fn insert_chunk(
     let mut args: Vec<Value> = Vec::with_capacity(1 + 6 * n);
     args.push(Value::Integer(now));
     for (p, place) in chunk.iter().zip(places) {
-        args.push(Value::Integer(type_ids[p.task_type.as_str()].0));
+        args.push(Value::Integer(types[p.task_type.as_str()].0));
         args.push(Value::Text(p.identifier.as_str().to_owned()));
         args.push(Value::Text(p.input.clone()));
         args.push(Value::Integer(i64::from(place.priority)));
@@ -187,7 +190,7 @@ fn insert_chunk(
         .and_then(|mut s| s.query_map(params_from_iter(args), |r| r.get(0))?.collect())
         .map_err(db("enqueueing"))?;
     if inserted.len() != n {
-        return Err(first_duplicate(tx, chunk, type_ids, &inserted));
+        return Err(first_duplicate(tx, chunk, types, &inserted));
     }
     // Rowids are assigned in VALUES order; RETURNING order is not promised.
     inserted.sort_unstable();
@@ -215,7 +218,7 @@ fn insert_chunk(
 fn duplicate_of(tx: &Transaction<'_>, prepared: &[Prepared]) -> Result<Option<Error>> {
     let mut seen = std::collections::HashSet::new();
     for p in prepared {
-        let (type_id, _) = task_type::id_and_priority_of(tx, &p.task_type)?;
+        let (type_id, _, _) = task_type::for_enqueue(tx, &p.task_type)?;
         let exists = tx
             .prepare_cached("SELECT 1 FROM atp_task WHERE type_id = ?1 AND identifier = ?2")
             .and_then(|mut s| s.exists(params![type_id, p.identifier.as_str()]))
@@ -235,12 +238,12 @@ fn duplicate_of(tx: &Transaction<'_>, prepared: &[Prepared]) -> Result<Option<Er
 fn first_duplicate(
     tx: &Transaction<'_>,
     chunk: &[Prepared],
-    type_ids: &HashMap<&str, (i64, i32)>,
+    types: &HashMap<&str, (i64, i32, i64)>,
     inserted: &[i64],
 ) -> Error {
     let mut seen = std::collections::HashSet::new();
     for p in chunk {
-        let key = (type_ids[p.task_type.as_str()].0, p.identifier.as_str());
+        let key = (types[p.task_type.as_str()].0, p.identifier.as_str());
         let existing: Option<i64> = tx
             .prepare_cached("SELECT id FROM atp_task WHERE type_id = ?1 AND identifier = ?2")
             .and_then(|mut s| s.query_row(params![key.0, key.1], |r| r.get(0)).optional())

@@ -8,15 +8,17 @@ use super::{db, row};
 /// A new type starts as `t.paused` says; an existing one keeps its pause
 /// (the update leaves the column alone: see [`TaskType::paused`]).
 pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()> {
+    let about = crate::row::about_text(&t.about)?;
     tx.prepare_cached(
-        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, retry_delay_secs, retry_max_delay_secs, max_running, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, ?9, ?10, ?11, ?6, ?6)
+        "INSERT INTO atp_task_type (name, handler, timeout_secs, retention_secs, max_starts, paused, priority, retry_delay_secs, retry_max_delay_secs, max_running, about, input_schema_rev, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?6, ?6)
          ON CONFLICT (name) DO UPDATE SET handler = excluded.handler,
              timeout_secs = excluded.timeout_secs, retention_secs = excluded.retention_secs,
              max_starts = excluded.max_starts, priority = excluded.priority,
              retry_delay_secs = excluded.retry_delay_secs,
              retry_max_delay_secs = excluded.retry_max_delay_secs,
              max_running = excluded.max_running,
+             about = excluded.about, input_schema_rev = excluded.input_schema_rev,
              updated_at = excluded.updated_at",
     )
     .and_then(|mut s| {
@@ -31,7 +33,9 @@ pub(super) fn upsert(tx: &Transaction<'_>, t: &TaskType, now: i64) -> Result<()>
             t.priority,
             t.retry.map(|r| r.delay_secs),
             t.retry.map(|r| r.max_delay_secs),
-            t.max_running.map(i64::from)
+            t.max_running.map(i64::from),
+            about,
+            t.about.input_schema_rev()
         ])
     })
     .map_err(db("registering a task type"))?;
@@ -83,14 +87,34 @@ pub(super) fn set_paused(
 
 /// The id of a type, or `TypeNotFound`.
 /// The type's id and the priority of its tasks enqueued without one.
-pub(super) fn id_and_priority_of(conn: &Connection, name: &TypeName) -> Result<(i64, i32)> {
-    conn.prepare_cached("SELECT id, priority FROM atp_task_type WHERE name = ?1")
+/// What an enqueue needs of a type: its id, its default priority and its
+/// input schema revision (`input_check.rs`).
+pub(super) fn for_enqueue(conn: &Connection, name: &TypeName) -> Result<(i64, i32, i64)> {
+    conn.prepare_cached("SELECT id, priority, input_schema_rev FROM atp_task_type WHERE name = ?1")
         .and_then(|mut s| {
-            s.query_row([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            s.query_row([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
         })
         .map_err(db("looking up a task type"))?
         .ok_or_else(|| Error::TypeNotFound(name.to_string()))
+}
+
+/// A type's description and input schema revision as stored, for the
+/// enqueue's check (`input_check.rs`); `None` when there is no such type.
+pub(super) fn input_schema(
+    conn: &Connection,
+    name: &TypeName,
+) -> Result<Option<(atp_core::TypeAbout, i64)>> {
+    let found: Option<(Option<String>, i64)> = conn
+        .prepare_cached("SELECT about, input_schema_rev FROM atp_task_type WHERE name = ?1")
+        .and_then(|mut s| {
+            s.query_row([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(db("reading a type's input schema"))?;
+    found
+        .map(|(about, rev)| Ok((crate::row::about_of(about)?, rev)))
+        .transpose()
 }
 
 pub(super) fn id_of(conn: &Connection, name: &TypeName) -> Result<i64> {
