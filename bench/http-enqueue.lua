@@ -3,15 +3,9 @@
 -- numbers its own requests; the thread id keeps identifiers unique across
 -- threads. Non-201 answers are counted and printed at the end.
 
-local counter = 0
-local thread_id = 0
-local threads = {}
+dofile("bench/wrk-result.lua")
 
-function setup(thread)
-  thread_id = thread_id + 1
-  thread:set("tid", thread_id)
-  table.insert(threads, thread)
-end
+local counter = 0
 
 function init(args)
   refused = 0
@@ -25,23 +19,4 @@ function request()
     run, tid, counter, counter)
   return wrk.format("POST", "/api/v1/tasks",
     { ["Content-Type"] = "application/json" }, body)
-end
-
-function response(status, headers, body)
-  if status ~= 201 then
-    refused = refused + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local total_refused = 0
-  for _, t in ipairs(threads) do
-    total_refused = total_refused + (t:get("refused") or 0)
-  end
-  io.write(string.format(
-    "RESULT requests=%d seconds=%.2f rps=%.0f p50_ms=%.2f p99_ms=%.2f non201=%d\n",
-    summary.requests, summary.duration / 1e6,
-    summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    total_refused))
 end

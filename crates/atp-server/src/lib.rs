@@ -26,6 +26,7 @@ pub mod auth;
 pub mod extract;
 pub mod html;
 pub mod metrics;
+pub mod ogc;
 pub mod problem;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -42,9 +43,15 @@ pub struct ServerConfig {
     /// Largest request body, in bytes (413 beyond). The store's own
     /// `max_input_bytes` still limits each task's input.
     pub max_body_bytes: usize,
+    /// Where the OGC API – Processes facade is served ([`ogc`]): a path
+    /// without a trailing slash, `""` for the root.
+    pub ogc_prefix: String,
 }
 
 impl ServerConfig {
+    /// The OGC facade's default prefix.
+    pub const DEFAULT_OGC_PREFIX: &'static str = "/ogc";
+
     /// Default body limit: 16 MiB, room for a batch of inputs at the
     /// store's default 1 MiB each.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -55,6 +62,7 @@ impl Default for ServerConfig {
         ServerConfig {
             tokens: Tokens::default(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            ogc_prefix: Self::DEFAULT_OGC_PREFIX.to_owned(),
         }
     }
 }
@@ -73,6 +81,10 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// See [`ServerConfig::max_body_bytes`].
     pub max_body_bytes: usize,
+    /// See [`ServerConfig::ogc_prefix`].
+    pub ogc_prefix: String,
+    /// The OGC facade's short memory of types (see [`ogc::TypeCache`]).
+    pub ogc_types: ogc::TypeCache,
     /// Turns `true` when [`serve`] begins its graceful shutdown. Written
     /// once by `serve`; read by responses that would otherwise stay open
     /// (the dashboard's event streams end on it, so an open tab never holds
@@ -95,6 +107,8 @@ impl AppState {
             tokens: config.tokens,
             metrics: Arc::new(Metrics::new()),
             max_body_bytes: config.max_body_bytes,
+            ogc_prefix: config.ogc_prefix,
+            ogc_types: ogc::TypeCache::default(),
             closing: tokio::sync::watch::Sender::new(false),
         }))
     }
@@ -113,6 +127,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(html::routes())
+        .merge(ogc::routes(&state.ogc_prefix))
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

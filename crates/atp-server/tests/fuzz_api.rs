@@ -490,6 +490,7 @@ fn fuzz(tokens: Tokens, name: &str) {
         ServerConfig {
             tokens,
             max_body_bytes: 16 * 1024,
+            ..ServerConfig::default()
         },
     );
     let router = atp_server::router(state);

@@ -39,8 +39,31 @@ pub struct ServeArgs {
     /// Largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Where the OGC API – Processes facade is served: a path such as
+    /// /ogc or /services/processes (no trailing slash).
+    #[arg(long, default_value = ServerConfig::DEFAULT_OGC_PREFIX, value_parser = ogc_prefix)]
+    ogc_prefix: String,
     #[command(flatten)]
     daemon: DaemonArgs,
+}
+
+/// An OGC prefix: `/` and path segments of letters, digits, `-`, `_` and
+/// `.`, without a trailing slash (the routes are appended to it).
+fn ogc_prefix(text: &str) -> Result<String, String> {
+    let segments_ok = text.split('/').skip(1).all(|s| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    });
+    if text.starts_with('/') && segments_ok && text != "/api" && !text.starts_with("/api/") {
+        Ok(text.to_owned())
+    } else {
+        Err(
+            "expected a path such as /ogc: segments of letters, digits, - _ and ., \
+             no trailing slash, outside /api"
+                .to_owned(),
+        )
+    }
 }
 
 pub async fn run(db: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
@@ -57,6 +80,7 @@ pub async fn run(db: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         ServerConfig {
             tokens,
             max_body_bytes: args.max_body_bytes,
+            ogc_prefix: args.ogc_prefix,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)

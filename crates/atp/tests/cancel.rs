@@ -15,7 +15,7 @@ use atp_core::{Handler, NewTask, Status, Store, TaskRef, TaskType};
 use atp_store::conformance::{ident, type_name};
 use atp_store::testing::{TestDb, eventually};
 use common::{ATP, Lines, log_messages};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// `atp ARGS…` on `db`.
 fn atp(db: &impl TestDb, args: &[&str]) -> Output {
@@ -256,7 +256,54 @@ async fn atp_cancel_refuses_ended_tasks_and_reenqueue_brings_them_back(db: impl 
     assert_eq!(queued.status.code(), Some(4), "{queued:?}");
 }
 
+/// An OGC client's dismiss of a running `exec:` job, through `atp serve`:
+/// the program's whole group is gone (killed after the grace, as it
+/// ignores SIGTERM) and the job reads `dismissed`, its task CANCELLED.
+async fn an_ogc_dismiss_ends_a_running_exec_job_and_its_processes(db: impl TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::spawn(db.child_env(), &["--cancel-grace", "300ms"]);
+    let http = reqwest::Client::new();
+    let r = http
+        .put(server.url("/api/v1/types/Program"))
+        .json(&json!({"handler": program(dir.path(), false)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .post(server.url("/ogc/processes/Program/execution"))
+        .header("Prefer", "respond-async")
+        .json(&json!({"inputs": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job = r.headers()["location"].to_str().unwrap().to_owned();
+    let job_id = job.rsplit('/').next().unwrap().to_owned();
+    let pgid = read_pid(&dir.path().join("pid")).await;
+
+    let r = http.delete(&job).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(info["status"], "dismissed", "{info}");
+    eventually(
+        Duration::from_secs(10),
+        "the job's processes to be gone",
+        || async { (!group_alive(pgid)).then_some(()) },
+    )
+    .await;
+    let (_, info) = atp_server::testing::get_json(&http, &job).await;
+    assert_eq!(info["status"], "dismissed", "{info}");
+    let s = db.store();
+    let task = s
+        .task_get(&TaskRef::Key(type_name("Program"), ident(&job_id)))
+        .await
+        .unwrap();
+    assert_eq!(task.status, Status::Cancelled);
+}
+
 atp_store::per_engine_tests! {
+    an_ogc_dismiss_ends_a_running_exec_job_and_its_processes,
     atp_cancel_stops_exec_programs_in_a_daemon_process,
     atp_cancel_refuses_ended_tasks_and_reenqueue_brings_them_back,
 }

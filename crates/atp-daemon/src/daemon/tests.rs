@@ -297,6 +297,7 @@ async fn a_daemon_taken_for_dead_cancels_its_attempts_and_registers_again(db: im
 /// ahead reads SCHEDULED (its start not counted) until its handler runs.
 async fn heartbeats_refresh_every_held_task(db: impl TestDb) {
     let mut h = Harness::new(db.store().clone(), config(1)).await;
+    h.claimer.lengthen_ahead_wait_for_test();
     h.s().record_handler_time(Duration::ZERO);
     let t = gate_type(h.store(), "gate").await;
     let first = enqueue(h.store(), &t, "1").await;
@@ -394,6 +395,7 @@ async fn a_task_claimed_ahead_goes_back_in_its_place_when_no_slot_frees(db: impl
 /// batch ahead.
 async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
     let mut h = Harness::new(db.store().clone(), config(1)).await;
+    h.claimer.lengthen_ahead_wait_for_test();
     let t = gate_type(h.store(), "gate").await;
     let first = enqueue(h.store(), &t, "1").await;
     let second = enqueue(h.store(), &t, "2").await;
@@ -421,6 +423,7 @@ async fn long_tasks_are_not_claimed_ahead(db: impl TestDb) {
 /// many small claims would cost a round trip and a commit each.
 async fn short_tasks_are_claimed_ahead_in_batches_refilled_at_half(db: impl TestDb) {
     let mut h = Harness::new(db.store().clone(), config(2)).await;
+    h.claimer.lengthen_ahead_wait_for_test();
     let t = gate_type(h.store(), "gate").await;
     for i in 0..80 {
         enqueue(h.store(), &t, &format!("{i:02}")).await;
@@ -471,6 +474,7 @@ async fn a_freed_slot_takes_a_task_claimed_ahead_while_a_claim_is_in_flight() {
         return;
     };
     let mut h = Harness::new(db.store().clone(), config(1)).await;
+    h.claimer.lengthen_ahead_wait_for_test();
     let t = gate_type(h.store(), "gate").await;
     for i in 0..4 {
         enqueue(h.store(), &t, &format!("a{i}")).await;
@@ -533,6 +537,7 @@ async fn a_freed_slot_takes_a_task_claimed_ahead_while_a_claim_is_in_flight() {
 /// daemon hears never runs: the free slot skips it, and nothing is written.
 async fn a_task_cancelled_while_claimed_ahead_never_runs(db: impl TestDb) {
     let mut h = Harness::new(db.store().clone(), config(1)).await;
+    h.claimer.lengthen_ahead_wait_for_test();
     let t = gate_type(h.store(), "gate").await;
     enqueue(h.store(), &t, "1").await;
     let second = enqueue(h.store(), &t, "2").await;

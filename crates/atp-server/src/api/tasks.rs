@@ -23,7 +23,7 @@ pub const MAX_BATCH: usize = 10_000;
 /// Everything but RFC 3986's unreserved characters is escaped in a path
 /// segment, so every valid identifier (which may hold `/`, `?`, `%`, …)
 /// round-trips.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

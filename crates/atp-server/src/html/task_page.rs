@@ -63,7 +63,7 @@ pub async fn page(State(state): State<AppState>, key: TaskKey) -> HtmlResult<Mar
                     "Type " a href="/types" { (ty) } " is paused: this task waits in the queue until it is resumed."
                 }
             }
-            (summary(&task))
+            (summary(&task, &state.ogc_prefix))
             section.panel aria-labelledby="h-log" {
                 h2 #h-log { "Log" }
                 (timeline(&log))
@@ -82,7 +82,7 @@ pub async fn page(State(state): State<AppState>, key: TaskKey) -> HtmlResult<Mar
     ))
 }
 
-fn summary(task: &Task) -> Markup {
+fn summary(task: &Task, ogc_prefix: &str) -> Markup {
     let (ty, id) = (task.task_type.as_str(), task.identifier.as_str());
     html! {
         div #task-summary .panel data-live {
@@ -109,6 +109,7 @@ fn summary(task: &Task) -> Markup {
                 }
                 (action_form(ty, id, Action::Delete, false))
                 a.original-log href=(urls::process_status(ty, id)) { "Log in the original view" }
+                a.ogc-job href=(urls::ogc_job(ogc_prefix, id)) { "As an OGC job" }
             }
         }
     }

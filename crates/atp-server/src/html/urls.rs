@@ -55,6 +55,11 @@ pub fn process_status(task_type: &str, identifier: &str) -> String {
     keyed("/process/status", task_type, identifier, "")
 }
 
+/// The task as a job of the OGC API – Processes facade (its statusInfo).
+pub fn ogc_job(prefix: &str, identifier: &str) -> String {
+    format!("{prefix}/jobs/{}", crate::ogc::segment(identifier))
+}
+
 /// The original's response view of one task.
 pub fn process_response(task_type: &str, identifier: &str) -> String {
     keyed("/process/response", task_type, identifier, "")
