@@ -139,15 +139,8 @@ pub async fn execute(
             "process {id:?} has one output, {OUTPUT:?}, not {other:?}"
         )));
     }
-    let raw = match request.response.as_deref() {
-        None | Some("raw") => true,
-        Some("document") => false,
-        Some(other) => {
-            return Err(Problem::invalid(format!(
-                "response is raw or document, not {other:?}"
-            )));
-        }
-    };
+    // Part 1 (1.0): an execution's results are raw unless asked otherwise.
+    let raw = job::raw_response(request.response.as_deref(), true)?;
     // A generated id (a fresh UUIDv7) is new everywhere; a chosen one must
     // not name a job of another process too (a job id names one job).
     let job_id = match headers.get(JOB_ID_HEADER) {

@@ -385,17 +385,22 @@ pub async fn results(
     Path(id): Path<String>,
     Query(query): Query<ResultsQuery>,
 ) -> ApiResult<Response> {
-    let raw = match query.response.as_deref() {
-        None | Some("document") => false,
-        Some("raw") => true,
-        Some(other) => {
-            return Err(Problem::invalid(format!(
-                "response is raw or document, not {other:?}"
-            )));
-        }
-    };
+    let raw = raw_response(query.response.as_deref(), false)?;
     let task = find(&state, &id).await?;
     results_of(&state, &task, raw).await
+}
+
+/// Whether a `response` parameter asks for the raw response (`raw`) or a
+/// results document (`document`); `raw_by_default` when it is not given.
+pub fn raw_response(response: Option<&str>, raw_by_default: bool) -> ApiResult<bool> {
+    match response {
+        None => Ok(raw_by_default),
+        Some("raw") => Ok(true),
+        Some("document") => Ok(false),
+        Some(other) => Err(Problem::invalid(format!(
+            "response is raw or document, not {other:?}"
+        ))),
+    }
 }
 
 /// The results of an ended task: its response, raw or as a results
